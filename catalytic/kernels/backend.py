@@ -1,0 +1,306 @@
+"""The array-backend interface, the registry and backend selection.
+
+Algorithms (``catalytic.kernels``) are written once over the primitives of :class:`Backend`. A backend owns
+where the state lives (host memory for ``numpy`` and ``numba``, device memory for ``cupy``) and how each
+primitive runs. Every backend must give bit-identical results; the rules that make that possible are fixed
+here, not in the backends:
+
+* **Neighbour order** (the tie-breaking order): axis 0 −1, axis 0 +1, axis 1 −1, axis 1 +1, … A step off an
+  open border is skipped; on a periodic axis it wraps.
+* **Canonical path** (:meth:`Backend.trace_path`): walk back from the goal; from vertex ``v`` step to the
+  first open neighbour ``u`` in neighour order with ``dist[u] + cost(v) == dist[v]``, where ``cost(v)`` is 1
+  unweighted or ``weights[v]``. Parent arrays are never kept.
+* **BFS** expands whole levels and stops after the level that discovers the target; ``expanded`` counts the
+  vertices of every level expanded (all vertices at depth < depth(target)).
+* **Dijkstra / A\\*** pop the heap in key order ``(f, h, index)`` (``h = 0`` for Dijkstra), settle a vertex on
+  its first pop, relax only on strict improvement and stop when the target is settled; ``expanded`` counts
+  settled vertices. A\\*'s ``h`` is the periodic-aware Manhattan distance to the goal times the smallest weight.
+* **Bidirectional BFS** expands whole levels, each time the side with the smaller frontier (the start side on
+  a tie); after the first level that labels a vertex already labelled by the other side it stops, and meets at
+  the vertex ``w`` of that level minimising ``(d_start(w) + d_goal(w), w)``.
+* **Component labels** number components 1..count by each component's lowest linear index; blocked is 0.
+
+Selection: the ``backend=`` argument, else ``CATALYTIC_BACKEND`` (``auto|numpy|numba|cupy``), else auto
+(cupy when it imports and a CUDA device is usable, otherwise numba). Under auto, a GPU failure at run time
+falls back to numba for that call (see :func:`run_with_fallback`).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from catalytic.errors import BackendUnavailableError, CatalyticError, MethodError
+from catalytic.lattice import Lattice, random_threshold
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "Geometry",
+    "backends",
+    "fallback_count",
+    "get_backend",
+    "register_backend",
+    "resolve_backend",
+    "run_with_fallback",
+]
+
+log = logging.getLogger("catalytic.kernels")
+
+BACKEND_NAMES = ("numpy", "numba", "cupy")
+_MODULES = {
+    "numpy": "catalytic.kernels.numpy_backend",
+    "numba": "catalytic.kernels.numba_backend",
+    "cupy": "catalytic.kernels.cupy_backend",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """Everything a primitive needs to know about a lattice, as flat host arrays.
+
+    Backends materialise the open mask themselves from these fields (random generators, boxes and the
+    explicit mask), so a GPU computes procedural obstacles on the device with the same hash as the CPU.
+    """
+
+    shape: np.ndarray  # int64 (d,)
+    strides: np.ndarray  # int64 (d,), C order
+    periodic: np.ndarray  # uint8 (d,)
+    vertices: int
+    random_seeds: np.ndarray  # uint64 (r,)
+    random_thresholds: np.ndarray  # uint64 (r,): blocked iff splitmix64(seed, i) >> 11 < threshold
+    box_lo: np.ndarray  # int64 (b, d), inclusive
+    box_hi: np.ndarray  # int64 (b, d), inclusive
+    explicit_blocked: np.ndarray | None  # bool (N,) or None
+    weights: np.ndarray | None  # float64 (N,) or None
+    min_weight: float = 1.0
+    ndim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ndim", int(self.shape.shape[0]))
+
+    @classmethod
+    def of(cls, lattice: Lattice) -> Geometry:
+        """The geometry of a lattice."""
+        randoms = [o for o in lattice.obstacles if o["kind"] == "random" and o["p"] > 0]
+        boxes = [o for o in lattice.obstacles if o["kind"] == "box"]
+        d = lattice.ndim
+        return cls(
+            shape=np.asarray(lattice.shape, dtype=np.int64),
+            strides=np.asarray(lattice.strides, dtype=np.int64),
+            periodic=np.asarray(lattice.periodic, dtype=np.uint8),
+            vertices=lattice.vertices,
+            random_seeds=np.asarray([o["seed"] for o in randoms], dtype=np.uint64),
+            random_thresholds=np.asarray([random_threshold(o["p"]) for o in randoms], dtype=np.uint64),
+            box_lo=np.asarray([o["lo"] for o in boxes], dtype=np.int64).reshape(len(boxes), d),
+            box_hi=np.asarray([o["hi"] for o in boxes], dtype=np.int64).reshape(len(boxes), d),
+            explicit_blocked=None if lattice.blocked is None else lattice.blocked.ravel(),
+            weights=None if lattice.weights is None else lattice.weights.ravel(),
+            min_weight=lattice.min_weight,
+        )
+
+
+class Backend(abc.ABC):
+    """The primitives every algorithm is written over.
+
+    Arrays named "device array" live wherever the backend keeps state (NumPy arrays for CPU backends).
+    ``open_mask`` is a uint8 device array of ``vertices`` entries, 1 where open. Distances are int32 (−1
+    unreached) for unweighted searches and float64 (inf unreached) for weighted ones.
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls) -> str | None:
+        """None when usable on this machine, else a sentence naming what is missing."""
+
+    # --- arrays ---------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def full(self, n: int, value: float, dtype: Any) -> Any:
+        """A new device array of ``n`` entries set to ``value``."""
+
+    @abc.abstractmethod
+    def to_device(self, array: np.ndarray) -> Any:
+        """Copy a host array to the device (no copy for CPU backends when already contiguous)."""
+
+    @abc.abstractmethod
+    def to_host(self, array: Any) -> np.ndarray:
+        """Copy a device array to a host NumPy array."""
+
+    # --- lattice ----------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def open_mask(self, geom: Geometry) -> Any:
+        """Materialise the uint8 open mask (N,) from the generators, boxes and explicit mask."""
+
+    @abc.abstractmethod
+    def open_bits(self, geom: Geometry) -> Any:
+        """The open mask packed 1 bit per vertex: uint8 ((N + 7) // 8,), bit ``i & 7`` of byte ``i >> 3``."""
+
+    @abc.abstractmethod
+    def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:
+        """int64 (2d + 1,): how many open vertices have k distinct open neighbours (self-loops excluded)."""
+
+    # --- searches ---------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def bfs(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
+        """Multi-source BFS writing steps into ``dist`` (pre-filled with −1); returns ``expanded``.
+
+        With ``target >= 0`` it stops after the level that discovers ``target``.
+        """
+
+    @abc.abstractmethod
+    def bidirectional(
+        self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any
+    ) -> tuple[int, int, int]:
+        """Bidirectional BFS; returns ``(length, meet, expanded)``, ``length = -1`` when unreachable."""
+
+    @abc.abstractmethod
+    def dijkstra(
+        self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool
+    ) -> int:
+        """Dijkstra (or A* towards ``target`` when ``astar``) writing costs into ``dist`` (pre-filled inf).
+
+        Uses ``geom.weights`` when present, unit costs otherwise. Returns ``expanded``.
+        """
+
+    @abc.abstractmethod
+    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
+        """The canonical path from ``vertex`` back to ``root`` (both included) as host int64 indices."""
+
+    # --- frugal (2 bits per vertex) --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
+        """BFS keeping depth mod 3 in 2 bits per vertex (``state``: uint8 ((N + 3) // 4,), zeroed).
+
+        State values: 0 unvisited, 1 + depth mod 3 otherwise. Returns ``(length, expanded)``; length −1
+        when unreachable.
+        """
+
+    @abc.abstractmethod
+    def trace_path_frugal(
+        self, geom: Geometry, open_bits: Any, state: Any, start: int, goal: int, length: int
+    ) -> np.ndarray:
+        """The canonical path from ``goal`` back to ``start`` rebuilt from the depth-mod-3 state."""
+
+    # --- structure --------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def label(self, geom: Geometry, open_mask: Any) -> tuple[Any, int]:
+        """Component labels (int32, or int64 past 2^31 − 1 vertices) numbered by lowest index; and the count."""
+
+
+_REGISTRY: dict[str, type[Backend]] = {}
+_INSTANCES: dict[str, Backend] = {}
+_LOCK = threading.Lock()
+_fallbacks = 0
+_warned = False
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator adding a backend to the registry."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load(name: str) -> type[Backend]:
+    if name not in _REGISTRY:
+        importlib.import_module(_MODULES[name])
+    return _REGISTRY[name]
+
+
+def _unavailable_reason(name: str) -> str | None:
+    try:
+        cls = _load(name)
+    except ImportError as exc:
+        return f"backend {name!r} cannot be imported: {exc}"
+    return cls.probe()
+
+
+def backends() -> list[str]:
+    """The backends usable on this machine, in the order auto selection prefers them last to first."""
+    return [name for name in BACKEND_NAMES if _unavailable_reason(name) is None]
+
+
+def resolve_backend(backend: str | None) -> tuple[str, bool]:
+    """Resolve a request to ``(name, auto)``: argument, else ``CATALYTIC_BACKEND``, else auto."""
+    requested = backend if backend is not None else os.environ.get("CATALYTIC_BACKEND", "auto")
+    requested = requested.strip().lower()
+    if requested == "auto":
+        return ("cupy" if _unavailable_reason("cupy") is None else "numba"), True
+    if requested not in BACKEND_NAMES:
+        raise MethodError("backend", f"unknown backend {requested!r}", "auto, numpy, numba or cupy")
+    return requested, False
+
+
+def get_backend(name: str) -> Backend:
+    """The shared instance of a backend; raises BackendUnavailableError naming what is missing."""
+    if name not in BACKEND_NAMES:
+        raise MethodError("backend", f"unknown backend {name!r}", "numpy, numba or cupy")
+    with _LOCK:
+        if name not in _INSTANCES:
+            reason = _unavailable_reason(name)
+            if reason is not None:
+                raise BackendUnavailableError(reason)
+            _INSTANCES[name] = _load(name)()
+        return _INSTANCES[name]
+
+
+def fallback_count() -> int:
+    """How many calls fell back from the GPU to numba in this process (exported as backend_fallbacks_total)."""
+    return _fallbacks
+
+
+_fallback_listeners: list[Callable[[], None]] = []
+
+
+def on_fallback(listener: Callable[[], None]) -> None:
+    """Call ``listener`` each time a call falls back (the service increments its counter this way)."""
+    _fallback_listeners.append(listener)
+
+
+T = TypeVar("T")
+
+
+def _is_gpu_failure(exc: BaseException) -> bool:
+    # CuPy and numba.cuda raise their own classes for out-of-memory and driver errors; match by module so
+    # that neither has to be imported here.
+    if isinstance(exc, CatalyticError):
+        return False
+    module = type(exc).__module__ or ""
+    return isinstance(exc, MemoryError) or module.startswith(("cupy", "cupy_backends", "numba.cuda"))
+
+
+def run_with_fallback(backend: str | None, call: Callable[[Backend], T]) -> tuple[T, str]:
+    """Run ``call`` on the selected backend; under auto, retry a GPU failure on numba.
+
+    Returns the result and the name of the backend that produced it.
+    """
+    global _fallbacks, _warned
+    name, auto = resolve_backend(backend)
+    try:
+        return call(get_backend(name)), name
+    except Exception as exc:
+        if not (auto and name == "cupy" and _is_gpu_failure(exc)):
+            raise
+        with _LOCK:
+            _fallbacks += 1
+            first = not _warned
+            _warned = True
+        if first:
+            log.warning("GPU backend failed (%s: %s); falling back to numba", type(exc).__name__, exc)
+        for listener in _fallback_listeners:
+            listener()
+        return call(get_backend("numba")), "numba"

@@ -1,0 +1,514 @@
+"""The lattice model: shape, periodic axes, obstacles, weights, index <-> coordinates, specs.
+
+A lattice is implicit: vertex ``i`` has coordinates ``np.unravel_index(i, shape)`` (C order, last axis
+fastest) and its neighbours are ``i ± stride[k]`` along every axis ``k`` (face adjacency, ``2·d``
+neighbours, fewer at open borders, wrapping on periodic axes). Nothing but the obstacle mask and the
+optional weights is ever stored, and procedural obstacles are not stored at all.
+
+Procedural random obstacles
+---------------------------
+``{"kind": "random", "p": p, "seed": s}`` blocks vertex ``i`` iff ``splitmix64(s, i) >> 11 < floor(p · 2^53)``
+where ``splitmix64(s, i)`` is the ``i``-th output (counting from 0) of the SplitMix64 generator seeded
+with ``s``::
+
+    z = (s + (i + 1) · 0x9E3779B97F4A7C15)       mod 2^64
+    z = (z ^ (z >> 30)) · 0xBF58476D1CE4E5B9      mod 2^64
+    z = (z ^ (z >> 27)) · 0x94D049BB133111EB      mod 2^64
+    z =  z ^ (z >> 31)
+
+The hash needs only the seed and the linear index, so every backend, replica and worker rebuilds exactly
+the same mask from the spec alone. ``p = 0`` blocks nothing and ``p = 1`` blocks everything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from catalytic.errors import (
+    BlockedVertexError,
+    CoordinateError,
+    InvalidTypeError,
+    MaskError,
+    ObstacleError,
+    ShapeError,
+    SpecError,
+    VertexBudgetError,
+    WeightsError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_VERTICES",
+    "MAX_AXES",
+    "SPEC_VERSION",
+    "Lattice",
+    "array_digest",
+    "random_blocked",
+    "splitmix64",
+]
+
+MAX_AXES = 10
+SPEC_VERSION = 1
+DEFAULT_MAX_VERTICES = 2**31
+"""Vertex budget for lattices whose state is kept in dense arrays; ``CATALYTIC_MAX_VERTICES`` overrides it."""
+
+SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+SPLITMIX_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+SPLITMIX_MUL2 = np.uint64(0x94D049BB133111EB)
+UINT64_MAX = 2**64 - 1
+_CHUNK = 1 << 22
+
+
+def _max_vertices_default() -> int:
+    raw = os.environ.get("CATALYTIC_MAX_VERTICES")
+    if raw is None:
+        return DEFAULT_MAX_VERTICES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ShapeError("CATALYTIC_MAX_VERTICES", f"{raw!r} is not an integer", "an integer >= 1") from None
+    if value < 1:
+        raise ShapeError("CATALYTIC_MAX_VERTICES", f"{value} is too small", "an integer >= 1")
+    return value
+
+
+def splitmix64(seed: int, index: np.ndarray) -> np.ndarray:
+    """The ``index``-th SplitMix64 output for ``seed``, vectorised over ``index`` (uint64 array)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + (index.astype(np.uint64) + np.uint64(1)) * SPLITMIX_GAMMA
+        z = (z ^ (z >> np.uint64(30))) * SPLITMIX_MUL1
+        z = (z ^ (z >> np.uint64(27))) * SPLITMIX_MUL2
+        return z ^ (z >> np.uint64(31))
+
+
+def random_threshold(p: float) -> int:
+    """The 53-bit threshold of a random obstacle generator: ``floor(p · 2^53)``."""
+    return math.floor(p * 2.0**53)
+
+
+def random_blocked(seed: int, p: float, start: int, stop: int) -> np.ndarray:
+    """Blocked flags of the random generator ``(seed, p)`` for linear indices ``start .. stop - 1``."""
+    index = np.arange(start, stop, dtype=np.uint64)
+    return (splitmix64(seed, index) >> np.uint64(11)) < np.uint64(random_threshold(p))
+
+
+def array_digest(array: np.ndarray) -> str:
+    """Content digest (xxh3-128) of a mask or weights array, independent of memory layout."""
+    if array.dtype == np.bool_:
+        payload = np.packbits(np.ascontiguousarray(array).ravel(), bitorder="little").tobytes()
+        kind = "bool"
+    else:
+        payload = np.ascontiguousarray(array, dtype="<f8").tobytes()
+        kind = "f8"
+    shape = ",".join(str(n) for n in array.shape)
+    return "xxh3_128:" + xxhash.xxh3_128_hexdigest(f"{kind}:{shape}:".encode() + payload)
+
+
+def _as_int(value: Any, field: str, allowed: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidTypeError(field, f"{value!r} is not an integer", allowed)
+    return int(value)
+
+
+def _normalise_shape(shape: Any) -> tuple[int, ...]:
+    allowed = f"1 to {MAX_AXES} axes, each an integer >= 1"
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    if isinstance(shape, str | bytes) or not isinstance(shape, Iterable):
+        raise InvalidTypeError("shape", f"{shape!r} is not a sequence of integers", allowed)
+    axes = list(shape)
+    if not 1 <= len(axes) <= MAX_AXES:
+        raise ShapeError("shape", f"{len(axes)} axes given", allowed)
+    out = []
+    for k, n in enumerate(axes):
+        value = _as_int(n, f"shape[{k}]", allowed)
+        if value < 1:
+            raise ShapeError(f"shape[{k}]", f"axis length {value} is not positive", allowed)
+        out.append(value)
+    return tuple(out)
+
+
+def _normalise_periodic(periodic: Any, ndim: int) -> tuple[bool, ...]:
+    allowed = f"a bool, or a list of {ndim} bools"
+    if isinstance(periodic, bool | np.bool_):
+        return (bool(periodic),) * ndim
+    if isinstance(periodic, str | bytes) or not isinstance(periodic, Iterable):
+        raise InvalidTypeError("periodic", f"{periodic!r} is neither a bool nor a list of bools", allowed)
+    flags = list(periodic)
+    if len(flags) != ndim:
+        raise ShapeError("periodic", f"{len(flags)} flags for {ndim} axes", allowed)
+    for k, flag in enumerate(flags):
+        if not isinstance(flag, bool | np.bool_):
+            raise InvalidTypeError(f"periodic[{k}]", f"{flag!r} is not a bool", allowed)
+    return tuple(bool(f) for f in flags)
+
+
+def _normalise_obstacle(item: Any, position: int, shape: tuple[int, ...]) -> dict[str, Any]:
+    field = f"obstacles[{position}]"
+    if not isinstance(item, Mapping):
+        raise InvalidTypeError(field, f"{item!r} is not an object", '{"kind": "random" | "box", ...}')
+    kind = item.get("kind")
+    if kind == "random":
+        extra = set(item) - {"kind", "p", "seed"}
+        if extra:
+            raise ObstacleError(field, f"unknown keys {sorted(extra)}", "kind, p, seed")
+        p = item.get("p")
+        if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating):
+            raise InvalidTypeError(f"{field}.p", f"{p!r} is not a number", "a number in [0, 1]")
+        p = float(p)
+        if not 0.0 <= p <= 1.0:  # also refuses NaN
+            raise ObstacleError(f"{field}.p", f"{p!r} is outside [0, 1]", "a number in [0, 1]")
+        seed = _as_int(item.get("seed", 0), f"{field}.seed", f"an integer in [0, {UINT64_MAX}]")
+        if not 0 <= seed <= UINT64_MAX:
+            raise ObstacleError(f"{field}.seed", f"{seed} is out of range", f"an integer in [0, {UINT64_MAX}]")
+        return {"kind": "random", "p": p, "seed": seed}
+    if kind == "box":
+        extra = set(item) - {"kind", "lo", "hi"}
+        if extra:
+            raise ObstacleError(field, f"unknown keys {sorted(extra)}", "kind, lo, hi")
+        bounds = {}
+        for name in ("lo", "hi"):
+            allowed = f"{len(shape)} integers with 0 <= lo[k] <= hi[k] < shape[k]"
+            raw = item.get(name)
+            if isinstance(raw, str | bytes) or not isinstance(raw, Iterable):
+                raise InvalidTypeError(f"{field}.{name}", f"{raw!r} is not a list of integers", allowed)
+            values = [_as_int(v, f"{field}.{name}[{k}]", allowed) for k, v in enumerate(raw)]
+            if len(values) != len(shape):
+                raise ObstacleError(f"{field}.{name}", f"{len(values)} values for {len(shape)} axes", allowed)
+            for k, (v, n) in enumerate(zip(values, shape, strict=True)):
+                if not 0 <= v < n:
+                    raise ObstacleError(f"{field}.{name}[{k}]", f"{v} is outside the lattice", f"0 to {n - 1}")
+            bounds[name] = values
+        for k, (lo, hi) in enumerate(zip(bounds["lo"], bounds["hi"], strict=True)):
+            if lo > hi:
+                raise ObstacleError(f"{field}.lo[{k}]", f"lo {lo} exceeds hi {hi}", "lo[k] <= hi[k]")
+        return {"kind": "box", "lo": bounds["lo"], "hi": bounds["hi"]}
+    raise ObstacleError(f"{field}.kind", f"unknown kind {kind!r}", '"random" or "box"')
+
+
+class Lattice:
+    """A d-dimensional grid graph with implicit face-adjacent neighbours.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Axis lengths, 1 to 10 axes, each >= 1 (a bare int means one axis).
+    periodic : bool or sequence of bool
+        Torus wrap, for all axes or per axis.
+    blocked : numpy.ndarray of bool, optional
+        Explicit obstacle mask of the lattice's shape.
+    weights : numpy.ndarray, optional
+        Positive finite cost of *entering* each vertex. A path costs the sum over its vertices except the start.
+    obstacles : sequence of dict, optional
+        Procedural obstacle generators, ``{"kind": "random", "p", "seed"}`` or ``{"kind": "box", "lo", "hi"}``
+        (inclusive bounds); they combine with each other and with ``blocked``.
+    max_vertices : int, optional
+        Vertex budget; defaults to ``CATALYTIC_MAX_VERTICES`` or 2**31.
+
+    Raises
+    ------
+    InvalidInputError
+        A subclass naming the field and the allowed range for any out-of-range value.
+    InvalidTypeError
+        For a field of the wrong type.
+
+    Examples
+    --------
+    >>> lat = Lattice((4, 5), periodic=[True, False], obstacles=[{"kind": "box", "lo": [1, 1], "hi": [2, 3]}])
+    >>> lat.vertices, lat.open_vertices
+    (20, 14)
+    """
+
+    __slots__ = (
+        "_open_mask",
+        "blocked",
+        "max_vertices",
+        "ndim",
+        "obstacles",
+        "periodic",
+        "shape",
+        "strides",
+        "vertices",
+        "weights",
+    )
+
+    def __init__(
+        self,
+        shape: Sequence[int] | int,
+        periodic: bool | Sequence[bool] = False,
+        blocked: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        obstacles: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        max_vertices: int | None = None,
+    ) -> None:
+        self.shape = _normalise_shape(shape)
+        self.ndim = len(self.shape)
+        self.max_vertices = _max_vertices_default() if max_vertices is None else int(max_vertices)
+        self.vertices = math.prod(self.shape)
+        if self.vertices > self.max_vertices:
+            raise VertexBudgetError(
+                "shape",
+                f"{self.vertices} vertices exceed the vertex budget",
+                f"at most {self.max_vertices} vertices",
+            )
+        self.periodic = _normalise_periodic(periodic, self.ndim)
+        strides = [1] * self.ndim
+        for k in range(self.ndim - 2, -1, -1):
+            strides[k] = strides[k + 1] * self.shape[k + 1]
+        self.strides = tuple(strides)
+        if obstacles is None:
+            obstacles = []
+        if isinstance(obstacles, Mapping) or not isinstance(obstacles, Iterable):
+            raise InvalidTypeError("obstacles", f"{obstacles!r} is not a list", "a list of obstacle objects")
+        self.obstacles = tuple(_normalise_obstacle(o, i, self.shape) for i, o in enumerate(obstacles))
+        self.blocked = self._check_blocked(blocked)
+        self.weights = self._check_weights(weights)
+        self._open_mask: np.ndarray | None = None
+
+    def _check_blocked(self, blocked: np.ndarray | None) -> np.ndarray | None:
+        if blocked is None:
+            return None
+        allowed = f"a bool array of shape {list(self.shape)}"
+        if not isinstance(blocked, np.ndarray):
+            raise InvalidTypeError("blocked", f"{type(blocked).__name__} is not a numpy array", allowed)
+        if blocked.dtype != np.bool_:
+            raise MaskError("blocked", f"dtype {blocked.dtype} is not bool", allowed)
+        if blocked.shape != self.shape:
+            raise MaskError("blocked", f"shape {list(blocked.shape)} does not match the lattice", allowed)
+        mask = np.ascontiguousarray(blocked).copy()
+        mask.flags.writeable = False
+        return mask
+
+    def _check_weights(self, weights: np.ndarray | None) -> np.ndarray | None:
+        if weights is None:
+            return None
+        allowed = f"a real array of shape {list(self.shape)}, every value finite and > 0"
+        if not isinstance(weights, np.ndarray):
+            raise InvalidTypeError("weights", f"{type(weights).__name__} is not a numpy array", allowed)
+        if weights.dtype == np.bool_ or weights.dtype.kind not in "iuf":
+            raise WeightsError("weights", f"dtype {weights.dtype} is not a real number type", allowed)
+        if weights.shape != self.shape:
+            raise WeightsError("weights", f"shape {list(weights.shape)} does not match the lattice", allowed)
+        values = np.ascontiguousarray(weights, dtype=np.float64).copy()
+        if np.isnan(values).any():
+            raise WeightsError("weights", "contains NaN", allowed)
+        if np.isinf(values).any():
+            raise WeightsError("weights", "contains an infinite value", allowed)
+        if (values <= 0).any():
+            raise WeightsError("weights", f"contains a value <= 0 (minimum {values.min()!r})", allowed)
+        values.flags.writeable = False
+        return values
+
+    # --- geometry -----------------------------------------------------------------------------------
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the lattice carries per-vertex weights."""
+        return self.weights is not None
+
+    @property
+    def min_weight(self) -> float:
+        """The smallest vertex weight (1.0 when unweighted); scales the A* heuristic."""
+        return 1.0 if self.weights is None else float(self.weights.min())
+
+    @property
+    def has_obstacles(self) -> bool:
+        """Whether any vertex may be blocked (explicit mask or generators)."""
+        return self.blocked is not None or bool(self.obstacles)
+
+    def index_of(self, coords: Any, field: str = "coords") -> np.ndarray:
+        """Linear indices (int64) of coordinates ``(..., d)``, vectorised; validates ranges."""
+        array = self._coords_array(coords, field)
+        return (array * np.asarray(self.strides, dtype=np.int64)).sum(axis=-1)
+
+    def coords_of(self, index: Any) -> np.ndarray:
+        """Coordinates ``(..., d)`` (int64) of linear indices, vectorised."""
+        idx = np.asarray(index, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.vertices):
+            raise CoordinateError("index", "out of range", f"0 to {self.vertices - 1}")
+        return np.stack(np.unravel_index(idx, self.shape), axis=-1).astype(np.int64)
+
+    def _coords_array(self, coords: Any, field: str) -> np.ndarray:
+        allowed = f"{self.ndim} integers with 0 <= c[k] < shape[k] = {list(self.shape)}"
+        try:
+            array = np.asarray(coords)
+        except (TypeError, ValueError):
+            raise InvalidTypeError(field, f"{coords!r} is not a list of integers", allowed) from None
+        if array.dtype == np.bool_ or array.dtype.kind not in "iu":
+            if array.size == 0 and array.dtype.kind == "f":
+                array = array.astype(np.int64)
+            else:
+                raise InvalidTypeError(field, f"{coords!r} is not a list of integers", allowed)
+        if array.ndim == 0 or array.shape[-1] != self.ndim:
+            got = 1 if array.ndim == 0 else array.shape[-1]
+            raise CoordinateError(field, f"{got} coordinates for a {self.ndim}-axis lattice", allowed)
+        array = array.astype(np.int64)
+        bad = (array < 0) | (array >= np.asarray(self.shape, dtype=np.int64))
+        if bad.any():
+            raise CoordinateError(field, f"{np.asarray(coords).tolist()} lies outside the lattice", allowed)
+        return array
+
+    def check_vertex(self, coords: Any, field: str) -> int:
+        """Validate one open vertex and return its linear index."""
+        index = int(self.index_of(coords, field))
+        if not self.open_mask_flat()[index]:
+            raise BlockedVertexError(field, f"{list(np.asarray(coords).tolist())} is blocked", "an open vertex")
+        return index
+
+    def open_mask(self) -> np.ndarray:
+        """Boolean array of the lattice's shape, True where a vertex is open (the reference materialisation)."""
+        return self.open_mask_flat().reshape(self.shape)
+
+    def open_mask_flat(self) -> np.ndarray:
+        """Flat read-only boolean open mask, computed once and cached."""
+        if self._open_mask is None:
+            self._open_mask = self._materialise_open()
+        return self._open_mask
+
+    def _materialise_open(self) -> np.ndarray:
+        blocked = np.zeros(self.vertices, dtype=np.bool_)
+        for obstacle in self.obstacles:
+            if obstacle["kind"] == "random" and obstacle["p"] > 0:
+                for start in range(0, self.vertices, _CHUNK):
+                    stop = min(start + _CHUNK, self.vertices)
+                    blocked[start:stop] |= random_blocked(obstacle["seed"], obstacle["p"], start, stop)
+        grid = blocked.reshape(self.shape)
+        for obstacle in self.obstacles:
+            if obstacle["kind"] == "box":
+                grid[tuple(slice(lo, hi + 1) for lo, hi in zip(obstacle["lo"], obstacle["hi"], strict=True))] = True
+        if self.blocked is not None:
+            blocked |= self.blocked.ravel()
+        open_flat = ~blocked
+        open_flat.flags.writeable = False
+        return open_flat
+
+    @property
+    def open_vertices(self) -> int:
+        """Number of open (unblocked) vertices."""
+        return int(np.count_nonzero(self.open_mask_flat()))
+
+    def neighbours(self, index: int) -> list[int]:
+        """Distinct neighbours of a vertex (open or not), in the canonical order: axis 0 −, axis 0 +, axis 1 −, …
+
+        Duplicates (a periodic axis of length 2) and the vertex itself (a periodic axis of length 1) are
+        left out. This is the slow reference used by tests and tools; kernels compute neighbours inline.
+        """
+        coords = self.coords_of(index).tolist()
+        out: list[int] = []
+        for k, n in enumerate(self.shape):
+            for step in (-1, 1):
+                c = coords[k] + step
+                if not 0 <= c < n:
+                    if not self.periodic[k]:
+                        continue
+                    c %= n
+                j = index + (c - coords[k]) * self.strides[k]
+                if j != index and j not in out:
+                    out.append(j)
+        return out
+
+    # --- specs --------------------------------------------------------------------------------------
+
+    def spec(self) -> dict[str, Any]:
+        """A small JSON-able description; explicit arrays appear only as content digests.
+
+        Examples
+        --------
+        >>> Lattice((3, 3), obstacles=[{"kind": "random", "p": 0.2, "seed": 7}]).spec()["obstacles"]
+        [{'kind': 'random', 'p': 0.2, 'seed': 7}]
+        """
+        return {
+            "version": SPEC_VERSION,
+            "shape": list(self.shape),
+            "periodic": list(self.periodic),
+            "obstacles": [dict(o) for o in self.obstacles],
+            "blocked": None if self.blocked is None else {"digest": array_digest(self.blocked)},
+            "weights": None if self.weights is None else {"digest": array_digest(self.weights)},
+        }
+
+    def digest(self) -> str:
+        """A content digest of the whole lattice (its spec, which includes the array digests)."""
+        return "xxh3_128:" + xxhash.xxh3_128_hexdigest(repr(sorted(self.spec().items())).encode())
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any],
+        blocked: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        *,
+        max_vertices: int | None = None,
+    ) -> Lattice:
+        """Rebuild a lattice from :meth:`spec`; explicit arrays must be passed and must match their digests.
+
+        Raises
+        ------
+        SpecError
+            Unknown keys or version, or a missing or mismatching explicit array.
+        """
+        if not isinstance(spec, Mapping):
+            raise InvalidTypeError("spec", f"{type(spec).__name__} is not an object", "a lattice spec object")
+        known = {"version", "shape", "periodic", "obstacles", "blocked", "weights"}
+        extra = set(spec) - known
+        if extra:
+            raise SpecError("spec", f"unknown keys {sorted(extra)}", ", ".join(sorted(known)))
+        version = spec.get("version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise SpecError("spec.version", f"version {version!r} is not supported", str(SPEC_VERSION))
+        if "shape" not in spec:
+            raise SpecError("spec.shape", "missing", "a list of axis lengths")
+        arrays = {}
+        for name, given in (("blocked", blocked), ("weights", weights)):
+            ref = spec.get(name)
+            if ref is None:
+                if given is not None:
+                    raise SpecError(name, "an array was given but the spec has none", "null")
+                continue
+            if not isinstance(ref, Mapping) or not isinstance(ref.get("digest"), str):
+                raise SpecError(f"spec.{name}", f"{ref!r} is not a digest reference", '{"digest": "xxh3_128:..."}')
+            if given is None:
+                raise SpecError(name, f"the spec references an explicit array {ref['digest']}", "pass the array")
+            arrays[name] = given
+        lattice = cls(
+            spec["shape"],
+            periodic=spec.get("periodic", False),
+            obstacles=spec.get("obstacles") or [],
+            blocked=arrays.get("blocked"),
+            weights=arrays.get("weights"),
+            max_vertices=max_vertices,
+        )
+        for name in arrays:
+            array = getattr(lattice, name)
+            if array_digest(array) != spec[name]["digest"]:
+                raise SpecError(name, "content does not match the spec's digest", spec[name]["digest"])
+        return lattice
+
+    def with_weights(self, weights: np.ndarray | None) -> Lattice:
+        """A copy of this lattice with other weights."""
+        return Lattice(
+            self.shape, self.periodic, self.blocked, weights, list(self.obstacles), max_vertices=self.max_vertices
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lattice) and self.spec() == other.spec()
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+    def __repr__(self) -> str:
+        parts = [f"shape={list(self.shape)}"]
+        if any(self.periodic):
+            parts.append(f"periodic={list(self.periodic)}")
+        if self.obstacles:
+            parts.append(f"obstacles={list(self.obstacles)}")
+        if self.blocked is not None:
+            parts.append("blocked=<mask>")
+        if self.weights is not None:
+            parts.append("weights=<array>")
+        return f"Lattice({', '.join(parts)})"

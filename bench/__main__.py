@@ -1,4 +1,4 @@
-"""``python -m bench <suite> [options]``: run one benchmark suite and write bench/results/<suite>.{json,md}."""
+"""``python -m bench <suite> [options]``: run one suite, writing bench/results/<suite>.{json,md}."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ PREFIX = "suite_"
 def suites() -> list[str]:
     """Names of the available suites (modules ``bench/suite_<name>.py``)."""
     here = Path(__file__).parent
-    return sorted(m.name[len(PREFIX) :] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith(PREFIX))
+    found = pkgutil.iter_modules([str(here)])
+    return sorted(m.name[len(PREFIX) :] for m in found if m.name.startswith(PREFIX))
 
 
 def main(argv: list[str]) -> int:

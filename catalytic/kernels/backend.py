@@ -167,9 +167,7 @@ class Backend(abc.ABC):
         """Bidirectional BFS; returns ``(length, meet, expanded)``, ``length = -1`` when unreachable."""
 
     @abc.abstractmethod
-    def dijkstra(
-        self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool
-    ) -> int:
+    def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
         """Dijkstra (or A* towards ``target`` when ``astar``) writing costs into ``dist`` (pre-filled inf).
 
         Uses ``geom.weights`` when present, unit costs otherwise. Returns ``expanded``.

@@ -25,6 +25,7 @@ from catalytic.errors import (
     VertexBudgetError,
     WeightsError,
 )
+from catalytic.kernels import Path, analyze, backends, components, distance_field, shortest_path
 from catalytic.lattice import Lattice
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "MethodError",
     "NoPathError",
     "ObstacleError",
+    "Path",
     "RestoreError",
     "ScratchError",
     "ShapeError",
@@ -49,4 +51,9 @@ __all__ = [
     "VertexBudgetError",
     "WeightsError",
     "__version__",
+    "analyze",
+    "backends",
+    "components",
+    "distance_field",
+    "shortest_path",
 ]

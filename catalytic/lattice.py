@@ -225,6 +225,7 @@ class Lattice:
     """
 
     __slots__ = (
+        "__weakref__",
         "_open_mask",
         "blocked",
         "max_vertices",
@@ -354,10 +355,27 @@ class Lattice:
             raise CoordinateError(field, f"{np.asarray(coords).tolist()} lies outside the lattice", allowed)
         return array
 
+    def is_open(self, index: int) -> bool:
+        """Whether one vertex is open, computed from the generators without materialising the whole mask."""
+        if self._open_mask is not None:
+            return bool(self._open_mask[index])
+        if self.blocked is not None and self.blocked.ravel()[index]:
+            return False
+        coords = np.unravel_index(index, self.shape)
+        for obstacle in self.obstacles:
+            if obstacle["kind"] == "random" and obstacle["p"] > 0:
+                if random_blocked(obstacle["seed"], obstacle["p"], index, index + 1)[0]:
+                    return False
+            elif obstacle["kind"] == "box" and all(
+                lo <= c <= hi for c, lo, hi in zip(coords, obstacle["lo"], obstacle["hi"], strict=True)
+            ):
+                return False
+        return True
+
     def check_vertex(self, coords: Any, field: str) -> int:
         """Validate one open vertex and return its linear index."""
         index = int(self.index_of(coords, field))
-        if not self.open_mask_flat()[index]:
+        if not self.is_open(index):
             raise BlockedVertexError(field, f"{list(np.asarray(coords).tolist())} is blocked", "an open vertex")
         return index
 
@@ -412,6 +430,12 @@ class Lattice:
                 if j != index and j not in out:
                     out.append(j)
         return out
+
+    def memory_report(self) -> dict[str, Any]:
+        """Bytes this lattice actually holds, set against igraph, CSR and dense-bitmap baselines."""
+        from catalytic.memory import lattice_memory_report  # a sibling leaf module; imported late to keep import light
+
+        return lattice_memory_report(self)
 
     # --- specs --------------------------------------------------------------------------------------
 

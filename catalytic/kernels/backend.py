@@ -117,6 +117,8 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    host_arrays: ClassVar[bool] = True
+    """Whether state arrays are host NumPy arrays (so lent host memory can hold them)."""
 
     @classmethod
     @abc.abstractmethod

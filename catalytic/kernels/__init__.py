@@ -1,0 +1,475 @@
+"""Lattice algorithms, written once over the primitives of :class:`catalytic.kernels.backend.Backend`.
+
+Nothing here knows which backend runs: the functions validate input, choose a method and a memory mode,
+allocate state through the backend, call its primitives and assemble the answer. The determinism rules that
+make every backend return the same lengths, costs, fields, labels and paths are stated in
+:mod:`catalytic.kernels.backend`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from catalytic.errors import (
+    BlockedVertexError,
+    CoordinateError,
+    InvalidTypeError,
+    MemoryBudgetError,
+    MethodError,
+    NoPathError,
+    ScratchError,
+)
+from catalytic.kernels.backend import Backend, Geometry, backends, run_with_fallback
+from catalytic.lattice import Lattice
+
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "EXACT_DIAMETER_LIMIT",
+    "METHODS",
+    "Path",
+    "analyze",
+    "backends",
+    "components",
+    "distance_field",
+    "shortest_path",
+]
+
+METHODS = ("auto", "bfs", "bidirectional", "astar", "dijkstra")
+MEMORY_MODES = ("auto", "full", "frugal")
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+"""Bytes of search state one computation may allocate; ``CATALYTIC_MEMORY_BUDGET`` overrides it."""
+EXACT_DIAMETER_LIMIT = 10_000
+"""Lattices with obstacles and at most this many open vertices get an exact diameter (one BFS per vertex)."""
+
+
+@dataclass(frozen=True)
+class Path:
+    """A shortest path.
+
+    Attributes
+    ----------
+    coords : numpy.ndarray
+        ``(k, d)`` int64 coordinates from start to goal inclusive.
+    length : int
+        Number of steps (``k - 1``).
+    cost : float
+        Sum of the entering weights of every vertex but the start; equals ``length`` when unweighted.
+    expanded : int
+        Vertices settled (expanded) by the search.
+    method : str
+        The method that ran (``auto`` resolved).
+    backend : str
+        The backend that produced the answer (after any GPU to CPU fallback).
+    memory : dict
+        Measured bytes of search state and the memory mode used.
+    """
+
+    coords: np.ndarray
+    length: int
+    cost: float
+    expanded: int
+    method: str
+    backend: str
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "path": self.coords.tolist(),
+            "length": self.length,
+            "cost": self.cost,
+            "expanded": self.expanded,
+            "method": self.method,
+            "backend": self.backend,
+            "memory": self.memory,
+        }
+
+
+def _memory_budget(budget: int | None) -> int:
+    if budget is not None:
+        return int(budget)
+    raw = os.environ.get("CATALYTIC_MEMORY_BUDGET")
+    if raw is None:
+        return DEFAULT_MEMORY_BUDGET
+    try:
+        return int(raw)
+    except ValueError:
+        raise MethodError("CATALYTIC_MEMORY_BUDGET", f"{raw!r} is not an integer", "a byte count") from None
+
+
+# Geometry and materialised masks are cached per lattice object and backend: a lattice is immutable, and the
+# service and the batch paths ask many queries of one lattice.
+_PREPARED: weakref.WeakKeyDictionary[Lattice, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _prepared(lattice: Lattice, be: Backend, what: str = "mask") -> tuple[Geometry, Any]:
+    cache = _PREPARED.setdefault(lattice, {})
+    if "geometry" not in cache:
+        cache["geometry"] = Geometry.of(lattice)
+    geom: Geometry = cache["geometry"]
+    key = f"{be.name}:{what}"
+    if key not in cache:
+        cache[key] = be.open_mask(geom) if what == "mask" else be.open_bits(geom)
+    return geom, cache[key]
+
+
+def _check_lattice(lattice: Any) -> Lattice:
+    if not isinstance(lattice, Lattice):
+        raise InvalidTypeError("lattice", f"{type(lattice).__name__} is not a Lattice", "a catalytic.Lattice")
+    return lattice
+
+
+def _choose(value: str, field: str, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise MethodError(field, f"unknown {field} {value!r}", ", ".join(allowed))
+    return value
+
+
+def _state_bytes(lattice: Lattice, method: str, mode: str) -> int:
+    n = lattice.vertices
+    if mode == "frugal":
+        return (n + 7) // 8 + (n + 3) // 4
+    per_vertex = {"bfs": 4, "bidirectional": 8, "astar": 8, "dijkstra": 8}[method]
+    return n * (1 + per_vertex)
+
+
+class _Allocator:
+    """Hands out state arrays from the backend, or from lent scratch memory when one is given."""
+
+    def __init__(self, be: Backend, scratch: Any) -> None:
+        self.be = be
+        self.scratch = scratch
+        self.bytes = 0
+
+    def full(self, n: int, value: float, dtype: Any) -> Any:
+        self.bytes += n * np.dtype(dtype).itemsize
+        if self.scratch is not None:
+            return self.scratch.array(n, dtype, fill=value)
+        return self.be.full(n, value, dtype)
+
+
+def _resolve_method(lattice: Lattice, method: str, mode: str) -> str:
+    if lattice.weighted and method in ("bfs", "bidirectional"):
+        raise MethodError("method", f"{method!r} ignores weights and this lattice is weighted", "astar or dijkstra")
+    if method != "auto":
+        return method
+    if mode == "frugal":
+        return "bfs"
+    return "astar" if lattice.weighted else "bidirectional"
+
+
+def _resolve_memory(lattice: Lattice, method: str, memory: str, budget: int) -> str:
+    if memory == "frugal":
+        if lattice.weighted:
+            raise MethodError("memory", "frugal mode keeps hop counts only and this lattice is weighted", "full")
+        if method not in ("auto", "bfs"):
+            raise MethodError("method", f"memory='frugal' runs BFS, not {method!r}", "auto or bfs")
+        return "frugal"
+    if memory == "full":
+        return "full"
+    if method in ("auto", "bfs") and not lattice.weighted:
+        full_method = "bidirectional" if method == "auto" else method
+        if _state_bytes(lattice, full_method, "full") > budget:
+            return "frugal"
+    return "full"
+
+
+def shortest_path(
+    lattice: Lattice,
+    start: Sequence[int],
+    goal: Sequence[int],
+    method: str = "auto",
+    backend: str | None = None,
+    *,
+    memory: str = "auto",
+    memory_budget: int | None = None,
+    scratch: Any = None,
+) -> Path:
+    """Exact shortest path between two open vertices.
+
+    Parameters
+    ----------
+    lattice : Lattice
+        The lattice to search.
+    start, goal : sequence of int
+        Coordinates of the endpoints.
+    method : {"auto", "bfs", "bidirectional", "astar", "dijkstra"}
+        ``auto`` runs bidirectional BFS on unweighted lattices, A* on weighted ones, and BFS in frugal mode.
+    backend : {"numpy", "numba", "cupy", "auto"}, optional
+        Defaults to ``CATALYTIC_BACKEND``, else auto.
+    memory : {"auto", "full", "frugal"}
+        ``frugal`` keeps 2 bits of state per vertex (depth mod 3) plus a bit-packed mask; ``auto`` uses it
+        when the full state would not fit ``memory_budget``.
+    memory_budget : int, optional
+        Bytes of state the search may allocate (default ``CATALYTIC_MEMORY_BUDGET`` or 2 GiB).
+    scratch : Scratch, optional
+        Lent memory from :func:`catalytic.borrow` to hold the search state; results are identical.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    CoordinateError, BlockedVertexError
+        Endpoints of the wrong length, outside the lattice, or blocked.
+    MethodError
+        An unknown method or memory mode, or BFS asked of a weighted lattice.
+    NoPathError
+        The goal is unreachable.
+    MemoryBudgetError
+        Even frugal state does not fit the budget.
+
+    Examples
+    --------
+    >>> lat = Lattice((3, 3))
+    >>> shortest_path(lat, (0, 0), (2, 2)).length
+    4
+    """
+    lattice = _check_lattice(lattice)
+    method = _choose(method, "method", METHODS)
+    memory = _choose(memory, "memory", MEMORY_MODES)
+    budget = _memory_budget(memory_budget)
+    mode = _resolve_memory(lattice, method, memory, budget)
+    method = _resolve_method(lattice, method, mode)
+    needed = _state_bytes(lattice, method, mode)
+    if needed > budget:
+        raise MemoryBudgetError(needed, budget, f"{method} search state ({mode})")
+    s = lattice.check_vertex(start, "start")
+    g = lattice.check_vertex(goal, "goal")
+    if scratch is not None:
+        arrays = [a for a in (lattice.blocked, lattice.weights) if a is not None]
+        scratch.check_disjoint(*arrays, field="scratch")
+
+    def run(be: Backend) -> tuple[np.ndarray, float, int, int]:
+        if scratch is not None and not be.host_arrays:
+            raise ScratchError("scratch", f"host memory cannot hold {be.name!r} state", "numpy or numba")
+        alloc = _Allocator(be, scratch)
+        if mode == "frugal":
+            geom, bits = _prepared(lattice, be, "bits")
+            state = alloc.full((lattice.vertices + 3) // 4, 0, np.uint8)
+            length, expanded = be.bfs_frugal(geom, bits, s, g, state)
+            if length < 0:
+                raise NoPathError(tuple(start), tuple(goal))
+            path = be.trace_path_frugal(geom, bits, state, s, g, length)[::-1]
+            return path, float(length), expanded, alloc.bytes
+        geom, mask = _prepared(lattice, be)
+        if method == "bidirectional":
+            dist_s = alloc.full(lattice.vertices, -1, np.int32)
+            dist_g = alloc.full(lattice.vertices, -1, np.int32)
+            length, meet, expanded = be.bidirectional(geom, mask, s, g, dist_s, dist_g)
+            if length < 0:
+                raise NoPathError(tuple(start), tuple(goal))
+            head = be.trace_path(geom, mask, dist_s, s, meet)[::-1]
+            tail = be.trace_path(geom, mask, dist_g, g, meet)
+            return np.concatenate([head, tail[1:]]), float(length), expanded, alloc.bytes
+        if method == "bfs":
+            dist = alloc.full(lattice.vertices, -1, np.int32)
+            expanded = be.bfs(geom, mask, np.asarray([s], dtype=np.int64), g, dist)
+        else:
+            dist = alloc.full(lattice.vertices, np.inf, np.float64)
+            expanded = be.dijkstra(geom, mask, np.asarray([s], dtype=np.int64), g, dist, method == "astar")
+        goal_dist = be.to_host(dist[g : g + 1])[0]
+        if goal_dist < 0 or not math.isfinite(goal_dist):
+            raise NoPathError(tuple(start), tuple(goal))
+        path = be.trace_path(geom, mask, dist, s, g)[::-1]
+        return path, float(goal_dist), expanded, alloc.bytes
+
+    if scratch is not None and backend is None:
+        backend = "numba"
+    (path, cost, expanded, state_bytes), used = run_with_fallback(backend, run)
+    mask_bytes = (lattice.vertices + 7) // 8 if mode == "frugal" else lattice.vertices
+    return Path(
+        coords=lattice.coords_of(path),
+        length=len(path) - 1,
+        cost=cost,
+        expanded=int(expanded),
+        method=method,
+        backend=used,
+        memory={
+            "mode": mode,
+            "state_bytes": int(state_bytes),
+            "mask_bytes": int(mask_bytes),
+            "scratch": scratch is not None,
+        },
+    )
+
+
+def _source_indices(lattice: Lattice, sources: Any) -> np.ndarray:
+    allowed = f"one coordinate or a list of coordinates with {lattice.ndim} integers each"
+    try:
+        array = np.asarray(sources)
+    except (TypeError, ValueError):
+        raise InvalidTypeError("sources", f"{sources!r} is not a list of coordinates", allowed) from None
+    if array.ndim == 1:
+        array = array[np.newaxis, :]
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise CoordinateError("sources", "expected one or more coordinates", allowed)
+    indices = lattice.index_of(array, "sources")
+    # A few sources are checked one by one so that a huge lattice need not materialise its mask on the host.
+    is_open = lattice.open_mask_flat().__getitem__ if len(indices) > 64 else lattice.is_open
+    for i, index in enumerate(indices.tolist()):
+        if not is_open(index):
+            raise BlockedVertexError(f"sources[{i}]", f"{array[i].tolist()} is blocked", "an open vertex")
+    return np.unique(indices).astype(np.int64)
+
+
+def distance_field(lattice: Lattice, sources: Any, backend: str | None = None) -> np.ndarray:
+    """Multi-source distance field.
+
+    Parameters
+    ----------
+    lattice : Lattice
+    sources : sequence
+        One coordinate, or a list of coordinates; all start at distance 0.
+    backend : str, optional
+        As for :func:`shortest_path`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The lattice's shape: int32 steps with −1 where unreachable, or float64 costs with ``inf`` where
+        unreachable when the lattice is weighted.
+
+    Raises
+    ------
+    CoordinateError, BlockedVertexError
+        A source outside the lattice or blocked.
+
+    Examples
+    --------
+    >>> distance_field(Lattice((1, 4)), [(0, 0)]).tolist()
+    [[0, 1, 2, 3]]
+    """
+    lattice = _check_lattice(lattice)
+    indices = _source_indices(lattice, sources)
+
+    def run(be: Backend) -> np.ndarray:
+        geom, mask = _prepared(lattice, be)
+        if lattice.weighted:
+            dist = be.full(lattice.vertices, np.inf, np.float64)
+            be.dijkstra(geom, mask, indices, -1, dist, False)
+        else:
+            dist = be.full(lattice.vertices, -1, np.int32)
+            be.bfs(geom, mask, indices, -1, dist)
+        return be.to_host(dist)
+
+    field_values, _ = run_with_fallback(backend, run)
+    return field_values.reshape(lattice.shape)
+
+
+def components(lattice: Lattice, backend: str | None = None) -> tuple[np.ndarray, int]:
+    """Connected components of the open vertices.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        The lattice's shape; 1..count numbered by each component's lowest linear index, 0 where blocked.
+    count : int
+
+    Examples
+    --------
+    >>> labels, count = components(Lattice((5,), blocked=np.array([0, 0, 1, 0, 0], dtype=bool)))
+    >>> labels.tolist(), count
+    ([1, 1, 0, 2, 2], 2)
+    """
+    lattice = _check_lattice(lattice)
+
+    def run(be: Backend) -> tuple[np.ndarray, int]:
+        geom, mask = _prepared(lattice, be)
+        labels, count = be.label(geom, mask)
+        return be.to_host(labels), int(count)
+
+    (labels, count), _ = run_with_fallback(backend, run)
+    return labels.reshape(lattice.shape), count
+
+
+def _formula_diameter(lattice: Lattice) -> int:
+    return sum(n // 2 if wrap else n - 1 for n, wrap in zip(lattice.shape, lattice.periodic, strict=True))
+
+
+def analyze(lattice: Lattice, backend: str | None = None) -> dict[str, Any]:
+    """Structure report: sizes, exact edge count, components, degree histogram and (hop) diameter.
+
+    The diameter is the largest finite hop distance between two open vertices. It is exact by formula
+    without obstacles, exact by one BFS per vertex with obstacles up to ``EXACT_DIAMETER_LIMIT`` open
+    vertices, and otherwise a double-sweep lower bound flagged ``exact: false``.
+
+    Examples
+    --------
+    >>> report = analyze(Lattice((3, 4), periodic=[False, True]))
+    >>> report["edges"], report["diameter"]
+    (20, {'value': 4, 'exact': True, 'method': 'formula'})
+    """
+    lattice = _check_lattice(lattice)
+
+    def run(be: Backend) -> dict[str, Any]:
+        geom, mask = _prepared(lattice, be)
+        histogram = be.degree_histogram(geom, mask)
+        labels_dev, count = be.label(geom, mask)
+        labels = be.to_host(labels_dev)
+        sizes = np.bincount(labels, minlength=int(count) + 1)[1:] if count else np.zeros(0, dtype=np.int64)
+        open_vertices = int(histogram.sum())
+        if open_vertices == 0:
+            diameter = {"value": 0, "exact": True, "method": "empty"}
+        elif open_vertices == lattice.vertices:
+            diameter = {"value": _formula_diameter(lattice), "exact": True, "method": "formula"}
+        elif open_vertices <= EXACT_DIAMETER_LIMIT:
+            diameter = {"value": _exact_diameter(be, geom, mask, labels), "exact": True, "method": "all-pairs-bfs"}
+        else:
+            diameter = {
+                "value": _double_sweep(be, geom, mask, labels, sizes),
+                "exact": False,
+                "method": "double-sweep lower bound",
+            }
+        return {
+            "vertices": lattice.vertices,
+            "open_vertices": open_vertices,
+            "edges": int((histogram * np.arange(histogram.size)).sum() // 2),
+            "components": int(count),
+            "largest_component": int(sizes.max()) if sizes.size else 0,
+            "degree_histogram": {int(k): int(v) for k, v in enumerate(histogram) if v},
+            "diameter": diameter,
+        }
+
+    report, used = run_with_fallback(backend, run)
+    report["backend"] = used
+    return report
+
+
+def _eccentricity(be: Backend, geom: Geometry, mask: Any, source: int) -> tuple[int, int]:
+    """(largest finite distance from ``source``, lowest index at that distance)."""
+    dist = be.full(geom.vertices, -1, np.int32)
+    be.bfs(geom, mask, np.asarray([source], dtype=np.int64), -1, dist)
+    host = be.to_host(dist)
+    far = int(host.max())
+    return far, int(np.flatnonzero(host == far)[0])
+
+
+def _exact_diameter(be: Backend, geom: Geometry, mask: Any, labels: np.ndarray) -> int:
+    # One distance array serves every BFS: after each one only the component's own entries are read and reset,
+    # so the work is proportional to the open vertices, not to the whole lattice.
+    dist = be.full(geom.vertices, -1, np.int32)
+    best = 0
+    for label in np.unique(labels[labels > 0]):
+        members = np.flatnonzero(labels == label).astype(np.int64)
+        members_dev = be.to_device(members)
+        for source in members:
+            be.bfs(geom, mask, members[members == source], -1, dist)
+            best = max(best, int(be.to_host(dist[members_dev]).max()))
+            dist[members_dev] = -1
+    return best
+
+
+def _double_sweep(be: Backend, geom: Geometry, mask: Any, labels: np.ndarray, sizes: np.ndarray) -> int:
+    largest = int(np.argmax(sizes)) + 1
+    first = int(np.flatnonzero(labels == largest)[0])
+    _, far_vertex = _eccentricity(be, geom, mask, first)
+    return _eccentricity(be, geom, mask, far_vertex)[0]

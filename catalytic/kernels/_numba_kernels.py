@@ -1,0 +1,682 @@
+"""Compiled kernels of the ``numba`` backend.
+
+Every kernel takes the geometry as flat arrays (``shape``, ``strides``, ``periodic``) and follows the
+determinism rules of :mod:`catalytic.kernels.backend`. Two habits keep the inner loops cheap:
+
+* a vertex's coordinates are decomposed once per expanded vertex, with a floating-point reciprocal of each
+  stride and one integer correction step instead of an integer division (a 64-bit division costs tens of
+  cycles, several times the rest of the neighbour loop);
+* sweeps in linear order (mask materialisation, histograms, labelling) carry an odometer of coordinates
+  instead of decomposing every index.
+
+Kernels return status codes rather than raising, so they stay ``nogil`` and the Python wrapper chooses the
+error class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+MUL2 = np.uint64(0x94D049BB133111EB)
+ONE = np.uint64(1)
+SHIFT30 = np.uint64(30)
+SHIFT27 = np.uint64(27)
+SHIFT31 = np.uint64(31)
+SHIFT11 = np.uint64(11)
+
+CHUNK = 1 << 16
+"""Vertices per work item of the parallel sweeps (a multiple of 8 so bit-packing chunks own whole bytes)."""
+
+HEAP_START = 1024
+FRONTIER_START = 1024
+
+
+# --- small helpers ------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _splitmix(seed: np.uint64, index: np.uint64) -> np.uint64:
+    z = seed + (index + ONE) * GAMMA
+    z = (z ^ (z >> SHIFT30)) * MUL1
+    z = (z ^ (z >> SHIFT27)) * MUL2
+    return z ^ (z >> SHIFT31)
+
+
+@njit(cache=True, nogil=True)
+def _is_open(index, coords, seeds, thresholds, box_lo, box_hi, explicit):  # type: ignore[no-untyped-def]
+    if explicit.shape[0] > 0 and explicit[index]:
+        return False
+    key = np.uint64(index)
+    for r in range(seeds.shape[0]):
+        if (_splitmix(seeds[r], key) >> SHIFT11) < thresholds[r]:
+            return False
+    d = coords.shape[0]
+    for b in range(box_lo.shape[0]):
+        inside = True
+        for k in range(d):
+            c = coords[k]
+            if c < box_lo[b, k] or c > box_hi[b, k]:
+                inside = False
+                break
+        if inside:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _set_coords(index, strides, coords):  # type: ignore[no-untyped-def]
+    rem = index
+    for k in range(strides.shape[0]):
+        coords[k] = rem // strides[k]
+        rem -= coords[k] * strides[k]
+
+
+@njit(cache=True, nogil=True)
+def _advance(coords, shape):  # type: ignore[no-untyped-def]
+    k = shape.shape[0] - 1
+    while k >= 0:
+        coords[k] += 1
+        if coords[k] < shape[k]:
+            return
+        coords[k] = 0
+        k -= 1
+
+
+@njit(cache=True, nogil=True)
+def _decompose(index, strides, inverse, coords):  # type: ignore[no-untyped-def]
+    # inverse[k] = 1.0 / strides[k]; the product is off by at most one for indices below 2**52.
+    d = strides.shape[0]
+    rem = index
+    for k in range(d - 1):
+        s = strides[k]
+        c = np.int64(rem * inverse[k])
+        r = rem - c * s
+        if r < 0:
+            c -= 1
+            r += s
+        elif r >= s:
+            c += 1
+            r -= s
+        coords[k] = c
+        rem = r
+    coords[d - 1] = rem
+
+
+@njit(cache=True, nogil=True)
+def _neighbours(index, coords, shape, strides, periodic, out):  # type: ignore[no-untyped-def]
+    """Fill ``out`` with the neighbours in canonical order (self and repeats kept); return their count."""
+    count = 0
+    for k in range(shape.shape[0]):
+        s = strides[k]
+        n = shape[k]
+        c = coords[k]
+        if c > 0:
+            out[count] = index - s
+            count += 1
+        elif periodic[k]:
+            out[count] = index + (n - 1) * s
+            count += 1
+        if c < n - 1:
+            out[count] = index + s
+            count += 1
+        elif periodic[k]:
+            out[count] = index - (n - 1) * s
+            count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _step(index, coords, shape, strides, periodic, k, side):  # type: ignore[no-untyped-def]
+    """The neighbour of ``index`` one step down (side 0) or up (side 1) axis ``k`` and its new coordinate.
+
+    Returns ``(-1, -1)`` off an open border.
+    """
+    n = shape[k]
+    c = coords[k]
+    if side == 0:
+        if c > 0:
+            return index - strides[k], c - 1
+        if periodic[k]:
+            return index + (n - 1) * strides[k], n - 1
+        return -1, -1
+    if c < n - 1:
+        return index + strides[k], c + 1
+    if periodic[k]:
+        return index - (n - 1) * strides[k], 0
+    return -1, -1
+
+
+@njit(cache=True, nogil=True)
+def _inverse_strides(strides):  # type: ignore[no-untyped-def]
+    inverse = np.empty(strides.shape[0], np.float64)
+    for k in range(strides.shape[0]):
+        inverse[k] = 1.0 / strides[k]
+    return inverse
+
+
+@njit(cache=True, nogil=True)
+def _bit_open(open_bits, index):  # type: ignore[no-untyped-def]
+    return (open_bits[index >> 3] >> (index & 7)) & 1
+
+
+@njit(cache=True, nogil=True)
+def _state_of(state, index):  # type: ignore[no-untyped-def]
+    return (state[index >> 2] >> (2 * (index & 3))) & 3
+
+
+# --- lattice --------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def open_mask(shape, strides, seeds, thresholds, box_lo, box_hi, explicit, out):  # type: ignore[no-untyped-def]
+    """Write the uint8 open mask into ``out`` (N,)."""
+    n = out.shape[0]
+    d = shape.shape[0]
+    chunks = (n + CHUNK - 1) // CHUNK
+    for chunk in prange(chunks):
+        lo = chunk * CHUNK
+        hi = min(n, lo + CHUNK)
+        coords = np.empty(d, np.int64)
+        _set_coords(lo, strides, coords)
+        for i in range(lo, hi):
+            out[i] = 1 if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit) else 0
+            _advance(coords, shape)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def open_bits(shape, strides, seeds, thresholds, box_lo, box_hi, explicit, n, out):  # type: ignore[no-untyped-def]
+    """Write the open mask of ``n`` vertices packed 8 per byte into ``out`` ((n + 7) // 8,)."""
+    d = shape.shape[0]
+    chunks = (n + CHUNK - 1) // CHUNK
+    for chunk in prange(chunks):
+        lo = chunk * CHUNK
+        hi = min(n, lo + CHUNK)
+        coords = np.empty(d, np.int64)
+        _set_coords(lo, strides, coords)
+        byte = np.uint8(0)
+        for i in range(lo, hi):
+            if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit):
+                byte |= np.uint8(1 << (i & 7))
+            if (i & 7) == 7:
+                out[i >> 3] = byte
+                byte = np.uint8(0)
+            _advance(coords, shape)
+        if (hi & 7) != 0:
+            out[hi >> 3] = byte
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def degree_histogram(shape, strides, periodic, open_mask):  # type: ignore[no-untyped-def]
+    """Count open vertices by their number of distinct open neighbours."""
+    n = open_mask.shape[0]
+    d = shape.shape[0]
+    chunks = (n + CHUNK - 1) // CHUNK
+    partial = np.zeros((chunks, 2 * d + 1), np.int64)
+    for chunk in prange(chunks):
+        lo = chunk * CHUNK
+        hi = min(n, lo + CHUNK)
+        coords = np.empty(d, np.int64)
+        _set_coords(lo, strides, coords)
+        for i in range(lo, hi):
+            if open_mask[i]:
+                degree = 0
+                for k in range(d):
+                    s = strides[k]
+                    m = shape[k]
+                    c = coords[k]
+                    if m == 1:
+                        continue
+                    if m == 2:
+                        # the one other vertex on this axis, whether or not the axis wraps
+                        other = i + s if c == 0 else i - s
+                        degree += open_mask[other]
+                        continue
+                    if c > 0:
+                        degree += open_mask[i - s]
+                    elif periodic[k]:
+                        degree += open_mask[i + (m - 1) * s]
+                    if c < m - 1:
+                        degree += open_mask[i + s]
+                    elif periodic[k]:
+                        degree += open_mask[i - (m - 1) * s]
+                partial[chunk, degree] += 1
+            _advance(coords, shape)
+    return partial.sum(axis=0)
+
+
+# --- searches ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def bfs(shape, strides, periodic, open_mask, sources, target, dist, queue):  # type: ignore[no-untyped-def]
+    """Whole-level multi-source BFS; ``queue`` has room for every vertex. Returns ``expanded``."""
+    d = shape.shape[0]
+    tail = 0
+    for s in sources:
+        if dist[s] < 0:
+            dist[s] = 0
+            queue[tail] = s
+            tail += 1
+    if target >= 0 and dist[target] == 0:
+        return 0
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    around = np.empty(2 * d, np.int64)
+    head = 0
+    found = False
+    while head < tail and not found:
+        level_end = tail
+        while head < level_end:
+            v = np.int64(queue[head])
+            head += 1
+            step = dist[v] + 1
+            _decompose(v, strides, inverse, coords)
+            count = _neighbours(v, coords, shape, strides, periodic, around)
+            for j in range(count):
+                u = around[j]
+                if open_mask[u] and dist[u] < 0:
+                    dist[u] = step
+                    queue[tail] = u
+                    tail += 1
+                    if u == target:
+                        found = True
+    return head
+
+
+@njit(cache=True, nogil=True)
+def _expand_level(shape, strides, periodic, inverse, coords, around, open_mask, queue, head, tail, mine, other):  # type: ignore[no-untyped-def]
+    """Expand ``queue[head:tail]`` of one side; returns (new tail, best touch sum, best touch vertex)."""
+    best_sum = np.int64(-1)
+    best_vertex = np.int64(-1)
+    end = tail
+    for q in range(head, tail):
+        v = np.int64(queue[q])
+        step = mine[v] + 1
+        _decompose(v, strides, inverse, coords)
+        count = _neighbours(v, coords, shape, strides, periodic, around)
+        for j in range(count):
+            u = around[j]
+            if open_mask[u] and mine[u] < 0:
+                mine[u] = step
+                queue[end] = u
+                end += 1
+                if other[u] >= 0:
+                    total = np.int64(step) + other[u]
+                    if best_vertex < 0 or total < best_sum or (total == best_sum and u < best_vertex):
+                        best_sum = total
+                        best_vertex = u
+    return end, best_sum, best_vertex
+
+
+@njit(cache=True, nogil=True)
+def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, dist_goal, queue_start, queue_goal):  # type: ignore[no-untyped-def]
+    """Bidirectional whole-level BFS; returns ``(length, meet, expanded)``."""
+    if start == goal:
+        dist_start[start] = 0
+        dist_goal[goal] = 0
+        return 0, start, 0
+    d = shape.shape[0]
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    around = np.empty(2 * d, np.int64)
+    dist_start[start] = 0
+    dist_goal[goal] = 0
+    queue_start[0] = start
+    queue_goal[0] = goal
+    s_head, s_tail, g_head, g_tail = 0, 1, 0, 1
+    expanded = 0
+    while True:
+        if s_tail - s_head <= g_tail - g_head:
+            end, total, meet = _expand_level(
+                shape, strides, periodic, inverse, coords, around, open_mask, queue_start, s_head, s_tail,
+                dist_start, dist_goal,
+            )  # fmt: skip
+            expanded += s_tail - s_head
+            s_head, s_tail = s_tail, end
+            empty = s_head == s_tail
+        else:
+            end, total, meet = _expand_level(
+                shape, strides, periodic, inverse, coords, around, open_mask, queue_goal, g_head, g_tail,
+                dist_goal, dist_start,
+            )  # fmt: skip
+            expanded += g_tail - g_head
+            g_head, g_tail = g_tail, end
+            empty = g_head == g_tail
+        if meet >= 0:
+            return total, meet, expanded
+        if empty:
+            return -1, -1, expanded
+
+
+@njit(cache=True, nogil=True)
+def _heap_less(f, h, key, a, b):  # type: ignore[no-untyped-def]
+    if f[a] != f[b]:
+        return f[a] < f[b]
+    if h[a] != h[b]:
+        return h[a] < h[b]
+    return key[a] < key[b]
+
+
+@njit(cache=True, nogil=True)
+def _heap_swap(f, h, key, a, b):  # type: ignore[no-untyped-def]
+    f[a], f[b] = f[b], f[a]
+    h[a], h[b] = h[b], h[a]
+    key[a], key[b] = key[b], key[a]
+
+
+@njit(cache=True, nogil=True)
+def _heap_push(f, h, key, size, fv, hv, kv):  # type: ignore[no-untyped-def]
+    i = size
+    f[i] = fv
+    h[i] = hv
+    key[i] = kv
+    while i > 0:
+        parent = (i - 1) >> 1
+        if _heap_less(f, h, key, i, parent):
+            _heap_swap(f, h, key, i, parent)
+            i = parent
+        else:
+            break
+    return size + 1
+
+
+@njit(cache=True, nogil=True)
+def _heap_pop(f, h, key, size):  # type: ignore[no-untyped-def]
+    """Move the smallest entry to position ``size - 1`` and restore the heap on the rest."""
+    last = size - 1
+    _heap_swap(f, h, key, 0, last)
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= last:
+            break
+        smallest = left
+        right = left + 1
+        if right < last and _heap_less(f, h, key, right, left):
+            smallest = right
+        if _heap_less(f, h, key, smallest, i):
+            _heap_swap(f, h, key, smallest, i)
+            i = smallest
+        else:
+            break
+    return last
+
+
+@njit(cache=True, nogil=True)
+def _grow_float(array, size):  # type: ignore[no-untyped-def]
+    bigger = np.empty(2 * array.shape[0], np.float64)
+    bigger[:size] = array[:size]
+    return bigger
+
+
+@njit(cache=True, nogil=True)
+def _grow_int(array, size):  # type: ignore[no-untyped-def]
+    bigger = np.empty(2 * array.shape[0], np.int64)
+    bigger[:size] = array[:size]
+    return bigger
+
+
+@njit(cache=True, nogil=True)
+def _axis_distance(c, t, n, wraps):  # type: ignore[no-untyped-def]
+    delta = abs(c - t)
+    if wraps and n - delta < delta:
+        return n - delta
+    return delta
+
+
+@njit(cache=True, nogil=True)
+def _manhattan(coords, goal_coords, shape, periodic):  # type: ignore[no-untyped-def]
+    total = 0
+    for k in range(shape.shape[0]):
+        total += _axis_distance(coords[k], goal_coords[k], shape[k], periodic[k])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist, astar, min_weight):  # type: ignore[no-untyped-def]
+    """Dijkstra (A* towards ``target`` when ``astar``) with keys ``(f, h, index)``; returns ``expanded``.
+
+    ``weights`` is empty for unit costs. A settled vertex is skipped when popped again and never relaxed
+    again, as in the reference backend.
+    """
+    n = open_mask.shape[0]
+    d = shape.shape[0]
+    weighted = weights.shape[0] > 0
+    heuristic = astar and target >= 0
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    goal_coords = np.zeros(d, np.int64)
+    if heuristic:
+        _set_coords(target, strides, goal_coords)
+    capacity = min(max(n, 16), HEAP_START)
+    hf = np.empty(capacity, np.float64)
+    hh = np.empty(capacity, np.float64)
+    hk = np.empty(capacity, np.int64)
+    size = 0
+    settled = np.zeros(n, np.uint8)
+    for s in sources:
+        if dist[s] > 0.0:
+            dist[s] = 0.0
+            h0 = 0.0
+            if heuristic:
+                _decompose(s, strides, inverse, coords)
+                h0 = min_weight * _manhattan(coords, goal_coords, shape, periodic)
+            if size == hf.shape[0]:
+                hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
+            size = _heap_push(hf, hh, hk, size, h0, h0, s)
+    expanded = 0
+    while size > 0:
+        size = _heap_pop(hf, hh, hk, size)
+        v = hk[size]
+        if settled[v]:
+            continue
+        settled[v] = 1
+        expanded += 1
+        if v == target:
+            break
+        gv = dist[v]
+        _decompose(v, strides, inverse, coords)
+        base = 0
+        if heuristic:
+            base = _manhattan(coords, goal_coords, shape, periodic)
+        for k in range(d):
+            for side in range(2):
+                u, c_new = _step(v, coords, shape, strides, periodic, k, side)
+                if u < 0 or not open_mask[u] or settled[u]:
+                    continue
+                gu = gv + (weights[u] if weighted else 1.0)
+                if gu < dist[u]:
+                    dist[u] = gu
+                    hu = 0.0
+                    if heuristic:
+                        # u differs from v on axis k only
+                        hu = min_weight * (
+                            base
+                            - _axis_distance(coords[k], goal_coords[k], shape[k], periodic[k])
+                            + _axis_distance(c_new, goal_coords[k], shape[k], periodic[k])
+                        )
+                    if size == hf.shape[0]:
+                        hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
+                    size = _heap_push(hf, hh, hk, size, gu + hu, hu, u)
+    return expanded
+
+
+@njit(cache=True, nogil=True)
+def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex):  # type: ignore[no-untyped-def]
+    """The canonical path ``[vertex, ..., root]``; ``weights`` is empty for unit costs.
+
+    Returns an empty array when some vertex on the way has no predecessor (an inconsistent ``dist``).
+    """
+    d = shape.shape[0]
+    weighted = weights.shape[0] > 0
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    around = np.empty(2 * d, np.int64)
+    path = np.empty(FRONTIER_START, np.int64)
+    size = 0
+    v = np.int64(vertex)
+    while True:
+        if size == path.shape[0]:
+            path = _grow_int(path, size)
+        path[size] = v
+        size += 1
+        if v == root:
+            return path[:size].copy()
+        cost = weights[v] if weighted else 1
+        _decompose(v, strides, inverse, coords)
+        count = _neighbours(v, coords, shape, strides, periodic, around)
+        previous = np.int64(-1)
+        for j in range(count):
+            u = around[j]
+            # dist[u] >= 0 excludes an unreached int32 neighbour (-1) next to a second source (0)
+            if open_mask[u] and dist[u] >= 0 and dist[u] + cost == dist[v]:
+                previous = u
+                break
+        if previous < 0:
+            return path[:0].copy()
+        v = previous
+
+
+@njit(cache=True, nogil=True)
+def _grow_like(array, size):  # type: ignore[no-untyped-def]
+    bigger = np.empty(2 * array.shape[0], array.dtype)
+    bigger[:size] = array[:size]
+    return bigger
+
+
+@njit(cache=True, nogil=True)
+def bfs_frugal(shape, strides, periodic, open_bits, state, start, goal, current, following):  # type: ignore[no-untyped-def]
+    """Whole-level BFS keeping ``1 + depth mod 3`` in 2 bits per vertex; returns ``(length, expanded)``.
+
+    ``current`` and ``following`` are small frontier buffers of the index dtype; they grow on demand to the
+    largest level, never to the lattice size.
+    """
+    d = shape.shape[0]
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    around = np.empty(2 * d, np.int64)
+    state[start >> 2] |= np.uint8(1 << (2 * (start & 3)))
+    if start == goal:
+        return 0, 0
+    current[0] = start
+    size = 1
+    depth = 0
+    expanded = 0
+    while size > 0:
+        value = 1 + (depth + 1) % 3
+        following_size = 0
+        found = False
+        for q in range(size):
+            v = np.int64(current[q])
+            _decompose(v, strides, inverse, coords)
+            count = _neighbours(v, coords, shape, strides, periodic, around)
+            for j in range(count):
+                u = around[j]
+                byte = u >> 2
+                shift = 2 * (u & 3)
+                if (state[byte] >> shift) & 3 == 0 and (open_bits[u >> 3] >> (u & 7)) & 1:
+                    state[byte] |= np.uint8(value << shift)
+                    if following_size == following.shape[0]:
+                        following = _grow_like(following, following_size)
+                    following[following_size] = u
+                    following_size += 1
+                    if u == goal:
+                        found = True
+        expanded += size
+        depth += 1
+        if found:
+            return depth, expanded
+        current, following = following, current
+        size = following_size
+    return -1, expanded
+
+
+@njit(cache=True, nogil=True)
+def trace_path_frugal(shape, strides, periodic, open_bits, state, start, goal, length):  # type: ignore[no-untyped-def]
+    """The canonical path ``[goal, ..., start]`` rebuilt from the depth-mod-3 state.
+
+    Returns an empty array when the state does not hold a path of ``length`` steps.
+    """
+    d = shape.shape[0]
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    around = np.empty(2 * d, np.int64)
+    path = np.empty(length + 1, np.int64)
+    v = np.int64(goal)
+    path[0] = v
+    for r in range(length, 0, -1):
+        wanted = 1 + (r - 1) % 3
+        _decompose(v, strides, inverse, coords)
+        count = _neighbours(v, coords, shape, strides, periodic, around)
+        previous = np.int64(-1)
+        for j in range(count):
+            u = around[j]
+            if (open_bits[u >> 3] >> (u & 7)) & 1 and (state[u >> 2] >> (2 * (u & 3))) & 3 == wanted:
+                previous = u
+                break
+        if previous < 0:
+            return path[:0].copy()
+        v = previous
+        path[length - r + 1] = v
+    if v != start:
+        return path[:0].copy()
+    return path
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, x):  # type: ignore[no-untyped-def]
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@njit(cache=True, nogil=True)
+def _union(parent, a, b):  # type: ignore[no-untyped-def]
+    # Linking the larger root under the smaller keeps parent[x] <= x, so each root is its component's
+    # lowest index and the relabel pass can run in place.
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra < rb:
+        parent[rb] = ra
+    elif rb < ra:
+        parent[ra] = rb
+
+
+@njit(cache=True, nogil=True)
+def label(shape, strides, periodic, open_mask, out):  # type: ignore[no-untyped-def]
+    """Union-find over backward neighbours, then in-place numbering by lowest index; returns the count."""
+    n = open_mask.shape[0]
+    d = shape.shape[0]
+    coords = np.zeros(d, np.int64)
+    for i in range(n):
+        if open_mask[i]:
+            out[i] = i
+            for k in range(d):
+                c = coords[k]
+                if c > 0:
+                    j = i - strides[k]
+                    if open_mask[j]:
+                        _union(out, i, j)
+                # the forward wrap partner has the lower index; length 2 makes it the backward neighbour
+                if periodic[k] and c == shape[k] - 1 and shape[k] > 2:
+                    j = i - c * strides[k]
+                    if open_mask[j]:
+                        _union(out, i, j)
+        _advance(coords, shape)
+    count = 0
+    for i in range(n):
+        if open_mask[i]:
+            parent = out[i]
+            if parent == i:
+                count += 1
+                out[i] = count
+            else:
+                # parent < i was numbered already and shares i's component
+                out[i] = out[parent]
+        else:
+            out[i] = 0
+    return count

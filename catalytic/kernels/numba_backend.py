@@ -1,0 +1,459 @@
+"""The ``numba`` backend: compiled CPU primitives, the fast path of catalytic.
+
+State lives in host NumPy arrays. Kernels are compiled once per process (and cached on disk) with
+``nogil=True``, so the service can run several searches at once in a thread pool. Mask materialisation,
+bit packing and the degree histogram run in parallel over chunks of the lattice; searches and labelling are
+sequential, which keeps their visiting order, and so their results, the ones fixed by
+:mod:`catalytic.kernels.backend`.
+
+The frugal search keeps 2 bits per vertex and a frontier sized by the largest BFS level, so a corner-to-corner
+path on a 5-D lattice of about 10^9 vertices fits in well under 1.5 GiB.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from catalytic.errors import InvalidInputError
+from catalytic.kernels.backend import Backend, Geometry, register_backend
+
+__all__ = ["NumbaBackend"]
+
+log = logging.getLogger("catalytic.kernels.numba")
+
+_NO_WEIGHTS = np.empty(0, dtype=np.float64)
+_NO_MASK = np.empty(0, dtype=np.bool_)
+_INT32_LIMIT = 2**31 - 1
+_UINT32_LIMIT = 2**32 - 1
+
+
+def _kernels() -> Any:
+    # Imported on first use so that `import catalytic` does not pay for numba.
+    from catalytic.kernels import _numba_kernels
+
+    return _numba_kernels
+
+
+def _index_dtype(vertices: int) -> type[np.integer[Any]]:
+    return np.int32 if vertices <= _INT32_LIMIT else np.int64
+
+
+def _frontier_dtype(vertices: int) -> type[np.integer[Any]]:
+    return np.uint32 if vertices <= _UINT32_LIMIT else np.int64
+
+
+def _generators(geom: Geometry) -> tuple[np.ndarray, ...]:
+    explicit = _NO_MASK if geom.explicit_blocked is None else np.ascontiguousarray(geom.explicit_blocked)
+    return (
+        geom.shape,
+        geom.strides,
+        np.ascontiguousarray(geom.random_seeds, dtype=np.uint64),
+        np.ascontiguousarray(geom.random_thresholds, dtype=np.uint64),
+        np.ascontiguousarray(geom.box_lo, dtype=np.int64),
+        np.ascontiguousarray(geom.box_hi, dtype=np.int64),
+        explicit,
+    )
+
+
+@register_backend
+class NumbaBackend(Backend):
+    """Compiled CPU primitives (numba ``njit``, ``cache=True``, ``nogil=True``).
+
+    Examples
+    --------
+    >>> from catalytic.lattice import Lattice
+    >>> backend = NumbaBackend()
+    >>> geom = Geometry.of(Lattice((3, 3)))
+    >>> mask = backend.open_mask(geom)
+    >>> dist = backend.full(9, -1, np.int32)
+    >>> backend.bfs(geom, mask, np.array([0]), 8, dist), int(dist[8])
+    (8, 4)
+    """
+
+    name = "numba"
+
+    @classmethod
+    def probe(cls) -> str | None:
+        """None when numba imports, else the reason it does not."""
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            return f"numba cannot be imported: {exc}"
+        return None
+
+    # --- arrays ---------------------------------------------------------------------------------------
+
+    def full(self, n: int, value: float, dtype: Any) -> np.ndarray:
+        """A new host array of ``n`` entries set to ``value``."""
+        return np.full(n, value, dtype=dtype)
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        """The array itself when C-contiguous, else a contiguous copy."""
+        return np.ascontiguousarray(array)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """The array itself (state already lives on the host)."""
+        return np.asarray(array)
+
+    # --- lattice ----------------------------------------------------------------------------------------
+
+    def open_mask(self, geom: Geometry) -> np.ndarray:
+        """Materialise the uint8 open mask (N,) in parallel from the generators, boxes and explicit mask.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 (N,), 1 where open.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> NumbaBackend().open_mask(Geometry.of(Lattice(3))).tolist()
+        [1, 1, 1]
+        """
+        out = np.empty(geom.vertices, dtype=np.uint8)
+        _kernels().open_mask(*_generators(geom), out)
+        return out
+
+    def open_bits(self, geom: Geometry) -> np.ndarray:
+        """The open mask packed 1 bit per vertex (bit ``i & 7`` of byte ``i >> 3``), computed in parallel.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 ((N + 7) // 8,); padding bits past N are 0.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> NumbaBackend().open_bits(Geometry.of(Lattice(10))).tolist()
+        [255, 3]
+        """
+        out = np.empty((geom.vertices + 7) // 8, dtype=np.uint8)
+        _kernels().open_bits(*_generators(geom), geom.vertices, out)
+        return out
+
+    def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:
+        """How many open vertices have k distinct open neighbours, k = 0 .. 2d (self-loops excluded).
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_mask : numpy.ndarray
+            uint8 (N,) from :meth:`open_mask`.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 (2d + 1,).
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((2, 2)))
+        >>> backend = NumbaBackend()
+        >>> backend.degree_histogram(geom, backend.open_mask(geom)).tolist()
+        [0, 0, 4, 0, 0]
+        """
+        result: np.ndarray = _kernels().degree_histogram(geom.shape, geom.strides, geom.periodic, open_mask)
+        return result
+
+    # --- searches ---------------------------------------------------------------------------------------
+
+    def bfs(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
+        """Multi-source whole-level BFS writing steps into ``dist`` (pre-filled with −1).
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_mask : numpy.ndarray
+            uint8 (N,).
+        sources : numpy.ndarray
+            Linear indices of open sources, all at depth 0.
+        target : int
+            Stop after the level that discovers it; −1 runs to exhaustion.
+        dist : numpy.ndarray
+            int32 (N,), −1 where unreached; written in place.
+
+        Returns
+        -------
+        int
+            ``expanded``: the vertices of every level expanded.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice(5))
+        >>> backend = NumbaBackend()
+        >>> dist = backend.full(5, -1, np.int32)
+        >>> backend.bfs(geom, backend.open_mask(geom), np.array([2]), -1, dist), dist.tolist()
+        (5, [2, 1, 0, 1, 2])
+        """
+        queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
+        seeds = np.ascontiguousarray(sources, dtype=np.int64)
+        return int(_kernels().bfs(geom.shape, geom.strides, geom.periodic, open_mask, seeds, int(target), dist, queue))
+
+    def bidirectional(
+        self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any
+    ) -> tuple[int, int, int]:
+        """Bidirectional whole-level BFS, expanding the smaller frontier (the start side on ties).
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_mask : numpy.ndarray
+            uint8 (N,).
+        start, goal : int
+            Linear indices of open vertices.
+        dist_start, dist_goal : numpy.ndarray
+            int32 (N,) pre-filled with −1; the depths from each side are written in place.
+
+        Returns
+        -------
+        tuple of int
+            ``(length, meet, expanded)``; ``(-1, -1, expanded)`` when unreachable.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((3, 3)))
+        >>> backend = NumbaBackend()
+        >>> ds, dg = backend.full(9, -1, np.int32), backend.full(9, -1, np.int32)
+        >>> backend.bidirectional(geom, backend.open_mask(geom), 0, 8, ds, dg)
+        (4, 2, 6)
+        """
+        dtype = _index_dtype(geom.vertices)
+        queue_start = np.empty(geom.vertices, dtype=dtype)
+        queue_goal = np.empty(geom.vertices, dtype=dtype)
+        length, meet, expanded = _kernels().bidirectional(
+            geom.shape, geom.strides, geom.periodic, open_mask, int(start), int(goal), dist_start, dist_goal,
+            queue_start, queue_goal,
+        )  # fmt: skip
+        return int(length), int(meet), int(expanded)
+
+    def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
+        """Dijkstra, or A* towards ``target``, with heap keys ``(f, h, index)``.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice; ``geom.weights`` gives the cost of entering each vertex (unit costs when None).
+        open_mask : numpy.ndarray
+            uint8 (N,).
+        sources : numpy.ndarray
+            Linear indices of open sources, all at cost 0.
+        target : int
+            Stop once it is settled; −1 runs to exhaustion.
+        dist : numpy.ndarray
+            float64 (N,) pre-filled with inf; costs are written in place.
+        astar : bool
+            Use the heuristic ``min_weight`` × periodic-aware Manhattan distance to ``target``.
+
+        Returns
+        -------
+        int
+            ``expanded``: the number of settled vertices.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((3, 3)))
+        >>> backend = NumbaBackend()
+        >>> dist = backend.full(9, np.inf, np.float64)
+        >>> backend.dijkstra(geom, backend.open_mask(geom), np.array([0]), 8, dist, True), float(dist[8])
+        (5, 4.0)
+        """
+        weights = _NO_WEIGHTS if geom.weights is None else geom.weights
+        seeds = np.ascontiguousarray(sources, dtype=np.int64)
+        return int(
+            _kernels().dijkstra(
+                geom.shape, geom.strides, geom.periodic, open_mask, weights, seeds, int(target), dist, bool(astar),
+                float(geom.min_weight),
+            )
+        )  # fmt: skip
+
+    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
+        """The canonical path from ``vertex`` back to ``root``, both included.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_mask : numpy.ndarray
+            uint8 (N,).
+        dist : numpy.ndarray
+            int32 steps from :meth:`bfs` or float64 costs from :meth:`dijkstra`.
+        root : int
+            The source the path ends at (``dist[root] == 0``).
+        vertex : int
+            A reached vertex the path starts from.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 ``[vertex, ..., root]``.
+
+        Raises
+        ------
+        InvalidInputError
+            When ``dist`` has no predecessor chain from ``vertex`` to ``root``.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((2, 2)))
+        >>> backend = NumbaBackend()
+        >>> mask = backend.open_mask(geom)
+        >>> dist = backend.full(4, -1, np.int32)
+        >>> _ = backend.bfs(geom, mask, np.array([0]), -1, dist)
+        >>> backend.trace_path(geom, mask, dist, 0, 3).tolist()
+        [3, 1, 0]
+        """
+        weights = _NO_WEIGHTS
+        if geom.weights is not None and np.asarray(dist).dtype.kind == "f":
+            weights = geom.weights
+        path: np.ndarray = _kernels().trace_path(
+            geom.shape, geom.strides, geom.periodic, open_mask, dist, weights, int(root), int(vertex)
+        )
+        if path.shape[0] == 0:
+            raise InvalidInputError(
+                "dist", f"no predecessor chain from vertex {vertex} to root {root}", "a distance field rooted at root"
+            )
+        return path
+
+    # --- frugal (2 bits per vertex) --------------------------------------------------------------------
+
+    def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
+        """BFS from ``start`` to ``goal`` keeping ``1 + depth mod 3`` in 2 bits per vertex.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_bits : numpy.ndarray
+            uint8 ((N + 7) // 8,) from :meth:`open_bits`.
+        start, goal : int
+            Linear indices of open vertices.
+        state : numpy.ndarray
+            uint8 ((N + 3) // 4,), zeroed; vertex ``i`` owns bits ``2 (i & 3)`` of byte ``i >> 2``.
+
+        Returns
+        -------
+        tuple of int
+            ``(length, expanded)``; length −1 when unreachable.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((4, 4)))
+        >>> backend = NumbaBackend()
+        >>> state = backend.full(4, 0, np.uint8)
+        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 15, state)
+        (6, 15)
+        """
+        dtype = _frontier_dtype(geom.vertices)
+        start_size = min(geom.vertices, 1024)
+        current = np.empty(start_size, dtype=dtype)
+        following = np.empty(start_size, dtype=dtype)
+        length, expanded = _kernels().bfs_frugal(
+            geom.shape, geom.strides, geom.periodic, open_bits, state, int(start), int(goal), current, following
+        )
+        return int(length), int(expanded)
+
+    def trace_path_frugal(
+        self, geom: Geometry, open_bits: Any, state: Any, start: int, goal: int, length: int
+    ) -> np.ndarray:
+        """The canonical path ``[goal, ..., start]`` rebuilt from the state of :meth:`bfs_frugal`.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_bits : numpy.ndarray
+            uint8 ((N + 7) // 8,).
+        state : numpy.ndarray
+            The 2-bit state left by :meth:`bfs_frugal`.
+        start, goal : int
+            The search's endpoints.
+        length : int
+            The length :meth:`bfs_frugal` returned (>= 0).
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 (length + 1,), equal to :meth:`trace_path` on the full BFS distances.
+
+        Raises
+        ------
+        InvalidInputError
+            When ``state`` does not hold a path of ``length`` steps from ``start`` to ``goal``.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((2, 2)))
+        >>> backend = NumbaBackend()
+        >>> bits = backend.open_bits(geom)
+        >>> state = backend.full(1, 0, np.uint8)
+        >>> length, _ = backend.bfs_frugal(geom, bits, 0, 3, state)
+        >>> backend.trace_path_frugal(geom, bits, state, 0, 3, length).tolist()
+        [3, 1, 0]
+        """
+        if length < 0:
+            raise InvalidInputError("length", f"{length} is negative", "the length of a found path, >= 0")
+        path: np.ndarray = _kernels().trace_path_frugal(
+            geom.shape, geom.strides, geom.periodic, open_bits, state, int(start), int(goal), int(length)
+        )
+        if path.shape[0] == 0:
+            raise InvalidInputError(
+                "state", f"holds no path of {length} steps from {start} to {goal}", "the state left by bfs_frugal"
+            )
+        return path
+
+    # --- structure --------------------------------------------------------------------------------------
+
+    def label(self, geom: Geometry, open_mask: Any) -> tuple[np.ndarray, int]:
+        """Connected components of the open vertices, numbered 1..count by lowest linear index.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice; periodic axes connect across the wrap.
+        open_mask : numpy.ndarray
+            uint8 (N,).
+
+        Returns
+        -------
+        labels : numpy.ndarray
+            int32 (int64 past 2^31 − 1 vertices) (N,), 0 where blocked.
+        count : int
+            The number of components.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice(5, blocked=np.array([False, False, True, False, False])))
+        >>> backend = NumbaBackend()
+        >>> labels, count = backend.label(geom, backend.open_mask(geom))
+        >>> labels.tolist(), count
+        ([1, 1, 0, 2, 2], 2)
+        """
+        out = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
+        count = _kernels().label(geom.shape, geom.strides, geom.periodic, open_mask, out)
+        return out, int(count)

@@ -1,0 +1,229 @@
+"""The numba backend against the numpy reference, bit for bit, plus what only the numba backend has to get right:
+frugal search at a million vertices, bit and 2-bit packing at byte boundaries, and the wide index dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from naive import endpoints, lattices, nx_components, nx_distances
+
+from catalytic.errors import InvalidInputError
+from catalytic.kernels import _numba_kernels as kernels
+from catalytic.kernels.backend import Geometry, get_backend
+from catalytic.kernels.numba_backend import NumbaBackend, _frontier_dtype, _index_dtype
+from catalytic.kernels.numpy_backend import NumpyBackend
+from catalytic.lattice import Lattice
+
+FAST = NumbaBackend()
+REFERENCE = NumpyBackend()
+
+
+def _bfs(backend: NumbaBackend | NumpyBackend, geom: Geometry, mask: np.ndarray, sources: list[int], target: int):  # type: ignore[no-untyped-def]
+    dist = backend.full(geom.vertices, -1, np.int32)
+    expanded = backend.bfs(geom, mask, np.array(sources, dtype=np.int64), target, dist)
+    return dist, expanded
+
+
+def _dijkstra(
+    backend: NumbaBackend | NumpyBackend, geom: Geometry, mask: np.ndarray, sources: list[int], target: int, astar: bool
+):  # type: ignore[no-untyped-def]
+    dist = backend.full(geom.vertices, np.inf, np.float64)
+    expanded = backend.dijkstra(geom, mask, np.array(sources, dtype=np.int64), target, dist, astar)
+    return dist, expanded
+
+
+def _frugal(backend: NumbaBackend | NumpyBackend, geom: Geometry, start: int, goal: int):  # type: ignore[no-untyped-def]
+    bits = backend.open_bits(geom)
+    state = backend.full((geom.vertices + 3) // 4, 0, np.uint8)
+    length, expanded = backend.bfs_frugal(geom, bits, start, goal, state)
+    path = backend.trace_path_frugal(geom, bits, state, start, goal, length) if length >= 0 else None
+    return length, expanded, state, path
+
+
+def test_registered_and_probed() -> None:
+    assert NumbaBackend.probe() is None
+    assert isinstance(get_backend("numba"), NumbaBackend)
+
+
+@given(lattice=lattices(max_dim=5, max_vertices=500), data=st.data())
+def test_lattice_primitives_match_reference(lattice: Lattice, data: st.DataObject) -> None:
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    np.testing.assert_array_equal(mask, lattice.open_mask_flat().astype(np.uint8))
+    np.testing.assert_array_equal(mask, REFERENCE.open_mask(geom))
+    np.testing.assert_array_equal(FAST.open_bits(geom), REFERENCE.open_bits(geom))
+    np.testing.assert_array_equal(FAST.degree_histogram(geom, mask), REFERENCE.degree_histogram(geom, mask))
+    labels, count = FAST.label(geom, mask)
+    ref_labels, ref_count = REFERENCE.label(geom, mask)
+    assert count == ref_count == len(nx_components(lattice))
+    assert labels.dtype == ref_labels.dtype
+    np.testing.assert_array_equal(labels, ref_labels)
+
+
+@given(lattice=lattices(max_dim=5, max_vertices=500), data=st.data())
+def test_searches_match_reference(lattice: Lattice, data: st.DataObject) -> None:
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    start = data.draw(endpoints(lattice))
+    goal = data.draw(endpoints(lattice))
+    more = data.draw(st.lists(endpoints(lattice), max_size=3))
+
+    for target in (goal, -1):
+        dist, expanded = _bfs(FAST, geom, mask, [start, *more], target)
+        ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, [start, *more], target)
+        assert expanded == ref_expanded
+        np.testing.assert_array_equal(dist, ref_dist)
+    reached = dist >= 0
+    np.testing.assert_array_equal(dist[reached], nx_distances(lattice, [start, *more], weighted=False)[reached])
+    single, _ = _bfs(FAST, geom, mask, [start], -1)
+    if single[goal] >= 0:
+        np.testing.assert_array_equal(
+            FAST.trace_path(geom, mask, single, start, goal), REFERENCE.trace_path(geom, mask, single, start, goal)
+        )
+
+    ds, dg = FAST.full(geom.vertices, -1, np.int32), FAST.full(geom.vertices, -1, np.int32)
+    rs, rg = REFERENCE.full(geom.vertices, -1, np.int32), REFERENCE.full(geom.vertices, -1, np.int32)
+    assert FAST.bidirectional(geom, mask, start, goal, ds, dg) == REFERENCE.bidirectional(
+        geom, mask, start, goal, rs, rg
+    )
+    np.testing.assert_array_equal(ds, rs)
+    np.testing.assert_array_equal(dg, rg)
+
+    for astar in (False, True):
+        for target in (goal, -1):
+            cost, expanded = _dijkstra(FAST, geom, mask, [start], target, astar)
+            ref_cost, ref_expanded = _dijkstra(REFERENCE, geom, mask, [start], target, astar)
+            assert expanded == ref_expanded
+            np.testing.assert_array_equal(cost, ref_cost)
+            if np.isfinite(cost[goal]):
+                np.testing.assert_array_equal(
+                    FAST.trace_path(geom, mask, cost, start, goal), REFERENCE.trace_path(geom, mask, cost, start, goal)
+                )
+
+    length, expanded, state, path = _frugal(FAST, geom, start, goal)
+    ref_length, ref_expanded, ref_state, ref_path = _frugal(REFERENCE, geom, start, goal)
+    assert (length, expanded) == (ref_length, ref_expanded)
+    np.testing.assert_array_equal(state, ref_state)
+    if length >= 0:
+        np.testing.assert_array_equal(path, ref_path)
+
+
+def test_seeded_batch_matches_reference() -> None:
+    rng = np.random.default_rng(20261129)
+    for case in range(25):
+        d = int(rng.integers(1, 5))
+        shape = [int(n) for n in rng.integers(1, 9, size=d)]
+        periodic = [bool(p) for p in rng.random(d) < 0.5]
+        weights = rng.uniform(0.5, 3.0, size=shape) if case % 2 else None
+        lattice = Lattice(
+            shape, periodic=periodic, weights=weights, obstacles=[{"kind": "random", "p": 0.25, "seed": case}]
+        )
+        geom = Geometry.of(lattice)
+        mask = FAST.open_mask(geom)
+        open_indices = np.flatnonzero(mask)
+        if open_indices.size == 0:
+            continue
+        start, goal = (int(v) for v in rng.choice(open_indices, size=2))
+        for astar in (False, True):
+            cost, expanded = _dijkstra(FAST, geom, mask, [start], goal, astar)
+            ref_cost, ref_expanded = _dijkstra(REFERENCE, geom, mask, [start], goal, astar)
+            assert expanded == ref_expanded, (case, astar)
+            np.testing.assert_array_equal(cost, ref_cost)
+        dist, expanded = _bfs(FAST, geom, mask, [start], goal)
+        ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, [start], goal)
+        assert expanded == ref_expanded
+        np.testing.assert_array_equal(dist, ref_dist)
+
+
+def test_frugal_matches_full_bfs_on_a_million_vertices() -> None:
+    # The giant bench runs exactly this sequence on 63^5; here 16^5 = 1,048,576 vertices.
+    lattice = Lattice((16,) * 5, obstacles=[{"kind": "random", "p": 0.2, "seed": 1}])
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    start, goal = 0, geom.vertices - 1
+    assert mask[start] and mask[goal]
+    length, expanded, state, path = _frugal(FAST, geom, start, goal)
+    dist, full_expanded = _bfs(FAST, geom, mask, [start], goal)
+    assert length == dist[goal] > 0
+    assert expanded == full_expanded
+    np.testing.assert_array_equal(path, FAST.trace_path(geom, mask, dist, start, goal))
+    # every labelled vertex holds 1 + depth mod 3, every other one 0
+    depth_state = np.where(dist >= 0, 1 + dist % 3, 0).astype(np.uint8)
+    padded = np.zeros(state.size * 4, dtype=np.uint8)
+    padded[: geom.vertices] = depth_state
+    packed = padded.reshape(-1, 4) << np.array([0, 2, 4, 6], dtype=np.uint8)
+    np.testing.assert_array_equal(state, np.bitwise_or.reduce(packed, axis=1))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 15, 16, 17, 65535, 65536, 65537, 131081])
+def test_open_bits_at_byte_and_chunk_boundaries(n: int) -> None:
+    lattice = Lattice(n, obstacles=[{"kind": "random", "p": 0.3, "seed": 11}])
+    bits = FAST.open_bits(Geometry.of(lattice))
+    assert bits.shape == ((n + 7) // 8,)
+    expected = np.packbits(lattice.open_mask_flat(), bitorder="little")
+    np.testing.assert_array_equal(bits, expected)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 13, 4099])
+def test_frugal_state_packing_on_a_line(n: int) -> None:
+    geom = Geometry.of(Lattice(n))
+    state = FAST.full((n + 3) // 4, 0, np.uint8)
+    length, expanded = FAST.bfs_frugal(geom, FAST.open_bits(geom), 0, n - 1, state)
+    assert (length, expanded) == (n - 1, n - 1)
+    values = (state[np.arange(n) >> 2] >> (2 * (np.arange(n) & 3)).astype(np.uint8)) & 3
+    np.testing.assert_array_equal(values, 1 + np.arange(n) % 3)
+    assert FAST.trace_path_frugal(geom, FAST.open_bits(geom), state, 0, n - 1, length).tolist() == list(
+        range(n - 1, -1, -1)
+    )
+
+
+def test_wide_index_dtypes_give_the_same_answers() -> None:
+    assert _index_dtype(2**31 - 1) is np.int32
+    assert _index_dtype(2**31) is np.int64
+    assert _frontier_dtype(2**32 - 1) is np.uint32
+    assert _frontier_dtype(2**32) is np.int64
+    lattice = Lattice((9, 8, 7), periodic=[True, False, True], obstacles=[{"kind": "random", "p": 0.35, "seed": 4}])
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    narrow, count = FAST.label(geom, mask)
+    wide = np.empty(geom.vertices, dtype=np.int64)
+    assert kernels.label(geom.shape, geom.strides, geom.periodic, mask, wide) == count
+    np.testing.assert_array_equal(wide, narrow)
+    bits = FAST.open_bits(geom)
+    start, goal = (int(v) for v in np.flatnonzero(mask)[[0, -1]])
+    answers = []
+    for dtype in (np.uint32, np.int64):
+        state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
+        buffers = np.empty(1, dtype=dtype), np.empty(1, dtype=dtype)
+        answers.append(
+            (kernels.bfs_frugal(geom.shape, geom.strides, geom.periodic, bits, state, start, goal, *buffers), state)
+        )
+    assert answers[0][0] == answers[1][0]
+    np.testing.assert_array_equal(answers[0][1], answers[1][1])
+
+
+def test_bad_fields_raise_named_errors() -> None:
+    geom = Geometry.of(Lattice((3, 3)))
+    mask = FAST.open_mask(geom)
+    scrambled = np.array([0, 5, 5, 5, 5, 5, 5, 5, 5], dtype=np.int32)
+    with pytest.raises(InvalidInputError, match="dist"):
+        FAST.trace_path(geom, mask, scrambled, 0, 8)
+    bits = FAST.open_bits(geom)
+    state = FAST.full(3, 0, np.uint8)
+    length, _ = FAST.bfs_frugal(geom, bits, 0, 8, state)
+    with pytest.raises(InvalidInputError, match="state"):
+        FAST.trace_path_frugal(geom, bits, state, 0, 8, length + 1)
+    with pytest.raises(InvalidInputError, match="length"):
+        FAST.trace_path_frugal(geom, bits, state, 0, 8, -1)
+
+
+def test_second_source_is_not_a_predecessor() -> None:
+    # Tracing to one root of a two-source field must not step onto the other source's unreached neighbours.
+    geom = Geometry.of(Lattice(7))
+    mask = FAST.open_mask(geom)
+    dist, _ = _bfs(FAST, geom, mask, [0, 6], -1)
+    assert FAST.trace_path(geom, mask, dist, 0, 2).tolist() == [2, 1, 0]
+    with pytest.raises(InvalidInputError):
+        FAST.trace_path(geom, mask, dist, 0, 5)

@@ -1,0 +1,62 @@
+"""Webhook test fixtures: the shared database servers, and a guard that keeps every packet on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from servers import pg_url, postgres_server, redis_server
+
+__all__ = ["no_network_beyond_loopback", "pg_url", "postgres_server", "redis_server"]
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+
+def _is_loopback(host: Any) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    if not isinstance(host, str):
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Fail the test before any name lookup or connection beyond loopback is attempted."""
+    attempts: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _is_loopback(host):
+            attempts.append(f"getaddrinfo({host!r})")
+            raise OSError(f"test guard: name lookup of {host!r} beyond loopback refused")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            attempts.append(f"connect({address!r})")
+            raise OSError(f"test guard: connection to {address!r} beyond loopback refused")
+
+    def guarded_connect(sock: socket.socket, address: Any) -> None:
+        check(sock, address)
+        real_connect(sock, address)
+
+    def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+        check(sock, address)
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    yield attempts
+    assert not attempts, f"the test tried to reach beyond loopback: {attempts}"

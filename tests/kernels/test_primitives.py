@@ -66,7 +66,7 @@ def _sources(data: st.DataObject, lattice: Lattice) -> list[int]:
     return data.draw(st.lists(endpoints(lattice), min_size=1, max_size=3))
 
 
-# --- lattice primitives -----------------------------------------------------------------------------------
+# --- lattice primitives -------------------------------------------------------------------------------------
 
 
 @given(data=st.data())
@@ -180,7 +180,7 @@ def test_trace_path_wraps_on_periodic_axes(backend: Backend) -> None:
     assert _trace(backend, lattice, dist, 0, 4).tolist() == [4, 5, 0]
 
 
-# --- Dijkstra and A* --------------------------------------------------------------------------------------
+# --- Dijkstra and A* ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("astar", [False, True])
@@ -247,7 +247,7 @@ def test_astar_heuristic_is_periodic_aware(backend: Backend) -> None:
     assert expanded == 3
 
 
-# --- bidirectional BFS ----------------------------------------------------------------------------------------
+# --- bidirectional BFS --------------------------------------------------------------------------------------
 
 
 def _bidirectional(
@@ -305,7 +305,7 @@ def test_bidirectional_unreachable(backend: Backend) -> None:
     assert _bidirectional(backend, lattice, 0, 4)[0] == (-1, -1, 2)
 
 
-# --- frugal BFS ---------------------------------------------------------------------------------------------------
+# --- frugal BFS ---------------------------------------------------------------------------------------------
 
 
 def _frugal(backend: Backend, lattice: Lattice, start: int, goal: int) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -343,7 +343,7 @@ def test_frugal_bfs_unreachable(backend: Backend) -> None:
     assert (length, expanded) == (-1, 3)
 
 
-# --- labels -----------------------------------------------------------------------------------------------------------
+# --- labels -------------------------------------------------------------------------------------------------
 
 
 @given(data=st.data())

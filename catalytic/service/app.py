@@ -1,0 +1,302 @@
+"""The Starlette application: every route in one table, start-up and shut-down, the webhook doors.
+
+This is the only module of the service that imports :mod:`catalytic.webhooks`: it mounts the webhook
+management API under ``/api/webhooks`` (behind the same API keys), hands the outbox ``emit`` to the routes
+and the job runner (so an event is written in the transaction that records the state change), and starts
+the webhook worker in-process when configured to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from catalytic.service import db as queries
+from catalytic.service.auth import ApiKeyMiddleware
+from catalytic.service.cache import LRU, ResultCache
+from catalytic.service.errors import exception_handlers
+from catalytic.service.jobs import JobRunner
+from catalytic.service.logs import configure_logging
+from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
+from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
+from catalytic.service.routes import health, jobs, lattices
+from catalytic.service.schemas import (
+    AnalyzeRequest,
+    AnalyzeResponse,
+    ComponentsRequest,
+    ComponentsResponse,
+    DistanceFieldRequest,
+    HealthResponse,
+    JobAccepted,
+    JobRequest,
+    JobStatus,
+    LatticeCreate,
+    LatticeInfo,
+    LatticeList,
+    PathRequest,
+    PathResponse,
+    ReadyResponse,
+)
+from catalytic.service.settings import Settings
+from catalytic.service.state import ServiceState
+from catalytic.service.telemetry import RequestMiddleware
+
+__all__ = ["ENDPOINTS", "create_app"]
+
+log = logging.getLogger("catalytic.service")
+
+_JOB_ERRORS = (404, 413, 503)
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", "/health", health.health, "Liveness", responses={200: HealthResponse}, open=True, tag="operations"),
+    Endpoint(
+        "GET",
+        "/ready",
+        health.ready,
+        "Readiness",
+        responses={200: ReadyResponse, 503: ReadyResponse},
+        open=True,
+        tag="operations",
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/create",
+        lattices.create_lattice,
+        "Create a lattice",
+        LatticeCreate,
+        {201: LatticeInfo},
+        (413, 503),
+    ),
+    Endpoint(
+        "GET",
+        "/api/lattices",
+        lattices.list_lattices,
+        "List lattices",
+        responses={200: LatticeList},
+        errors=(422,),
+        query=(("limit", "integer", "page size"), ("cursor", "string", "next_cursor of the last page")),
+    ),
+    Endpoint(
+        "GET",
+        "/api/lattice/{lattice_id}",
+        lattices.get_lattice,
+        "Get a lattice",
+        responses={200: LatticeInfo},
+        errors=(404,),
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/lattice/{lattice_id}",
+        lattices.delete_lattice,
+        "Delete a lattice",
+        responses={200: None},
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/path",
+        lattices.shortest_path,
+        "Shortest path (202 + job when large)",
+        PathRequest,
+        {200: PathResponse, 202: JobAccepted},
+        (*_JOB_ERRORS, 504),
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/analyze",
+        lattices.analyze,
+        "Structure report",
+        AnalyzeRequest,
+        {200: AnalyzeResponse, 202: JobAccepted},
+        (*_JOB_ERRORS, 504),
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/components",
+        lattices.components,
+        "Component count and sizes",
+        ComponentsRequest,
+        {200: ComponentsResponse, 202: JobAccepted},
+        (*_JOB_ERRORS, 504),
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/distance-field",
+        lattices.distance_field,
+        "Distance field (a job)",
+        DistanceFieldRequest,
+        {202: JobAccepted},
+        _JOB_ERRORS,
+    ),
+    Endpoint(
+        "POST", "/api/jobs", jobs.create_job, "Submit a job", JobRequest, {202: JobAccepted}, _JOB_ERRORS, tag="jobs"
+    ),
+    Endpoint(
+        "GET", "/api/jobs/{job_id}", jobs.get_job, "Job status", responses={200: JobStatus}, errors=(404,), tag="jobs"
+    ),
+    Endpoint(
+        "GET",
+        "/api/jobs/{job_id}/result",
+        jobs.get_job_result,
+        "Job result (JSON, or .npy with ?format=npy)",
+        responses={200: None},
+        errors=(404, 409),
+        query=(("format", "string", "npy for the array result"),),
+        tag="jobs",
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/jobs/{job_id}",
+        jobs.cancel_job,
+        "Cancel a job",
+        responses={200: JobStatus},
+        errors=(404, 409),
+        tag="jobs",
+    ),
+]
+
+
+def _routes(document: dict[str, Any], webhook_routes: list[BaseRoute]) -> list[BaseRoute]:
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+    routes: list[BaseRoute] = [Route(ep.path, ep.endpoint, methods=[ep.method]) for ep in ENDPOINTS]
+    routes += [Route("/openapi.json", openapi, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+    routes.append(Mount("/api/webhooks", routes=webhook_routes))
+    return routes
+
+
+def _webhook_routes() -> list[BaseRoute]:
+    from catalytic.webhooks.api import routes
+
+    return list(routes)
+
+
+def _outbox() -> Any:
+    from catalytic.webhooks.store import emit
+
+    async def record(conn: Any, event_type: str, data: dict[str, Any]) -> None:
+        await emit(conn, event_type, data)
+
+    return record
+
+
+async def _webhook_worker(settings: Settings) -> asyncio.Task[Any]:
+    import catalytic.webhooks.metrics  # noqa: F401  (registers the webhook metrics on the default registry)
+    from catalytic.webhooks.config import WebhookConfig
+    from catalytic.webhooks.worker import run_worker
+
+    config = WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
+    return asyncio.create_task(run_worker(config), name="catalytic-webhook-worker")
+
+
+_fallback_listener_installed = False
+
+
+def _count_fallbacks() -> None:
+    global _fallback_listener_installed
+    if _fallback_listener_installed:
+        return
+    from catalytic.kernels.backend import on_fallback
+
+    on_fallback(BACKEND_FALLBACKS.inc)
+    _fallback_listener_installed = True
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the service.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Configuration; read from the environment when omitted.
+
+    Returns
+    -------
+    starlette.applications.Starlette
+        The ASGI app; its lifespan migrates and opens the database, starts the job runner and the metrics port.
+
+    Examples
+    --------
+    >>> app = create_app(Settings(METRICS_PORT=0))
+    >>> sorted(r.path for r in app.routes)[:2]
+    ['/api/jobs', '/api/jobs/{job_id}']
+    """
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    keys = settings.api_keys
+    document = openapi_document(ENDPOINTS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from catalytic.storage import migrate, open_database
+
+        await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
+        database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
+        emit = _outbox()
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        runner = JobRunner(
+            database, settings.parallel_cores, settings.max_queued_jobs, settings.job_timeout_s, emit, owner
+        )
+        state = ServiceState(
+            settings=settings,
+            db=database,
+            cache=ResultCache(settings.result_cache_size, settings.redis_url),
+            runner=runner,
+            threads=ThreadPoolExecutor(settings.parallel_cores, thread_name_prefix="catalytic-compute"),
+            emit=emit,
+            lattices=LRU(settings.cache_size),
+        )
+        app.state.service = state
+        runner.start()
+        _count_fallbacks()
+        ACTIVE_LATTICES.set(await queries.count_lattices(database))
+        if settings.metrics_port:
+            start_metrics_server(settings.metrics_port, settings.metrics_host)
+        worker = await _webhook_worker(settings) if settings.run_webhook_worker else None
+        if keys:
+            log.info("API keys required (%d configured)", len(keys))
+        else:
+            log.warning("no API keys configured: serving without authentication (loopback only)")
+        log.info(
+            "service ready",
+            extra={
+                "database": database.dialect,
+                "redis": bool(settings.redis_url),
+                "webhook_worker": worker is not None,
+            },
+        )
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await runner.close()
+            state.threads.shutdown(wait=False, cancel_futures=True)
+            await state.cache.close()
+            await database.close()
+
+    templates = {ep.endpoint: ep.path for ep in ENDPOINTS}
+    app = Starlette(
+        routes=_routes(document, _webhook_routes()),
+        middleware=[Middleware(RequestMiddleware, templates=templates), Middleware(ApiKeyMiddleware, keys=keys)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    return app

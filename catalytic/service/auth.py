@@ -1,0 +1,68 @@
+"""API-key authentication as ASGI middleware.
+
+Keys come as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` and are compared in constant time
+against every configured key. Keys never reach a log line. With no keys configured the service runs open,
+which ``catalytic serve`` allows only on a loopback address.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["OPEN_PATHS", "ApiKeyMiddleware", "key_matches"]
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+
+
+def key_matches(candidate: str, keys: Iterable[str]) -> bool:
+    """Whether ``candidate`` equals one of ``keys``; every key is compared, each in constant time."""
+    given = candidate.encode()
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given, key.encode())
+    return found
+
+
+def _presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
+    return None
+
+
+class ApiKeyMiddleware:
+    """Answer 401 to any request outside :data:`OPEN_PATHS` without a valid key (when keys are configured)."""
+
+    def __init__(self, app: Any, keys: tuple[str, ...]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        presented = _presented_key(scope["headers"])
+        if presented is not None and key_matches(presented, self.keys):
+            await self.app(scope, receive, send)
+            return
+        message = "missing API key" if presented is None else "invalid API key"
+        body = json.dumps({"error": "unauthorized", "message": message, "fields": []}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="catalytic"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

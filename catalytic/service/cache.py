@@ -1,0 +1,176 @@
+"""Caches: a per-process L1 LRU (lattices, results) and Redis as a shared L2 for results.
+
+Redis is optional and may vanish: while it does not answer, results come from L1 and the database, one
+warning is logged per outage and ``cache_redis_up`` reads 0. Reconnection is tried every REDIS_RETRY_S.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Generic, TypeVar
+
+from catalytic.service import defaults
+from catalytic.service.metrics import CACHE_HITS, CACHE_MISSES, CACHE_UP
+
+__all__ = ["LRU", "ResultCache"]
+
+log = logging.getLogger("catalytic.service")
+
+V = TypeVar("V")
+_PREFIX = "catalytic:v1:"
+
+
+class LRU(Generic[V]):
+    """A least-recently-used map of at most ``size`` entries, each with an optional expiry time.
+
+    Examples
+    --------
+    >>> lru = LRU[int](2)
+    >>> lru.put("a", 1); lru.put("b", 2); lru.put("c", 3)
+    >>> lru.get("a") is None, lru.get("c")
+    (True, 3)
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[V, float]] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        """The value under ``key`` (refreshing its recency), or None when absent or expired."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires and expires < time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: V, ttl: float | None = None) -> None:
+        """Store ``value``, evicting the least recently used entry when full."""
+        self._entries[key] = (value, time.monotonic() + ttl if ttl else 0.0)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        """Forget ``key``."""
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class ResultCache:
+    """Computed answers (JSON objects) in L1 and, when configured, in Redis, each with a TTL."""
+
+    def __init__(self, size: int, redis_url: str | None) -> None:
+        self.l1: LRU[dict[str, Any]] = LRU(size)
+        self.redis_url = redis_url
+        self._redis: Any = None
+        self._down_until = 0.0
+        self._down = False
+        if redis_url:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(
+                redis_url,
+                socket_timeout=defaults.REDIS_TIMEOUT_S,
+                socket_connect_timeout=defaults.REDIS_TIMEOUT_S,
+                retry_on_timeout=False,
+            )
+            CACHE_UP.set(1)
+
+    @property
+    def redis_up(self) -> bool | None:
+        """True/False for a configured Redis, None when there is none."""
+        return None if self._redis is None else not self._down
+
+    def _failed(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + defaults.REDIS_RETRY_S
+        CACHE_UP.set(0)
+        if not self._down:
+            self._down = True
+            log.warning("Redis is unreachable (%s); answering from L1 and the database", type(exc).__name__)
+
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            CACHE_UP.set(1)
+            log.info("Redis answers again; shared result cache restored")
+
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and (not self._down or time.monotonic() >= self._down_until)
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The cached answer for ``key``: L1 first, then Redis (which refills L1)."""
+        value = self.l1.get(key)
+        if value is not None:
+            CACHE_HITS.labels("l1").inc()
+            return value
+        CACHE_MISSES.labels("l1").inc()
+        if not self._redis_usable():
+            return None
+        from redis.exceptions import RedisError
+
+        try:
+            raw = await self._redis.get(_PREFIX + key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        if raw is None:
+            CACHE_MISSES.labels("redis").inc()
+            return None
+        CACHE_HITS.labels("redis").inc()
+        ttl = await self._remaining_ttl(key)
+        value = json.loads(raw)
+        self.l1.put(key, value, ttl)
+        return value
+
+    async def _remaining_ttl(self, key: str) -> float | None:
+        from redis.exceptions import RedisError
+
+        try:
+            ttl = await self._redis.ttl(_PREFIX + key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        return float(ttl) if ttl and ttl > 0 else None
+
+    async def put(self, key: str, value: dict[str, Any], ttl: int) -> None:
+        """Store an answer in L1 and Redis for ``ttl`` seconds."""
+        self.l1.put(key, value, ttl)
+        if not self._redis_usable():
+            return
+        from redis.exceptions import RedisError
+
+        try:
+            await self._redis.set(_PREFIX + key, json.dumps(value), ex=ttl)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return
+        self._recovered()
+
+    async def ping(self) -> bool | None:
+        """Whether Redis answers (None when not configured)."""
+        if self._redis is None:
+            return None
+        from redis.exceptions import RedisError
+
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return True
+
+    async def close(self) -> None:
+        """Close the Redis connection pool."""
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -1,0 +1,312 @@
+"""The synchronous side of the service: decoding uploaded arrays, materialising lattices, running operations.
+
+Everything here is plain blocking code. The event loop never calls it directly: inline requests run it on
+the thread pool and jobs run it in the worker processes of :mod:`catalytic.service.jobs`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from catalytic.errors import InvalidTypeError, MaskError, NoPathError, WeightsError
+from catalytic.lattice import Lattice
+
+__all__ = [
+    "OPERATIONS",
+    "array_bytes",
+    "build_lattice",
+    "decode_blocked",
+    "decode_weights",
+    "estimate_bytes",
+    "json_key",
+    "lattice_counts",
+    "materialise",
+    "npy_bytes",
+    "run_operation",
+    "serve_tasks",
+]
+
+OPERATIONS = ("shortest_path", "distance_field", "components", "analyze")
+
+
+def _b64(text: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidTypeError(field, "is not valid base64", "base64 text (RFC 4648, with padding)") from None
+
+
+def decode_blocked(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The explicit blocked mask from a list of coordinates or base64 packbits (little bit order, C order)."""
+    if value is None:
+        return None
+    vertices = math.prod(shape)
+    if isinstance(value, str):
+        packed = np.frombuffer(_b64(value, "blocked"), dtype=np.uint8)
+        expected = (vertices + 7) // 8
+        if packed.size != expected:
+            raise MaskError("blocked", f"{packed.size} bytes decoded", f"{expected} bytes ({vertices} bits, C order)")
+        return np.unpackbits(packed, count=vertices, bitorder="little").astype(bool).reshape(shape)
+    mask = np.zeros(shape, dtype=bool)
+    if value:
+        coords = np.asarray(value, dtype=np.int64)
+        if coords.ndim != 2 or coords.shape[1] != len(shape):
+            raise MaskError("blocked", "coordinates of the wrong length", f"lists of {len(shape)} integers")
+        bounds = np.asarray(shape, dtype=np.int64)
+        outside = (coords < 0) | (coords >= bounds)
+        if outside.any():
+            row = int(np.flatnonzero(outside.any(axis=1))[0])
+            raise MaskError(
+                f"blocked[{row}]", f"{coords[row].tolist()} lies outside the lattice", f"0 <= c[k] < {shape}"
+            )
+        mask[tuple(coords.T)] = True
+    return mask
+
+
+def decode_weights(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Per-vertex weights from a nested list or base64 little-endian float64 (C order)."""
+    if value is None:
+        return None
+    allowed = f"a nested list of shape {list(shape)} or base64 of {math.prod(shape)} float64 values"
+    if isinstance(value, str):
+        raw = _b64(value, "weights")
+        if len(raw) != 8 * math.prod(shape):
+            raise WeightsError("weights", f"{len(raw)} bytes decoded", allowed)
+        return np.frombuffer(raw, dtype="<f8").reshape(shape)
+    try:
+        weights = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise WeightsError("weights", "is not a rectangular list of numbers", allowed) from None
+    if weights.shape != shape:
+        raise WeightsError("weights", f"shape {list(weights.shape)} does not match the lattice", allowed)
+    return weights
+
+
+def array_bytes(lattice: Lattice) -> dict[str, bytes]:
+    """The explicit arrays of a lattice in their stored form (packed mask bits, float64 weights)."""
+    out = {}
+    if lattice.blocked is not None:
+        out["blocked"] = np.packbits(lattice.blocked.ravel(), bitorder="little").tobytes()
+    if lattice.weights is not None:
+        out["weights"] = np.ascontiguousarray(lattice.weights, dtype="<f8").tobytes()
+    return out
+
+
+def materialise(spec: Mapping[str, Any], arrays: Mapping[str, bytes], max_vertices: int | None = None) -> Lattice:
+    """Rebuild a lattice from its spec and stored arrays (digests are checked by :meth:`Lattice.from_spec`)."""
+    shape = tuple(int(n) for n in spec["shape"])
+    blocked = weights = None
+    if "blocked" in arrays:
+        blocked = decode_blocked(base64.b64encode(arrays["blocked"]).decode(), shape)
+    if "weights" in arrays:
+        weights = np.frombuffer(arrays["weights"], dtype="<f8").reshape(shape)
+    return Lattice.from_spec(spec, blocked=blocked, weights=weights, max_vertices=max_vertices)
+
+
+def lattice_counts(lattice: Lattice) -> dict[str, Any]:
+    """Vertices, open vertices, edges and the memory report (measured bytes against graph baselines)."""
+    report = lattice.memory_report()
+    return {
+        "vertices": lattice.vertices,
+        "open_vertices": lattice.open_vertices,
+        "edges": int(report["edges"]),
+        "memory": json.loads(json.dumps(report, default=float)),
+    }
+
+
+def build_lattice(body: Mapping[str, Any], max_vertices: int) -> Lattice:
+    """A lattice from a validated create body (shape, periodic, obstacles, blocked, weights)."""
+    shape = tuple(body["shape"])
+    return Lattice(
+        shape,
+        periodic=body.get("periodic", False),
+        obstacles=body.get("obstacles") or [],
+        blocked=decode_blocked(body.get("blocked"), shape),
+        weights=decode_weights(body.get("weights"), shape),
+        max_vertices=max_vertices,
+    )
+
+
+def estimate_bytes(vertices: int, weighted: bool) -> int:
+    """Upper estimate of the bytes one computation holds: mask, distances, labels, weights."""
+    per_vertex = 1 + 8 + 8 + (8 if weighted else 0)
+    return vertices * per_vertex
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array serialised as a .npy file."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _path(lattice: Lattice, params: Mapping[str, Any], backend: str | None, memory: str) -> dict[str, Any]:
+    from catalytic.kernels import shortest_path
+
+    t0 = time.perf_counter()
+    try:
+        path = shortest_path(
+            lattice,
+            params["start"],
+            params["goal"],
+            method=params.get("method", "auto"),
+            backend=backend,
+            memory=memory,
+        )
+    except NoPathError:
+        return {"found": False, "elapsed_ms": (time.perf_counter() - t0) * 1e3}
+    return {
+        "found": True,
+        "path": path.coords.tolist(),
+        "length": int(path.length),
+        "cost": float(path.cost),
+        "expanded": int(path.expanded),
+        "method": path.method,
+        "backend": path.backend,
+        "elapsed_ms": (time.perf_counter() - t0) * 1e3,
+    }
+
+
+def _component_sizes(labels: np.ndarray, count: int, max_sizes: int) -> dict[str, Any]:
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return {
+        "count": int(count),
+        "sizes": sizes[:max_sizes].tolist(),
+        "sizes_truncated": bool(sizes.size > max_sizes),
+        "largest": int(sizes.max()) if sizes.size else 0,
+    }
+
+
+def run_operation(
+    lattice: Lattice,
+    operation: str,
+    params: Mapping[str, Any],
+    *,
+    backend: str | None = None,
+    memory: str = "auto",
+    max_sizes: int = 10_000,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Run one operation; returns its JSON answer and, for array results, the array.
+
+    Parameters
+    ----------
+    lattice : Lattice
+    operation : {"shortest_path", "distance_field", "components", "analyze"}
+    params : mapping
+        ``start``, ``goal``, ``method`` for paths; ``sources`` for distance fields.
+    backend : str, optional
+        Backend request passed to the kernels (None: ``CATALYTIC_BACKEND`` or auto).
+    memory : str
+        Memory mode for paths.
+    max_sizes : int
+        How many component sizes the JSON answer lists.
+
+    Returns
+    -------
+    (dict, numpy.ndarray or None)
+
+    Raises
+    ------
+    InvalidInputError
+        Bad coordinates, blocked endpoints, a method that does not fit.
+    """
+    from catalytic.kernels import analyze, components, distance_field
+    from catalytic.kernels.backend import resolve_backend
+
+    t0 = time.perf_counter()
+    if operation == "shortest_path":
+        return _path(lattice, params, backend, memory), None
+    if operation == "analyze":
+        report = dict(analyze(lattice, backend=backend))
+        report["degree_histogram"] = {str(k): int(v) for k, v in report["degree_histogram"].items()}
+        report["elapsed_ms"] = (time.perf_counter() - t0) * 1e3
+        return report, None
+    if operation == "components":
+        labels, count = components(lattice, backend=backend)
+        answer = _component_sizes(labels, count, max_sizes)
+        answer["backend"] = resolve_backend(backend)[0]
+        answer["elapsed_ms"] = (time.perf_counter() - t0) * 1e3
+        return answer, labels
+    if operation == "distance_field":
+        field = distance_field(lattice, params["sources"], backend=backend)
+        reached = np.isfinite(field) if field.dtype.kind == "f" else field >= 0
+        answer = {
+            "shape": list(field.shape),
+            "dtype": str(field.dtype),
+            "reached": int(np.count_nonzero(reached)),
+            "max": float(field[reached].max()) if reached.any() else None,
+            "backend": resolve_backend(backend)[0],
+            "elapsed_ms": (time.perf_counter() - t0) * 1e3,
+        }
+        return answer, field
+    raise InvalidTypeError("operation", f"unknown operation {operation!r}", ", ".join(OPERATIONS))
+
+
+def _error_answer(exc: BaseException) -> dict[str, Any]:
+    from catalytic.errors import InvalidInputError, MemoryBudgetError, VertexBudgetError
+
+    if isinstance(exc, VertexBudgetError | MemoryBudgetError):
+        fields = [exc.to_dict()] if isinstance(exc, VertexBudgetError) else []
+        return {"status": 413, "error": "too_large", "message": str(exc), "fields": fields}
+    if isinstance(exc, InvalidInputError | InvalidTypeError):
+        return {"status": 422, "error": "invalid_input", "message": str(exc), "fields": [exc.to_dict()]}
+    return {"status": 500, "error": "internal", "message": f"{type(exc).__name__}: {exc}", "fields": []}
+
+
+def serve_tasks(conn: Any) -> None:
+    """Body of a job worker process: run tasks from ``conn`` one at a time until the pipe closes.
+
+    Each task is a dict (operation, spec, arrays, params, backend, memory, max_sizes). The process sends
+    ``("progress", fraction)`` messages, then ``("ok", answer, npy_bytes_or_None, backend, fallbacks)`` or
+    ``("error", error_dict)``. The parent terminates the process to cancel a task.
+    """
+    from catalytic.kernels.backend import fallback_count
+
+    cached: dict[str, Lattice] = {}
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        try:
+            key = json_key(task["spec"])
+            lattice = cached.get(key)
+            if lattice is None:
+                lattice = materialise(task["spec"], task["arrays"])
+                cached.clear()
+                cached[key] = lattice
+            conn.send(("progress", 0.2))
+            before = fallback_count()
+            answer, array = run_operation(
+                lattice,
+                task["operation"],
+                task["params"],
+                backend=task["backend"],
+                memory=task["memory"],
+                max_sizes=task["max_sizes"],
+            )
+            conn.send(
+                (
+                    "ok",
+                    answer,
+                    None if array is None else npy_bytes(array),
+                    answer.get("backend"),
+                    fallback_count() - before,
+                )
+            )
+        except Exception as exc:  # every failure becomes the job's error; the worker lives on
+            conn.send(("error", _error_answer(exc)))
+
+
+def json_key(spec: Mapping[str, Any]) -> str:
+    """A canonical text form of a spec (a cache key)."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))

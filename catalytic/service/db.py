@@ -1,0 +1,239 @@
+"""Queries for lattices, their uploaded arrays, jobs and job results (schema: migration 0002_service).
+
+SQL uses ``$n`` placeholders on both PostgreSQL and SQLite (the storage layer translates). Timestamps are
+float epoch seconds, JSON is stored as text, ids are text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "Queries",
+    "cancel_job",
+    "claim_job",
+    "count_lattices",
+    "delete_lattice",
+    "fetch_arrays",
+    "finish_job",
+    "get_job",
+    "get_lattice",
+    "get_result",
+    "insert_arrays",
+    "insert_job",
+    "insert_lattice",
+    "job_status",
+    "list_lattices",
+    "new_id",
+    "set_progress",
+]
+
+
+class Queries(Protocol):
+    """What a database or a transaction's connection offers (``catalytic.storage``)."""
+
+    async def execute(self, sql: str, *args: Any) -> Any: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+
+_LATTICE_COLUMNS = "id, spec, vertices, open_vertices, edges, memory, created_at"
+_JOB_COLUMNS = (
+    "id, operation, lattice_id, spec, params, backend, status, progress, error, owner, created_at, started_at, "
+    "finished_at, has_array"
+)
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id that sorts by creation time (milliseconds, then 48 random bits)."""
+    return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def _lattice(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "spec": json.loads(row["spec"]),
+        "vertices": int(row["vertices"]),
+        "open_vertices": int(row["open_vertices"]),
+        "edges": int(row["edges"]),
+        "memory": json.loads(row["memory"]),
+        "created_at": float(row["created_at"]),
+    }
+
+
+async def get_lattice(db: Queries, lattice_id: str) -> dict[str, Any] | None:
+    """A stored lattice, or None when unknown or deleted."""
+    row = await db.fetchrow(f"SELECT {_LATTICE_COLUMNS} FROM service_lattices WHERE id = $1", lattice_id)
+    return None if row is None else _lattice(row)
+
+
+async def list_lattices(db: Queries, cursor: str | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` lattices with ids after ``cursor``, in id (creation) order."""
+    rows = await db.fetch(
+        f"SELECT {_LATTICE_COLUMNS} FROM service_lattices WHERE id > $1 ORDER BY id LIMIT $2", cursor or "", limit
+    )
+    return [_lattice(r) for r in rows]
+
+
+async def count_lattices(db: Queries) -> int:
+    """How many lattices are stored."""
+    return int(await db.fetchval("SELECT COUNT(*) FROM service_lattices"))
+
+
+async def insert_lattice(db: Queries, record: Mapping[str, Any], arrays: Mapping[str, bytes]) -> None:
+    """Store a lattice and its uploaded arrays (call inside a transaction)."""
+    await db.execute(
+        f"INSERT INTO service_lattices ({_LATTICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        record["id"],
+        json.dumps(record["spec"]),
+        record["vertices"],
+        record["open_vertices"],
+        record["edges"],
+        json.dumps(record["memory"]),
+        record["created_at"],
+    )
+    await insert_arrays(db, record["id"], arrays)
+
+
+async def insert_arrays(db: Queries, owner_id: str, arrays: Mapping[str, bytes]) -> None:
+    """Store the uploaded arrays of a lattice or of a job's inline lattice."""
+    for name, data in arrays.items():
+        await db.execute(
+            "INSERT INTO service_arrays (owner_id, name, data) VALUES ($1, $2, $3)", owner_id, name, bytes(data)
+        )
+
+
+async def fetch_arrays(db: Queries, owner_id: str) -> dict[str, bytes]:
+    """The uploaded arrays stored under a lattice or job id."""
+    rows = await db.fetch("SELECT name, data FROM service_arrays WHERE owner_id = $1", owner_id)
+    return {r["name"]: bytes(r["data"]) for r in rows}
+
+
+async def delete_lattice(db: Queries, lattice_id: str) -> bool:
+    """Delete a lattice and its arrays (call inside a transaction); False when it did not exist."""
+    deleted = await db.fetchval("DELETE FROM service_lattices WHERE id = $1 RETURNING id", lattice_id)
+    if deleted is None:
+        return False
+    await db.execute("DELETE FROM service_arrays WHERE owner_id = $1", lattice_id)
+    return True
+
+
+def _job(row: Mapping[str, Any]) -> dict[str, Any]:
+    job = dict(row)
+    job["spec"] = json.loads(row["spec"])
+    job["params"] = json.loads(row["params"])
+    job["error"] = None if row["error"] is None else json.loads(row["error"])
+    job["progress"] = float(row["progress"])
+    job["has_array"] = bool(row["has_array"])
+    return job
+
+
+async def insert_job(db: Queries, job: Mapping[str, Any]) -> None:
+    """Record a queued job."""
+    await db.execute(
+        "INSERT INTO service_jobs (id, operation, lattice_id, spec, params, backend, status, progress, owner, "
+        "created_at, has_array) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0.0, $7, $8, 0)",
+        job["id"],
+        job["operation"],
+        job["lattice_id"],
+        json.dumps(job["spec"]),
+        json.dumps(job["params"]),
+        job["backend"],
+        job["owner"],
+        job["created_at"],
+    )
+
+
+async def get_job(db: Queries, job_id: str) -> dict[str, Any] | None:
+    """A job record, or None."""
+    row = await db.fetchrow(f"SELECT {_JOB_COLUMNS} FROM service_jobs WHERE id = $1", job_id)
+    return None if row is None else _job(row)
+
+
+async def job_status(db: Queries, job_id: str) -> str | None:
+    """Only the status of a job (polled while it runs)."""
+    status = await db.fetchval("SELECT status FROM service_jobs WHERE id = $1", job_id)
+    return None if status is None else str(status)
+
+
+async def claim_job(db: Queries, job_id: str, now: float) -> bool:
+    """Move a queued job to running; False when it was cancelled meanwhile."""
+    claimed = await db.fetchval(
+        "UPDATE service_jobs SET status = 'running', started_at = $2, progress = 0.05 "
+        "WHERE id = $1 AND status = 'queued' RETURNING id",
+        job_id,
+        now,
+    )
+    return claimed is not None
+
+
+async def set_progress(db: Queries, job_id: str, progress: float) -> None:
+    """Record a running job's progress (0..1)."""
+    await db.execute(
+        "UPDATE service_jobs SET progress = $2 WHERE id = $1 AND status = 'running'", job_id, float(progress)
+    )
+
+
+async def finish_job(
+    db: Queries,
+    job_id: str,
+    status: str,
+    now: float,
+    *,
+    error: Mapping[str, Any] | None = None,
+    body: Mapping[str, Any] | None = None,
+    npy: bytes | None = None,
+) -> bool:
+    """Record a running job's end and its result (inside a transaction); False if it had been cancelled."""
+    updated = await db.fetchval(
+        "UPDATE service_jobs SET status = $2, progress = $3, finished_at = $4, error = $5, has_array = $6 "
+        "WHERE id = $1 AND status = 'running' RETURNING id",
+        job_id,
+        status,
+        1.0 if status == "succeeded" else 0.0,
+        now,
+        None if error is None else json.dumps(error),
+        int(npy is not None),
+    )
+    if updated is None:
+        return False
+    if body is not None:
+        await db.execute(
+            "INSERT INTO service_results (job_id, body, npy, created_at) VALUES ($1, $2, $3, $4)",
+            job_id,
+            json.dumps(body),
+            npy,
+            now,
+        )
+    return True
+
+
+async def cancel_job(db: Queries, job_id: str, now: float) -> bool:
+    """Cancel a queued or running job (inside a transaction); False when it had already finished."""
+    cancelled = await db.fetchval(
+        "UPDATE service_jobs SET status = 'cancelled', finished_at = $2 "
+        "WHERE id = $1 AND status IN ('queued', 'running') RETURNING id",
+        job_id,
+        now,
+    )
+    return cancelled is not None
+
+
+async def get_result(db: Queries, job_id: str, *, with_array: bool) -> dict[str, Any] | None:
+    """A finished job's JSON result and, when asked, its .npy bytes."""
+    columns = "body, npy" if with_array else "body"
+    row = await db.fetchrow(f"SELECT {columns} FROM service_results WHERE job_id = $1", job_id)
+    if row is None:
+        return None
+    out: dict[str, Any] = {"body": json.loads(row["body"])}
+    if with_array:
+        out["npy"] = None if row["npy"] is None else bytes(row["npy"])
+    return out

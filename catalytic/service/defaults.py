@@ -1,0 +1,39 @@
+"""Every default of the service, as named constants (the settings object and docs/configuration.md use them)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+HOST: Final = "127.0.0.1"
+PORT: Final = 8080
+METRICS_PORT: Final = 8082
+METRICS_HOST: Final = "127.0.0.1"
+WORKERS: Final = 1
+LOG_LEVEL: Final = "INFO"
+
+LATTICE_MEMORY_OPTIMIZATION: Final = "auto"
+PARALLEL_CORES: Final = 2
+CACHE_SIZE: Final = 64
+RESULT_CACHE_SIZE: Final = 4096
+MAX_LATTICES: Final = 10_000
+BACKEND: Final = "auto"
+SQLITE_PATH: Final = "catalytic.db"
+
+MAX_BODY_BYTES: Final = 64 * 2**20
+MAX_VERTICES: Final = 2**28
+MAX_REQUEST_MEMORY_BYTES: Final = 4 * 2**30
+INLINE_MAX_VERTICES: Final = 2**21
+REQUEST_TIMEOUT_S: Final = 30.0
+JOB_TIMEOUT_S: Final = 600.0
+MAX_QUEUED_JOBS: Final = 64
+RETRY_AFTER_S: Final = 5
+PAGE_LIMIT: Final = 50
+MAX_PAGE_LIMIT: Final = 500
+MAX_INLINE_SIZES: Final = 10_000
+
+CACHE_TTL_DYNAMIC_S: Final = 300
+CACHE_TTL_COMPUTED_S: Final = 3600
+REDIS_TIMEOUT_S: Final = 0.25
+REDIS_RETRY_S: Final = 5.0
+JOB_POLL_S: Final = 0.25
+READY_TIMEOUT_S: Final = 2.0

@@ -1,0 +1,265 @@
+"""The job runner: worker processes that can be terminated, a bounded local queue, cancel and time limits.
+
+Job records live in the database, so any replica answers status, result and cancel for any job; the
+replica that accepted a job runs it. Every ``JOB_POLL_S`` a running job's record is re-read: a cancel sent
+to any replica shows up there and the worker process running it is killed (and replaced), so a cancelled
+job stops mid-computation. Inline requests use the thread pool instead (numba kernels release the GIL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from catalytic.service import db as queries
+from catalytic.service import defaults
+from catalytic.service.compute import serve_tasks
+from catalytic.service.metrics import (
+    BACKEND_FALLBACKS,
+    JOB_QUEUE_SIZE,
+    JOBS,
+    LATTICE_OPERATION_DURATION,
+    LATTICE_OPERATIONS,
+)
+
+__all__ = ["Emit", "JobRunner", "WorkerLost", "WorkerSlot", "job_event", "job_timings"]
+
+log = logging.getLogger("catalytic.service")
+
+Emit = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
+"""``emit(conn, event_type, data)``: records an event in the same transaction as the state change."""
+
+
+class WorkerLost(RuntimeError):
+    """The worker process died (killed on cancel or time limit, or crashed)."""
+
+
+class WorkerSlot:
+    """One worker process running one task at a time; :meth:`kill` stops it mid-task."""
+
+    def __init__(self, io: ThreadPoolExecutor) -> None:
+        self._io = io
+        self._process: Any = None
+        self._conn: Any = None
+
+    def _ensure(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            return
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=serve_tasks, args=(child,), daemon=True, name="catalytic-job-worker")
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+
+    async def run(self, task: dict[str, Any], on_progress: Callable[[float], Awaitable[None]]) -> tuple[Any, ...]:
+        """Send ``task`` to the process and wait for its answer, reporting progress messages on the way."""
+        loop = asyncio.get_running_loop()
+        self._ensure()
+        conn = self._conn
+        try:
+            await loop.run_in_executor(self._io, conn.send, task)
+            while True:
+                message = await loop.run_in_executor(self._io, conn.recv)
+                if message[0] != "progress":
+                    return tuple(message)
+                await on_progress(message[1])
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            raise WorkerLost("the worker process ended") from exc
+
+    def kill(self) -> None:
+        """Terminate the process (a fresh one starts with the next task)."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.join(5)
+        self._conn.close()
+        self._process = self._conn = None
+
+
+class JobRunner:
+    """Queue and run jobs of this replica in ``slots`` worker processes.
+
+    Parameters
+    ----------
+    database : catalytic.storage.Database
+    slots : int
+        Worker processes (PARALLEL_CORES).
+    max_queued : int
+        Jobs queued or running here before submissions are refused (503).
+    timeout_s : float
+        Run-time limit of one job.
+    emit : callable, optional
+        Outbox call recording job.succeeded / job.failed / job.cancelled in the finishing transaction.
+    owner : str
+        This replica's id, stored on its jobs.
+    """
+
+    def __init__(
+        self, database: Any, slots: int, max_queued: int, timeout_s: float, emit: Emit | None, owner: str
+    ) -> None:
+        self.db = database
+        self.max_queued = max_queued
+        self.timeout_s = timeout_s
+        self.emit = emit
+        self.owner = owner
+        self._io = ThreadPoolExecutor(max_workers=2 * slots + 1, thread_name_prefix="catalytic-job-io")
+        self._slots = [WorkerSlot(self._io) for _ in range(slots)]
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._running: dict[str, WorkerSlot] = {}
+        self._cancelled: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running in this process."""
+        return self._queue.qsize() + len(self._running)
+
+    def has_capacity(self) -> bool:
+        """Whether one more job fits in the queue."""
+        return self.pending < self.max_queued
+
+    def start(self) -> None:
+        """Start one consumer per worker slot."""
+        self._tasks = [asyncio.create_task(self._consume(slot)) for slot in self._slots]
+
+    def submit(self, job_id: str, task: dict[str, Any]) -> None:
+        """Queue a job already recorded as ``queued`` in the database."""
+        self._queue.put_nowait((job_id, task))
+        JOB_QUEUE_SIZE.set(self.pending)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a local job now (the database already says cancelled); no-op for other replicas' jobs."""
+        self._cancelled.add(job_id)
+        slot = self._running.get(job_id)
+        if slot is not None:
+            slot.kill()
+
+    async def close(self) -> None:
+        """Stop consumers and worker processes."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for slot in self._slots:
+            slot.kill()
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    async def _consume(self, slot: WorkerSlot) -> None:
+        while True:
+            job_id, task = await self._queue.get()
+            try:
+                await self._run(slot, job_id, task)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job %s: runner failure", job_id)
+            finally:
+                self._running.pop(job_id, None)
+                self._cancelled.discard(job_id)
+                JOB_QUEUE_SIZE.set(self.pending)
+
+    async def _run(self, slot: WorkerSlot, job_id: str, task: dict[str, Any]) -> None:
+        if job_id in self._cancelled or not await queries.claim_job(self.db, job_id, time.time()):
+            return
+        self._running[job_id] = slot
+        JOB_QUEUE_SIZE.set(self.pending)
+        if "arrays" not in task:
+            task = {**task, "arrays": await queries.fetch_arrays(self.db, task.pop("arrays_owner"))}
+
+        async def progress(fraction: float) -> None:
+            await queries.set_progress(self.db, job_id, fraction)
+
+        started = time.perf_counter()
+        run = asyncio.create_task(slot.run(task, progress))
+        # A consumer cancelled at shut-down leaves this task to fail once its process is killed; mark it seen.
+        run.add_done_callback(lambda t: t.cancelled() or t.exception())
+        outcome: tuple[Any, ...] | None = None
+        reason = None
+        while outcome is None and reason is None:
+            done, _ = await asyncio.wait({run}, timeout=defaults.JOB_POLL_S)
+            if run in done:
+                try:
+                    outcome = run.result()
+                except WorkerLost:
+                    reason = "cancelled" if job_id in self._cancelled else "worker"
+            elif job_id in self._cancelled or await queries.job_status(self.db, job_id) == "cancelled":
+                reason = "cancelled"
+            elif time.perf_counter() - started > self.timeout_s:
+                reason = "timeout"
+        if outcome is None:
+            slot.kill()
+            with contextlib.suppress(WorkerLost):
+                await run
+        elapsed = time.perf_counter() - started
+        if reason == "cancelled":
+            log.info("job %s cancelled after %.3f s; its worker process was stopped", job_id, elapsed)
+            JOBS.labels("cancelled").inc()
+            return
+        if outcome is not None and outcome[0] == "ok":
+            _, answer, npy, backend, fallbacks = outcome
+            LATTICE_OPERATIONS.labels(task["operation"], backend or "unknown").inc()
+            LATTICE_OPERATION_DURATION.labels(task["operation"]).observe(elapsed)
+            if fallbacks:
+                BACKEND_FALLBACKS.inc(fallbacks)
+            await self._finish(job_id, task["operation"], "succeeded", body=answer, npy=npy)
+            return
+        if outcome is not None:
+            error = outcome[1]
+        elif reason == "timeout":
+            error = {"status": 504, "error": "timeout", "message": f"the job ran past {self.timeout_s} s", "fields": []}
+        else:
+            error = {"status": 500, "error": "worker_lost", "message": "the worker process ended", "fields": []}
+        await self._finish(job_id, task["operation"], "failed", error=error)
+
+    async def _finish(
+        self,
+        job_id: str,
+        operation: str,
+        status: str,
+        *,
+        body: dict[str, Any] | None = None,
+        npy: bytes | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        now = time.time()
+        async with self.db.transaction() as conn:
+            if not await queries.finish_job(conn, job_id, status, now, error=error, body=body, npy=npy):
+                return
+            if self.emit is not None:
+                job = await queries.get_job(conn, job_id)
+                await self.emit(conn, f"job.{status}", job_event(job))
+        JOBS.labels(status).inc()
+        log.info("job %s %s", job_id, status, extra={"job_id": job_id, "operation": operation})
+
+
+def job_timings(job: dict[str, Any]) -> dict[str, float | None]:
+    """Queued/started/finished times and the queue and run durations of a job record."""
+    created, started, finished = job["created_at"], job["started_at"], job["finished_at"]
+    return {
+        "queued_at": created,
+        "started_at": started,
+        "finished_at": finished,
+        "queue_s": None if started is None else started - created,
+        "run_s": None if started is None or finished is None else finished - started,
+    }
+
+
+def job_event(job: dict[str, Any] | None) -> dict[str, Any]:
+    """The data of a job.* webhook event."""
+    assert job is not None
+    result_url = f"/api/jobs/{job['id']}/result" if job["status"] == "succeeded" else None
+    return {
+        "job_id": job["id"],
+        "operation": job["operation"],
+        "status": job["status"],
+        "timings": job_timings(job),
+        "result_url": result_url,
+    }

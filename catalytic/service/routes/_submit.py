@@ -1,0 +1,65 @@
+"""Queueing a job, shared by ``POST /api/jobs`` and the computations that turn into jobs when large."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from catalytic.service import db as queries
+from catalytic.service.errors import Unavailable
+from catalytic.service.state import ResolvedLattice, ServiceState
+
+__all__ = ["submit_job"]
+
+
+async def submit_job(
+    st: ServiceState, operation: str, resolved: ResolvedLattice, params: dict[str, Any], backend: str | None
+) -> JSONResponse:
+    """Record a queued job and hand it to this replica's runner; answers 202 with a Location header.
+
+    Raises
+    ------
+    Unavailable
+        The local queue is full (503 with Retry-After).
+    """
+    if not st.runner.has_capacity():
+        raise Unavailable(
+            f"the job queue is full ({st.runner.pending} jobs queued or running)", st.settings.retry_after_s
+        )
+    job_id = queries.new_id("job")
+    spec = resolved.lattice.spec()
+    owner = resolved.lattice_id or job_id
+    async with st.db.transaction() as conn:
+        await queries.insert_job(
+            conn,
+            {
+                "id": job_id,
+                "operation": operation,
+                "lattice_id": resolved.lattice_id,
+                "spec": spec,
+                "params": params,
+                "backend": backend,
+                "owner": st.runner.owner,
+                "created_at": time.time(),
+            },
+        )
+        if resolved.lattice_id is None:
+            await queries.insert_arrays(conn, job_id, resolved.arrays)
+    st.runner.submit(
+        job_id,
+        {
+            "operation": operation,
+            "spec": spec,
+            "params": params,
+            "backend": backend or st.settings.backend,
+            "memory": st.settings.lattice_memory_optimization,
+            "max_sizes": st.settings.max_inline_sizes,
+            "arrays_owner": owner,
+        },
+    )
+    location = f"/api/jobs/{job_id}"
+    return JSONResponse(
+        {"id": job_id, "status": "queued", "location": location}, status_code=202, headers={"Location": location}
+    )

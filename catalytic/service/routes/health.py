@@ -1,0 +1,37 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from catalytic.service import defaults
+from catalytic.service.state import service
+
+__all__ = ["health", "ready"]
+
+
+async def health(request: Request) -> Response:
+    """GET /health: the process answers (touches nothing that could block)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """GET /ready: 200 when the database answers and the job queue has room, else 503."""
+    st = service(request)
+    try:
+        database = bool(await asyncio.wait_for(st.db.ping(), timeout=defaults.READY_TIMEOUT_S))
+    except (TimeoutError, OSError):
+        database = False
+    redis = await st.cache.ping()
+    capacity = st.runner.has_capacity()
+    body = {
+        "ready": database and capacity,
+        "database": database,
+        "queue": {"pending": st.runner.pending, "limit": st.runner.max_queued},
+        "cache": {"l1_lattices": len(st.lattices), "l1_results": len(st.cache.l1), "redis": redis},
+    }
+    headers = None if body["ready"] else {"Retry-After": str(st.settings.retry_after_s)}
+    return JSONResponse(body, status_code=200 if body["ready"] else 503, headers=headers)

@@ -1,0 +1,226 @@
+"""Lattices (create, read, list, delete) and the computations on them (path, analyze, components, distance field)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from catalytic.service import compute, defaults
+from catalytic.service import db as queries
+from catalytic.service.errors import NotFound, ServiceError, Unavailable
+from catalytic.service.metrics import (
+    ACTIVE_LATTICES,
+    LATTICE_OPERATION_DURATION,
+    LATTICE_OPERATIONS,
+    MEMORY_EFFICIENCY_RATIO,
+)
+from catalytic.service.routes._submit import submit_job
+from catalytic.service.schemas import (
+    AnalyzeRequest,
+    ComponentsRequest,
+    DistanceFieldRequest,
+    LatticeCreate,
+    PathRequest,
+)
+from catalytic.service.state import ResolvedLattice, ServiceState, read_model, service
+
+__all__ = [
+    "analyze",
+    "components",
+    "create_lattice",
+    "delete_lattice",
+    "distance_field",
+    "get_lattice",
+    "list_lattices",
+    "shortest_path",
+]
+
+# Serialises lattice creation across PostgreSQL replicas so MAX_LATTICES holds exactly.
+_CREATE_LOCK_KEY = 0x6C617474
+
+
+async def create_lattice(request: Request) -> Response:
+    """POST /api/lattice/create: store a lattice; 201 with its counts and memory report."""
+    st = service(request)
+    body = await read_model(request, LatticeCreate)
+    lattice = await st.build(body)
+    counts = await st.compute(compute.lattice_counts, lattice)
+    arrays = await st.compute(compute.array_bytes, lattice)
+    record = {"id": queries.new_id("lat"), "spec": lattice.spec(), **counts, "created_at": time.time()}
+    async with st.db.transaction() as conn:
+        if st.db.dialect == "postgresql":
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _CREATE_LOCK_KEY)
+        stored = await queries.count_lattices(conn)
+        if stored >= st.settings.max_lattices:
+            raise Unavailable(
+                f"MAX_LATTICES ({st.settings.max_lattices}) lattices are stored", st.settings.retry_after_s
+            )
+        await queries.insert_lattice(conn, record, arrays)
+        if st.emit is not None:
+            await st.emit(conn, "lattice.created", _event(record))
+    st.lattices.put(record["id"], lattice)
+    ACTIVE_LATTICES.set(stored + 1)
+    MEMORY_EFFICIENCY_RATIO.set(float(counts["memory"]["memory_efficiency_ratio"]))
+    location = f"/api/lattice/{record['id']}"
+    return JSONResponse(_info(record, with_spec=False), status_code=201, headers={"Location": location})
+
+
+def _event(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: record[key] for key in ("id", "vertices", "open_vertices", "edges", "created_at")}
+
+
+def _info(record: dict[str, Any], *, with_spec: bool) -> dict[str, Any]:
+    info = {key: record[key] for key in ("id", "vertices", "open_vertices", "edges", "memory", "created_at")}
+    if with_spec:
+        info["spec"] = record["spec"]
+    return info
+
+
+async def get_lattice(request: Request) -> Response:
+    """GET /api/lattice/{id}."""
+    st = service(request)
+    record = await queries.get_lattice(st.db, request.path_params["lattice_id"])
+    if record is None:
+        raise NotFound(f"no lattice {request.path_params['lattice_id']!r}")
+    return JSONResponse(_info(record, with_spec=True))
+
+
+def _limit(request: Request, st: ServiceState) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return min(defaults.PAGE_LIMIT, st.settings.max_page_limit)
+    allowed = f"an integer from 1 to {st.settings.max_page_limit}"
+    if not raw.isdigit() or not 1 <= int(raw) <= st.settings.max_page_limit:
+        raise ServiceError(
+            f"limit {raw!r} is out of range", fields=[{"field": "limit", "message": "out of range", "allowed": allowed}]
+        )
+    return int(raw)
+
+
+async def list_lattices(request: Request) -> Response:
+    """GET /api/lattices?limit=&cursor=: lattices in creation order, one page at a time."""
+    st = service(request)
+    limit = _limit(request, st)
+    rows = await queries.list_lattices(st.db, request.query_params.get("cursor"), limit + 1)
+    page = rows[:limit]
+    next_cursor = page[-1]["id"] if len(rows) > limit else None
+    return JSONResponse({"items": [_info(r, with_spec=True) for r in page], "next_cursor": next_cursor})
+
+
+async def delete_lattice(request: Request) -> Response:
+    """DELETE /api/lattice/{id}: removes the lattice and its arrays everywhere (every replica re-checks ids)."""
+    st = service(request)
+    lattice_id = request.path_params["lattice_id"]
+    async with st.db.transaction() as conn:
+        if not await queries.delete_lattice(conn, lattice_id):
+            raise NotFound(f"no lattice {lattice_id!r}")
+        if st.emit is not None:
+            await st.emit(conn, "lattice.deleted", {"id": lattice_id, "deleted_at": time.time()})
+        remaining = await queries.count_lattices(conn)
+    st.lattices.pop(lattice_id)
+    ACTIVE_LATTICES.set(remaining)
+    return JSONResponse({"id": lattice_id, "deleted": True})
+
+
+def _ttl(st: ServiceState, resolved_id: str | None) -> int:
+    # Answers on stored lattices are fixed for the id's lifetime; inline specs are ad hoc and kept briefly.
+    return st.settings.cache_ttl_computed_s if resolved_id is not None else st.settings.cache_ttl_dynamic_s
+
+
+async def _computation(
+    request: Request,
+    operation: str,
+    resolved: ResolvedLattice,
+    params: dict[str, Any],
+    backend: str | None,
+    cache_key: str,
+) -> Response:
+    """Run an operation inline (thread pool, time limit), or as a job when its estimated work is too large."""
+    st = service(request)
+    lattice = resolved.lattice
+    if lattice.vertices > st.settings.inline_max_vertices:
+        return await submit_job(st, operation, resolved, params, backend)
+    run = functools.partial(
+        compute.run_operation,
+        lattice,
+        operation,
+        params,
+        backend=backend or st.settings.backend,
+        memory=st.settings.lattice_memory_optimization,
+        max_sizes=st.settings.max_inline_sizes,
+    )
+    t0 = time.perf_counter()
+    answer, _ = await st.compute(run)
+    LATTICE_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - t0)
+    LATTICE_OPERATIONS.labels(operation, answer.get("backend") or "none").inc()
+    await st.cache.put(cache_key, answer, _ttl(st, resolved.lattice_id))
+    return JSONResponse(answer)
+
+
+async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> dict[str, Any] | None:
+    if lattice_id is not None and not await st.exists(lattice_id):
+        raise NotFound(
+            f"no lattice {lattice_id!r}", fields=[{"field": "lattice_id", "message": "unknown id", "allowed": None}]
+        )
+    return await st.cache.get(key)
+
+
+async def shortest_path(request: Request) -> Response:
+    """POST /api/lattice/path: the canonical shortest path, or ``{"found": false}`` when unreachable."""
+    st = service(request)
+    body = await read_model(request, PathRequest)
+    query = f"{body.backend}|{body.method}|{body.start}|{body.goal}"
+    if body.lattice_id is not None:
+        key = f"path|id:{body.lattice_id}|{query}"
+        hit = await _cached(st, body.lattice_id, key)
+        if hit is not None:
+            return JSONResponse({**hit, "cached": True})
+    resolved = await st.resolve(body.lattice_id, body.lattice)
+    key = f"path|{resolved.key}|{query}"
+    if body.lattice_id is None:
+        hit = await st.cache.get(key)
+        if hit is not None:
+            return JSONResponse({**hit, "cached": True})
+    resolved.lattice.index_of(body.start, "start")
+    resolved.lattice.index_of(body.goal, "goal")
+    params = {"start": body.start, "goal": body.goal, "method": body.method}
+    return await _computation(request, "shortest_path", resolved, params, body.backend, key)
+
+
+async def _structure(request: Request, operation: str, body: AnalyzeRequest | ComponentsRequest) -> Response:
+    st = service(request)
+    prefix = f"{operation}|{body.backend}"
+    if body.lattice_id is not None:
+        hit = await _cached(st, body.lattice_id, f"{prefix}|id:{body.lattice_id}")
+        if hit is not None:
+            return JSONResponse({**hit, "cached": True})
+    resolved = await st.resolve(body.lattice_id, body.lattice)
+    key = f"{prefix}|{resolved.key}"
+    if body.lattice_id is None:
+        hit = await st.cache.get(key)
+        if hit is not None:
+            return JSONResponse({**hit, "cached": True})
+    return await _computation(request, operation, resolved, {}, body.backend, key)
+
+
+async def analyze(request: Request) -> Response:
+    """POST /api/lattice/analyze: counts, components, degree histogram, diameter."""
+    return await _structure(request, "analyze", await read_model(request, AnalyzeRequest))
+
+
+async def components(request: Request) -> Response:
+    """POST /api/lattice/components: component count and sizes (labels: run a components job)."""
+    return await _structure(request, "components", await read_model(request, ComponentsRequest))
+
+
+async def distance_field(request: Request) -> Response:
+    """POST /api/lattice/distance-field: always a job (202 + Location); the field is a .npy result."""
+    st = service(request)
+    body = await read_model(request, DistanceFieldRequest)
+    resolved = await st.resolve(body.lattice_id, body.lattice)
+    resolved.lattice.index_of(body.sources, "sources")
+    return await submit_job(st, "distance_field", resolved, {"sources": body.sources}, body.backend)

@@ -1,0 +1,120 @@
+"""One typed, frozen settings object read from the environment (names and defaults: docs/configuration.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from catalytic.service import defaults
+
+__all__ = ["Settings", "is_loopback"]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field has a default from :mod:`catalytic.service.defaults`.
+
+    The object is frozen: a value read once cannot change under a running service.
+
+    Examples
+    --------
+    >>> Settings(PARALLEL_CORES=4).parallel_cores
+    4
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    lattice_memory_optimization: Literal["auto", "full", "frugal"] = Field(
+        default=defaults.LATTICE_MEMORY_OPTIMIZATION, validation_alias=_env("LATTICE_MEMORY_OPTIMIZATION")
+    )
+    parallel_cores: int = Field(default=defaults.PARALLEL_CORES, ge=1, le=1024, validation_alias=_env("PARALLEL_CORES"))
+    cache_size: int = Field(default=defaults.CACHE_SIZE, ge=1, validation_alias=_env("CACHE_SIZE"))
+    result_cache_size: int = Field(default=defaults.RESULT_CACHE_SIZE, ge=1, validation_alias=_env("RESULT_CACHE_SIZE"))
+    max_lattices: int = Field(default=defaults.MAX_LATTICES, ge=1, validation_alias=_env("MAX_LATTICES"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default=defaults.LOG_LEVEL, validation_alias=_env("LOG_LEVEL")
+    )
+    metrics_port: int = Field(default=defaults.METRICS_PORT, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
+    metrics_host: str = Field(default=defaults.METRICS_HOST, validation_alias=_env("METRICS_HOST"))
+    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    sqlite_path: str = Field(default=defaults.SQLITE_PATH, validation_alias=_env("CATALYTIC_SQLITE_PATH"))
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    backend: Literal["auto", "numpy", "numba", "cupy"] = Field(
+        default=defaults.BACKEND, validation_alias=_env("CATALYTIC_BACKEND")
+    )
+    api_keys_raw: str = Field(default="", validation_alias=_env("CATALYTIC_API_KEYS"), repr=False)
+    api_keys_file: str | None = Field(default=None, validation_alias=_env("CATALYTIC_API_KEYS_FILE"))
+    max_body_bytes: int = Field(
+        default=defaults.MAX_BODY_BYTES, ge=1024, validation_alias=_env("CATALYTIC_MAX_BODY_BYTES")
+    )
+    max_vertices: int = Field(
+        default=defaults.MAX_VERTICES, ge=1, validation_alias=_env("CATALYTIC_MAX_REQUEST_VERTICES")
+    )
+    max_request_memory_bytes: int = Field(
+        default=defaults.MAX_REQUEST_MEMORY_BYTES, ge=1, validation_alias=_env("CATALYTIC_MAX_REQUEST_MEMORY_BYTES")
+    )
+    inline_max_vertices: int = Field(
+        default=defaults.INLINE_MAX_VERTICES, ge=1, validation_alias=_env("CATALYTIC_INLINE_MAX_VERTICES")
+    )
+    request_timeout_s: float = Field(
+        default=defaults.REQUEST_TIMEOUT_S, gt=0, validation_alias=_env("CATALYTIC_REQUEST_TIMEOUT_S")
+    )
+    job_timeout_s: float = Field(default=defaults.JOB_TIMEOUT_S, gt=0, validation_alias=_env("CATALYTIC_JOB_TIMEOUT_S"))
+    max_queued_jobs: int = Field(
+        default=defaults.MAX_QUEUED_JOBS, ge=1, validation_alias=_env("CATALYTIC_MAX_QUEUED_JOBS")
+    )
+    retry_after_s: int = Field(default=defaults.RETRY_AFTER_S, ge=1, validation_alias=_env("CATALYTIC_RETRY_AFTER_S"))
+    cache_ttl_dynamic_s: int = Field(
+        default=defaults.CACHE_TTL_DYNAMIC_S, ge=1, validation_alias=_env("CATALYTIC_CACHE_TTL_DYNAMIC_S")
+    )
+    cache_ttl_computed_s: int = Field(
+        default=defaults.CACHE_TTL_COMPUTED_S, ge=1, validation_alias=_env("CATALYTIC_CACHE_TTL_COMPUTED_S")
+    )
+    max_inline_sizes: int = Field(
+        default=defaults.MAX_INLINE_SIZES, ge=1, validation_alias=_env("CATALYTIC_MAX_INLINE_SIZES")
+    )
+    max_page_limit: int = Field(
+        default=defaults.MAX_PAGE_LIMIT, ge=1, validation_alias=_env("CATALYTIC_MAX_PAGE_LIMIT")
+    )
+    webhook_worker: bool | None = Field(default=None, validation_alias=_env("CATALYTIC_WEBHOOK_WORKER"))
+
+    @field_validator("database_url", "redis_url", "api_keys_file", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """The configured API keys, from CATALYTIC_API_KEYS and CATALYTIC_API_KEYS_FILE together."""
+        raw = self.api_keys_raw
+        if self.api_keys_file:
+            raw += "," + Path(self.api_keys_file).read_text(encoding="utf-8")
+        keys = (part.strip() for part in raw.replace("\n", ",").split(","))
+        return tuple(dict.fromkeys(k for k in keys if k))
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the service runs on the embedded defaults (SQLite, no Redis)."""
+        return self.database_url is None
+
+    @property
+    def run_webhook_worker(self) -> bool:
+        """Whether ``serve`` runs the webhook worker in-process (default: on the embedded database only)."""
+        return self.embedded if self.webhook_worker is None else self.webhook_worker
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,148 @@
+"""The per-process service state shared by the routes: database, caches, pools, job runner, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from catalytic.lattice import Lattice
+from catalytic.service import compute
+from catalytic.service import db as queries
+from catalytic.service.cache import LRU, ResultCache
+from catalytic.service.errors import NotFound, PayloadTooLarge, Timeout
+from catalytic.service.jobs import Emit, JobRunner
+from catalytic.service.schemas import LatticeCreate
+from catalytic.service.settings import Settings
+
+__all__ = ["ResolvedLattice", "ServiceState", "read_model", "service"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class ResolvedLattice:
+    """A lattice named by a request: stored (``lattice_id``) or inline, with its cache key and stored arrays."""
+
+    lattice: Lattice
+    key: str
+    lattice_id: str | None
+    arrays: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceState:
+    """Everything a route needs; one instance per process, kept on ``app.state.service``."""
+
+    settings: Settings
+    db: Any
+    cache: ResultCache
+    runner: JobRunner
+    threads: ThreadPoolExecutor
+    emit: Emit | None
+    lattices: LRU[Lattice]
+
+    async def compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work on the thread pool within the request time limit (504 past it)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self.threads, fn, *args), timeout=self.settings.request_timeout_s
+            )
+        except TimeoutError:
+            raise Timeout(
+                f"the computation ran past the request time limit of {self.settings.request_timeout_s} s; "
+                "submit it as a job (POST /api/jobs)"
+            ) from None
+
+    def check_size(self, vertices: int, weighted: bool) -> None:
+        """Refuse (413) a lattice over the per-request vertex or memory budget."""
+        if vertices > self.settings.max_vertices:
+            raise PayloadTooLarge(
+                f"{vertices} vertices exceed the per-request budget",
+                fields=[
+                    {
+                        "field": "shape",
+                        "message": f"{vertices} vertices",
+                        "allowed": f"at most {self.settings.max_vertices} vertices",
+                    }
+                ],
+            )
+        needed = compute.estimate_bytes(vertices, weighted)
+        if needed > self.settings.max_request_memory_bytes:
+            raise PayloadTooLarge(
+                f"the computation would need about {needed} bytes, over the per-request memory budget",
+                fields=[
+                    {
+                        "field": "shape",
+                        "message": f"about {needed} bytes",
+                        "allowed": f"at most {self.settings.max_request_memory_bytes} bytes",
+                    }
+                ],
+            )
+
+    async def build(self, body: LatticeCreate) -> Lattice:
+        """Materialise a lattice from a create body after the size checks (arrays decode on the thread pool)."""
+        self.check_size(math.prod(body.shape), body.weights is not None)
+        spec = body.model_dump()
+        if body.blocked is None and body.weights is None:
+            return compute.build_lattice(spec, self.settings.max_vertices)
+        return await self.compute(compute.build_lattice, spec, self.settings.max_vertices)
+
+    async def stored(self, lattice_id: str) -> ResolvedLattice:
+        """A stored lattice, checked against the database on every call so a deleted id is never served."""
+        record = await queries.get_lattice(self.db, lattice_id)
+        if record is None:
+            raise NotFound(
+                f"no lattice {lattice_id!r}", fields=[{"field": "lattice_id", "message": "unknown id", "allowed": None}]
+            )
+        lattice = self.lattices.get(lattice_id)
+        arrays: dict[str, bytes] = {}
+        if lattice is None:
+            spec = record["spec"]
+            if spec.get("blocked") or spec.get("weights"):
+                arrays = await queries.fetch_arrays(self.db, lattice_id)
+            lattice = await self.compute(compute.materialise, spec, arrays, self.settings.max_vertices)
+            self.lattices.put(lattice_id, lattice)
+        return ResolvedLattice(lattice, f"id:{lattice_id}", lattice_id, arrays)
+
+    async def exists(self, lattice_id: str) -> bool:
+        """Whether a lattice id is stored now (one indexed read)."""
+        return await self.db.fetchval("SELECT 1 FROM service_lattices WHERE id = $1", lattice_id) is not None
+
+    async def resolve(self, lattice_id: str | None, inline: LatticeCreate | None) -> ResolvedLattice:
+        """The lattice a computation request names."""
+        if lattice_id is not None:
+            return await self.stored(lattice_id)
+        assert inline is not None
+        lattice = await self.build(inline)
+        return ResolvedLattice(lattice, f"spec:{lattice.digest()}", None, compute.array_bytes(lattice))
+
+
+def service(request: Request) -> ServiceState:
+    """The state of the app serving ``request``."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """Read the body within MAX_BODY_BYTES (413 past it) and validate it against ``model`` (422 on error)."""
+    limit = service(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body of {declared} bytes is over the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return model.model_validate_json(b"".join(chunks) or b"{}")

@@ -1,0 +1,74 @@
+"""Request middleware: request ids (X-Request-ID, echoed), request metrics by route template, request logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from catalytic.service.logs import REQUEST_ID
+from catalytic.service.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
+
+__all__ = ["RequestMiddleware"]
+
+log = logging.getLogger("catalytic.service.http")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestMiddleware:
+    """Tag each request with an id, time it, count it under its route template and log one line.
+
+    Parameters
+    ----------
+    app : ASGI app
+    templates : dict
+        Endpoint → route template (``/api/lattice/{lattice_id}``), so metric labels stay bounded.
+    """
+
+    def __init__(self, app: Any, templates: dict[Any, str]) -> None:
+        self.app = app
+        self.templates = templates
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                request_id = candidate if _VALID_ID.match(candidate) else None
+                break
+        request_id = request_id or uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = self.templates.get(scope.get("endpoint"), "unmatched")
+            if route == "unmatched" and scope["path"].startswith("/api/webhooks"):
+                route = "/api/webhooks"
+            labels = (scope["method"], route, str(status))
+            HTTP_REQUEST_DURATION.labels(*labels).observe(elapsed)
+            HTTP_REQUESTS.labels(*labels).inc()
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    route,
+                    status,
+                    extra={"method": scope["method"], "route": route, "status": status, "duration_ms": elapsed * 1e3},
+                )
+            REQUEST_ID.reset(token)

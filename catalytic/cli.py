@@ -1,0 +1,241 @@
+"""The ``catalytic`` command: ``serve``, ``worker``, ``migrate`` and one-off ``path``, ``analyze``, ``components``.
+
+Exit status: 0 on success, 1 when ``path`` finds no path, 2 on bad input or a refused configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("catalytic.cli")
+
+CLI_MAX_SIZES = 20
+"""Component sizes the one-off `components` command lists (the count is always exact)."""
+PROGRESS_MIN_VERTICES = 1_000_000
+"""Lattices at least this large get a progress bar on stderr (unless --json)."""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _lattice_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shape", type=_int_list, required=True, help="axis lengths, e.g. 10,10,10")
+    parser.add_argument("--periodic", action="store_true", help="wrap every axis (torus)")
+    parser.add_argument(
+        "--random-obstacles", type=float, default=0.0, metavar="P", help="block each vertex with probability P"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random obstacles")
+    parser.add_argument(
+        "--backend", default=None, help="auto, numpy, numba or cupy (default: CATALYTIC_BACKEND or auto)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="catalytic", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="API port (default 8080)")
+    serve.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default 1)")
+
+    commands.add_parser("worker", help="run the webhook delivery worker")
+    commands.add_parser("migrate", help="apply database migrations")
+
+    path = commands.add_parser("path", help="one shortest path")
+    _lattice_arguments(path)
+    path.add_argument("--start", type=_int_list, default=None, help="start coordinates (default: the origin corner)")
+    path.add_argument("--goal", type=_int_list, default=None, help="goal coordinates (default: the far corner)")
+    path.add_argument("--method", default="auto", help="auto, bfs, bidirectional, astar or dijkstra")
+
+    for name, text in (("analyze", "structure report"), ("components", "connected components")):
+        _lattice_arguments(commands.add_parser(name, help=text))
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from catalytic.service import defaults
+    from catalytic.service.logs import configure_logging
+    from catalytic.service.settings import Settings, is_loopback
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    host = args.host or defaults.HOST
+    port = args.port or defaults.PORT
+    workers = args.workers or defaults.WORKERS
+    if not settings.api_keys and not is_loopback(host):
+        log.error("refusing to serve on %s without API keys: set CATALYTIC_API_KEYS or CATALYTIC_API_KEYS_FILE", host)
+        return 2
+    from catalytic.storage import migrate
+
+    migrate(settings.database_url, sqlite_path=settings.sqlite_path)
+    if workers > 1:
+        # Several processes share one metrics port: each writes its samples to PROMETHEUS_MULTIPROC_DIR and this
+        # supervising process serves their sum. The variable must be set before any worker imports the metrics.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="catalytic-metrics-")
+        if settings.metrics_port:
+            from catalytic.service.metrics import start_metrics_server
+
+            start_metrics_server(settings.metrics_port, settings.metrics_host)
+        os.environ["METRICS_PORT"] = "0"
+    log.info(
+        "serving on %s:%d with %d worker(s); database: %s",
+        host,
+        port,
+        workers,
+        "PostgreSQL" if settings.database_url else "SQLite",
+    )
+    uvicorn.run(
+        "catalytic.service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def _worker() -> int:
+    from catalytic.service.logs import configure_logging
+    from catalytic.service.settings import Settings
+    from catalytic.webhooks.config import WebhookConfig
+    from catalytic.webhooks.worker import run_worker
+
+    configure_logging(Settings().log_level)
+    asyncio.run(run_worker(WebhookConfig()))
+    return 0
+
+
+def _migrate() -> int:
+    from catalytic.service.logs import configure_logging
+    from catalytic.service.settings import Settings
+    from catalytic.storage import migrate
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    migrate(settings.database_url, sqlite_path=settings.sqlite_path)
+    return 0
+
+
+def _lattice(args: argparse.Namespace) -> Any:
+    from catalytic.lattice import Lattice
+
+    obstacles = [{"kind": "random", "p": args.random_obstacles, "seed": args.seed}] if args.random_obstacles else []
+    return Lattice(args.shape, periodic=args.periodic, obstacles=obstacles)
+
+
+def _endpoints(lattice: Any, args: argparse.Namespace) -> tuple[list[int], list[int]]:
+    """Start and goal: as given, else corner to corner when both are open, else the first and last open vertex."""
+    if args.start is not None and args.goal is not None:
+        return args.start, args.goal
+    import numpy as np
+
+    first, last = 0, lattice.vertices - 1
+    if not (lattice.is_open(first) and lattice.is_open(last)):
+        open_indices = np.flatnonzero(lattice.open_mask_flat())
+        if open_indices.size == 0:
+            from catalytic.errors import BlockedVertexError
+
+            raise BlockedVertexError("shape", "every vertex is blocked", "a lattice with an open vertex")
+        first, last = int(open_indices[0]), int(open_indices[-1])
+    start = args.start if args.start is not None else lattice.coords_of(first).tolist()
+    goal = args.goal if args.goal is not None else lattice.coords_of(last).tolist()
+    return start, goal
+
+
+def _one_off(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from catalytic.errors import InvalidInputError, InvalidTypeError, MemoryBudgetError
+    from catalytic.service.compute import run_operation
+
+    operation = {"path": "shortest_path"}.get(args.command, args.command)
+    try:
+        lattice = _lattice(args)
+        show = lattice.vertices >= PROGRESS_MIN_VERTICES and not args.json
+        with tqdm(total=3, desc=operation, unit="step", disable=not show, file=sys.stderr) as bar:
+            bar.set_postfix_str("materialising")
+            params: dict[str, Any] = {}
+            if operation == "shortest_path":
+                start, goal = _endpoints(lattice, args)
+                params = {"start": start, "goal": goal, "method": args.method}
+            bar.update()
+            bar.set_postfix_str("computing")
+            answer, _ = run_operation(lattice, operation, params, backend=args.backend, max_sizes=CLI_MAX_SIZES)
+            bar.update()
+            bar.set_postfix_str("done")
+            bar.update()
+    except (InvalidInputError, InvalidTypeError, MemoryBudgetError) as exc:
+        print(f"catalytic {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if operation == "shortest_path":
+        answer = {"start": params["start"], "goal": params["goal"], **answer}
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        _print_human(operation, answer)
+    return 1 if operation == "shortest_path" and not answer["found"] else 0
+
+
+def _print_human(operation: str, answer: dict[str, Any]) -> None:
+    if operation == "shortest_path" and not answer["found"]:
+        print(f"no path from {answer['start']} to {answer['goal']}")
+        return
+    for key, value in answer.items():
+        if key == "path":
+            shown = value if len(value) <= 12 else [*value[:5], "...", *value[-5:]]
+            value = " -> ".join(str(c) for c in shown)
+        print(f"{key:>18}: {value}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``catalytic`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+
+    Examples
+    --------
+    >>> main(["path", "--shape", "3,3", "--json"])  # doctest: +SKIP
+    {"start": [0, 0], "goal": [2, 2], "found": true, ...}
+    """
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "worker":
+        return _worker()
+    if args.command == "migrate":
+        return _migrate()
+    return _one_off(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Endpoints, events and deliveries: the transactional outbox and the queries behind the management API.
+
+An event and its deliveries are written by :func:`emit` on the caller's own connection, inside the caller's
+transaction, so a job's completion and its notification commit (or vanish) together. The worker then sends
+each pending delivery at least once.
+
+Delivery states::
+
+    pending ──▶ succeeded                  a 2xx answer
+       │  ▲
+       │  └── retry (5xx, 429, timeout, connection error) while attempts remain
+       ├────▶ failed                       an answer that retrying cannot fix (4xx, 410, redirect, refused address)
+       └────▶ dead                         out of attempts, or the endpoint was disabled or deleted
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from catalytic.errors import InvalidInputError, InvalidTypeError
+from catalytic.storage import Connection
+from catalytic.webhooks.config import DEFAULT_MAX_PAYLOAD_BYTES
+from catalytic.webhooks.signing import generate_secret
+
+__all__ = [
+    "DELIVERY_STATUSES",
+    "EVENT_TYPES",
+    "active_secrets",
+    "create_endpoint",
+    "delete_endpoint",
+    "disable_endpoint",
+    "emit",
+    "endpoint_view",
+    "get_delivery",
+    "get_endpoint",
+    "get_event",
+    "list_deliveries",
+    "list_endpoints",
+    "new_id",
+    "replay_delivery",
+    "replay_failed",
+    "rotate_secret",
+    "update_endpoint",
+]
+
+EVENT_TYPES: Final = (
+    "job.succeeded",
+    "job.failed",
+    "job.cancelled",
+    "lattice.created",
+    "lattice.deleted",
+    "webhook.test",
+    "endpoint.disabled",
+)
+DELIVERY_STATUSES: Final = ("pending", "succeeded", "failed", "dead")
+REPLAYABLE: Final = ("failed", "dead")
+
+_DELIVERY_FIELDS = (
+    "id, event_id, endpoint_id, endpoint_url, event_type, status, attempts, next_attempt_at, last_attempt_at, "
+    "last_status_code, last_error, response_excerpt, delivered_at, created_at, updated_at"
+)
+_ATTEMPT_FIELDS = "delivery_id, attempt, outcome, status_code, error, response_excerpt, duration_s, created_at"
+
+
+def new_id(prefix: str) -> str:
+    """A fresh random id such as ``evt_3f2c...`` (prefix, underscore, 32 hex digits).
+
+    Examples
+    --------
+    >>> len(new_id("evt"))
+    36
+    """
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def placeholders(start: int, count: int) -> str:
+    """``$start, $start+1, ...`` for an ``IN (...)`` list of ``count`` values."""
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+def _check_event_type(event_type: str) -> None:
+    if event_type not in EVENT_TYPES:
+        raise InvalidInputError("type", f"unknown event type {event_type!r}", ", ".join(EVENT_TYPES))
+
+
+def _iso(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def subscribed(event_types_json: str, event_type: str) -> bool:
+    """Whether an endpoint with this stored filter receives ``event_type`` (an empty filter takes every type)."""
+    wanted = json.loads(event_types_json or "[]")
+    return not wanted or event_type in wanted
+
+
+async def emit(
+    conn: Connection,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: float | None = None,
+    endpoint_ids: Sequence[str] | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> str:
+    """Record an event and one pending delivery per enabled, subscribed endpoint, on the caller's connection.
+
+    Call it inside the transaction that records what happened (a job's completion, say): the event then exists
+    exactly when that change does.
+
+    Parameters
+    ----------
+    conn : Connection
+        The caller's connection, normally the one ``Database.transaction()`` yielded.
+    event_type : str
+        One of :data:`EVENT_TYPES`.
+    data : dict
+        The JSON-able ``data`` of the Standard Webhooks payload (for jobs: job id, operation, status, timings,
+        result URL).
+    now : float, optional
+        Event time, epoch seconds; ``time.time()`` by default.
+    endpoint_ids : sequence of str, optional
+        Deliver only to these endpoints (still only the enabled, subscribed ones); used by the test event.
+    max_payload_bytes : int
+        The largest serialised payload accepted.
+
+    Returns
+    -------
+    str
+        The event id, which receivers see as the ``webhook-id`` header.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown event type, or a payload over ``max_payload_bytes``.
+    InvalidTypeError
+        When ``data`` is not JSON-serialisable.
+
+    Examples
+    --------
+    >>> async def finish_job(db, job_id: str) -> str:
+    ...     async with db.transaction() as conn:
+    ...         await conn.execute("UPDATE jobs SET status = 'succeeded' WHERE id = $1", job_id)
+    ...         return await emit(conn, "job.succeeded", {"job_id": job_id, "status": "succeeded"})
+    """
+    _check_event_type(event_type)
+    if not isinstance(data, dict):
+        raise InvalidTypeError("data", f"is a {type(data).__name__}", "a JSON object")
+    moment = time.time() if now is None else float(now)
+    event_id = new_id("msg")
+    try:
+        payload = json.dumps({"type": event_type, "timestamp": _iso(moment), "data": data}, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidTypeError("data", f"is not JSON-serialisable: {exc}", "JSON values only") from exc
+    size = len(payload.encode("utf-8"))
+    if size > max_payload_bytes:
+        raise InvalidInputError("data", f"the event payload is {size} bytes", f"at most {max_payload_bytes} bytes")
+    await conn.execute(
+        "INSERT INTO events (id, type, payload, created_at) VALUES ($1, $2, $3, $4)",
+        event_id,
+        event_type,
+        payload,
+        moment,
+    )
+    endpoints = await conn.fetch("SELECT id, url, event_types FROM webhook_endpoints WHERE enabled = TRUE")
+    only = set(endpoint_ids) if endpoint_ids is not None else None
+    rows = [
+        (new_id("dlv"), event_id, ep["id"], ep["url"], event_type, moment, moment)
+        for ep in endpoints
+        if (only is None or ep["id"] in only) and subscribed(ep["event_types"], event_type)
+    ]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, endpoint_url, event_type, status, attempts, "
+            "next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $7)",
+            rows,
+        )
+    return event_id
+
+
+def active_secrets(secrets_json: str, now: float) -> list[str]:
+    """The secrets that sign at ``now``: the current one first, then rotated ones still in their grace period."""
+    entries = json.loads(secrets_json)
+    return [e["secret"] for e in entries if e.get("expires_at") is None or e["expires_at"] > now]
+
+
+def endpoint_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The public description of an endpoint row (never its secrets)."""
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "description": row["description"],
+        "event_types": json.loads(row["event_types"]),
+        "enabled": bool(row["enabled"]),
+        "disabled_reason": row["disabled_reason"],
+        "disabled_at": row["disabled_at"],
+        "failing_since": row["first_failure_at"],
+        "last_failure_at": row["last_failure_at"],
+        "last_success_at": row["last_success_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def _check_types(event_types: Iterable[str]) -> list[str]:
+    chosen = list(dict.fromkeys(event_types))
+    for event_type in chosen:
+        if event_type not in EVENT_TYPES:
+            raise InvalidInputError("event_types", f"unknown event type {event_type!r}", ", ".join(EVENT_TYPES))
+    return chosen
+
+
+async def create_endpoint(
+    conn: Connection, url: str, event_types: Sequence[str] = (), description: str = "", *, now: float
+) -> tuple[dict[str, Any], str]:
+    """Insert an endpoint (URL already validated by the caller); returns its view and its new secret."""
+    secret = generate_secret()
+    endpoint_id = new_id("ep")
+    await conn.execute(
+        "INSERT INTO webhook_endpoints (id, url, description, event_types, secrets, enabled, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)",
+        endpoint_id,
+        url,
+        description,
+        json.dumps(_check_types(event_types)),
+        json.dumps([{"secret": secret, "expires_at": None}]),
+        now,
+    )
+    row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
+    assert row is not None
+    return endpoint_view(row), secret
+
+
+async def get_endpoint(conn: Connection, endpoint_id: str) -> dict[str, Any] | None:
+    """The endpoint's stored row (secrets included, for the worker), or None."""
+    return await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
+
+
+async def list_endpoints(conn: Connection, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Endpoint views, oldest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM webhook_endpoints ORDER BY created_at, id LIMIT $1 OFFSET $2", int(limit), int(offset)
+    )
+    return [endpoint_view(r) for r in rows]
+
+
+async def update_endpoint(
+    conn: Connection, endpoint_id: str, changes: dict[str, Any], *, now: float
+) -> dict[str, Any] | None:
+    """Apply ``changes`` (url, event_types, description, enabled); re-enabling clears the failure streak.
+
+    Returns the new view, or None for an unknown id.
+    """
+    row = await get_endpoint(conn, endpoint_id)
+    if row is None:
+        return None
+    url = changes.get("url", row["url"])
+    description = changes.get("description", row["description"])
+    event_types = json.dumps(_check_types(changes["event_types"])) if "event_types" in changes else row["event_types"]
+    enabled = bool(changes.get("enabled", row["enabled"]))
+    reenabled = enabled and not row["enabled"]
+    await conn.execute(
+        "UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4, enabled = $5, updated_at = $6, "
+        "disabled_reason = CASE WHEN $5 THEN NULL WHEN enabled THEN 'disabled by request' ELSE disabled_reason END, "
+        "disabled_at = CASE WHEN $5 THEN NULL WHEN enabled THEN $6 ELSE disabled_at END, "
+        "first_failure_at = CASE WHEN $7 THEN NULL ELSE first_failure_at END "
+        "WHERE id = $1",
+        endpoint_id,
+        url,
+        description,
+        event_types,
+        enabled,
+        now,
+        reenabled,
+    )
+    if url != row["url"]:
+        await conn.execute(
+            "UPDATE deliveries SET endpoint_url = $2 WHERE endpoint_id = $1 AND status = 'pending'", endpoint_id, url
+        )
+    if not enabled and row["enabled"]:
+        await _bury_pending(conn, endpoint_id, "endpoint disabled", now)
+    fresh = await get_endpoint(conn, endpoint_id)
+    return None if fresh is None else endpoint_view(fresh)
+
+
+async def _bury_pending(conn: Connection, endpoint_id: str, reason: str, now: float) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'dead', last_error = $2, lease_until = NULL, updated_at = $3 "
+        "WHERE endpoint_id = $1 AND status = 'pending'",
+        endpoint_id,
+        reason,
+        now,
+    )
+
+
+async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float) -> bool:
+    """Delete an endpoint; its pending deliveries become dead (their history stays). False for an unknown id."""
+    status = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
+    if status.rsplit(" ", 1)[-1] == "0":
+        return False
+    await _bury_pending(conn, endpoint_id, "endpoint deleted", now)
+    return True
+
+
+async def rotate_secret(conn: Connection, endpoint_id: str, *, now: float, grace_s: float) -> str | None:
+    """Give the endpoint a new secret; the previous ones keep signing for ``grace_s`` seconds more.
+
+    Returns the new secret, or None for an unknown id.
+    """
+    row = await get_endpoint(conn, endpoint_id)
+    if row is None:
+        return None
+    secret = generate_secret()
+    limit = now + grace_s
+    kept = []
+    for entry in json.loads(row["secrets"]):
+        expires = limit if entry.get("expires_at") is None else min(entry["expires_at"], limit)
+        if expires > now:
+            kept.append({"secret": entry["secret"], "expires_at": expires})
+    entries = [{"secret": secret, "expires_at": None}, *kept]
+    await conn.execute(
+        "UPDATE webhook_endpoints SET secrets = $2, updated_at = $3 WHERE id = $1",
+        endpoint_id,
+        json.dumps(entries),
+        now,
+    )
+    return secret
+
+
+async def disable_endpoint(
+    conn: Connection, endpoint_id: str, reason: str, *, now: float, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> bool:
+    """Disable an enabled endpoint, bury its pending deliveries and emit ``endpoint.disabled``.
+
+    Returns False when the endpoint is unknown or already disabled (then nothing is written).
+    """
+    status = await conn.execute(
+        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 "
+        "WHERE id = $1 AND enabled = TRUE",
+        endpoint_id,
+        reason,
+        now,
+    )
+    if status.rsplit(" ", 1)[-1] == "0":
+        return False
+    await _bury_pending(conn, endpoint_id, "endpoint disabled", now)
+    row = await get_endpoint(conn, endpoint_id)
+    assert row is not None
+    data = {"endpoint_id": endpoint_id, "url": row["url"], "reason": reason, "failing_since": row["first_failure_at"]}
+    await emit(conn, "endpoint.disabled", data, now=now, max_payload_bytes=max_payload_bytes)
+    return True
+
+
+def _delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    view = {k: row[k] for k in row if k != "endpoint_url"}
+    view["url"] = row["endpoint_url"]
+    view["attempt_log"] = attempts
+    return view
+
+
+async def _with_attempts(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    log = await conn.fetch(
+        f"SELECT {_ATTEMPT_FIELDS} FROM delivery_attempts WHERE delivery_id IN ({placeholders(1, len(ids))}) "
+        "ORDER BY created_at, attempt",
+        *ids,
+    )
+    by_delivery: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for entry in log:
+        by_delivery[entry.pop("delivery_id")].append(entry)
+    return [_delivery_view(r, by_delivery[r["id"]]) for r in rows]
+
+
+async def list_deliveries(
+    conn: Connection,
+    *,
+    endpoint_id: str | None = None,
+    event_id: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Deliveries, newest first, each with its attempts, filtered by endpoint, event, status and creation time."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("endpoint_id", endpoint_id), ("event_id", event_id), ("status", status)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if since is not None:
+        args.append(float(since))
+        clauses.append(f"created_at >= ${len(args)}")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    args.append(int(limit))
+    rows = await conn.fetch(
+        f"SELECT {_DELIVERY_FIELDS} FROM deliveries {where} ORDER BY created_at DESC, id LIMIT ${len(args)}", *args
+    )
+    return await _with_attempts(conn, rows)
+
+
+async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
+    """One delivery with its attempts, or None."""
+    row = await conn.fetchrow(f"SELECT {_DELIVERY_FIELDS} FROM deliveries WHERE id = $1", delivery_id)
+    return None if row is None else (await _with_attempts(conn, [row]))[0]
+
+
+async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    """One event (its payload parsed) with its deliveries and their attempts, or None."""
+    row = await conn.fetchrow("SELECT id, type, payload, created_at FROM events WHERE id = $1", event_id)
+    if row is None:
+        return None
+    deliveries = await list_deliveries(conn, event_id=event_id, limit=10_000)
+    return {"id": row["id"], "type": row["type"], "created_at": row["created_at"],
+            "payload": json.loads(row["payload"]), "deliveries": deliveries}  # fmt: skip
+
+
+async def replay_delivery(conn: Connection, delivery_id: str, *, now: float) -> bool:
+    """Queue a finished delivery again with a fresh set of attempts. False when unknown or still pending."""
+    status = await conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $2, lease_until = NULL, "
+        "claimed_by = NULL, updated_at = $2 WHERE id = $1 AND status <> 'pending'",
+        delivery_id,
+        now,
+    )
+    return status.rsplit(" ", 1)[-1] != "0"
+
+
+async def replay_failed(conn: Connection, endpoint_id: str, *, since: float, now: float) -> int:
+    """Queue again every failed or dead delivery of an endpoint created at or after ``since``; returns how many."""
+    status = await conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_until = NULL, "
+        "claimed_by = NULL, updated_at = $3 WHERE endpoint_id = $1 AND created_at >= $2 "
+        "AND status IN ('failed', 'dead')",
+        endpoint_id,
+        float(since),
+        now,
+    )
+    return int(status.rsplit(" ", 1)[-1])

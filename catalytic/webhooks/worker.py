@@ -1,0 +1,520 @@
+"""The delivery worker: claim due deliveries, send them signed, record the outcome, retry or give up.
+
+One round (:meth:`Worker.run_once`) claims up to ``batch_size`` due deliveries under a lease, sends them
+concurrently, and records every attempt in one transaction. On PostgreSQL the claim is
+``SELECT ... FOR UPDATE SKIP LOCKED`` inside an ``UPDATE``, so concurrent workers never claim the same delivery;
+on SQLite the claim is an ``UPDATE ... RETURNING`` under the file's single write lock. The lease outlives an
+attempt's time limit, so while it holds nobody else sends that delivery; a worker that dies mid-round leaves its
+leases to expire and the deliveries are sent again (at least once). The attempt counter moves at claim time, so
+a message that kills workers still runs out of attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email.utils
+import logging
+import os
+import random
+import signal
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from catalytic.storage import Connection, Database, ensure_month_partitions, is_postgres_url, migrate, open_database
+from catalytic.webhooks import metrics
+from catalytic.webhooks.config import MAX_RESPONSE_EXCERPT_BYTES, MAX_RETRY_AFTER_S, WebhookConfig
+from catalytic.webhooks.safety import (
+    Resolver,
+    UnresolvableHostError,
+    UnsafeURLError,
+    resolve_allowed,
+    split_url,
+    system_resolver,
+)
+from catalytic.webhooks.signing import signed_headers
+from catalytic.webhooks.store import active_secrets, disable_endpoint, new_id, placeholders
+
+__all__ = ["AttemptResult", "Worker", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+USER_AGENT = "catalytic-webhooks/1"
+MAINTENANCE_INTERVAL_S = 3600.0
+GAUGE_INTERVAL_S = 1.0
+RECORD_RETRIES = 6
+MAX_IDLE_BACKOFF_S = 5.0
+
+_CLAIM_POSTGRES = """
+UPDATE deliveries AS d
+SET lease_until = $2, claimed_by = $3, attempts = d.attempts + 1, updated_at = $1
+FROM (
+    SELECT id, created_at FROM deliveries
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+    ORDER BY next_attempt_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+) AS due
+WHERE d.id = due.id AND d.created_at = due.created_at
+RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.created_at
+"""
+_CLAIM_SQLITE = """
+UPDATE deliveries
+SET lease_until = $2, claimed_by = $3, attempts = attempts + 1, updated_at = $1
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+    ORDER BY next_attempt_at
+    LIMIT $4
+)
+RETURNING id, event_id, endpoint_id, attempts, created_at
+"""
+_RECORD = """
+UPDATE deliveries
+SET status = $4, next_attempt_at = $5, lease_until = NULL, claimed_by = NULL, last_attempt_at = $6,
+    last_status_code = $7, last_error = $8, response_excerpt = $9, delivered_at = $10, updated_at = $6
+WHERE id = $1 AND created_at = $2 AND claimed_by = $3
+"""
+_ATTEMPT = """
+INSERT INTO delivery_attempts (id, delivery_id, event_id, endpoint_id, attempt, outcome, status_code, error,
+                               response_excerpt, duration_s, worker, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery_id: str
+    event_id: str
+    endpoint_id: str
+    attempt: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt came to. ``outcome`` is succeeded, retry, failed, dead or refused."""
+
+    claim: _Claim
+    outcome: str
+    at: float
+    duration_s: float
+    status_code: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    next_attempt_at: float | None = None
+    gone: bool = False
+
+    @property
+    def status(self) -> str:
+        """The delivery's state after this attempt."""
+        return {"retry": "pending", "refused": "failed"}.get(self.outcome, self.outcome)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), or None.
+
+    Examples
+    --------
+    >>> parse_retry_after("120", 0.0)
+    120.0
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
+    30.0
+    """
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+async def _read_excerpt(response: httpx.Response) -> str:
+    kept = bytearray()
+    async for chunk in response.aiter_raw():
+        kept += chunk
+        if len(kept) >= MAX_RESPONSE_EXCERPT_BYTES:
+            break
+    return bytes(kept[:MAX_RESPONSE_EXCERPT_BYTES]).decode("utf-8", "replace")
+
+
+class Worker:
+    """Sends pending webhook deliveries; one instance per process or task.
+
+    Parameters
+    ----------
+    db : Database
+        An open database with the webhook tables.
+    config : WebhookConfig, optional
+        Retry schedule, timeouts, lease, allow-list...; read from the environment by default.
+    clock : callable, optional
+        Current time in epoch seconds (``time.time`` by default); tests pass a fake one.
+    transport : httpx.AsyncBaseTransport, optional
+        The HTTP transport; tests inject one. Redirects are never followed either way.
+    resolver : async callable, optional
+        ``(host, port) -> addresses``, checked again right before each connection.
+    rng : random.Random, optional
+        The source of retry jitter.
+    sleep : async callable, optional
+        How :meth:`run_forever` waits between idle rounds.
+
+    Examples
+    --------
+    >>> async def drain(db) -> int:
+    ...     worker = Worker(db, WebhookConfig(allow_cidrs="127.0.0.1/32"))
+    ...     try:
+    ...         return await worker.run_once()
+    ...     finally:
+    ...         await worker.aclose()
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        config: WebhookConfig | None = None,
+        *,
+        clock: Clock = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver = system_resolver,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.db = db
+        self.config = config or WebhookConfig()
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._clock = clock
+        self._transport = transport
+        self._resolver = resolver
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._networks = self.config.networks()
+        self._clients: dict[tuple[str, str, int], httpx.AsyncClient] = {}
+        self._ssl_context: ssl.SSLContext | None = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._next_maintenance = 0.0
+        self._next_gauge = 0.0
+
+    # ------------------------------------------------------------------ one round
+
+    async def run_once(self) -> int:
+        """Claim due deliveries, send them, record the outcomes; returns how many attempts were made."""
+        now = self._clock()
+        await self._maintain(now)
+        claims = await self._claim(now)
+        if not claims:
+            return 0
+        events, endpoints = await self._load(claims)
+        limit = asyncio.Semaphore(self.config.concurrency)
+
+        async def attempt(claim: _Claim) -> AttemptResult:
+            async with limit:
+                return await self._attempt(claim, events.get(claim.event_id), endpoints.get(claim.endpoint_id))
+
+        results = await asyncio.gather(*(attempt(c) for c in claims))
+        await self._record(results)
+        return len(results)
+
+    async def _maintain(self, now: float) -> None:
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + MAINTENANCE_INTERVAL_S
+            await ensure_month_partitions(self.db, now)
+        if now >= self._next_gauge:
+            self._next_gauge = now + GAUGE_INTERVAL_S
+            due = await self.db.fetchval(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1", now
+            )
+            metrics.QUEUE_SIZE.set(int(due or 0))
+
+    async def _claim(self, now: float) -> list[_Claim]:
+        sql = _CLAIM_POSTGRES if self.db.dialect == "postgresql" else _CLAIM_SQLITE
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(sql, now, now + self.config.lease_seconds, self.worker_id, self.config.batch_size)
+        return [
+            _Claim(r["id"], r["event_id"], r["endpoint_id"], int(r["attempts"]), float(r["created_at"])) for r in rows
+        ]
+
+    async def _load(self, claims: list[_Claim]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        event_ids = sorted({c.event_id for c in claims})
+        endpoint_ids = sorted({c.endpoint_id for c in claims})
+        events = await self.db.fetch(
+            f"SELECT id, payload FROM events WHERE id IN ({placeholders(1, len(event_ids))})", *event_ids
+        )
+        wanted = placeholders(1, len(endpoint_ids))
+        endpoints = await self.db.fetch(
+            f"SELECT id, url, secrets, enabled FROM webhook_endpoints WHERE id IN ({wanted})", *endpoint_ids
+        )
+        return {e["id"]: e for e in events}, {e["id"]: e for e in endpoints}
+
+    # ------------------------------------------------------------------ one attempt
+
+    def _client(self, scheme: str, host: str, port: int) -> httpx.AsyncClient:
+        # One pool per host name: the sender connects to a checked IP address, and an HTTPS connection verified
+        # for one name must never carry a request for another name that happens to share the address.
+        key = ("", "", 0) if self._transport is not None else (scheme, host, port)
+        client = self._clients.get(key)
+        if client is None:
+            if self._ssl_context is None:
+                # Loading the CA bundle takes a noticeable fraction of a second: do it once, not once per host.
+                self._ssl_context = httpx.create_ssl_context()
+            transport = self._transport or httpx.AsyncHTTPTransport(
+                verify=self._ssl_context,
+                retries=0,
+                limits=httpx.Limits(
+                    max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
+                ),
+            )
+            client = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(self.config.total_timeout, connect=self.config.connect_timeout),
+                follow_redirects=False,
+                trust_env=False,
+            )
+            self._clients[key] = client
+        return client
+
+    def _retry_at(self, claim: _Claim, now: float, retry_after: float | None) -> float | None:
+        schedule = self.config.retry_schedule
+        if claim.attempt >= len(schedule):
+            return None
+        delay = schedule[claim.attempt]
+        jitter = self.config.retry_jitter
+        delay *= 1.0 + self._rng.uniform(-jitter, jitter)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+        return now + delay
+
+    def _retry_or_dead(
+        self, claim: _Claim, now: float, duration: float, *, error: str, code: int | None = None,
+        excerpt: str | None = None, retry_after: float | None = None,
+    ) -> AttemptResult:  # fmt: skip
+        when = self._retry_at(claim, now, retry_after)
+        outcome = "retry" if when is not None else "dead"
+        return AttemptResult(claim, outcome, now, duration, code, error, excerpt, next_attempt_at=when)
+
+    async def _attempt(
+        self, claim: _Claim, event: dict[str, Any] | None, endpoint: dict[str, Any] | None
+    ) -> AttemptResult:
+        now = self._clock()
+        if endpoint is None or event is None:
+            return AttemptResult(
+                claim, "dead", now, 0.0, error="endpoint deleted" if endpoint is None else "event gone"
+            )
+        if not endpoint["enabled"]:
+            return AttemptResult(claim, "dead", now, 0.0, error="endpoint disabled")
+        started = time.perf_counter()
+        try:
+            scheme, host, port = split_url(endpoint["url"])
+            addresses = await resolve_allowed(host, port, self._networks, self._resolver)
+        except UnresolvableHostError as exc:
+            return self._retry_or_dead(claim, now, time.perf_counter() - started, error=str(exc))
+        except UnsafeURLError as exc:
+            logger.warning("delivery %s refused at connect time: %s", claim.delivery_id, exc)
+            return AttemptResult(claim, "refused", now, time.perf_counter() - started, error=str(exc))
+        body = event["payload"].encode("utf-8")
+        original = httpx.URL(endpoint["url"])
+        headers = signed_headers(active_secrets(endpoint["secrets"], now), claim.event_id, int(now), body)
+        headers["user-agent"] = USER_AGENT
+        headers["host"] = original.netloc.decode("ascii")
+        extensions = {"sni_hostname": host} if scheme == "https" else {}
+        target = original.copy_with(host=str(addresses[0]))
+        try:
+            async with asyncio.timeout(self.config.total_timeout):
+                request = self._client(scheme, host, port).stream(
+                    "POST", target, content=body, headers=headers, extensions=extensions
+                )
+                async with request as response:
+                    excerpt = await _read_excerpt(response)
+        except (TimeoutError, httpx.TimeoutException):
+            return self._retry_or_dead(claim, now, time.perf_counter() - started, error="timeout")
+        except (httpx.HTTPError, OSError) as exc:
+            detail = f"connection error: {type(exc).__name__}: {exc}"[:500]
+            return self._retry_or_dead(claim, now, time.perf_counter() - started, error=detail)
+        duration = time.perf_counter() - started
+        code = response.status_code
+        if 200 <= code < 300:
+            return AttemptResult(claim, "succeeded", now, duration, code, None, excerpt)
+        if code == 410:
+            return AttemptResult(
+                claim, "failed", now, duration, code, "410 Gone: endpoint disabled", excerpt, gone=True
+            )
+        if code == 429 or code >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+            return self._retry_or_dead(
+                claim, now, duration, error=f"HTTP {code}", code=code, excerpt=excerpt, retry_after=retry_after
+            )
+        error = f"HTTP {code}: redirect not followed" if 300 <= code < 400 else f"HTTP {code}"
+        return AttemptResult(claim, "failed", now, duration, code, error, excerpt)
+
+    # ------------------------------------------------------------------ recording
+
+    async def _record(self, results: list[AttemptResult]) -> None:
+        for result in results:
+            metrics.DELIVERIES_TOTAL.labels(outcome=result.outcome).inc()
+            if result.duration_s > 0:
+                metrics.DELIVERY_DURATION_SECONDS.observe(result.duration_s)
+            logger.debug("delivery %s attempt %d: %s", result.claim.delivery_id, result.claim.attempt, result.outcome)
+        delay = 0.1
+        for attempt in range(RECORD_RETRIES):
+            try:
+                async with self.db.transaction() as conn:
+                    await self._write(conn, results)
+                return
+            except Exception as exc:  # lost connection, deadlock victim: the attempts happened, so keep trying
+                if attempt == RECORD_RETRIES - 1:
+                    logger.error("could not record %d attempts; their leases will expire: %s", len(results), exc)
+                    return
+                logger.warning("recording attempts failed (%s), retrying", type(exc).__name__)
+                await self._sleep(delay)
+                delay *= 2
+
+    async def _write(self, conn: Connection, results: list[AttemptResult]) -> None:
+        await conn.executemany(
+            _RECORD,
+            [
+                (r.claim.delivery_id, r.claim.created_at, self.worker_id, r.status, r.next_attempt_at, r.at,
+                 r.status_code, r.error, r.excerpt, r.at if r.outcome == "succeeded" else None)
+                for r in results
+            ],
+        )  # fmt: skip
+        await conn.executemany(
+            _ATTEMPT,
+            [
+                (new_id("att"), r.claim.delivery_id, r.claim.event_id, r.claim.endpoint_id, r.claim.attempt,
+                 r.outcome, r.status_code, r.error, r.excerpt, r.duration_s, self.worker_id, r.at)
+                for r in results
+            ],
+        )  # fmt: skip
+        now = max(r.at for r in results)
+        alive = sorted({r.claim.endpoint_id for r in results if r.outcome == "succeeded"})
+        failing = sorted(
+            {r.claim.endpoint_id for r in results if r.outcome in ("retry", "dead", "failed", "refused")} - set(alive)
+        )
+        gone = sorted({r.claim.endpoint_id for r in results if r.gone})
+        # Endpoint rows are touched in id order so two workers recording at once cannot deadlock on them.
+        if alive:
+            await conn.executemany(
+                "UPDATE webhook_endpoints SET first_failure_at = NULL, last_success_at = $2 WHERE id = $1",
+                [(endpoint_id, now) for endpoint_id in alive],
+            )
+        for endpoint_id in failing:
+            row = await conn.fetchrow(
+                "UPDATE webhook_endpoints SET first_failure_at = COALESCE(first_failure_at, $2), last_failure_at = $2 "
+                "WHERE id = $1 RETURNING first_failure_at, enabled",
+                endpoint_id,
+                now,
+            )
+            if row is None or not row["enabled"]:
+                continue
+            if endpoint_id in gone:
+                reason = "the endpoint answered 410 Gone"
+            elif now - row["first_failure_at"] >= self.config.disable_after:
+                reason = f"failing continuously for {now - row['first_failure_at']:.0f} s"
+            else:
+                continue
+            if await disable_endpoint(
+                conn, endpoint_id, reason, now=now, max_payload_bytes=self.config.max_payload_bytes
+            ):
+                metrics.ENDPOINTS_DISABLED_TOTAL.inc()
+                logger.warning("endpoint %s disabled: %s", endpoint_id, reason)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def wake(self) -> None:
+        """Start the next round now instead of after the poll interval (after an emit in the same process)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask :meth:`run_forever` to return after the round in progress."""
+        self._stop.set()
+        self._wake.set()
+
+    async def _idle(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def run_forever(self) -> None:
+        """Run rounds until :meth:`stop`; database outages are waited out with a growing pause."""
+        backoff = self.config.poll_interval
+        while not self._stop.is_set():
+            try:
+                done = await self.run_once()
+                backoff = self.config.poll_interval
+            except Exception as exc:  # the database went away: keep the worker alive and try again
+                logger.warning("webhook round failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
+                await self._idle(backoff)
+                backoff = min(backoff * 2, MAX_IDLE_BACKOFF_S)
+                continue
+            if done < self.config.batch_size and not self._stop.is_set():
+                await self._idle(self.config.poll_interval)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients (the database belongs to the caller)."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+
+async def run_worker(config: WebhookConfig | None = None, *, handle_signals: bool = True) -> None:
+    """Run a delivery worker until SIGTERM or SIGINT: the ``catalytic worker`` command.
+
+    Parameters
+    ----------
+    config : WebhookConfig, optional
+        Read from the environment (``DATABASE_URL``, ``WEBHOOK_*``) by default.
+    handle_signals : bool
+        Install SIGTERM/SIGINT handlers that stop the worker gracefully.
+
+    Examples
+    --------
+    >>> # asyncio.run(run_worker())   # doctest: +SKIP
+    """
+    config = config or WebhookConfig()
+    if not is_postgres_url(config.database_url):
+        # The embedded database has no separate migration step in a default run.
+        await asyncio.to_thread(migrate, config.database_url, sqlite_path=config.sqlite_path)
+    db = await _open_with_retry(config)
+    worker = Worker(db, config)
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+    logger.info("webhook worker %s started", worker.worker_id)
+    try:
+        await worker.run_forever()
+    finally:
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        await worker.aclose()
+        await db.close()
+        logger.info("webhook worker %s stopped", worker.worker_id)
+
+
+async def _open_with_retry(config: WebhookConfig) -> Database:
+    pause = config.poll_interval
+    while True:
+        try:
+            return await open_database(config.database_url, sqlite_path=config.sqlite_path)
+        except OSError as exc:
+            logger.warning("database not reachable (%s); retrying in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_IDLE_BACKOFF_S)

@@ -80,6 +80,7 @@ class LocalReceiver:
         self.requests: list[ReceivedRequest] = []
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -97,6 +98,9 @@ class LocalReceiver:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            # Closed connections end their handlers normally; waiting for them keeps shutdown free of cancellations.
+            if self._handlers:
+                await asyncio.wait(list(self._handlers), timeout=5)
             await self._server.wait_closed()
             self._server = None
 
@@ -120,6 +124,10 @@ class LocalReceiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         try:
             while True:
                 request = await self._read_request(reader)

@@ -106,6 +106,7 @@ async def emit(
     now: float | None = None,
     endpoint_ids: Sequence[str] | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ignore_filter: bool = False,
 ) -> str:
     """Record an event and one pending delivery per enabled, subscribed endpoint, on the caller's connection.
 
@@ -127,6 +128,8 @@ async def emit(
         Deliver only to these endpoints (still only the enabled, subscribed ones); used by the test event.
     max_payload_bytes : int
         The largest serialised payload accepted.
+    ignore_filter : bool
+        Deliver whatever the endpoints' type filters say (the test event sent to one endpoint).
 
     Returns
     -------
@@ -171,7 +174,7 @@ async def emit(
     rows = [
         (new_id("dlv"), event_id, ep["id"], ep["url"], event_type, moment, moment)
         for ep in endpoints
-        if (only is None or ep["id"] in only) and subscribed(ep["event_types"], event_type)
+        if (only is None or ep["id"] in only) and (ignore_filter or subscribed(ep["event_types"], event_type))
     ]
     if rows:
         await conn.executemany(

@@ -1,0 +1,249 @@
+"""The public algorithms against networkx and scipy, on every CPU backend, through the public API."""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.ndimage
+import scipy.sparse.csgraph
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import check_path, lattices, nx_components, nx_distances, to_networkx
+
+import catalytic
+from catalytic import (
+    BlockedVertexError,
+    CoordinateError,
+    InvalidTypeError,
+    Lattice,
+    MemoryBudgetError,
+    MethodError,
+    NoPathError,
+    analyze,
+    components,
+    distance_field,
+    shortest_path,
+)
+
+CPU_BACKENDS = [name for name in ("numpy", "numba") if name in catalytic.backends()]
+UNWEIGHTED_METHODS = ("bfs", "bidirectional", "astar", "dijkstra")
+WEIGHTED_METHODS = ("astar", "dijkstra")
+
+
+def _open_pair(data: st.DataObject, lattice: Lattice) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    open_indices = np.flatnonzero(lattice.open_mask_flat()).tolist()
+    s, g = (data.draw(st.sampled_from(open_indices)) for _ in range(2))
+    return tuple(int(c) for c in lattice.coords_of(s)), tuple(int(c) for c in lattice.coords_of(g))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(lattice=lattices(), data=st.data())
+def test_shortest_path_is_optimal_and_valid(backend: str, lattice: Lattice, data: st.DataObject) -> None:
+    start, goal = _open_pair(data, lattice)
+    s, g = (int(lattice.index_of(c)) for c in (start, goal))
+    expected = nx_distances(lattice, [s])[g]
+    methods = WEIGHTED_METHODS if lattice.weighted else UNWEIGHTED_METHODS
+    for method in (*methods, "auto"):
+        reachable = expected >= 0 and math.isfinite(expected)
+        if not reachable:
+            with pytest.raises(NoPathError):
+                shortest_path(lattice, start, goal, method=method, backend=backend)
+            continue
+        path = shortest_path(lattice, start, goal, method=method, backend=backend)
+        assert path.backend == backend
+        assert path.length == len(path.coords) - 1
+        if lattice.weighted:
+            assert math.isclose(path.cost, expected, rel_tol=1e-12)
+        else:
+            assert path.length == expected
+            assert path.cost == float(expected)
+        check_path(lattice, path.coords, start, goal, path.cost)
+
+
+@given(lattice=lattices(), data=st.data())
+def test_backends_return_identical_answers(lattice: Lattice, data: st.DataObject) -> None:
+    start, goal = _open_pair(data, lattice)
+    methods = WEIGHTED_METHODS if lattice.weighted else UNWEIGHTED_METHODS
+    for method in methods:
+        answers = []
+        for backend in CPU_BACKENDS:
+            try:
+                p = shortest_path(lattice, start, goal, method=method, backend=backend)
+                answers.append((p.coords.tolist(), p.length, p.cost, p.expanded))
+            except NoPathError:
+                answers.append(None)
+        assert all(a == answers[0] for a in answers), (method, answers)
+    fields = [distance_field(lattice, [start], backend=b) for b in CPU_BACKENDS]
+    labels = [components(lattice, backend=b) for b in CPU_BACKENDS]
+    for f in fields[1:]:
+        assert f.dtype == fields[0].dtype
+        assert np.array_equal(f, fields[0])
+    for lab, count in labels[1:]:
+        assert count == labels[0][1]
+        assert np.array_equal(lab, labels[0][0])
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(lattice=lattices(weighted=False), data=st.data())
+def test_frugal_equals_full_state(backend: str, lattice: Lattice, data: st.DataObject) -> None:
+    start, goal = _open_pair(data, lattice)
+    try:
+        full = shortest_path(lattice, start, goal, method="bfs", backend=backend, memory="full")
+    except NoPathError:
+        with pytest.raises(NoPathError):
+            shortest_path(lattice, start, goal, backend=backend, memory="frugal")
+        return
+    frugal = shortest_path(lattice, start, goal, backend=backend, memory="frugal")
+    assert frugal.memory["mode"] == "frugal"
+    assert frugal.coords.tolist() == full.coords.tolist()
+    assert (frugal.length, frugal.expanded) == (full.length, full.expanded)
+    assert frugal.memory["state_bytes"] == (lattice.vertices + 3) // 4
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(lattice=lattices(), data=st.data())
+def test_distance_field_matches_networkx(backend: str, lattice: Lattice, data: st.DataObject) -> None:
+    open_indices = np.flatnonzero(lattice.open_mask_flat()).tolist()
+    sources = data.draw(st.lists(st.sampled_from(open_indices), min_size=1, max_size=3))
+    field = distance_field(lattice, lattice.coords_of(sources), backend=backend)
+    expected = nx_distances(lattice, sources).reshape(lattice.shape)
+    assert field.shape == lattice.shape
+    if lattice.weighted:
+        assert field.dtype == np.float64
+        assert np.array_equal(np.isinf(field), np.isinf(expected))
+        finite = np.isfinite(expected)
+        assert np.allclose(field[finite], expected[finite], rtol=1e-12)
+    else:
+        assert field.dtype == np.int32
+        assert np.array_equal(field, expected)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(lattice=lattices())
+def test_components_match_scipy_and_networkx(backend: str, lattice: Lattice) -> None:
+    labels, count = components(lattice, backend=backend)
+    open_mask = lattice.open_mask()
+    if not any(lattice.periodic):
+        structure = scipy.ndimage.generate_binary_structure(lattice.ndim, 1)
+        expected, expected_count = scipy.ndimage.label(open_mask, structure=structure)
+        # scipy numbers components in raster order of their first vertex: the lowest linear index, as we do.
+        assert count == expected_count
+        assert np.array_equal(labels, expected)
+    partition = nx_components(lattice)
+    assert count == len(partition)
+    flat = labels.ravel()
+    assert {frozenset(np.flatnonzero(flat == k).tolist()) for k in range(1, count + 1)} == partition
+    firsts = [int(np.flatnonzero(flat == k)[0]) for k in range(1, count + 1)]
+    assert firsts == sorted(firsts)
+    assert np.all(flat[~open_mask.ravel()] == 0)
+
+
+def _oracle_diameter(graph: nx.Graph) -> int:
+    """Largest finite hop distance, by scipy's all-pairs BFS over networkx's adjacency."""
+    if graph.number_of_nodes() == 0:
+        return 0
+    hops = scipy.sparse.csgraph.shortest_path(nx.to_scipy_sparse_array(graph), unweighted=True)
+    return int(hops[np.isfinite(hops)].max())
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@settings(max_examples=25)
+@given(lattice=lattices(max_vertices=200))
+def test_analyze_matches_networkx(backend: str, lattice: Lattice) -> None:
+    report = analyze(lattice, backend=backend)
+    graph = to_networkx(lattice)
+    assert report["vertices"] == lattice.vertices
+    assert report["open_vertices"] == graph.number_of_nodes()
+    assert report["edges"] == graph.number_of_edges()
+    degrees: dict[int, int] = {}
+    for _, deg in graph.degree():
+        degrees[deg] = degrees.get(deg, 0) + 1
+    assert report["degree_histogram"] == degrees
+    parts = list(nx.connected_components(graph))
+    assert report["components"] == len(parts)
+    assert report["largest_component"] == max(len(c) for c in parts)
+    assert report["diameter"]["exact"] is True
+    assert report["diameter"]["value"] == _oracle_diameter(graph)
+
+
+def test_diameter_formula_and_double_sweep() -> None:
+    assert analyze(Lattice((5, 7), periodic=[True, False]))["diameter"] == {
+        "value": 2 + 6,
+        "exact": True,
+        "method": "formula",
+    }
+    big = Lattice((120, 120), obstacles=[{"kind": "random", "p": 0.1, "seed": 3}])
+    report = analyze(big)
+    assert report["diameter"]["exact"] is False
+    # A lower bound: the real diameter is at least the corner-to-corner hop count of some pair.
+    graph = to_networkx(big)
+    largest = max(nx.connected_components(graph), key=len)
+    some = next(iter(largest))
+    ecc = max(nx.single_source_shortest_path_length(graph, some).values())
+    assert ecc <= report["diameter"]["value"] <= 2 * ecc
+
+
+def test_auto_method_and_memory_mode() -> None:
+    lat = Lattice((6, 6), obstacles=[{"kind": "random", "p": 0.1, "seed": 2}])
+    start, goal = (0, 0), (5, 5)
+    lat_open = Lattice((6, 6))
+    assert shortest_path(lat_open, start, goal).method == "bidirectional"
+    weighted = Lattice((6, 6), weights=np.full((6, 6), 2.0))
+    p = shortest_path(weighted, start, goal)
+    assert p.method == "astar" and p.cost == 20.0
+    small_budget = shortest_path(lat_open, start, goal, memory_budget=40)
+    assert small_budget.memory["mode"] == "frugal" and small_budget.method == "bfs"
+    with pytest.raises(MemoryBudgetError):
+        shortest_path(lat_open, start, goal, memory_budget=5)
+    assert lat.spec()  # the lattice stays usable after searches
+
+
+def test_bad_input_errors_name_the_field() -> None:
+    lat = Lattice((4, 4), blocked=np.eye(4, dtype=bool)[::-1])
+    weighted = Lattice((4, 4), weights=np.ones((4, 4)))
+    cases = [
+        (lambda: shortest_path(weighted, (0, 0), (3, 3), method="bfs"), MethodError, "method"),
+        (lambda: shortest_path(weighted, (0, 0), (3, 3), method="bidirectional"), MethodError, "method"),
+        (lambda: shortest_path(lat, (0, 0), (3, 3), method="teleport"), MethodError, "method"),
+        (lambda: shortest_path(lat, (0, 0), (3, 3), memory="tiny"), MethodError, "memory"),
+        (lambda: shortest_path(weighted, (0, 0), (3, 3), memory="frugal"), MethodError, "memory"),
+        (lambda: shortest_path(lat, (0, 0), (3, 3), method="astar", memory="frugal"), MethodError, "method"),
+        (lambda: shortest_path(lat, (0, 0), (3, 3), backend="quantum"), MethodError, "backend"),
+        (lambda: shortest_path(lat, (0, 3), (3, 3)), BlockedVertexError, "start"),
+        (lambda: shortest_path(lat, (0, 0), (3, 0)), BlockedVertexError, "goal"),
+        (lambda: shortest_path(lat, (0, 0), (4, 3)), CoordinateError, "goal"),
+        (lambda: shortest_path(lat, (0, 0, 0), (3, 3)), CoordinateError, "start"),
+        (lambda: shortest_path(lat, (-1, 0), (3, 3)), CoordinateError, "start"),
+        (lambda: shortest_path(lat, ("a", 0), (3, 3)), InvalidTypeError, "start"),
+        (lambda: shortest_path("not a lattice", (0, 0), (3, 3)), InvalidTypeError, "lattice"),  # type: ignore[arg-type]
+        (lambda: distance_field(lat, []), CoordinateError, "sources"),
+        (lambda: distance_field(lat, [(0, 0), (3, 0)]), BlockedVertexError, "sources[1]"),
+        (lambda: distance_field(lat, [(9, 9)]), CoordinateError, "sources"),
+    ]
+    for call, error, field in cases:
+        with pytest.raises(error) as info:
+            call()
+        assert str(info.value).startswith(field), (field, str(info.value))
+
+
+def test_unreachable_goal_raises_no_path() -> None:
+    wall = np.zeros((3, 5), dtype=bool)
+    wall[:, 2] = True
+    lat = Lattice((3, 5), blocked=wall)
+    for method in UNWEIGHTED_METHODS:
+        with pytest.raises(NoPathError) as info:
+            shortest_path(lat, (0, 0), (2, 4), method=method)
+        assert info.value.start == (0, 0) and info.value.goal == (2, 4)
+    wrapped = Lattice((3, 5), periodic=[False, True], blocked=wall)
+    assert shortest_path(wrapped, (0, 0), (0, 4)).length == 1
+
+
+def test_public_api_is_checked() -> None:
+    exported = set(catalytic.__all__)
+    for name in ("Lattice", "shortest_path", "distance_field", "components", "analyze", "NoPathError"):
+        assert name in exported
+    for name in exported:
+        assert hasattr(catalytic, name), name

@@ -1,0 +1,525 @@
+"""numba.cuda kernels of the GPU backend (:mod:`catalytic.kernels.cupy_backend`).
+
+The kernels take any array that numba.cuda accepts: CuPy arrays on a real device (through
+``__cuda_array_interface__``) and NumPy host arrays under the simulator (``NUMBA_ENABLE_CUDASIM=1``), so the
+same code is exercised in CI without a GPU. Importing this module imports numba.cuda, which is why the backend
+imports it only when it is instantiated.
+
+Layout shared by the kernels
+----------------------------
+* Geometry: ``shape``, ``strides`` and ``periodic`` as int64 device arrays of ``d`` entries.
+* Bit sets (frontiers, visited): uint32 words, vertex ``i`` at bit ``i & 31`` of word ``i >> 5``. On a
+  little-endian device this is the same memory layout as the uint8 ``open_bits`` of the interface.
+* Frugal state: uint32 words of 16 two-bit fields, vertex ``i`` at bits ``2 * (i & 15)`` of word ``i >> 4``,
+  the same memory as the uint8 state of the interface (bits ``2 * (i & 3)`` of byte ``i >> 2``).
+* Level rings: three frontiers, and ``flags`` (int32, 2 x 3: "not empty" and "hit"), indexed by ``level % 3``.
+  Level ``L`` reads ring ``L % 3``, writes ring ``(L + 1) % 3`` and clears ring ``(L + 2) % 3``, whose last
+  readers finished before the barrier that ended level ``L - 1``; so one barrier per level suffices, and the
+  flags a thread reads after a barrier cannot change under it while faster threads start the next level.
+  "Hit" is set when a level labels the target, or a vertex the other side of a bidirectional search already
+  labelled.
+* ``control`` (int64, 5 entries): ``[level reached, done, expanded, discovered, hit]``, for the host.
+
+Uint64 arithmetic of the obstacle hash is done on 32-bit halves: every intermediate fits in 64 bits, so the
+simulator (which runs the kernels on NumPy scalars that warn on overflow) and the device compute the same
+wrapped products.
+"""
+
+# Kernel bodies are numba.cuda code, not Python that mypy can follow: numba-cuda's stubs describe the host API
+# (cuda.grid takes a compile-time int, atomics take typed arrays), so the module opts out of type checking.
+# mypy: ignore-errors
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+__all__ = [
+    "bfs_level",
+    "bfs_levels",
+    "degree_histogram",
+    "frugal_level",
+    "frugal_levels",
+    "init_frugal",
+    "init_visited",
+    "label_compress",
+    "label_hook",
+    "label_init",
+    "mark_sources",
+    "open_bits",
+    "open_mask",
+    "trace",
+    "trace_frugal",
+]
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT32 = np.uint64(32)
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
+_ONE64 = np.uint64(1)
+_SHIFT11 = np.uint64(11)
+_SHIFT27 = np.uint64(27)
+_SHIFT30 = np.uint64(30)
+_SHIFT31 = np.uint64(31)
+_BIT = np.uint32(1)
+_FIELD = np.uint32(3)
+_MAX_DEGREE = 21  # 2 * MAX_AXES + 1 histogram bins
+
+
+# --- device helpers --------------------------------------------------------------------------------------
+
+
+@cuda.jit(device=True)
+def _mul64(a, b):
+    a_lo = a & _LOW32
+    a_hi = a >> _SHIFT32
+    b_lo = b & _LOW32
+    b_hi = b >> _SHIFT32
+    low = a_lo * b_lo
+    cross = ((a_hi * b_lo) & _LOW32) + ((a_lo * b_hi) & _LOW32)
+    high = ((low >> _SHIFT32) + cross) & _LOW32
+    return (high << _SHIFT32) | (low & _LOW32)
+
+
+@cuda.jit(device=True)
+def _add64(a, b):
+    low = (a & _LOW32) + (b & _LOW32)
+    high = ((a >> _SHIFT32) + (b >> _SHIFT32) + (low >> _SHIFT32)) & _LOW32
+    return (high << _SHIFT32) | (low & _LOW32)
+
+
+@cuda.jit(device=True)
+def _splitmix64(seed, index):
+    z = _add64(seed, _mul64(np.uint64(index) + _ONE64, _GAMMA))
+    z = _mul64(z ^ (z >> _SHIFT30), _MUL1)
+    z = _mul64(z ^ (z >> _SHIFT27), _MUL2)
+    return z ^ (z >> _SHIFT31)
+
+
+@cuda.jit(device=True)
+def _vertex_open(v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit):
+    if has_explicit and explicit[v] != 0:
+        return False
+    for r in range(n_random):
+        if (_splitmix64(seeds[r], v) >> _SHIFT11) < thresholds[r]:
+            return False
+    for b in range(n_boxes):
+        inside = True
+        for k in range(shape.size):
+            c = (v // strides[k]) % shape[k]
+            if c < box_lo[b, k] or c > box_hi[b, k]:
+                inside = False
+                break
+        if inside:
+            return False
+    return True
+
+
+@cuda.jit(device=True)
+def _step(v, c, k, plus, shape, strides, periodic):
+    """Neighbour of ``v`` (coordinate ``c`` on axis ``k``) one step down or up; −1 off an open border."""
+    n = shape[k]
+    if plus:
+        if c < n - 1:
+            return v + strides[k]
+        if periodic[k] != 0:
+            return v - (n - 1) * strides[k]
+        return -1
+    if c > 0:
+        return v - strides[k]
+    if periodic[k] != 0:
+        return v + (n - 1) * strides[k]
+    return -1
+
+
+@cuda.jit(device=True)
+def _bit_claim(words, u):
+    """Set bit ``u``; True for the one thread that set it first."""
+    word = u >> 5
+    bit = _BIT << np.uint32(u & 31)
+    if words[word] & bit:
+        return False
+    old = cuda.atomic.or_(words, word, bit)
+    return (old & bit) == 0
+
+
+@cuda.jit(device=True)
+def _expand_level(shape, strides, periodic, rings, visited, dist, flags, level, target, other, has_other):
+    """Expand the frontier of ``level`` (ring ``level % 3``); returns (expanded, discovered) of this thread."""
+    tid = cuda.grid(1)
+    nthreads = cuda.gridsize(1)
+    nwords = visited.size
+    cur = level % 3
+    nxt = (level + 1) % 3
+    old = (level + 2) % 3
+    for w in range(tid, nwords, nthreads):
+        rings[old, w] = 0
+    if tid == 0:
+        flags[0, old] = 0
+        flags[1, old] = 0
+    expanded = 0
+    discovered = 0
+    depth = level + 1
+    for w in range(tid, nwords, nthreads):
+        bits = rings[cur, w]
+        b = 0
+        while bits != 0:
+            if bits & _BIT:
+                v = w * 32 + b
+                expanded += 1
+                rem = v
+                for k in range(shape.size):
+                    c = rem // strides[k]
+                    rem -= c * strides[k]
+                    if shape[k] == 1:
+                        continue
+                    for plus in range(2):
+                        u = _step(v, c, k, plus, shape, strides, periodic)
+                        if u >= 0 and _bit_claim(visited, u):
+                            dist[u] = depth
+                            cuda.atomic.or_(rings, (nxt, u >> 5), _BIT << np.uint32(u & 31))
+                            flags[0, nxt] = 1
+                            discovered += 1
+                            if u == target or (has_other and other[u] >= 0):
+                                flags[1, nxt] = 1
+            bits = bits >> _BIT
+            b += 1
+    return expanded, discovered
+
+
+@cuda.jit(device=True)
+def _field(words, u):
+    return (words[u >> 4] >> np.uint32(2 * (u & 15))) & _FIELD
+
+
+@cuda.jit(device=True)
+def _bit_open(open_bits, u):
+    return (open_bits[u >> 3] >> np.uint8(u & 7)) & np.uint8(1)
+
+
+@cuda.jit(device=True)
+def _expand_frugal_level(shape, strides, periodic, open_bits, words, rings, flags, level, goal):
+    """Expand the frontier of ``level`` into 2-bit states ``1 + (level + 1) % 3``; returns (expanded, discovered).
+
+    The frontier itself is a bit ring: depths three apart share a state, so the state cannot tell it.
+    """
+    tid = cuda.grid(1)
+    nthreads = cuda.gridsize(1)
+    nwords = rings.shape[1]
+    cur = level % 3
+    nxt = (level + 1) % 3
+    old = (level + 2) % 3
+    for w in range(tid, nwords, nthreads):
+        rings[old, w] = 0
+    if tid == 0:
+        flags[0, old] = 0
+        flags[1, old] = 0
+    mark = np.uint32(1 + nxt)
+    expanded = 0
+    discovered = 0
+    for w in range(tid, nwords, nthreads):
+        bits = rings[cur, w]
+        b = 0
+        while bits != 0:
+            if bits & _BIT:
+                v = w * 32 + b
+                expanded += 1
+                rem = v
+                for k in range(shape.size):
+                    c = rem // strides[k]
+                    rem -= c * strides[k]
+                    if shape[k] == 1:
+                        continue
+                    for plus in range(2):
+                        u = _step(v, c, k, plus, shape, strides, periodic)
+                        if u < 0 or _bit_open(open_bits, u) == 0 or _field(words, u) != 0:
+                            continue
+                        shift = np.uint32(2 * (u & 15))
+                        previous = cuda.atomic.or_(words, u >> 4, mark << shift)
+                        if ((previous >> shift) & _FIELD) == 0:
+                            cuda.atomic.or_(rings, (nxt, u >> 5), _BIT << np.uint32(u & 31))
+                            flags[0, nxt] = 1
+                            discovered += 1
+                            if u == goal:
+                                flags[1, nxt] = 1
+            bits = bits >> _BIT
+            b += 1
+    return expanded, discovered
+
+
+# --- lattice ---------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def open_mask(shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit, out):
+    """``out[v] = 1`` where vertex ``v`` is open: the hash generators, the inclusive boxes, the explicit mask."""
+    for v in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        is_open = _vertex_open(
+            v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit
+        )
+        out[v] = 1 if is_open else 0
+
+
+@cuda.jit
+def open_bits(shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit, n, out):
+    """The open mask packed 8 vertices per byte (bit ``v & 7`` of byte ``v >> 3``); one thread per byte."""
+    for byte in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        packed = 0
+        for b in range(8):
+            v = byte * 8 + b
+            if v < n and _vertex_open(
+                v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit
+            ):
+                packed |= 1 << b
+        out[byte] = packed
+
+
+@cuda.jit
+def degree_histogram(shape, strides, periodic, open_mask, histogram):
+    """Add to ``histogram[k]`` the open vertices with ``k`` distinct open neighbours (per-thread tallies)."""
+    local = cuda.local.array(_MAX_DEGREE, np.int64)
+    for i in range(_MAX_DEGREE):
+        local[i] = 0
+    for v in range(cuda.grid(1), open_mask.size, cuda.gridsize(1)):
+        if open_mask[v] == 0:
+            continue
+        degree = 0
+        rem = v
+        for k in range(shape.size):
+            c = rem // strides[k]
+            rem -= c * strides[k]
+            # A periodic axis of length 2 reaches one vertex both ways; one of length 1 reaches v itself.
+            if shape[k] == 1:
+                continue
+            for plus in range(2):
+                if plus == 1 and shape[k] == 2 and periodic[k] != 0:
+                    continue
+                u = _step(v, c, k, plus, shape, strides, periodic)
+                if u >= 0 and open_mask[u] != 0:
+                    degree += 1
+        local[degree] += 1
+    for i in range(histogram.size):
+        if local[i] != 0:
+            cuda.atomic.add(histogram, i, local[i])
+
+
+# --- whole-level BFS -------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def init_visited(open_mask, visited):
+    """Visited bits start as "blocked or past the end" so that only open vertices can be claimed."""
+    n = open_mask.size
+    for w in range(cuda.grid(1), visited.size, cuda.gridsize(1)):
+        bits = np.uint32(0)
+        for b in range(32):
+            v = w * 32 + b
+            if v >= n or open_mask[v] == 0:
+                bits |= _BIT << np.uint32(b)
+        visited[w] = bits
+
+
+@cuda.jit
+def mark_sources(sources, visited, rings, dist):
+    """Label the sources at depth 0 and put them in the level-0 frontier."""
+    for i in range(cuda.grid(1), sources.size, cuda.gridsize(1)):
+        s = sources[i]
+        bit = _BIT << np.uint32(s & 31)
+        cuda.atomic.or_(visited, s >> 5, bit)
+        cuda.atomic.or_(rings, (0, s >> 5), bit)
+        dist[s] = 0
+
+
+@cuda.jit
+def bfs_level(shape, strides, periodic, rings, visited, dist, flags, control, level, target, other, has_other):
+    """One level per launch (the bidirectional search, and the fallback when cooperative launch is off)."""
+    expanded, discovered = _expand_level(
+        shape, strides, periodic, rings, visited, dist, flags, level, target, other, has_other
+    )
+    cuda.atomic.add(control, 2, expanded)
+    cuda.atomic.add(control, 3, discovered)
+
+
+@cuda.jit
+def bfs_levels(shape, strides, periodic, rings, visited, dist, flags, control, level, target, max_levels, other):
+    """Up to ``max_levels`` levels in one cooperative launch, with a grid-wide barrier between levels.
+
+    Every thread reads the same flags after the barrier, so all of them leave the loop together.
+    """
+    grid = cuda.cg.this_grid()
+    tid = cuda.grid(1)
+    expanded = 0
+    discovered = 0
+    done = 0
+    for _ in range(max_levels):
+        e, d = _expand_level(shape, strides, periodic, rings, visited, dist, flags, level, target, other, 0)
+        expanded += e
+        discovered += d
+        grid.sync()
+        level += 1
+        if flags[0, level % 3] == 0 or flags[1, level % 3] != 0:
+            done = 1
+            break
+    cuda.atomic.add(control, 2, expanded)
+    cuda.atomic.add(control, 3, discovered)
+    if tid == 0:
+        control[0] = level
+        control[1] = done
+        control[4] = flags[1, level % 3]
+
+
+# --- frugal BFS (2 bits per vertex) ----------------------------------------------------------------------
+
+
+@cuda.jit
+def init_frugal(words, rings, start):
+    """Label ``start`` at depth 0 (state 1) and make it the level-0 frontier."""
+    if cuda.grid(1) == 0:
+        cuda.atomic.or_(words, start >> 4, _BIT << np.uint32(2 * (start & 15)))
+        cuda.atomic.or_(rings, (0, start >> 5), _BIT << np.uint32(start & 31))
+
+
+@cuda.jit
+def frugal_level(shape, strides, periodic, open_bits, words, rings, flags, control, level, goal):
+    """One frugal level per launch."""
+    expanded, discovered = _expand_frugal_level(shape, strides, periodic, open_bits, words, rings, flags, level, goal)
+    cuda.atomic.add(control, 2, expanded)
+    cuda.atomic.add(control, 3, discovered)
+
+
+@cuda.jit
+def frugal_levels(shape, strides, periodic, open_bits, words, rings, flags, control, level, goal, max_levels):
+    """Up to ``max_levels`` frugal levels in one cooperative launch (as :func:`bfs_levels`)."""
+    grid = cuda.cg.this_grid()
+    tid = cuda.grid(1)
+    expanded = 0
+    discovered = 0
+    done = 0
+    for _ in range(max_levels):
+        e, d = _expand_frugal_level(shape, strides, periodic, open_bits, words, rings, flags, level, goal)
+        expanded += e
+        discovered += d
+        grid.sync()
+        level += 1
+        if flags[0, level % 3] == 0 or flags[1, level % 3] != 0:
+            done = 1
+            break
+    cuda.atomic.add(control, 2, expanded)
+    cuda.atomic.add(control, 3, discovered)
+    if tid == 0:
+        control[0] = level
+        control[1] = done
+        control[4] = flags[1, level % 3]
+
+
+# --- components ------------------------------------------------------------------------------------------
+
+
+@cuda.jit(device=True)
+def _root(parent, v):
+    while parent[v] != v:
+        v = parent[v]
+    return v
+
+
+@cuda.jit
+def label_init(parent):
+    """Every vertex starts as its own root."""
+    for v in range(cuda.grid(1), parent.size, cuda.gridsize(1)):
+        parent[v] = v
+
+
+@cuda.jit
+def label_hook(shape, strides, periodic, open_mask, parent, changed):
+    """Hook the larger root of every open edge under the smaller one; parents only ever decrease."""
+    for v in range(cuda.grid(1), open_mask.size, cuda.gridsize(1)):
+        if open_mask[v] == 0:
+            continue
+        rem = v
+        for k in range(shape.size):
+            c = rem // strides[k]
+            rem -= c * strides[k]
+            u = _step(v, c, k, 1, shape, strides, periodic)
+            if u < 0 or u == v or open_mask[u] == 0:
+                continue
+            root_v = _root(parent, v)
+            root_u = _root(parent, u)
+            if root_v != root_u:
+                cuda.atomic.min(parent, max(root_v, root_u), min(root_v, root_u))
+                changed[0] = 1
+
+
+@cuda.jit
+def label_compress(parent):
+    """Point every vertex straight at its root (pointer jumping)."""
+    for v in range(cuda.grid(1), parent.size, cuda.gridsize(1)):
+        parent[v] = _root(parent, v)
+
+
+# --- path walks (one thread: a path is short next to the lattice) ----------------------------------------
+
+
+@cuda.jit
+def trace(shape, strides, periodic, open_mask, dist, weights, weighted, integral, root, vertex, out, count):
+    """Canonical path ``vertex .. root`` into ``out``; ``count[0]`` is its length, −1 without a predecessor,
+    −2 when ``out`` is too short."""
+    if cuda.grid(1) != 0:
+        return
+    v = vertex
+    out[0] = v
+    size = 1
+    while v != root:
+        if size >= out.size:
+            count[0] = -2
+            return
+        here = dist[v]
+        step = 1.0
+        if weighted:
+            step = weights[v]
+        found = -1
+        rem = v
+        for k in range(shape.size):
+            c = rem // strides[k]
+            rem -= c * strides[k]
+            for plus in range(2):
+                u = _step(v, c, k, plus, shape, strides, periodic)
+                if found < 0 and u >= 0 and open_mask[u] != 0:
+                    if integral:
+                        if dist[u] >= 0 and dist[u] + 1 == here:
+                            found = u
+                    elif dist[u] != np.inf and dist[u] + step == here:
+                        found = u
+        if found < 0:
+            count[0] = -1
+            return
+        v = found
+        out[size] = v
+        size += 1
+    count[0] = size
+
+
+@cuda.jit
+def trace_frugal(shape, strides, periodic, open_bits, words, start, goal, length, out, count):
+    """Canonical path ``goal .. start`` from depth-mod-3 states; ``count[0]`` −1 when the walk breaks off."""
+    if cuda.grid(1) != 0:
+        return
+    v = goal
+    out[0] = v
+    for r in range(length, 0, -1):
+        wanted = np.uint32(1 + (r - 1) % 3)
+        found = -1
+        rem = v
+        for k in range(shape.size):
+            c = rem // strides[k]
+            rem -= c * strides[k]
+            for plus in range(2):
+                u = _step(v, c, k, plus, shape, strides, periodic)
+                if found < 0 and u >= 0 and _bit_open(open_bits, u) != 0 and _field(words, u) == wanted:
+                    found = u
+        if found < 0:
+            count[0] = -1
+            return
+        v = found
+        out[length - r + 1] = v
+    count[0] = length + 1 if v == start else -1

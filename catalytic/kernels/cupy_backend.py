@@ -1,0 +1,512 @@
+"""The ``cupy`` backend: state on a CUDA device, primitives as numba.cuda kernels launched on CuPy arrays.
+
+Nothing here imports CuPy or numba.cuda at module import time: :meth:`CupyBackend.probe` imports CuPy only
+to answer whether it can run, and the kernels (:mod:`catalytic.kernels.cuda_kernels`) are imported when a
+backend is instantiated. The array namespace is pluggable: the registered backend uses CuPy on a real device,
+and ``CupyBackend(xp=numpy)`` runs the very same kernels on host arrays under numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``), which is how CI checks their logic without a GPU.
+
+How each primitive runs
+-----------------------
+* ``open_mask`` / ``open_bits``: one kernel over the vertices (or bytes) computing the SplitMix64 hash of the
+  lattice model on the device, then the inclusive boxes and the explicit mask (uploaded once per geometry).
+* ``bfs`` / ``bfs_frugal``: whole-level BFS over bit-packed frontiers (three rings of uint32 words) and a
+  bit-packed visited set; with ``fused=True`` (the default) a persistent cooperative kernel runs up to
+  ``levels_per_launch`` levels per launch, separated by grid-wide barriers, so a search of thousands of levels
+  costs a handful of launches and one small device-to-host copy per launch. Each level labels exactly the
+  vertices one step deeper, so the distances, the stopping rule and ``expanded`` are those of the reference
+  backend. ``fused=False`` runs one launch per level (needs no cooperative launch).
+* ``bidirectional``: the same level kernel, one launch per level, because the side to expand next depends on
+  both frontier sizes; the host reads five integers per level.
+* ``label``: union-find hooking (the larger root of an edge under the smaller, atomically) and pointer
+  jumping until no edge joins two roots, then a prefix sum over the roots numbers components by their lowest
+  index.
+* ``dijkstra`` (weighted or A\\*): delegated to the host backend (``numba``) on copies of the mask and of
+  ``dist``, and the costs copied back. A GPU relaxation (Bellman-Ford or delta-stepping) reaches the same
+  fixed point in exact arithmetic, but a float64 cost is a sum formed along one particular path, and paths of
+  equal real cost may round differently; only the heap order ``(f, h, index)`` of the reference fixes which
+  sum wins, and ``expanded`` (the settled count) is defined by that order too. Identical answers come first.
+* ``trace_path`` / ``trace_path_frugal``: one device thread walks the canonical path (a path is short next to
+  the lattice), so neither the distance field nor the state is copied to the host.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import sys
+import weakref
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from catalytic.kernels.backend import Backend, Geometry, get_backend, register_backend
+
+__all__ = ["CupyBackend", "is_cupy_array"]
+
+_INT32_LIMIT = 2**31 - 1
+_CONTROL_LEVEL, _CONTROL_DONE, _CONTROL_EXPANDED, _CONTROL_DISCOVERED, _CONTROL_HIT = range(5)
+
+
+def is_cupy_array(array: Any) -> bool:
+    """Whether ``array`` is a CuPy array; looks at ``sys.modules`` and never imports CuPy."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(array, cupy.ndarray)
+
+
+def _simulator_enabled() -> bool:
+    from numba.core import config
+
+    return bool(config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _probe() -> str | None:
+    """Why the GPU backend cannot run here, or None; asked once per process."""
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        return "CuPy is not installed"
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CuPy raises its runtime error class, which we cannot name without importing it
+        return f"no CUDA device: {exc}"
+    if count < 1:
+        return "no CUDA device: the CUDA runtime reports none"
+    if _simulator_enabled():
+        return "no CUDA device for numba.cuda: NUMBA_ENABLE_CUDASIM is set"
+    try:
+        from numba import cuda
+    except ImportError as exc:
+        return f"numba.cuda cannot be imported: {exc}"
+    if not cuda.is_available():
+        return "no CUDA device: numba.cuda cannot use the CUDA driver"
+    return None
+
+
+class _DeviceGeometry:
+    """A geometry's small arrays uploaded once (shape, strides, generators, boxes, explicit mask)."""
+
+    def __init__(self, geom: Geometry, xp: ModuleType) -> None:
+        def up(array: np.ndarray, dtype: Any) -> Any:
+            # A zero-length array cannot always be handed to a kernel, so an empty table gets one dummy row.
+            host = np.ascontiguousarray(array, dtype=dtype)
+            if host.size == 0:
+                host = np.zeros((1, *host.shape[1:]), dtype=dtype)
+            return xp.array(host)
+
+        self.shape = up(geom.shape, np.int64)
+        self.strides = up(geom.strides, np.int64)
+        self.periodic = up(geom.periodic, np.int64)
+        self.seeds = up(geom.random_seeds, np.uint64)
+        self.thresholds = up(geom.random_thresholds, np.uint64)
+        self.n_random = int(geom.random_seeds.size)
+        self.box_lo = up(geom.box_lo, np.int64)
+        self.box_hi = up(geom.box_hi, np.int64)
+        self.n_boxes = int(geom.box_lo.shape[0])
+        has_explicit = geom.explicit_blocked is not None
+        explicit = geom.explicit_blocked if has_explicit else np.zeros(1, dtype=np.bool_)
+        self.explicit = up(np.asarray(explicit).view(np.uint8), np.uint8)
+        self.has_explicit = int(has_explicit)
+        self.weights: Any = None
+
+    def generators(self) -> tuple[Any, ...]:
+        return (
+            self.shape,
+            self.strides,
+            self.seeds,
+            self.thresholds,
+            self.n_random,
+            self.box_lo,
+            self.box_hi,
+            self.n_boxes,
+            self.explicit,
+            self.has_explicit,
+        )
+
+    def axes(self) -> tuple[Any, Any, Any]:
+        return self.shape, self.strides, self.periodic
+
+
+@register_backend
+class CupyBackend(Backend):
+    """GPU primitives: CuPy device arrays and numba.cuda kernels.
+
+    Parameters
+    ----------
+    xp : module, optional
+        The array namespace; CuPy when omitted. ``numpy`` runs the kernels under numba's CUDA simulator.
+
+    Other Parameters
+    ----------------
+    block : int
+        Threads per block (small under the simulator, where every thread is a Python thread).
+    max_blocks : int
+        Upper bound on blocks per launch of the grid-stride kernels.
+    fused : bool
+        Run BFS levels in persistent cooperative launches (True) or one launch per level (False).
+    levels_per_launch : int
+        Most BFS levels one cooperative launch runs before the host checks in.
+    host_backend : str
+        The backend that runs the weighted / A\\* searches (``numba``; ``numpy`` in tests).
+
+    Raises
+    ------
+    BackendUnavailableError
+        Through :func:`catalytic.kernels.backend.get_backend` when CuPy or a device is missing.
+
+    Examples
+    --------
+    >>> import numpy as np  # doctest: +SKIP
+    >>> from catalytic.lattice import Lattice  # doctest: +SKIP
+    >>> backend, geom = CupyBackend(), Geometry.of(Lattice((3, 3)))  # doctest: +SKIP
+    >>> dist = backend.full(9, -1, np.int32)  # doctest: +SKIP
+    >>> backend.bfs(geom, backend.open_mask(geom), np.array([0]), 8, dist)  # doctest: +SKIP
+    6
+    """
+
+    name: ClassVar[str] = "cupy"
+    host_arrays: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        xp: ModuleType | None = None,
+        *,
+        block: int | None = None,
+        max_blocks: int | None = None,
+        fused: bool = True,
+        levels_per_launch: int = 1 << 20,
+        host_backend: str = "numba",
+    ) -> None:
+        self.xp: ModuleType = importlib.import_module("cupy") if xp is None else xp
+        self.k: Any = importlib.import_module("catalytic.kernels.cuda_kernels")
+        self.simulated = _simulator_enabled()
+        self.block = block if block is not None else (32 if self.simulated else 256)
+        self.max_blocks = max_blocks if max_blocks is not None else (2 if self.simulated else 8192)
+        self.fused = fused
+        self.levels_per_launch = int(levels_per_launch)
+        self.host_backend = host_backend
+        self._geometries: weakref.WeakKeyDictionary[Geometry, _DeviceGeometry] = weakref.WeakKeyDictionary()
+        self._cooperative: dict[tuple[int, tuple[Any, ...]], tuple[Any, int]] = {}
+
+    @classmethod
+    def probe(cls) -> str | None:
+        """None when CuPy imports and a CUDA device is usable by CuPy and numba.cuda, else what is missing."""
+        return _probe()
+
+    # --- launch helpers -------------------------------------------------------------------------------
+
+    def _grid(self, items: int) -> int:
+        return max(1, min(self.max_blocks, -(-items // self.block)))
+
+    def _launch(self, kernel: Any, items: int, *args: Any) -> None:
+        kernel[self._grid(items), self.block](*args)
+
+    def _launch_single(self, kernel: Any, *args: Any) -> None:
+        kernel[1, 1](*args)
+
+    def _launch_cooperative(self, kernel: Any, items: int, *args: Any) -> None:
+        # A cooperative grid must fit on the device at once; the bound depends on the compiled kernel.
+        if self.simulated:
+            kernel[1, self.block](*args)
+            return
+        from numba import typeof
+
+        key = (id(kernel), tuple(typeof(a) for a in args))
+        if key not in self._cooperative:
+            specialised = kernel.specialize(*args)
+            compiled = next(iter(specialised.overloads.values()))
+            self._cooperative[key] = (specialised, int(compiled.max_cooperative_grid_blocks(self.block)))
+        specialised, limit = self._cooperative[key]
+        specialised[max(1, min(limit, self._grid(items))), self.block](*args)
+
+    def _device(self, geom: Geometry) -> _DeviceGeometry:
+        found = self._geometries.get(geom)
+        if found is None:
+            found = _DeviceGeometry(geom, self.xp)
+            self._geometries[geom] = found
+        return found
+
+    # --- arrays ---------------------------------------------------------------------------------------
+
+    def full(self, n: int, value: float, dtype: Any) -> Any:
+        """A new device array of ``n`` entries set to ``value``."""
+        return self.xp.full(n, value, dtype=dtype)
+
+    def to_device(self, array: np.ndarray) -> Any:
+        """Copy a host array to the device (a contiguous host array under the simulator)."""
+        return self.xp.array(np.ascontiguousarray(array))
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Copy a device array to a host NumPy array."""
+        if is_cupy_array(array):
+            return np.asarray(array.get())
+        return np.asarray(array)
+
+    # --- lattice ----------------------------------------------------------------------------------------
+
+    def open_mask(self, geom: Geometry) -> Any:
+        """uint8 (N,), 1 where open, computed on the device from the generators, boxes and explicit mask."""
+        out = self.xp.empty(geom.vertices, dtype=np.uint8)
+        self._launch(self.k.open_mask, geom.vertices, *self._device(geom).generators(), out)
+        return out
+
+    def open_bits(self, geom: Geometry) -> Any:
+        """The open mask packed 1 bit per vertex (bit ``i & 7`` of byte ``i >> 3``), computed on the device."""
+        out = self.xp.empty((geom.vertices + 7) // 8, dtype=np.uint8)
+        self._launch(self.k.open_bits, out.size, *self._device(geom).generators(), geom.vertices, out)
+        return out
+
+    def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:
+        """int64 (2d + 1,): open vertices counted by their number of distinct open neighbours."""
+        histogram = self.xp.zeros(2 * geom.ndim + 1, dtype=np.int64)
+        self._launch(self.k.degree_histogram, geom.vertices, *self._device(geom).axes(), open_mask, histogram)
+        return self.to_host(histogram)
+
+    # --- whole-level BFS ------------------------------------------------------------------------------
+
+    def _bfs_state(self, geom: Geometry, open_mask: Any, sources: np.ndarray, dist: Any) -> tuple[Any, Any]:
+        nwords = (geom.vertices + 31) // 32
+        visited = self.xp.empty(nwords, dtype=np.uint32)
+        rings = self.xp.zeros((3, nwords), dtype=np.uint32)
+        self._launch(self.k.init_visited, nwords, open_mask, visited)
+        self._launch(self.k.mark_sources, sources.size, self.to_device(sources), visited, rings, dist)
+        return visited, rings
+
+    def _run_levels(self, fused_call: Any, level_call: Any, control: Any, flags: Any) -> np.ndarray:
+        """Run levels until the frontier empties or the target is hit; returns the host copy of ``control``."""
+        level = 0
+        discovered = 0
+        while True:
+            if self.fused:
+                fused_call(level)
+                state = self.to_host(control)
+                level = int(state[_CONTROL_LEVEL])
+                if state[_CONTROL_DONE]:
+                    return state
+            else:
+                level_call(level)
+                level += 1
+                state = self.to_host(control)
+                state[_CONTROL_LEVEL] = level
+                state[_CONTROL_HIT] = self.to_host(flags)[1, level % 3]
+                if state[_CONTROL_HIT] or int(state[_CONTROL_DISCOVERED]) == discovered:
+                    return state
+                discovered = int(state[_CONTROL_DISCOVERED])
+
+    def bfs(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
+        """Multi-source whole-level BFS writing steps into ``dist`` (pre-filled −1); returns ``expanded``.
+
+        Stops after the level that discovers ``target`` when ``target >= 0``.
+        """
+        sources = np.unique(np.asarray(sources, dtype=np.int64))
+        if target >= 0 and target in sources:
+            dist[self.to_device(sources)] = 0
+            return 0
+        visited, rings = self._bfs_state(geom, open_mask, sources, dist)
+        axes = self._device(geom).axes()
+        flags = self.xp.zeros((2, 3), dtype=np.int32)
+        control = self.xp.zeros(5, dtype=np.int64)
+        no_other = self.xp.zeros(1, dtype=np.int32)
+        nwords = visited.size
+        common = (*axes, rings, visited, dist, flags, control)
+
+        def fused(level: int) -> None:
+            self._launch_cooperative(
+                self.k.bfs_levels, nwords, *common, level, target, self.levels_per_launch, no_other
+            )
+
+        def single(level: int) -> None:
+            self._launch(self.k.bfs_level, nwords, *common, level, target, no_other, 0)
+
+        state = self._run_levels(fused, single, control, flags)
+        return int(state[_CONTROL_EXPANDED])
+
+    def bidirectional(
+        self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any
+    ) -> tuple[int, int, int]:
+        """Bidirectional whole-level BFS, one launch per level; ``(length, meet, expanded)``.
+
+        Each round expands the side with the smaller frontier (the start side on a tie); after the first level
+        that labels vertices the other side already labelled, the meet minimises ``(d_start + d_goal, index)``.
+        """
+        xp = self.xp
+        dist_start[start] = 0
+        dist_goal[goal] = 0
+        if start == goal:
+            return 0, start, 0
+        axes = self._device(geom).axes()
+        dists = (dist_start, dist_goal)
+        sides = []
+        for root, dist in ((start, dist_start), (goal, dist_goal)):
+            visited, rings = self._bfs_state(geom, open_mask, np.asarray([root], dtype=np.int64), dist)
+            sides.append((rings, visited, xp.zeros((2, 3), dtype=np.int32), xp.zeros(5, dtype=np.int64)))
+        frontier = [1, 1]
+        levels = [0, 0]
+        expanded = 0
+        while True:
+            side = 0 if frontier[0] <= frontier[1] else 1
+            rings, visited, flags, control = sides[side]
+            control[_CONTROL_DISCOVERED] = 0
+            self._launch(
+                self.k.bfs_level,
+                visited.size,
+                *axes,
+                rings,
+                visited,
+                dists[side],
+                flags,
+                control,
+                levels[side],
+                -1,
+                dists[1 - side],
+                1,
+            )
+            levels[side] += 1
+            state = self.to_host(control)
+            expanded += frontier[side]
+            if self.to_host(flags)[1, levels[side] % 3]:
+                own, other = dists[side], dists[1 - side]
+                touched = xp.flatnonzero((own == levels[side]) & (other >= 0))
+                totals = dist_start[touched].astype(np.int64) + dist_goal[touched]
+                best = int(xp.argmin(totals))  # touched is sorted, so the first minimum has the lowest index
+                return int(totals[best]), int(touched[best]), expanded
+            frontier[side] = int(state[_CONTROL_DISCOVERED])
+            if frontier[side] == 0:
+                return -1, -1, expanded
+
+    def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
+        """Dijkstra or A\\*, run by the host backend on copies; the costs are copied back into ``dist``.
+
+        The heap order ``(f, h, index)`` decides both ``expanded`` and which float64 sum becomes a vertex's
+        cost, so the search runs where that order is kept (see the module docstring).
+        """
+        host = get_backend(self.host_backend)
+        host_dist = self.to_host(dist).copy()
+        expanded = host.dijkstra(geom, self.to_host(open_mask), sources, target, host_dist, astar)
+        dist[...] = self.to_device(host_dist)
+        return int(expanded)
+
+    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
+        """The canonical path ``[vertex, ..., root]`` walked by one device thread.
+
+        Raises
+        ------
+        ValueError
+            When ``dist`` has no predecessor chain from ``vertex`` to ``root``.
+        """
+        integral = np.dtype(dist.dtype).kind in "iu"
+        weighted = not integral and geom.weights is not None
+        here = float(self.to_host(dist[vertex : vertex + 1])[0])
+        if integral or not weighted:
+            capacity = int(here) + 1 if here >= 0 and math.isfinite(here) else 1
+        else:
+            capacity = int(here / geom.min_weight * (1 + 1e-9)) + 2 if math.isfinite(here) else 1
+        capacity = max(1, min(capacity, geom.vertices))
+        weights = self._weights(geom) if weighted else self.xp.zeros(1, dtype=np.float64)
+        for size in (capacity, geom.vertices):
+            out = self.xp.empty(size, dtype=np.int64)
+            count = self.xp.zeros(1, dtype=np.int64)
+            self._launch_single(
+                self.k.trace,
+                *self._device(geom).axes(),
+                open_mask,
+                dist,
+                weights,
+                int(weighted),
+                int(integral),
+                root,
+                vertex,
+                out,
+                count,
+            )
+            found = int(self.to_host(count)[0])
+            if found > 0:
+                return self.to_host(out[:found]).astype(np.int64)
+            if found == -1:
+                break
+        raise ValueError(f"dist: no predecessor chain from vertex {vertex} to root {root}")
+
+    def _weights(self, geom: Geometry) -> Any:
+        device = self._device(geom)
+        if device.weights is None:
+            device.weights = self.to_device(np.asarray(geom.weights, dtype=np.float64))
+        return device.weights
+
+    # --- frugal (2 bits per vertex) --------------------------------------------------------------------
+
+    def _state_words(self, state: Any) -> tuple[Any, bool]:
+        """A uint32 view of the 2-bit state, or a padded copy (True) when its length is not a multiple of 4."""
+        if state.size % 4 == 0:
+            return state.view(np.uint32), False
+        words = self.xp.zeros((state.size + 3) // 4, dtype=np.uint32)
+        words.view(np.uint8)[: state.size] = state
+        return words, True
+
+    def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
+        """Whole-level BFS keeping ``1 + depth mod 3`` in 2 bits per vertex; returns ``(length, expanded)``."""
+        words, copied = self._state_words(state)
+        nwords = (geom.vertices + 31) // 32
+        rings = self.xp.zeros((3, nwords), dtype=np.uint32)
+        self._launch_single(self.k.init_frugal, words, rings, start)
+        try:
+            if start == goal:
+                return 0, 0
+            axes = self._device(geom).axes()
+            flags = self.xp.zeros((2, 3), dtype=np.int32)
+            control = self.xp.zeros(5, dtype=np.int64)
+            common = (*axes, open_bits, words, rings, flags, control)
+
+            def fused(level: int) -> None:
+                self._launch_cooperative(self.k.frugal_levels, nwords, *common, level, goal, self.levels_per_launch)
+
+            def single(level: int) -> None:
+                self._launch(self.k.frugal_level, nwords, *common, level, goal)
+
+            result = self._run_levels(fused, single, control, flags)
+            expanded = int(result[_CONTROL_EXPANDED])
+            if not result[_CONTROL_HIT]:
+                return -1, expanded
+            return int(result[_CONTROL_LEVEL]), expanded
+        finally:
+            if copied:
+                state[...] = words.view(np.uint8)[: state.size]
+
+    def trace_path_frugal(
+        self, geom: Geometry, open_bits: Any, state: Any, start: int, goal: int, length: int
+    ) -> np.ndarray:
+        """The canonical path ``[goal, ..., start]`` rebuilt on the device from the depth-mod-3 state."""
+        words, _ = self._state_words(state)
+        out = self.xp.empty(length + 1, dtype=np.int64)
+        count = self.xp.zeros(1, dtype=np.int64)
+        self._launch_single(
+            self.k.trace_frugal, *self._device(geom).axes(), open_bits, words, start, goal, length, out, count
+        )
+        if int(self.to_host(count)[0]) != length + 1:
+            raise ValueError(f"state: no canonical walk of {length} steps from goal {goal} back to start {start}")
+        return self.to_host(out).astype(np.int64)
+
+    # --- structure --------------------------------------------------------------------------------------
+
+    def label(self, geom: Geometry, open_mask: Any) -> tuple[Any, int]:
+        """Component labels 1..count by lowest linear index (0 where blocked), and the count."""
+        xp = self.xp
+        dtype = np.int32 if geom.vertices <= _INT32_LIMIT else np.int64
+        parent = xp.empty(geom.vertices, dtype=dtype)
+        changed = xp.zeros(1, dtype=np.int32)
+        axes = self._device(geom).axes()
+        self._launch(self.k.label_init, geom.vertices, parent)
+        while True:
+            changed[0] = 0
+            self._launch(self.k.label_hook, geom.vertices, *axes, open_mask, parent, changed)
+            self._launch(self.k.label_compress, geom.vertices, parent)
+            if not int(self.to_host(changed)[0]):
+                break
+        is_open = open_mask != 0
+        is_root = is_open & (parent == xp.arange(geom.vertices, dtype=dtype))
+        rank = xp.cumsum(is_root, dtype=dtype)
+        labels = xp.where(is_open, rank[parent], 0).astype(dtype)
+        count = int(self.to_host(rank[-1:])[0]) if geom.vertices else 0
+        return labels, count

@@ -1,0 +1,174 @@
+"""GPU kernels under numba's CUDA simulator, compared bit for bit with the NumPy reference backend.
+
+Not collected by the main test run (the name does not start with ``test_``): ``test_cuda_sim.py`` runs this
+module in a child pytest with ``NUMBA_ENABLE_CUDASIM=1``, which must be set before numba.cuda is imported
+and so cannot share a worker with tests that already imported numba. It refuses to run without the variable
+rather than launching kernels on a device by accident. Also used by ``test_gpu.py`` with the real device.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from catalytic.kernels.backend import Backend, Geometry
+from catalytic.kernels.numpy_backend import NumpyBackend
+from catalytic.lattice import Lattice
+
+CaseMaker = Callable[[], Lattice]
+
+
+def _random_lattice(
+    seed: int, shape: tuple[int, ...], periodic: Any, p: float, weighted: bool = False, box: bool = False
+) -> Lattice:
+    rng = np.random.default_rng(seed)
+    obstacles: list[dict[str, Any]] = [{"kind": "random", "p": p, "seed": seed}]
+    if box:
+        lo = [int(rng.integers(0, n)) for n in shape]
+        hi = [min(n - 1, a + 1) for a, n in zip(lo, shape, strict=True)]
+        obstacles.append({"kind": "box", "lo": lo, "hi": hi})
+    blocked = rng.random(shape) < 0.05
+    weights = rng.integers(1, 9, size=shape).astype(np.float64) * 0.1 if weighted else None
+    return Lattice(shape, periodic=periodic, blocked=blocked, weights=weights, obstacles=obstacles)
+
+
+LATTICES: dict[str, CaseMaker] = {
+    "2d": lambda: _random_lattice(1, (11, 13), False, 0.25, box=True),
+    "2d-torus": lambda: _random_lattice(2, (9, 12), True, 0.3),
+    "3d-mixed": lambda: _random_lattice(3, (6, 5, 7), [True, False, True], 0.2, box=True),
+    "4d-thin": lambda: _random_lattice(4, (2, 5, 1, 9), [True, False, True, True], 0.15),
+    "1d-ring": lambda: _random_lattice(5, (60,), True, 0.05),
+    "2d-weighted": lambda: _random_lattice(6, (10, 10), [False, True], 0.2, weighted=True),
+    "3d-weighted": lambda: _random_lattice(7, (5, 6, 5), False, 0.15, weighted=True, box=True),
+    "open-5d": lambda: Lattice((3, 3, 2, 3, 3), periodic=[False, True, False, False, True]),
+}
+
+FUSED = [
+    pytest.param({"fused": True}, id="fused"),
+    pytest.param({"fused": True, "levels_per_launch": 3}, id="fused-3-per-launch"),
+    pytest.param({"fused": False}, id="level-per-launch"),
+]
+
+
+def _device_backend(options: dict[str, Any]) -> Backend:
+    from catalytic.kernels.cupy_backend import CupyBackend
+
+    if os.environ.get("CATALYTIC_CUDA_DEVICE") == "1":
+        return CupyBackend(host_backend="numpy", **options)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.fail("run this module with NUMBA_ENABLE_CUDASIM=1 (or CATALYTIC_CUDA_DEVICE=1 on a GPU)")
+    return CupyBackend(xp=np, host_backend="numpy", **options)
+
+
+@pytest.fixture(params=list(LATTICES))
+def lattice(request: pytest.FixtureRequest) -> Lattice:
+    return LATTICES[request.param]()
+
+
+def _endpoints(lattice: Lattice) -> tuple[int, int]:
+    """The lowest and highest open vertex of the largest component (a long search)."""
+    ref = NumpyBackend()
+    labels, count = ref.label(Geometry.of(lattice), ref.open_mask(Geometry.of(lattice)))
+    sizes = np.bincount(labels, minlength=count + 1)[1:]
+    members = np.flatnonzero(labels == int(np.argmax(sizes)) + 1)
+    return int(members[0]), int(members[-1])
+
+
+def test_open_mask_and_bits(lattice: Lattice) -> None:
+    ref, gpu, geom = NumpyBackend(), _device_backend({}), Geometry.of(lattice)
+    np.testing.assert_array_equal(gpu.to_host(gpu.open_mask(geom)), ref.open_mask(geom))
+    np.testing.assert_array_equal(gpu.to_host(gpu.open_bits(geom)), ref.open_bits(geom))
+    np.testing.assert_array_equal(
+        gpu.degree_histogram(geom, gpu.open_mask(geom)), ref.degree_histogram(geom, ref.open_mask(geom))
+    )
+
+
+def test_label(lattice: Lattice) -> None:
+    ref, gpu, geom = NumpyBackend(), _device_backend({}), Geometry.of(lattice)
+    want, want_count = ref.label(geom, ref.open_mask(geom))
+    got, count = gpu.label(geom, gpu.open_mask(geom))
+    assert count == want_count
+    assert gpu.to_host(got).dtype == want.dtype
+    np.testing.assert_array_equal(gpu.to_host(got), want)
+
+
+@pytest.mark.parametrize("options", FUSED)
+def test_bfs(lattice: Lattice, options: dict[str, Any]) -> None:
+    ref, gpu, geom = NumpyBackend(), _device_backend(options), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    mask = gpu.open_mask(geom)
+    for sources, target in (([start], goal), ([start], -1), ([start, goal], -1), ([goal], goal)):
+        want = ref.full(geom.vertices, -1, np.int32)
+        want_expanded = ref.bfs(geom, ref.open_mask(geom), np.asarray(sources), target, want)
+        got = gpu.full(geom.vertices, -1, np.int32)
+        expanded = gpu.bfs(geom, mask, np.asarray(sources), target, got)
+        assert expanded == want_expanded, (sources, target)
+        np.testing.assert_array_equal(gpu.to_host(got), want)
+        if target >= 0:
+            root = sources[0]
+            np.testing.assert_array_equal(
+                gpu.trace_path(geom, mask, got, root, target),
+                ref.trace_path(geom, ref.open_mask(geom), want, root, target),
+            )
+
+
+def test_bidirectional(lattice: Lattice) -> None:
+    ref, gpu, geom = NumpyBackend(), _device_backend({}), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    pairs = [(start, goal), (goal, start), (start, start)]
+    labels, _ = ref.label(geom, ref.open_mask(geom))
+    elsewhere = np.flatnonzero((labels != 0) & (labels != labels[start]))
+    if elsewhere.size:
+        pairs.append((start, int(elsewhere[0])))
+    for s, g in pairs:
+        want_s, want_g = ref.full(geom.vertices, -1, np.int32), ref.full(geom.vertices, -1, np.int32)
+        want = ref.bidirectional(geom, ref.open_mask(geom), s, g, want_s, want_g)
+        got_s, got_g = gpu.full(geom.vertices, -1, np.int32), gpu.full(geom.vertices, -1, np.int32)
+        got = gpu.bidirectional(geom, gpu.open_mask(geom), s, g, got_s, got_g)
+        assert got == want, (s, g)
+        np.testing.assert_array_equal(gpu.to_host(got_s), want_s)
+        np.testing.assert_array_equal(gpu.to_host(got_g), want_g)
+
+
+@pytest.mark.parametrize("astar", [False, True])
+def test_dijkstra_and_trace(lattice: Lattice, astar: bool) -> None:
+    ref, gpu, geom = NumpyBackend(), _device_backend({}), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    want = ref.full(geom.vertices, np.inf, np.float64)
+    want_expanded = ref.dijkstra(geom, ref.open_mask(geom), np.asarray([start]), goal, want, astar)
+    mask = gpu.open_mask(geom)
+    got = gpu.full(geom.vertices, np.inf, np.float64)
+    assert gpu.dijkstra(geom, mask, np.asarray([start]), goal, got, astar) == want_expanded
+    np.testing.assert_array_equal(gpu.to_host(got), want)
+    np.testing.assert_array_equal(
+        gpu.trace_path(geom, mask, got, start, goal), ref.trace_path(geom, ref.open_mask(geom), want, start, goal)
+    )
+
+
+@pytest.mark.parametrize("options", FUSED)
+def test_frugal(lattice: Lattice, options: dict[str, Any]) -> None:
+    ref, gpu, geom = NumpyBackend(), _device_backend(options), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    pairs = [(start, goal), (goal, start), (start, start)]
+    labels, _ = ref.label(geom, ref.open_mask(geom))
+    elsewhere = np.flatnonzero((labels != 0) & (labels != labels[start]))
+    if elsewhere.size:
+        pairs.append((start, int(elsewhere[0])))
+    bits_ref, bits = ref.open_bits(geom), gpu.open_bits(geom)
+    for s, g in pairs:
+        size = (geom.vertices + 3) // 4
+        want_state = ref.full(size, 0, np.uint8)
+        want = ref.bfs_frugal(geom, bits_ref, s, g, want_state)
+        state = gpu.full(size, 0, np.uint8)
+        got = gpu.bfs_frugal(geom, bits, s, g, state)
+        assert got == want, (s, g)
+        np.testing.assert_array_equal(gpu.to_host(state), want_state)
+        if want[0] >= 0:
+            np.testing.assert_array_equal(
+                gpu.trace_path_frugal(geom, bits, state, s, g, want[0]),
+                ref.trace_path_frugal(geom, bits_ref, want_state, s, g, want[0]),
+            )

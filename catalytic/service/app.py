@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from catalytic.service import db as queries
 from catalytic.service.auth import ApiKeyMiddleware
@@ -176,14 +177,15 @@ def _routes(document: dict[str, Any], webhook_routes: list[BaseRoute]) -> list[B
 
     routes: list[BaseRoute] = [Route(ep.path, ep.endpoint, methods=[ep.method]) for ep in ENDPOINTS]
     routes += [Route("/openapi.json", openapi, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
-    routes.append(Mount("/api/webhooks", routes=webhook_routes))
-    return routes
+    return routes + webhook_routes
 
 
-def _webhook_routes() -> list[BaseRoute]:
+def _webhook_routes(app_state: Any, settings: Settings) -> list[BaseRoute]:
     from catalytic.webhooks.api import routes
+    from catalytic.webhooks.config import WebhookConfig
 
-    return list(routes)
+    config = WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
+    return routes(lambda: app_state.service.db, config=config, prefix="/api/webhooks")
 
 
 def _outbox() -> Any:
@@ -201,7 +203,7 @@ async def _webhook_worker(settings: Settings) -> asyncio.Task[Any]:
     from catalytic.webhooks.worker import run_worker
 
     config = WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
-    return asyncio.create_task(run_worker(config), name="catalytic-webhook-worker")
+    return asyncio.create_task(run_worker(config, handle_signals=False), name="catalytic-webhook-worker")
 
 
 _fallback_listener_installed = False
@@ -292,11 +294,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await state.cache.close()
             await database.close()
 
+    app_state = State()
+    webhook_routes = _webhook_routes(app_state, settings)
     templates = {ep.endpoint: ep.path for ep in ENDPOINTS}
+    templates.update({r.endpoint: r.path for r in webhook_routes if isinstance(r, Route)})
     app = Starlette(
-        routes=_routes(document, _webhook_routes()),
+        routes=_routes(document, webhook_routes),
         middleware=[Middleware(RequestMiddleware, templates=templates), Middleware(ApiKeyMiddleware, keys=keys)],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.state = app_state
     return app

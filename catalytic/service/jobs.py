@@ -73,6 +73,11 @@ class WorkerSlot:
         except (EOFError, OSError, BrokenPipeError) as exc:
             raise WorkerLost("the worker process ended") from exc
 
+    @property
+    def pid(self) -> int | None:
+        """The worker process id while one is alive."""
+        return self._process.pid if self._process is not None and self._process.is_alive() else None
+
     def kill(self) -> None:
         """Terminate the process (a fresh one starts with the next task)."""
         if self._process is None:
@@ -120,6 +125,10 @@ class JobRunner:
     def pending(self) -> int:
         """Jobs queued or running in this process."""
         return self._queue.qsize() + len(self._running)
+
+    def worker_pids(self) -> dict[str, int]:
+        """Job id → pid of the worker process running it, for the jobs running in this process now."""
+        return {job_id: pid for job_id, slot in self._running.items() if (pid := slot.pid) is not None}
 
     def has_capacity(self) -> bool:
         """Whether one more job fits in the queue."""

@@ -58,8 +58,6 @@ class RequestMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = self.templates.get(scope.get("endpoint"), "unmatched")
-            if route == "unmatched" and scope["path"].startswith("/api/webhooks"):
-                route = "/api/webhooks"
             labels = (scope["method"], route, str(status))
             HTTP_REQUEST_DURATION.labels(*labels).observe(elapsed)
             HTTP_REQUESTS.labels(*labels).inc()

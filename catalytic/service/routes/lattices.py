@@ -158,7 +158,7 @@ async def _computation(
     LATTICE_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - t0)
     LATTICE_OPERATIONS.labels(operation, answer.get("backend") or "none").inc()
     await st.cache.put(cache_key, answer, _ttl(st, resolved.lattice_id))
-    return JSONResponse(answer)
+    return JSONResponse({**answer, "cached": False})
 
 
 async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> dict[str, Any] | None:

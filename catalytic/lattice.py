@@ -86,6 +86,14 @@ def splitmix64(seed: int, index: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def _splitmix64_scalar(seed: int, index: int) -> int:
+    """:func:`splitmix64` for one index in Python integers (no array round trip for single lookups)."""
+    z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & UINT64_MAX
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & UINT64_MAX
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & UINT64_MAX
+    return z ^ (z >> 31)
+
+
 def random_threshold(p: float) -> int:
     """The 53-bit threshold of a random obstacle generator: ``floor(p · 2^53)``."""
     return math.floor(p * 2.0**53)
@@ -226,7 +234,9 @@ class Lattice:
 
     __slots__ = (
         "__weakref__",
+        "_digest",
         "_open_mask",
+        "_spec",
         "blocked",
         "max_vertices",
         "ndim",
@@ -271,6 +281,8 @@ class Lattice:
         self.blocked = self._check_blocked(blocked)
         self.weights = self._check_weights(weights)
         self._open_mask: np.ndarray | None = None
+        self._spec: dict[str, Any] | None = None
+        self._digest: str | None = None
 
     def _check_blocked(self, blocked: np.ndarray | None) -> np.ndarray | None:
         if blocked is None:
@@ -333,10 +345,19 @@ class Lattice:
         idx = np.asarray(index, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.vertices):
             raise CoordinateError("index", "out of range", f"0 to {self.vertices - 1}")
-        return np.stack(np.unravel_index(idx, self.shape), axis=-1).astype(np.int64)
+        return (idx[..., np.newaxis] // np.asarray(self.strides, dtype=np.int64)) % np.asarray(
+            self.shape, dtype=np.int64
+        )
 
     def _coords_array(self, coords: Any, field: str) -> np.ndarray:
         allowed = f"{self.ndim} integers with 0 <= c[k] < shape[k] = {list(self.shape)}"
+        # The common case, one coordinate of Python ints, is checked without building arrays first.
+        if (
+            isinstance(coords, tuple | list)
+            and len(coords) == self.ndim
+            and all(type(c) is int and 0 <= c < n for c, n in zip(coords, self.shape, strict=True))
+        ):
+            return np.asarray(coords, dtype=np.int64)
         try:
             array = np.asarray(coords)
         except (TypeError, ValueError):
@@ -364,7 +385,7 @@ class Lattice:
         coords = np.unravel_index(index, self.shape)
         for obstacle in self.obstacles:
             if obstacle["kind"] == "random" and obstacle["p"] > 0:
-                if random_blocked(obstacle["seed"], obstacle["p"], index, index + 1)[0]:
+                if _splitmix64_scalar(obstacle["seed"], index) >> 11 < random_threshold(obstacle["p"]):
                     return False
             elif obstacle["kind"] == "box" and all(
                 lo <= c <= hi for c, lo, hi in zip(coords, obstacle["lo"], obstacle["hi"], strict=True)
@@ -374,7 +395,8 @@ class Lattice:
 
     def check_vertex(self, coords: Any, field: str) -> int:
         """Validate one open vertex and return its linear index."""
-        index = int(self.index_of(coords, field))
+        array = self._coords_array(coords, field)
+        index = sum(int(c) * stride for c, stride in zip(array.tolist(), self.strides, strict=True))
         if not self.is_open(index):
             raise BlockedVertexError(field, f"{list(np.asarray(coords).tolist())} is blocked", "an open vertex")
         return index
@@ -447,6 +469,12 @@ class Lattice:
         >>> Lattice((3, 3), obstacles=[{"kind": "random", "p": 0.2, "seed": 7}]).spec()["obstacles"]
         [{'kind': 'random', 'p': 0.2, 'seed': 7}]
         """
+        if self._spec is None:
+            self._spec = self._build_spec()
+        # A fresh copy each time: callers may mutate what they are given.
+        return {**self._spec, "obstacles": [dict(o) for o in self._spec["obstacles"]]}
+
+    def _build_spec(self) -> dict[str, Any]:
         return {
             "version": SPEC_VERSION,
             "shape": list(self.shape),
@@ -458,7 +486,9 @@ class Lattice:
 
     def digest(self) -> str:
         """A content digest of the whole lattice (its spec, which includes the array digests)."""
-        return "xxh3_128:" + xxhash.xxh3_128_hexdigest(repr(sorted(self.spec().items())).encode())
+        if self._digest is None:
+            self._digest = "xxh3_128:" + xxhash.xxh3_128_hexdigest(repr(sorted(self.spec().items())).encode())
+        return self._digest
 
     @classmethod
     def from_spec(

@@ -221,12 +221,17 @@ def _load(name: str) -> type[Backend]:
     return _REGISTRY[name]
 
 
+_PROBED: dict[str, str | None] = {}
+
+
 def _unavailable_reason(name: str) -> str | None:
-    try:
-        cls = _load(name)
-    except ImportError as exc:
-        return f"backend {name!r} cannot be imported: {exc}"
-    return cls.probe()
+    # Probing imports modules and may touch a GPU driver: do it once per process, not once per call.
+    if name not in _PROBED:
+        try:
+            _PROBED[name] = _load(name).probe()
+        except ImportError as exc:
+            _PROBED[name] = f"backend {name!r} cannot be imported: {exc}"
+    return _PROBED[name]
 
 
 def backends() -> list[str]:

@@ -183,7 +183,7 @@ class CupyBackend(Backend):
         self.xp: ModuleType = importlib.import_module("cupy") if xp is None else xp
         self.k: Any = importlib.import_module("catalytic.kernels.cuda_kernels")
         self.simulated = _simulator_enabled()
-        self.block = block if block is not None else (32 if self.simulated else 256)
+        self.block = block if block is not None else (8 if self.simulated else 256)
         self.max_blocks = max_blocks if max_blocks is not None else (2 if self.simulated else 8192)
         self.fused = fused
         self.levels_per_launch = int(levels_per_launch)

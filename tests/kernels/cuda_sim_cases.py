@@ -47,10 +47,12 @@ LATTICES: dict[str, CaseMaker] = {
     "open-5d": lambda: Lattice((3, 3, 2, 3, 3), periodic=[False, True, False, False, True]),
 }
 
-FUSED = [
-    pytest.param({"fused": True}, id="fused"),
-    pytest.param({"fused": True, "levels_per_launch": 3}, id="fused-3-per-launch"),
-    pytest.param({"fused": False}, id="level-per-launch"),
+# Every lattice runs the default (all levels in one cooperative launch); a few also run the host loop that
+# relaunches the fused kernel every 3 levels, and the one-launch-per-level path.
+SEARCH_CASES = [pytest.param(name, {}, id=f"{name}-fused") for name in LATTICES] + [
+    pytest.param(name, options, id=f"{name}-{mode}")
+    for name in ("2d-torus", "3d-mixed", "4d-thin")
+    for mode, options in (("3-per-launch", {"levels_per_launch": 3}), ("level-per-launch", {"fused": False}))
 ]
 
 
@@ -96,8 +98,9 @@ def test_label(lattice: Lattice) -> None:
     np.testing.assert_array_equal(gpu.to_host(got), want)
 
 
-@pytest.mark.parametrize("options", FUSED)
-def test_bfs(lattice: Lattice, options: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("name", "options"), SEARCH_CASES)
+def test_bfs(name: str, options: dict[str, Any]) -> None:
+    lattice = LATTICES[name]()
     ref, gpu, geom = NumpyBackend(), _device_backend(options), Geometry.of(lattice)
     start, goal = _endpoints(lattice)
     mask = gpu.open_mask(geom)
@@ -149,8 +152,9 @@ def test_dijkstra_and_trace(lattice: Lattice, astar: bool) -> None:
     )
 
 
-@pytest.mark.parametrize("options", FUSED)
-def test_frugal(lattice: Lattice, options: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("name", "options"), SEARCH_CASES)
+def test_frugal(name: str, options: dict[str, Any]) -> None:
+    lattice = LATTICES[name]()
     ref, gpu, geom = NumpyBackend(), _device_backend(options), Geometry.of(lattice)
     start, goal = _endpoints(lattice)
     pairs = [(start, goal), (goal, start), (start, start)]

@@ -206,6 +206,13 @@ async def _webhook_worker(settings: Settings) -> asyncio.Task[Any]:
     return asyncio.create_task(run_worker(config, handle_signals=False), name="catalytic-webhook-worker")
 
 
+def _warm_up(backend: str) -> None:
+    from catalytic.kernels import shortest_path
+    from catalytic.lattice import Lattice
+
+    shortest_path(Lattice((2, 2)), (0, 0), (1, 1), backend=backend)
+
+
 _fallback_listener_installed = False
 
 
@@ -266,6 +273,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.service = state
         runner.start()
         _count_fallbacks()
+        # Loads the compiled kernels off the event loop now, so the first request does not pay for it.
+        warm_up = asyncio.get_running_loop().run_in_executor(state.threads, _warm_up, settings.backend)
         ACTIVE_LATTICES.set(await queries.count_lattices(database))
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)
@@ -285,6 +294,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            # A warm-up failure (say, an unusable backend) resurfaces on the first request that needs it.
+            with contextlib.suppress(Exception):
+                await warm_up
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

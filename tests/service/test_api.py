@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import Service, start_service
+from prometheus_client import REGISTRY
 
 from catalytic import Lattice
 from catalytic.kernels import analyze, components, distance_field, shortest_path
@@ -325,3 +326,26 @@ async def test_request_time_limit_is_504(make_settings: Any) -> None:
         body = {"lattice": {"shape": [120, 120]}, "start": [0, 0], "goal": [119, 119], "method": "dijkstra"}
         response = await service.client.post("/api/lattice/path", json=body)
         assert response.status_code == 504 and "POST /api/jobs" in response.json()["message"]
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_routes_operations_caches_and_jobs(service: Service) -> None:
+    route = {"method": "POST", "route": "/api/lattice/path", "status": "200"}
+    before_requests = sample("http_requests_total", **route)
+    before_ops = sample("lattice_operations_total", operation="shortest_path", backend="numba")
+    before_hits = sample("cache_hits_total", layer="l1")
+    created = await create(service, shape=[9, 9], obstacles=OBSTACLES)
+    assert sample("active_lattices") == 1
+    assert sample("memory_efficiency_ratio") == pytest.approx(created["memory"]["memory_efficiency_ratio"])
+    body = {"lattice_id": created["id"], "start": [0, 0], "goal": [8, 8]}
+    for _ in range(2):
+        assert (await service.client.post("/api/lattice/path", json=body)).status_code == 200
+    assert sample("http_requests_total", **route) == before_requests + 2
+    assert sample("lattice_operations_total", operation="shortest_path", backend="numba") == before_ops + 1
+    assert sample("cache_hits_total", layer="l1") == before_hits + 1
+    assert sample("http_request_duration_seconds_count", **route) >= 2
+    await service.client.get(f"/api/lattice/{created['id']}")
+    assert sample("http_requests_total", method="GET", route="/api/lattice/{lattice_id}", status="200") >= 1

@@ -1,0 +1,121 @@
+"""Pieces of the service on their own: settings, LRU, array decoding, metrics, the job-size rule."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+from catalytic.errors import MaskError, WeightsError
+from catalytic.service import defaults
+from catalytic.service.cache import LRU
+from catalytic.service.compute import decode_blocked, decode_weights, lattice_counts
+from catalytic.service.logs import REQUEST_ID, JsonFormatter
+from catalytic.service.settings import Settings, is_loopback
+
+
+def test_settings_read_the_environment_and_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLEL_CORES", "3")
+    monkeypatch.setenv("CACHE_SIZE", "9")
+    monkeypatch.setenv("MAX_LATTICES", "11")
+    monkeypatch.setenv("LATTICE_MEMORY_OPTIMIZATION", "frugal")
+    monkeypatch.setenv("CATALYTIC_BACKEND", "numpy")
+    monkeypatch.setenv("REDIS_URL", "")
+    settings = Settings()
+    assert (settings.parallel_cores, settings.cache_size, settings.max_lattices) == (3, 9, 11)
+    assert settings.lattice_memory_optimization == "frugal" and settings.backend == "numpy"
+    assert settings.redis_url is None and settings.metrics_port == defaults.METRICS_PORT
+    with pytest.raises(ValidationError):
+        settings.parallel_cores = 4  # type: ignore[misc]
+    monkeypatch.setenv("PARALLEL_CORES", "0")
+    with pytest.raises(ValidationError, match="PARALLEL_CORES"):
+        Settings()
+
+
+def test_is_loopback() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("[::1]")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
+
+
+def test_lru_evicts_and_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    lru: LRU[int] = LRU(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1
+    lru.put("c", 3)
+    assert lru.get("b") is None and lru.get("a") == 1 and len(lru) == 2
+    clock = [100.0]
+    monkeypatch.setattr("catalytic.service.cache.time.monotonic", lambda: clock[0])
+    lru.put("t", 4, ttl=5)
+    assert lru.get("t") == 4
+    clock[0] += 6
+    assert lru.get("t") is None
+
+
+def test_decode_blocked_forms_agree() -> None:
+    shape = (3, 5)
+    mask = np.zeros(shape, dtype=bool)
+    mask[0, 1] = mask[2, 4] = True
+    packed = base64.b64encode(np.packbits(mask.ravel(), bitorder="little")).decode()
+    np.testing.assert_array_equal(decode_blocked(packed, shape), mask)
+    np.testing.assert_array_equal(decode_blocked([[0, 1], [2, 4]], shape), mask)
+    assert decode_blocked([], shape) is not None and not decode_blocked([], shape).any()
+    with pytest.raises(MaskError):
+        decode_blocked([[0, 1, 2]], shape)
+
+
+def test_decode_weights_forms_agree() -> None:
+    weights = np.arange(1.0, 7.0).reshape(2, 3)
+    encoded = base64.b64encode(weights.astype("<f8").tobytes()).decode()
+    np.testing.assert_array_equal(decode_weights(encoded, (2, 3)), weights)
+    np.testing.assert_array_equal(decode_weights(weights.tolist(), (2, 3)), weights)
+    with pytest.raises(WeightsError):
+        decode_weights(encoded, (3, 3))
+
+
+def test_lattice_counts_match_analyze() -> None:
+    from catalytic import Lattice
+    from catalytic.kernels import analyze
+
+    lattice = Lattice((5, 2, 4), periodic=[True, True, False], obstacles=[{"kind": "random", "p": 0.3, "seed": 2}])
+    counts = lattice_counts(lattice)
+    report = analyze(lattice)
+    assert counts["edges"] == report["edges"] and counts["open_vertices"] == report["open_vertices"]
+    assert counts["memory"]["memory_efficiency_ratio"] == lattice.memory_report()["memory_efficiency_ratio"]
+
+
+def test_json_logs_carry_the_request_id() -> None:
+    record = logging.LogRecord("catalytic.service", logging.INFO, __file__, 1, "hello %s", ("world",), None)
+    record.route = "/api/lattices"
+    token = REQUEST_ID.set("req-1")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        REQUEST_ID.reset(token)
+    assert line["message"] == "hello world" and line["request_id"] == "req-1" and line["route"] == "/api/lattices"
+
+
+def test_every_required_metric_is_registered() -> None:
+    import catalytic.service.metrics  # noqa: F401
+
+    names = {family.name for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())}
+    required = {
+        "http_request_duration_seconds",
+        "http_requests",
+        "lattice_operations",
+        "lattice_operation_duration_seconds",
+        "memory_efficiency_ratio",
+        "active_lattices",
+        "cache_hits",
+        "cache_misses",
+        "job_queue_size",
+        "jobs",
+        "backend_fallbacks",
+    }
+    assert required <= names

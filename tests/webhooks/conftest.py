@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from harness import _Template
 from servers import pg_url, postgres_server, redis_server
 
-__all__ = ["no_network_beyond_loopback", "pg_url", "postgres_server", "redis_server"]
+from catalytic.storage import migrate
+
+__all__ = ["migrated_sqlite_template", "no_network_beyond_loopback", "pg_url", "postgres_server", "redis_server"]
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 
@@ -60,3 +63,13 @@ def no_network_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[list
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
     yield attempts
     assert not attempts, f"the test tried to reach beyond loopback: {attempts}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Migrate one SQLite file per session; each test copies it instead of running the migrations again."""
+    path = tmp_path_factory.mktemp("template") / "webhooks.db"
+    migrate(None, sqlite_path=str(path))
+    _Template.path = path
+    yield
+    _Template.path = None

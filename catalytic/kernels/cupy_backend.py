@@ -32,7 +32,6 @@ How each primitive runs
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 import sys
@@ -62,9 +61,8 @@ def _simulator_enabled() -> bool:
     return bool(config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
 
 
-@functools.cache
 def _probe() -> str | None:
-    """Why the GPU backend cannot run here, or None; asked once per process."""
+    """Why the GPU backend cannot run here, or None (the registry caches the answer per process)."""
     try:
         cupy = importlib.import_module("cupy")
     except ImportError:

@@ -220,6 +220,8 @@ class SlabWorker:
             for origin, target in _steps(shape, periodic, frontier):
                 origins.append(origin)
                 targets.append(target)
+            if not origins:  # every axis has length 1: nothing to relax inside the slab
+                return
             origin = np.concatenate(origins)
             target = np.concatenate(targets)
             usable = self.is_open[target]

@@ -1,0 +1,73 @@
+"""Slab construction and the label merge, without Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from catalytic.distributed._runtime import ErrorCarrier, explicit_arrays, lattice_from, slab_arrays
+from catalytic.distributed.partition import _merge_labels, slab_bounds, slab_lattice
+from catalytic.errors import BlockedVertexError, MaskError, NoPathError
+from catalytic.lattice import Lattice
+
+
+def test_slab_bounds_cover_the_axis_without_gaps() -> None:
+    assert slab_bounds(10, 4) == [(0, 2), (2, 5), (5, 7), (7, 10)]
+    assert slab_bounds(3, 8) == [(0, 1), (1, 2), (2, 3)]
+    assert slab_bounds(5, 1) == [(0, 5)]
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_slab_mask_and_weights_are_the_rows_of_the_whole(periodic: bool) -> None:
+    rng = np.random.default_rng(4)
+    blocked = rng.random((9, 4, 3)) < 0.1
+    weights = rng.uniform(0.5, 3.0, (9, 4, 3))
+    whole = Lattice(
+        (9, 4, 3),
+        periodic=[periodic, True, False],
+        blocked=blocked,
+        weights=weights,
+        obstacles=[{"kind": "random", "p": 0.25, "seed": 11}, {"kind": "box", "lo": [2, 1, 0], "hi": [6, 2, 1]}],
+    )
+    explicit = explicit_arrays(whole.spec(), {"blocked": blocked, "weights": weights})
+    for lo, hi in slab_bounds(9, 4):
+        part = slab_lattice(whole.spec(), lo, hi, single=False, arrays=slab_arrays(explicit, lo, hi))
+        assert part.shape == (hi - lo, 4, 3)
+        assert part.periodic == (False, True, False)
+        np.testing.assert_array_equal(part.open_mask(), whole.open_mask()[lo:hi])
+        np.testing.assert_array_equal(part.weights, weights[lo:hi])
+    assert slab_lattice(whole.spec(), 0, 9, single=True, arrays=explicit).periodic[0] == periodic
+
+
+def test_stored_bytes_decode_to_the_same_lattice() -> None:
+    blocked = np.zeros((3, 5), dtype=bool)
+    blocked[1, 1:4] = True
+    weights = np.arange(1.0, 16.0).reshape(3, 5)
+    lattice = Lattice((3, 5), blocked=blocked, weights=weights)
+    stored = {
+        "blocked": np.packbits(blocked.ravel(), bitorder="little").tobytes(),
+        "weights": weights.astype("<f8").tobytes(),
+    }
+    assert lattice_from(lattice.spec(), stored) == lattice
+    with pytest.raises(MaskError, match=r"arrays\.blocked"):
+        lattice_from(lattice.spec(), {"blocked": b"\x00", "weights": weights})
+
+
+def test_merge_numbers_components_by_lowest_piece() -> None:
+    # pieces 0..5; 1-4 and 4-5 touch, so {1, 4, 5} is one component; 0, 2, 3 stay alone
+    final, count = _merge_labels([2, 2, 2], [(np.array([1, 4]), np.array([4, 5]))])
+    assert count == 4
+    assert final.tolist() == [1, 2, 3, 4, 2, 2]
+    final, count = _merge_labels([3], [])
+    assert (final.tolist(), count) == ([1, 2, 3], 3)
+
+
+def test_error_carrier_rebuilds_the_error() -> None:
+    exc = BlockedVertexError("goal", "[1, 2] is blocked", "an open vertex")
+    again = ErrorCarrier.of(exc).error()
+    assert type(again) is BlockedVertexError
+    assert str(again) == str(exc)
+    assert again.to_dict() == exc.to_dict()
+    lost = ErrorCarrier.of(NoPathError((0,), (3,))).error()
+    assert isinstance(lost, NoPathError)
+    assert lost.goal == (3,)

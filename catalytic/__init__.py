@@ -6,6 +6,8 @@ Public API: :class:`Lattice`, :func:`shortest_path`, :func:`distance_field`, :fu
 
 from __future__ import annotations
 
+from typing import Any
+
 from catalytic.errors import (
     BackendUnavailableError,
     BlockedVertexError,
@@ -53,7 +55,24 @@ __all__ = [
     "__version__",
     "analyze",
     "backends",
+    "borrow",
     "components",
     "distance_field",
+    "inverse",
     "shortest_path",
+    "transform",
 ]
+
+# borrow, transform and inverse load compiled kernels and codecs: import them on first use so that
+# `import catalytic` stays fast for callers that only need the model or the searches.
+_LAZY = {"borrow": "catalytic.memory", "transform": "catalytic.transforms", "inverse": "catalytic.transforms"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'catalytic' has no attribute {name!r}")

@@ -309,6 +309,8 @@ def shortest_path(
         backend = "numba"
     (path, cost, expanded, state_bytes), used = run_with_fallback(backend, run)
     mask_bytes = (lattice.vertices + 7) // 8 if mode == "frugal" else lattice.vertices
+    measured = int(state_bytes) + int(mask_bytes)
+    baselines = _baselines(lattice, used) if mode == "full" else None
     return Path(
         coords=lattice.coords_of(path),
         length=len(path) - 1,
@@ -320,9 +322,26 @@ def shortest_path(
             "mode": mode,
             "state_bytes": int(state_bytes),
             "mask_bytes": int(mask_bytes),
+            "measured_bytes": measured,
             "scratch": scratch is not None,
+            "baselines": baselines,
+            "memory_efficiency_ratio": None if baselines is None else baselines["igraph"]["bytes"] / measured,
         },
     )
+
+
+def _baselines(lattice: Lattice, backend: str) -> dict[str, Any]:
+    """igraph, CSR and dense-bitmap bytes for this lattice; the exact edge count is computed once per lattice."""
+    from catalytic.kernels.backend import get_backend
+    from catalytic.memory import memory_baselines
+
+    cache = _PREPARED.setdefault(lattice, {})
+    if "edges" not in cache:
+        be = get_backend(backend)
+        geom, mask = _prepared(lattice, be)
+        histogram = be.degree_histogram(geom, mask)
+        cache["edges"] = int((histogram * np.arange(histogram.size)).sum() // 2)
+    return memory_baselines(lattice.vertices, cache["edges"])
 
 
 def _source_indices(lattice: Lattice, sources: Any) -> np.ndarray:

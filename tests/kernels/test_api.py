@@ -247,3 +247,68 @@ def test_public_api_is_checked() -> None:
         assert name in exported
     for name in exported:
         assert hasattr(catalytic, name), name
+
+
+def test_path_memory_is_measured_against_baselines() -> None:
+    lat = Lattice((12, 12, 12), obstacles=[{"kind": "random", "p": 0.2, "seed": 4}])
+    start = tuple(int(c) for c in lat.coords_of(int(np.flatnonzero(lat.open_mask_flat())[0])))
+    goal = tuple(int(c) for c in lat.coords_of(int(np.flatnonzero(lat.open_mask_flat())[-1])))
+    path = shortest_path(lat, start, goal, method="bfs")
+    memory = path.memory
+    assert memory["state_bytes"] == 4 * lat.vertices
+    assert memory["mask_bytes"] == lat.vertices
+    assert memory["measured_bytes"] == 5 * lat.vertices
+    edges = to_networkx(lat).number_of_edges()
+    assert memory["baselines"]["igraph"]["bytes"] == 32 * edges + 16 * lat.vertices
+    assert memory["memory_efficiency_ratio"] == memory["baselines"]["igraph"]["bytes"] / (5 * lat.vertices)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_scratch_gives_identical_results_and_comes_back(backend: str) -> None:
+    from catalytic.memory import buffer_digest
+
+    lat = Lattice((20, 20, 20), periodic=[True, False, False], obstacles=[{"kind": "random", "p": 0.25, "seed": 9}])
+    open_indices = np.flatnonzero(lat.open_mask_flat())
+    start, goal = (tuple(int(c) for c in lat.coords_of(int(i))) for i in (open_indices[0], open_indices[-1]))
+    lent = np.random.default_rng(1).integers(0, 4, size=200_000, dtype=np.int64)  # compressible, not zero
+    before = buffer_digest(lent)
+    for method in UNWEIGHTED_METHODS:
+        plain = shortest_path(lat, start, goal, method=method, backend=backend)
+        with catalytic.borrow(lent) as scratch:
+            lent_run = shortest_path(lat, start, goal, method=method, backend=backend, scratch=scratch)
+        assert buffer_digest(lent) == before
+        assert lent_run.memory["scratch"] is True
+        assert (lent_run.coords.tolist(), lent_run.cost, lent_run.expanded) == (
+            plain.coords.tolist(),
+            plain.cost,
+            plain.expanded,
+        )
+
+
+def test_scratch_restored_when_the_kernel_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from catalytic.kernels.backend import get_backend
+    from catalytic.memory import buffer_digest
+
+    be = get_backend("numba")
+    real = be.bfs
+
+    def failing_bfs(geom: object, mask: object, sources: np.ndarray, target: int, dist: np.ndarray) -> int:
+        real(geom, mask, sources, target, dist)  # the state (in lent memory) is now dirty
+        raise RuntimeError("injected failure mid-kernel")
+
+    monkeypatch.setattr(be, "bfs", failing_bfs)
+    lat = Lattice((30, 30))
+    lent = np.arange(100_000, dtype=np.int32)
+    before = buffer_digest(lent)
+    with pytest.raises(RuntimeError, match="injected"), catalytic.borrow(lent) as scratch:
+        shortest_path(lat, (0, 0), (29, 29), method="bfs", backend="numba", scratch=scratch)
+    assert buffer_digest(lent) == before
+
+
+def test_scratch_aliasing_the_lattice_is_refused() -> None:
+    lat = Lattice((10, 10), weights=np.ones((10, 10)))
+    assert lat.weights is not None
+    # The lattice's own arrays are read-only, so they can never be lent out under a running search.
+    with pytest.raises(catalytic.ScratchError) as info, catalytic.borrow(lat.weights):
+        pass
+    assert str(info.value).startswith("buffers[0]")

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from catalytic.errors import InvalidInputError
 from catalytic.kernels.backend import Backend, Geometry, register_backend
 from catalytic.lattice import splitmix64
 
@@ -313,7 +314,7 @@ class NumpyBackend(Backend):
 
         Raises
         ------
-        ValueError
+        InvalidInputError
             When ``dist`` has no predecessor chain from ``vertex`` to ``root``.
 
         Examples
@@ -343,7 +344,9 @@ class NumpyBackend(Backend):
             if v < 0:
                 break
             path.append(v)
-        raise ValueError(f"dist: no predecessor chain from vertex {vertex} to root {root}")
+        raise InvalidInputError(
+            "dist", f"no predecessor chain from vertex {vertex} to root {root}", "a distance field rooted at root"
+        )
 
     # --- frugal (2 bits per vertex) --------------------------------------------------------------------
 
@@ -388,6 +391,11 @@ class NumpyBackend(Backend):
         From a vertex at depth ``r`` it steps to the first open neighbour whose state is ``1 + (r - 1) mod 3``;
         neighbouring depths differ by at most one, so that state singles out depth ``r - 1``.
 
+        Raises
+        ------
+        InvalidInputError
+            When ``length`` is negative or ``state`` holds no such path.
+
         Examples
         --------
         >>> from catalytic.lattice import Lattice
@@ -398,6 +406,8 @@ class NumpyBackend(Backend):
         >>> backend.trace_path_frugal(geom, bits, state, 0, 5, length).tolist()
         [5, 2, 1, 0]
         """
+        if length < 0:
+            raise InvalidInputError("length", f"{length} is negative", "the length of a found path, >= 0")
         packed = np.asarray(open_bits)
         axes = _axes(geom)
         path = [goal]
@@ -410,10 +420,12 @@ class NumpyBackend(Backend):
                     v = u
                     break
             else:
-                raise ValueError(f"state: no vertex at depth {r - 1} next to vertex {v}")
+                break
             path.append(v)
-        if v != start:
-            raise ValueError(f"state: the walk back from goal {goal} ended at {v}, not at start {start}")
+        if v != start or len(path) != length + 1:
+            raise InvalidInputError(
+                "state", f"holds no path of {length} steps from {start} to {goal}", "the state left by bfs_frugal"
+            )
         return np.asarray(path, dtype=np.int64)
 
     # --- structure --------------------------------------------------------------------------------------

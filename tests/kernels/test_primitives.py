@@ -20,6 +20,7 @@ from naive import (
     to_networkx,
 )
 
+from catalytic.errors import InvalidInputError
 from catalytic.kernels.backend import Backend, Geometry, backends, get_backend
 from catalytic.lattice import Lattice
 
@@ -386,3 +387,30 @@ def test_large_lattice_labels_match_networkx(backend: Backend, data: st.DataObje
     labels, count = backend.label(geom, open_mask)
     assert count == nx.number_connected_components(to_networkx(lattice))
     assert int(backend.to_host(labels).max(initial=0)) == count
+
+
+# --- refused inputs -------------------------------------------------------------------------------------------
+
+
+def test_trace_path_refuses_a_field_without_a_chain(backend: Backend) -> None:
+    lattice = Lattice((1, 4))
+    dist = np.array([0, -1, 2, 3], dtype=np.int32)
+    with pytest.raises(InvalidInputError) as caught:
+        _trace(backend, lattice, dist, 0, 3)
+    assert caught.value.field == "dist"
+
+
+def test_trace_path_frugal_refuses_a_negative_length(backend: Backend) -> None:
+    geom = Geometry.of(Lattice((2, 2)))
+    state = backend.full(1, 0, np.uint8)
+    with pytest.raises(InvalidInputError) as caught:
+        backend.trace_path_frugal(geom, backend.open_bits(geom), state, 0, 3, -1)
+    assert caught.value.field == "length"
+
+
+def test_trace_path_frugal_refuses_a_foreign_state(backend: Backend) -> None:
+    geom = Geometry.of(Lattice((2, 2)))
+    state = backend.full(1, 0, np.uint8)
+    with pytest.raises(InvalidInputError) as caught:
+        backend.trace_path_frugal(geom, backend.open_bits(geom), state, 0, 3, 2)
+    assert caught.value.field == "state"

@@ -1,0 +1,92 @@
+"""Batch queries on Ray return, in order, exactly what the single-node calls return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from catalytic.distributed import batch_distance_fields, batch_shortest_paths
+from catalytic.errors import BlockedVertexError, CoordinateError, MethodError, NoPathError
+from catalytic.kernels import components, distance_field, shortest_path
+from catalytic.lattice import Lattice
+
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
+
+
+def _pairs(lattice: Lattice, count: int, seed: int) -> list[list[list[int]]]:
+    open_index = np.flatnonzero(lattice.open_mask_flat())
+    picks = np.random.default_rng(seed).choice(open_index, size=(count, 2))
+    return lattice.coords_of(picks).tolist()
+
+
+def _same(got: Any, lattice: Lattice, start: list[int], goal: list[int], method: str, backend: str | None) -> None:
+    try:
+        expected = shortest_path(lattice, start, goal, method=method, backend=backend)
+    except NoPathError:
+        assert got is None
+        return
+    assert got is not None
+    np.testing.assert_array_equal(got.coords, expected.coords)
+    assert (got.length, got.cost, got.expanded, got.method) == (
+        expected.length,
+        expected.cost,
+        expected.expanded,
+        expected.method,
+    )
+
+
+def test_batch_paths_in_order_with_unreachable_as_none(
+    ray_cluster: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lattice = Lattice((9, 8, 7), periodic=[False, True, False], obstacles=[{"kind": "random", "p": 0.55, "seed": 9}])
+    labels, count = components(lattice, backend="numpy")
+    assert count > 1
+    apart = [np.argwhere(labels == 1)[0].tolist(), np.argwhere(labels == count)[0].tolist()]
+    pairs = [*_pairs(lattice, 40, seed=1), apart, *_pairs(lattice, 19, seed=5)]
+    got = batch_shortest_paths(lattice.spec(), pairs, chunk_size=7, backend="numpy")
+    assert len(got) == len(pairs)
+    for answer, (start, goal) in zip(got, pairs, strict=True):
+        _same(answer, lattice, start, goal, "auto", "numpy")
+    assert got[40] is None
+    assert "paths" in capsys.readouterr().err  # the progress bar (tqdm writes to stderr)
+
+
+def test_batch_paths_with_explicit_weights_and_mask_as_stored_bytes(ray_cluster: dict[str, Any]) -> None:
+    rng = np.random.default_rng(3)
+    blocked = rng.random((10, 10)) < 0.2
+    weights = rng.uniform(0.5, 3.0, (10, 10))
+    lattice = Lattice((10, 10), blocked=blocked, weights=weights)
+    stored = {
+        "blocked": np.packbits(blocked.ravel(), bitorder="little").tobytes(),
+        "weights": weights.astype("<f8").tobytes(),
+    }
+    pairs = _pairs(lattice, 20, seed=2)
+    got = batch_shortest_paths(
+        lattice.spec(), pairs, arrays=stored, method="dijkstra", progress=False, workers=1, backend="numpy"
+    )
+    for answer, (start, goal) in zip(got, pairs, strict=True):
+        _same(answer, lattice, start, goal, "dijkstra", "numpy")
+
+
+def test_batch_fields_equal_single_node(ray_cluster: dict[str, Any]) -> None:
+    lattice = Lattice((12, 11), periodic=True, obstacles=[{"kind": "box", "lo": [2, 0], "hi": [2, 9]}])
+    sources_list = [[(0, 0)], [(5, 5), (11, 10)], (7, 3)]
+    fields = batch_distance_fields(lattice.spec(), sources_list, progress=False, backend="numpy")
+    assert len(fields) == 3
+    for got, sources in zip(fields, sources_list, strict=True):
+        np.testing.assert_array_equal(got, distance_field(lattice, sources, backend="numpy"))
+
+
+def test_bad_queries_fail_before_reaching_ray(ray_cluster: dict[str, Any]) -> None:
+    lattice = Lattice((4, 4), obstacles=[{"kind": "box", "lo": [1, 1], "hi": [1, 1]}])
+    with pytest.raises(BlockedVertexError, match=r"pairs\[1\]\.goal"):
+        batch_shortest_paths(lattice.spec(), [[(0, 0), (3, 3)], [(0, 0), (1, 1)]], progress=False)
+    with pytest.raises(CoordinateError, match="pairs"):
+        batch_shortest_paths(lattice.spec(), [[(0, 0), (4, 0)]], progress=False)
+    with pytest.raises(BlockedVertexError, match=r"sources_list\[0\]\[1\]"):
+        batch_distance_fields(lattice.spec(), [[(0, 0), (1, 1)]], progress=False)
+    with pytest.raises(MethodError, match="method"):
+        batch_shortest_paths(lattice.spec(), [[(0, 0), (3, 3)]], method="teleport", progress=False, backend="numpy")
+    assert batch_shortest_paths(lattice.spec(), [], progress=False) == []

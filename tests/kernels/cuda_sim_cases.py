@@ -176,3 +176,62 @@ def test_frugal(name: str, options: dict[str, Any]) -> None:
                 gpu.trace_path_frugal(geom, bits, state, s, g, want[0]),
                 ref.trace_path_frugal(geom, bits_ref, want_state, s, g, want[0]),
             )
+
+
+@pytest.fixture
+def simulated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry's "cupy" entry backed by the simulated kernels, so the public API runs them end to end."""
+    from catalytic.kernels import backend as registry
+    from catalytic.kernels.cupy_backend import CupyBackend
+
+    class SimulatedCupy(CupyBackend):
+        @classmethod
+        def probe(cls) -> str | None:
+            return None
+
+        def __init__(self) -> None:
+            super().__init__(xp=np, host_backend="numpy")
+
+    if os.environ.get("CATALYTIC_CUDA_DEVICE") != "1":
+        monkeypatch.setitem(registry._REGISTRY, "cupy", SimulatedCupy)
+        monkeypatch.setattr(registry, "_PROBED", {})
+    monkeypatch.delitem(registry._INSTANCES, "cupy", raising=False)
+
+
+@pytest.mark.parametrize("name", ["2d-torus", "3d-weighted", "4d-thin"])
+def test_public_api(simulated_registry: None, name: str) -> None:
+    from catalytic.kernels import components, distance_field, shortest_path
+
+    lattice = LATTICES[name]()
+    start, goal = (lattice.coords_of(v).tolist() for v in _endpoints(lattice))
+    methods = ["astar", "dijkstra"] if lattice.weighted else ["bfs", "bidirectional", "astar", "dijkstra"]
+    for method in methods:
+        got = shortest_path(lattice, start, goal, method=method, backend="cupy")
+        want = shortest_path(lattice, start, goal, method=method, backend="numpy")
+        assert got.backend == "cupy"
+        assert (got.length, got.cost, got.expanded) == (want.length, want.cost, want.expanded), method
+        np.testing.assert_array_equal(got.coords, want.coords)
+    if not lattice.weighted:
+        got = shortest_path(lattice, start, goal, backend="cupy", memory="frugal")
+        want = shortest_path(lattice, start, goal, backend="numpy", memory="frugal")
+        assert (got.length, got.expanded) == (want.length, want.expanded)
+        np.testing.assert_array_equal(got.coords, want.coords)
+    np.testing.assert_array_equal(
+        distance_field(lattice, [start, goal], backend="cupy"), distance_field(lattice, [start, goal], backend="numpy")
+    )
+    got_labels, got_count = components(lattice, backend="cupy")
+    want_labels, want_count = components(lattice, backend="numpy")
+    assert got_count == want_count
+    np.testing.assert_array_equal(got_labels, want_labels)
+
+
+def test_public_analyze(simulated_registry: None) -> None:
+    from catalytic.kernels import analyze
+
+    # Obstacle-free, so the diameter comes from the formula rather than one simulated BFS per vertex.
+    lattice = LATTICES["open-5d"]()
+    report = analyze(lattice, backend="cupy")
+    assert report.pop("backend") == "cupy"
+    reference = analyze(lattice, backend="numpy")
+    reference.pop("backend")
+    assert report == reference

@@ -1,0 +1,222 @@
+"""``python -m bench backends``: every available backend on the same lattices, primitive by primitive.
+
+Tasks (each on its own procedural lattice, 20 % random obstacles, seed 1):
+
+* ``bfs``: point-to-point BFS from the lowest to the highest open vertex of a 5-D lattice (a corner-to-corner
+  search: whole levels until the target's level);
+* ``components``: component labels of a 3-D lattice;
+* ``distance_field``: a single-source BFS distance field over a 4-D lattice;
+* ``open_mask``: materialising the open mask of the 5-D lattice from its generators.
+
+Each row times the primitive through the backend interface (state allocation included, the open mask built
+once beforehand): the first call (``first_s``: JIT compilation, caches, device warm-up) apart from the warm
+median of ``--repeat`` further calls. Answers (``expanded``, and a digest of the distance field or labels)
+are compared across backends; a disagreeing row is flagged. A backend that cannot run here gets a row that
+reads "not measured" with the reason; nothing is estimated.
+
+Options: ``--quick`` (tiny lattices), ``--shape-5d N``, ``--shape-3d N``, ``--shape-4d N`` (axis lengths),
+``--backends a,b`` (default: all three), ``--repeat R`` / ``--repeat-slow R`` (warm calls for fast backends
+and for the NumPy reference), ``--name NAME`` (result file name, default ``backends``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.common import markdown_table, measure, write_results
+
+TASKS = ("bfs", "components", "distance_field", "open_mask")
+ALL_BACKENDS = ("numpy", "numba", "cupy")
+SLOW_BACKENDS = ("numpy",)
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m bench backends", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny lattices, one warm call")
+    parser.add_argument("--shape-5d", type=int, default=None, help="axis length of the 5-D lattice (bfs)")
+    parser.add_argument("--shape-3d", type=int, default=None, help="axis length of the 3-D lattice (components)")
+    parser.add_argument("--shape-4d", type=int, default=None, help="axis length of the 4-D lattice (distance field)")
+    parser.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated backend names")
+    parser.add_argument("--repeat", type=int, default=None, help="warm calls per row")
+    parser.add_argument("--repeat-slow", type=int, default=None, help="warm calls per NumPy row")
+    parser.add_argument("--name", default="backends", help="result file name under bench/results")
+    args = parser.parse_args(list(argv))
+    small = {"5d": 6, "3d": 16, "4d": 8} if args.quick else {"5d": 12, "3d": 64, "4d": 24}
+    args.shape_5d = args.shape_5d or small["5d"]
+    args.shape_3d = args.shape_3d or small["3d"]
+    args.shape_4d = args.shape_4d or small["4d"]
+    args.repeat = args.repeat or (1 if args.quick else 5)
+    args.repeat_slow = args.repeat_slow or (1 if args.quick else 2)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    return args
+
+
+def _lattice(ndim: int, n: int) -> Any:
+    from catalytic.lattice import Lattice
+
+    return Lattice((n,) * ndim, obstacles=[{"kind": "random", "p": 0.2, "seed": 1}])
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=8).hexdigest()
+
+
+def _tasks(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """Each task's lattice and a description of it."""
+    shapes = {"bfs": (5, args.shape_5d), "components": (3, args.shape_3d), "distance_field": (4, args.shape_4d)}
+    shapes["open_mask"] = shapes["bfs"]
+    out = {}
+    for task, (ndim, n) in shapes.items():
+        lattice = _lattice(ndim, n)
+        out[task] = (lattice, f"{ndim}-D {n}^{ndim} ({lattice.vertices:,} vertices), 20 % obstacles")
+    return out
+
+
+def _runner(task: str, be: Any, lattice: Any) -> Callable[[], tuple[int, Any]]:
+    """A call running ``task`` once on backend ``be``; returns (expanded or count, the answer array).
+
+    Every call ends with a value read back on the host, so a device backend has finished when it returns.
+    """
+    from catalytic.kernels.backend import Geometry
+
+    geom = Geometry.of(lattice)
+    if task == "open_mask":
+
+        def materialise() -> tuple[int, Any]:
+            mask = be.open_mask(geom)
+            return int(be.to_host(mask[:1])[0]), mask
+
+        return materialise
+    mask = be.open_mask(geom)
+    open_index = np.flatnonzero(lattice.open_mask_flat())
+    start, goal = int(open_index[0]), int(open_index[-1])
+    if task == "components":
+
+        def components() -> tuple[int, Any]:
+            labels, count = be.label(geom, mask)
+            return int(count), labels
+
+        return components
+    target = goal if task == "bfs" else -1
+
+    def search() -> tuple[int, Any]:
+        dist = be.full(lattice.vertices, -1, np.int32)
+        expanded = be.bfs(geom, mask, np.asarray([start], dtype=np.int64), target, dist)
+        return int(expanded), dist
+
+    return search
+
+
+def _timed(call: Callable[[], tuple[int, Any]], repeat: int) -> tuple[dict[str, float], tuple[int, Any]]:
+    """Time ``call`` (the first call apart, then warm calls); return the timings and the last answer."""
+    answers: list[tuple[int, Any]] = []
+
+    def recorded() -> None:
+        answers[:] = [call()]
+
+    return measure(recorded, repeat=repeat, warmup=1), answers[0]
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """All rows, and the reason each unavailable backend could not run."""
+    from catalytic.errors import BackendUnavailableError
+    from catalytic.kernels.backend import get_backend
+
+    usable: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    for name in args.backends:
+        try:
+            usable[name] = get_backend(name)
+        except BackendUnavailableError as exc:
+            missing[name] = str(exc)
+    rows: list[dict[str, Any]] = []
+    for task, (lattice, description) in _tasks(args).items():
+        for name in args.backends:
+            row: dict[str, Any] = {"task": task, "lattice": description, "backend": name}
+            if name in missing:
+                row.update(status=f"not measured: {missing[name]}")
+                rows.append(row)
+                continue
+            be = usable[name]
+            repeat = args.repeat_slow if name in SLOW_BACKENDS else args.repeat
+            t0 = time.perf_counter()
+            call = _runner(task, be, lattice)
+            prepare = time.perf_counter() - t0
+            timing, (value, answer) = _timed(call, repeat)
+            digest = _digest(be.to_host(answer))
+            row.update(status="measured", prepare_s=prepare, value=value, digest=digest, **timing)
+            rows.append(row)
+            del call, answer
+            gc.collect()
+    for task in TASKS:
+        answers = {(r["value"], r["digest"]) for r in rows if r["task"] == task and r["status"] == "measured"}
+        for r in rows:
+            if r["task"] == task and r["status"] == "measured":
+                r["agrees"] = len(answers) == 1
+    return rows, missing
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The Markdown table: warm median, first call and speed-up over numba per task."""
+    numba = {r["task"]: r["median_s"] for r in rows if r["backend"] == "numba" and r["status"] == "measured"}
+    table = []
+    for r in rows:
+        if r["status"] != "measured":
+            table.append([r["task"], r["lattice"], r["backend"], "not measured", "not measured", "-", "-", "-"])
+            continue
+        base = numba.get(r["task"])
+        speedup = f"{base / r['median_s']:.2f}x" if base and r["median_s"] > 0 else "-"
+        table.append(
+            [
+                r["task"],
+                r["lattice"],
+                r["backend"],
+                f"{r['median_s'] * 1e3:.2f}",
+                f"{r['cold_s'] * 1e3:.2f}",
+                speedup,
+                "-" if r["task"] == "open_mask" else r["value"],
+                "yes" if r["agrees"] else "NO",
+            ]
+        )
+    header = ["task", "lattice", "backend", "warm median ms", "first call ms", "vs numba", "expanded/count", "agrees"]
+    return markdown_table(header, table)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run every task on every requested backend and write bench/results/<name>.{json,md}."""
+    args = parse(argv)
+    rows, missing = run(args)
+    notes = [
+        "Warm median of repeated calls through the backend interface; the first call (JIT compile, device "
+        "warm-up) is reported apart. Baseline for `vs numba`: the numba row of the same task on this machine.",
+        "`agrees`: the same expanded count / component count and the same digest of the distance field or "
+        "labels as every other backend of the task.",
+    ]
+    notes += [f"`{name}` not measured: {reason}." for name, reason in missing.items()]
+    markdown = render(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    payload = {
+        "config": {
+            "backends": args.backends,
+            "repeat": args.repeat,
+            "repeat_slow": args.repeat_slow,
+            "shapes": {"5d": args.shape_5d, "3d": args.shape_3d, "4d": args.shape_4d},
+        },
+        "not_measured": missing,
+        "rows": rows,
+    }
+    json_path, md_path = write_results(args.name, payload, markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    disagreeing = [f"{r['task']}/{r['backend']}" for r in rows if r.get("agrees") is False]
+    if disagreeing:
+        print(f"answers differ: {', '.join(disagreeing)}")
+        return 1
+    return 0

@@ -147,7 +147,9 @@ def test_rotate_secret(tmp_path: Path) -> None:
         assert active_secrets(stored, env.clock()) == [new, created["secret"]]
         default_grace = await client.post(f"{API}/{created['id']}/rotate-secret")
         assert default_grace.status_code == 200
-        assert (await client.post(f"{API}/{created['id']}/rotate-secret", json={"grace_seconds": -1})).status_code == 422
+        assert (
+            await client.post(f"{API}/{created['id']}/rotate-secret", json={"grace_seconds": -1})
+        ).status_code == 422
         assert (await client.post(f"{API}/ep_nope/rotate-secret")).status_code == 404
 
     run_api(tmp_path, body)
@@ -210,7 +212,9 @@ def test_deliveries_attempts_and_replay(tmp_path: Path) -> None:
             bulk = await client.post(f"{API}/{created['id']}/replay", json={"since": since})
             assert bulk.json() == {"replayed": 1}
             assert await worker.run_once() == 1
-            statuses = {d["status"] for d in (await client.get(f"{API}/{created['id']}/deliveries")).json()["deliveries"]}
+            statuses = {
+                d["status"] for d in (await client.get(f"{API}/{created['id']}/deliveries")).json()["deliveries"]
+            }
             assert statuses == {"succeeded"}
             nothing = await client.post(f"{API}/{created['id']}/replay", json={"since": since})
             assert nothing.json() == {"replayed": 0}

@@ -1,0 +1,76 @@
+"""Smoke test of ``python -m bench kernels --quick``: the suite runs end to end and writes well-formed results.
+
+Timings are never asserted: a benchmark is not a test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import bench.common
+from bench import suite_kernels
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench-results")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench.common, "RESULTS", out)
+        assert suite_kernels.main(["--quick"]) == 0
+    assert (out / "kernels.md").read_text(encoding="utf-8").startswith("# bench: kernels")
+    return json.loads((out / "kernels.json").read_text(encoding="utf-8"))
+
+
+def test_every_case_ran_with_rows(results: dict) -> None:
+    assert results["suite"] == "kernels"
+    assert results["config"]["quick"] is True
+    assert list(results["cases"]) == list(suite_kernels.CASES)
+    for name, case in results["cases"].items():
+        assert case["facts"]["open_vertices"] > 0, name
+        for row in case["rows"]:
+            assert {"case", "task", "impl", "build", "query", "total_s", "answer", "agrees"} <= set(row), row
+            assert row["query"]["median_s"] >= 0
+            assert isinstance(row["agrees"], bool)
+
+
+def test_peers_and_catalytic_answer_alike(results: dict) -> None:
+    assert results["answers_agree"], results["disagreements"]
+    impls = {row["impl"] for case in results["cases"].values() for row in case["rows"]}
+    for peer in ("igraph get_shortest_path", "networkx shortest_path_length", "cc3d connectivity=6"):
+        assert peer in impls
+    assert any(impl.startswith("catalytic[") for impl in impls)
+
+
+def test_pairs_report_percentiles(results: dict) -> None:
+    pairs = results["cases"]["5d-pairs"]["pairs"]
+    assert pairs
+    for entry in pairs:
+        assert entry["p50_s"] <= entry["p99_s"] <= entry["max_s"]
+        assert entry["agrees"] is True
+
+
+def test_targets_and_cold_start_recorded(results: dict) -> None:
+    for target in results["targets"]:
+        assert set(target) == {"target", "goal", "measured", "met", "cause"}
+        assert isinstance(target["met"], bool)
+        assert target["met"] or target["cause"]
+    for entry in results["cold"]:
+        assert "cache" in entry and "error" not in entry, entry
+
+
+def test_only_selects_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
+    assert suite_kernels.main(["--quick", "--only", "3d-200", "--no-cold"]) == 0
+    payload = json.loads((tmp_path / "kernels.json").read_text(encoding="utf-8"))
+    assert list(payload["cases"]) == ["3d-200"]
+    assert payload["cold"] == []
+
+
+def test_unknown_case_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        suite_kernels.main(["--only", "no-such-case"])

@@ -15,20 +15,23 @@ are compared across backends; a disagreeing row is flagged. A backend that canno
 reads "not measured" with the reason; nothing is estimated.
 
 Options: ``--quick`` (tiny lattices), ``--shape-5d N``, ``--shape-3d N``, ``--shape-4d N`` (axis lengths),
-``--backends a,b`` (default: all three), ``--repeat R`` / ``--repeat-slow R`` (warm calls for fast backends
-and for the NumPy reference), ``--name NAME`` (result file name, default ``backends``).
+``--backends a,b`` (default: all three), ``--tasks a,b`` (default: all), ``--repeat R`` / ``--repeat-slow R``
+/ ``--repeat-cpu R`` (warm calls for every backend, for the NumPy reference, and for the CPU backends), and
+``--name NAME`` (result file name, default ``backends``). A repeat of 0 times one call only (for CPU rows that
+take minutes on 10^9 vertices; run the suite once with ``--quick`` first so that it is not a compile). The
+result files are rewritten after every row, so a run cut short keeps the rows it finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from bench.common import markdown_table, measure, write_results
 
@@ -47,15 +50,21 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated backend names")
     parser.add_argument("--repeat", type=int, default=None, help="warm calls per row")
     parser.add_argument("--repeat-slow", type=int, default=None, help="warm calls per NumPy row")
+    parser.add_argument("--repeat-cpu", type=int, default=None, help="warm calls per CPU row (numpy and numba)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
     parser.add_argument("--name", default="backends", help="result file name under bench/results")
     args = parser.parse_args(list(argv))
     small = {"5d": 6, "3d": 16, "4d": 8} if args.quick else {"5d": 12, "3d": 64, "4d": 24}
     args.shape_5d = args.shape_5d or small["5d"]
     args.shape_3d = args.shape_3d or small["3d"]
     args.shape_4d = args.shape_4d or small["4d"]
-    args.repeat = args.repeat or (1 if args.quick else 5)
-    args.repeat_slow = args.repeat_slow or (1 if args.quick else 2)
+    args.repeat = (1 if args.quick else 5) if args.repeat is None else args.repeat
+    args.repeat_slow = (1 if args.quick else 2) if args.repeat_slow is None else args.repeat_slow
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; choose from {', '.join(TASKS)}")
     return args
 
 
@@ -66,7 +75,7 @@ def _lattice(ndim: int, n: int) -> Any:
 
 
 def _digest(array: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=8).hexdigest()
+    return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
 
 
 def _tasks(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
@@ -74,7 +83,8 @@ def _tasks(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
     shapes = {"bfs": (5, args.shape_5d), "components": (3, args.shape_3d), "distance_field": (4, args.shape_4d)}
     shapes["open_mask"] = shapes["bfs"]
     out = {}
-    for task, (ndim, n) in shapes.items():
+    for task in args.tasks:
+        ndim, n = shapes[task]
         lattice = _lattice(ndim, n)
         out[task] = (lattice, f"{ndim}-D {n}^{ndim} ({lattice.vertices:,} vertices), 20 % obstacles")
     return out
@@ -122,11 +132,18 @@ def _timed(call: Callable[[], tuple[int, Any]], repeat: int) -> tuple[dict[str, 
     def recorded() -> None:
         answers[:] = [call()]
 
+    if repeat == 0:
+        t0 = time.perf_counter()
+        recorded()
+        once = time.perf_counter() - t0
+        return {"cold_s": once, "median_s": once, "min_s": once, "max_s": once, "repeat": 0}, answers[0]
     return measure(recorded, repeat=repeat, warmup=1), answers[0]
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """All rows, and the reason each unavailable backend could not run."""
+def run(
+    args: argparse.Namespace, done: Callable[[list[dict[str, Any]], dict[str, str]], None]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """All rows, and the reason each unavailable backend could not run; ``done`` sees the rows after each row."""
     from catalytic.errors import BackendUnavailableError
     from catalytic.kernels.backend import get_backend
 
@@ -147,6 +164,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]
                 continue
             be = usable[name]
             repeat = args.repeat_slow if name in SLOW_BACKENDS else args.repeat
+            if args.repeat_cpu is not None and getattr(be, "host_arrays", False):
+                repeat = args.repeat_cpu
             t0 = time.perf_counter()
             call = _runner(task, be, lattice)
             prepare = time.perf_counter() - t0
@@ -156,12 +175,18 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]
             rows.append(row)
             del call, answer
             gc.collect()
-    for task in TASKS:
-        answers = {(r["value"], r["digest"]) for r in rows if r["task"] == task and r["status"] == "measured"}
-        for r in rows:
-            if r["task"] == task and r["status"] == "measured":
-                r["agrees"] = len(answers) == 1
+            _mark_agreement(rows)
+            done(rows, missing)
     return rows, missing
+
+
+def _mark_agreement(rows: list[dict[str, Any]]) -> None:
+    """Flag each measured row whose answer differs from another backend's on the same task."""
+    for task in TASKS:
+        measured = [r for r in rows if r["task"] == task and r["status"] == "measured"]
+        answers = {(r["value"], r["digest"]) for r in measured}
+        for r in measured:
+            r["agrees"] = len(answers) == 1
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -190,13 +215,12 @@ def render(rows: list[dict[str, Any]]) -> str:
     return markdown_table(header, table)
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run every task on every requested backend and write bench/results/<name>.{json,md}."""
-    args = parse(argv)
-    rows, missing = run(args)
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[str, str]) -> str:
+    """Write bench/results/<name>.{json,md} and return the Markdown."""
     notes = [
         "Warm median of repeated calls through the backend interface; the first call (JIT compile, device "
-        "warm-up) is reported apart. Baseline for `vs numba`: the numba row of the same task on this machine.",
+        "warm-up) is reported apart; a row with repeat 0 is one call. Baseline for `vs numba`: the numba row of "
+        "the same task on this machine.",
         "`agrees`: the same expanded count / component count and the same digest of the distance field or "
         "labels as every other backend of the task.",
     ]
@@ -205,16 +229,28 @@ def main(argv: Sequence[str]) -> int:
     payload = {
         "config": {
             "backends": args.backends,
+            "tasks": args.tasks,
             "repeat": args.repeat,
             "repeat_slow": args.repeat_slow,
+            "repeat_cpu": args.repeat_cpu,
             "shapes": {"5d": args.shape_5d, "3d": args.shape_3d, "4d": args.shape_4d},
         },
         "not_measured": missing,
         "rows": rows,
     }
-    json_path, md_path = write_results(args.name, payload, markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
+    write_results(args.name, payload, markdown)
+    return markdown
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run every task on every requested backend and write bench/results/<name>.{json,md}."""
+    args = parse(argv)
+
+    def checkpoint(so_far: list[dict[str, Any]], reasons: dict[str, str]) -> None:
+        _write(args, so_far, reasons)
+
+    rows, missing = run(args, checkpoint)
+    print(_write(args, rows, missing))
     disagreeing = [f"{r['task']}/{r['backend']}" for r in rows if r.get("agrees") is False]
     if disagreeing:
         print(f"answers differ: {', '.join(disagreeing)}")

@@ -46,6 +46,7 @@ from catalytic.kernels.backend import Backend, Geometry, get_backend, register_b
 __all__ = ["CupyBackend", "is_cupy_array"]
 
 _INT32_LIMIT = 2**31 - 1
+_MIN_DEVICE_GRID = 128
 _CONTROL_LEVEL, _CONTROL_DONE, _CONTROL_EXPANDED, _CONTROL_DISCOVERED, _CONTROL_HIT = range(5)
 
 
@@ -187,7 +188,7 @@ class CupyBackend(Backend):
         self.levels_per_launch = int(levels_per_launch)
         self.host_backend = host_backend
         self._geometries: weakref.WeakKeyDictionary[Geometry, _DeviceGeometry] = weakref.WeakKeyDictionary()
-        self._cooperative: dict[tuple[int, tuple[Any, ...]], tuple[Any, int]] = {}
+        self._cooperative: dict[tuple[int, tuple[Any, ...]], int] = {}
 
     @classmethod
     def probe(cls) -> str | None:
@@ -197,28 +198,29 @@ class CupyBackend(Backend):
     # --- launch helpers -------------------------------------------------------------------------------
 
     def _grid(self, items: int) -> int:
-        return max(1, min(self.max_blocks, -(-items // self.block)))
+        blocks = max(1, min(self.max_blocks, -(-items // self.block)))
+        # numba-cuda warns about grids under 128 blocks (and the test suite makes warnings errors); on a device
+        # the extra blocks of a grid-stride kernel find no work and return at once. The simulator runs blocks
+        # one after another, so it keeps the small grid.
+        return blocks if self.simulated else max(blocks, _MIN_DEVICE_GRID)
 
     def _launch(self, kernel: Any, items: int, *args: Any) -> None:
         kernel[self._grid(items), self.block](*args)
 
     def _launch_single(self, kernel: Any, *args: Any) -> None:
-        kernel[1, 1](*args)
+        # Only global thread 0 works; see _grid for the size of the grid.
+        kernel[self._grid(1), 1](*args)
 
     def _launch_cooperative(self, kernel: Any, items: int, *args: Any) -> None:
         # A cooperative grid must fit on the device at once; the bound depends on the compiled kernel.
         if self.simulated:
             kernel[1, self.block](*args)
             return
-        from numba import typeof
-
-        key = (id(kernel), tuple(typeof(a) for a in args))
+        argtypes = tuple(kernel.typeof_pyval(a) for a in args)
+        key = (id(kernel), argtypes)
         if key not in self._cooperative:
-            specialised = kernel.specialize(*args)
-            compiled = next(iter(specialised.overloads.values()))
-            self._cooperative[key] = (specialised, int(compiled.max_cooperative_grid_blocks(self.block)))
-        specialised, limit = self._cooperative[key]
-        specialised[max(1, min(limit, self._grid(items))), self.block](*args)
+            self._cooperative[key] = int(kernel.compile(argtypes).max_cooperative_grid_blocks(self.block))
+        kernel[max(1, min(self._cooperative[key], self._grid(items))), self.block](*args)
 
     def _device(self, geom: Geometry) -> _DeviceGeometry:
         found = self._geometries.get(geom)

@@ -32,14 +32,17 @@ A list of operations is applied in order, the ``k``-th with the sub-seed ``seed`
 
 Byte and element positions count in the memory order of the array written (``out``, or a new array laid
 out like ``data``: C order, or F order for an F-ordered input), so transform and inverse must see the same
-layout. Kernels are numba-compiled and parallel; the byte stream is defined little-endian, as are the machines
-this runs on.
+layout. Kernels are numba-compiled, release the GIL and run on slices across a thread pool; a call returns
+only when every slice is done, even when interrupted, so an in-place transform happens all at once or not at
+all. The byte stream is defined little-endian, as are the machines this runs on.
 """
 
 from __future__ import annotations
 
-import threading
+import itertools
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numba
@@ -55,10 +58,9 @@ _SUBSEED_BASE = 2**63
 _BLOCK_BITS = 12
 _XOR, _ADD, _SUB, _ROTL, _ROTR = 0, 1, 2, 3, 4
 _LANE_TYPES = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
-_HIGH_BITS = {8: 0x8000000000000000, 4: 0x8000000080000000, 2: 0x8000800080008000, 1: 0x8080808080808080}
 
-# numba's default workqueue threading layer must not be entered by two threads at once.
-_LAUNCH = threading.Lock()
+_PARALLEL_BYTES = 1 << 21
+"""Arrays at least this large are split across threads; smaller ones are not worth a thread hand-off."""
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -95,16 +97,16 @@ def _lane_op(
     return ((x << r) | (x >> ((bits - r) & low))) & mask
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _lanes_kernel(lanes: np.ndarray, seed: np.uint64, code: int, first_word: int) -> None:  # pragma: no cover
-    """Lane by lane; ``lanes`` starts at stream word ``first_word`` (a tail, or an unaligned array)."""
+    """Lane by lane; ``lanes`` starts at stream word ``first_word``."""
     width = lanes.itemsize
     per_word = 8 // width
     bits = np.uint64(8 * width)
     mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - 8 * width)
     n = lanes.size
     start = np.uint64(first_word)
-    for j in numba.prange((n + per_word - 1) // per_word):
+    for j in range((n + per_word - 1) // per_word):
         k = _splitmix(seed, start + np.uint64(j))
         base = j * per_word
         for t in range(per_word):
@@ -114,23 +116,51 @@ def _lanes_kernel(lanes: np.ndarray, seed: np.uint64, code: int, first_word: int
                 lanes[i] = _lane_op(np.uint64(lanes[i]), key, code, bits, mask)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _words_kernel(words: np.ndarray, seed: np.uint64, code: int, high: np.uint64) -> None:  # pragma: no cover
-    """XOR, add or subtract a whole 8-byte word at a time; ``high`` holds each lane's top bit.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rotate_word(x: np.uint64, k: np.uint64, bits: int, ones: np.uint64, left: bool) -> np.uint64:  # pragma: no cover
+    """Rotate every lane of a word by its key's low bits: one conditional rotation per bit of the amount."""
+    lane_max = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - bits)
+    step = 1
+    stage = 0
+    while step < bits:
+        chosen = ((k >> np.uint64(stage)) & ones) * lane_max
+        low = ones * ((np.uint64(1) << np.uint64(step)) - np.uint64(1))
+        if left:
+            moved = ((x << np.uint64(step)) & ~low) | ((x >> np.uint64(bits - step)) & low)
+        else:
+            high = low << np.uint64(bits - step)
+            moved = ((x >> np.uint64(step)) & ~high) | ((x << np.uint64(bits - step)) & high)
+        x = (x & ~chosen) | (moved & chosen)
+        step *= 2
+        stage += 1
+    return x
 
-    Lanes add without carrying into each other (SWAR): the low bits of every lane are summed with the top
-    bits masked off, and the top bits are then set from their XOR.
+
+@numba.njit(cache=True, nogil=True)
+def _words_kernel(
+    words: np.ndarray, seed: np.uint64, code: int, bits: int, first_word: int
+) -> None:  # pragma: no cover
+    """Transform whole 8-byte words holding ``8 // bits`` lanes each, without carries between lanes (SWAR).
+
+    Adding sums the lanes with their top bits masked off, then sets the top bits from their XOR;
+    subtracting is the mirror image. Rotating applies a rotation by 1, 2, 4, ... to the lanes whose
+    amount has that bit set.
     """
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF) // (np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - bits))
+    high = ones << np.uint64(bits - 1)
     low = ~high
-    for j in numba.prange(words.size):
-        k = _splitmix(seed, np.uint64(j))
+    start = np.uint64(first_word)
+    for j in range(words.size):
+        k = _splitmix(seed, start + np.uint64(j))
         x = words[j]
         if code == _XOR:
             words[j] = x ^ k
         elif code == _ADD:
             words[j] = ((x & low) + (k & low)) ^ ((x ^ k) & high)
-        else:
+        elif code == _SUB:
             words[j] = ((x | high) - (k & low)) ^ ((x ^ ~k) & high)
+        else:
+            words[j] = _rotate_word(x, k, bits, ones, code == _ROTL)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -167,22 +197,30 @@ def _walk(
     return x
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _gather_kernel(
-    src: np.ndarray, dst: np.ndarray, keys: np.ndarray, block_half: int, tail_half: int, forward: bool
+    src: np.ndarray,
+    dst: np.ndarray,
+    keys: np.ndarray,
+    block_half: int,
+    tail_half: int,
+    forward: bool,
+    first: int,
+    stop: int,
 ) -> None:  # pragma: no cover - compiled
     """``dst[i] = src[P(i)]`` (forward) or ``src[P⁻¹(i)]`` for rows of ``(elements, lanes)`` arrays.
 
     ``P`` keeps blocks of ``2^_BLOCK_BITS`` elements together: it permutes whole blocks, then elements inside
     each block with keys drawn from the block, and the last partial block on its own. Reads stay inside one
-    cache-sized block at a time instead of jumping across the whole array.
+    cache-sized block at a time instead of jumping across the whole array. This call fills the blocks
+    ``first .. stop - 1``, where block number ``n >> _BLOCK_BITS`` stands for the partial block.
     """
     n = src.shape[0]
     width = src.shape[1]
     size = 1 << _BLOCK_BITS
     blocks = n >> _BLOCK_BITS
     inner_half = np.uint64(_BLOCK_BITS // 2)
-    for b in numba.prange(blocks):
+    for b in range(first, min(stop, blocks)):
         other = _walk(np.uint64(b), keys, 0, np.uint64(block_half), np.uint64(blocks), forward)
         keyed = np.uint64(b) if forward else other
         salt = _mix(keyed ^ keys[1, 0])
@@ -191,9 +229,11 @@ def _gather_kernel(
             source = _feistel(np.uint64(offset), k0, k1, k2, k3, inner_half, forward)
             for c in range(width):
                 dst[b * size + offset, c] = src[other * size + source, c]
+    if stop <= blocks:
+        return
     full = blocks * size
     tail = n - full
-    for r in numba.prange(tail):
+    for r in range(tail):
         source = _walk(np.uint64(r), keys, 2, np.uint64(tail_half), np.uint64(tail), forward)
         for c in range(width):
             dst[full + r, c] = src[full + source, c]
@@ -288,39 +328,72 @@ def _half_bits(count: int) -> int:
     return max(1, ((max(count, 1) - 1).bit_length() + 1) // 2)
 
 
+def _split(units: int, nbytes: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of work units, one per thread for large arrays."""
+    parts = min(os.cpu_count() or 1, units) if nbytes >= _PARALLEL_BYTES else 1
+    bounds = [units * k // max(parts, 1) for k in range(parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _run_all(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    """Run kernel calls (GIL-free) on a thread pool and wait for all of them, even through an interrupt."""
+    if len(calls) <= 1:
+        for kernel, args in calls:
+            kernel(*args)
+        return
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures: list[Future[None]] = [pool.submit(kernel, *args) for kernel, args in calls]
+        interrupt: BaseException | None = None
+        while True:
+            try:
+                wait(futures)
+                break
+            except BaseException as exc:  # the slices keep running; returning early would leave data half-done
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
+        for future in futures:
+            future.result()
+
+
 def _permute(target_raw: np.ndarray, source_raw: np.ndarray, itemsize: int, seed: int, forward: bool) -> None:
     n = source_raw.size // itemsize
     blocks = n >> _BLOCK_BITS
     keys = np.array([_splitmix(np.uint64(seed), np.uint64(r)) for r in range(12)], dtype=np.uint64).reshape(3, 4)
-    with _LAUNCH:
-        _gather_kernel(
-            _rows(source_raw, itemsize),
-            _rows(target_raw, itemsize),
-            keys,
-            _half_bits(blocks),
-            _half_bits(n - (blocks << _BLOCK_BITS)),
-            forward,
-        )
+    src, dst = _rows(source_raw, itemsize), _rows(target_raw, itemsize)
+    halves = (_half_bits(blocks), _half_bits(n - (blocks << _BLOCK_BITS)))
+    _run_all(
+        [(_gather_kernel, (src, dst, keys, *halves, forward, a, b)) for a, b in _split(blocks + 1, source_raw.size)]
+    )
 
 
 def _keyed_lanes(raw: np.ndarray, itemsize: int, seed: int, code: int) -> None:
     """XOR, add or rotate every lane of a flat byte view with the key stream of ``seed``."""
     width = _lane_width(itemsize)
     lane_type = _LANE_TYPES[width]
-    words = raw.size // 8 if raw.ctypes.data % 8 == 0 and code != _ROTL and code != _ROTR else 0
-    with _LAUNCH:
-        if words:
-            _words_kernel(raw[: 8 * words].view(np.uint64), np.uint64(seed), code, np.uint64(_HIGH_BITS[width]))
+    key = np.uint64(seed)
+    words = raw.size // 8
+    calls: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+    if raw.ctypes.data % 8 == 0:
+        calls = [
+            (_words_kernel, (raw[8 * a : 8 * b].view(np.uint64), key, code, 8 * width, a))
+            for a, b in _split(words, raw.size)
+        ]
         if 8 * words < raw.size:
-            _lanes_kernel(raw[8 * words :].view(lane_type), np.uint64(seed), code, words)
+            calls.append((_lanes_kernel, (raw[8 * words :].view(lane_type), key, code, words)))
+    else:
+        last = (raw.size + 7) // 8
+        calls = [
+            (_lanes_kernel, (raw[8 * a : min(8 * b, raw.size)].view(lane_type), key, code, a))
+            for a, b in _split(last, raw.size)
+        ]
+    _run_all(calls)
 
 
 def _run(data: Any, op: Any, seed: Any, out: Any, scratch: Any, forward: bool) -> np.ndarray:
     ops = _check_ops(op)
     seed = _check_seed(seed)
     target, in_place = _check_arrays(data, out)
-    if in_place and (not _is_contiguous(data) or not data.flags.writeable):
-        raise InvalidInputError("out", "in place needs data writable and contiguous", "a writable contiguous array")
     itemsize = data.dtype.itemsize
     raw = _raw(target)
     steps = list(enumerate(ops)) if forward else list(reversed(list(enumerate(ops))))

@@ -181,6 +181,7 @@ def _routes(document: dict[str, Any], webhook_routes: list[BaseRoute]) -> list[B
 
 
 def _webhook_routes(app_state: Any, settings: Settings) -> list[BaseRoute]:
+    import catalytic.webhooks.metrics  # noqa: F401  (the metrics port exposes the webhook metrics too)
     from catalytic.webhooks.api import routes
     from catalytic.webhooks.config import WebhookConfig
 
@@ -198,7 +199,6 @@ def _outbox() -> Any:
 
 
 async def _webhook_worker(settings: Settings) -> asyncio.Task[Any]:
-    import catalytic.webhooks.metrics  # noqa: F401  (registers the webhook metrics on the default registry)
     from catalytic.webhooks.config import WebhookConfig
     from catalytic.webhooks.worker import run_worker
 
@@ -275,6 +275,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         _count_fallbacks()
         # Loads the compiled kernels off the event loop now, so the first request does not pay for it.
         warm_up = asyncio.get_running_loop().run_in_executor(state.threads, _warm_up, settings.backend)
+        state.warm_up = warm_up
         ACTIVE_LATTICES.set(await queries.count_lattices(database))
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)

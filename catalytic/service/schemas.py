@@ -220,6 +220,7 @@ class ReadyResponse(BaseModel):
 
     ready: bool
     database: bool
+    kernels_loaded: bool
     queue: dict[str, int]
     cache: dict[str, Any]
 

@@ -48,6 +48,7 @@ class ServiceState:
     threads: ThreadPoolExecutor
     emit: Emit | None
     lattices: LRU[Lattice]
+    warm_up: asyncio.Future[None] | None = None
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work on the thread pool within the request time limit (504 past it)."""

@@ -300,7 +300,12 @@ async def test_max_lattices_is_503_with_retry_after(make_settings: Any) -> None:
 async def test_health_ready_openapi_docs_and_request_id(service: Service) -> None:
     client = service.client
     assert (await client.get("/health")).json() == {"status": "ok"}
-    ready = await client.get("/ready")
+    for _ in range(1200):
+        ready = await client.get("/ready")
+        if ready.json()["kernels_loaded"]:
+            break
+        assert ready.status_code == 503
+        await asyncio.sleep(0.05)
     assert ready.status_code == 200 and ready.json()["database"] is True
     echoed = await client.get("/health", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"

@@ -77,7 +77,7 @@ async def test_queue_full_is_503_and_time_limit_fails_the_job(make_settings: Any
         refused = await service.client.post("/api/jobs", json=SLOW_JOB)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
         ready = await service.client.get("/ready")
-        assert ready.status_code == 503 and ready.json()["database"] is True
+        assert ready.status_code == 503 and ready.json()["queue"] == {"pending": 1, "limit": 1}
         for _ in range(1200):
             status = (await service.client.get(first.headers["location"])).json()
             if status["status"] == "failed":

@@ -27,9 +27,12 @@ async def ready(request: Request) -> Response:
         database = False
     redis = await st.cache.ping()
     capacity = st.runner.has_capacity()
+    # Until the kernels are loaded a request could wait seconds for them: keep traffic away until then.
+    warm = st.warm_up is None or st.warm_up.done()
     body = {
-        "ready": database and capacity,
+        "ready": database and capacity and warm,
         "database": database,
+        "kernels_loaded": warm,
         "queue": {"pending": st.runner.pending, "limit": st.runner.max_queued},
         "cache": {"l1_lattices": len(st.lattices), "l1_results": len(st.cache.l1), "redis": redis},
     }

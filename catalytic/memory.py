@@ -596,7 +596,7 @@ def exact_edge_count(lattice: Any, *, scratch: Any = None) -> int:
     Parameters
     ----------
     lattice : Lattice
-        Anything with ``shape``, ``periodic`` and ``open_mask_flat()``.
+        Anything with ``vertices``, ``shape``, ``periodic`` and ``open_mask_flat()``.
     scratch : Scratch, optional
         Lent memory for the one temporary of up to N bytes; the count is identical either way.
 
@@ -613,16 +613,16 @@ def exact_edge_count(lattice: Any, *, scratch: Any = None) -> int:
     """
     shape = tuple(lattice.shape)
     open_mask = lattice.open_mask_flat().reshape(shape)
+    longest = max(lattice.vertices - lattice.vertices // n for n in shape)
+    # One buffer serves every axis: the pair flags of one axis are counted before the next overwrites them.
+    flags = np.empty(longest, dtype=np.bool_) if scratch is None else scratch.array(longest, np.bool_)
     total = 0
     for axis, n in enumerate(shape):
         if n < 2:
             continue
         low = open_mask[(slice(None),) * axis + (slice(0, n - 1),)]
         high = open_mask[(slice(None),) * axis + (slice(1, n),)]
-        if scratch is None:
-            pairs = np.empty(low.shape, dtype=np.bool_)
-        else:
-            pairs = scratch.array(low.size, np.bool_).reshape(low.shape)
+        pairs = flags[: low.size].reshape(low.shape)
         np.logical_and(low, high, out=pairs)
         total += int(np.count_nonzero(pairs))
         if lattice.periodic[axis] and n >= 3:

@@ -437,17 +437,21 @@ def label_hook(shape, strides, periodic, open_mask, parent, changed):
         if open_mask[v] == 0:
             continue
         rem = v
+        root_v = -1
         for k in range(shape.size):
             c = rem // strides[k]
             rem -= c * strides[k]
             u = _step(v, c, k, 1, shape, strides, periodic)
             if u < 0 or u == v or open_mask[u] == 0:
                 continue
-            root_v = _root(parent, v)
+            if root_v < 0:
+                root_v = _root(parent, v)
             root_u = _root(parent, u)
             if root_v != root_u:
                 cuda.atomic.min(parent, max(root_v, root_u), min(root_v, root_u))
                 changed[0] = 1
+                # The hook may have moved v's root; find it again for the next edge.
+                root_v = _root(parent, v)
 
 
 @cuda.jit

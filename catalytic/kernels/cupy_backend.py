@@ -15,9 +15,12 @@ How each primitive runs
   ``levels_per_launch`` levels per launch, separated by grid-wide barriers, so a search of thousands of levels
   costs a handful of launches and one small device-to-host copy per launch. Each level labels exactly the
   vertices one step deeper, so the distances, the stopping rule and ``expanded`` are those of the reference
-  backend. ``fused=False`` runs one launch per level (needs no cooperative launch).
+  backend. ``fused=False`` runs one launch per level (needs no cooperative launch). The frugal search writes
+  ``1 + depth mod 3`` into the caller's 2-bit state with atomic ORs on 32-bit words, but its frontier is a bit
+  ring too (depths three apart share a state), so on the device it holds 3 more bits per vertex than on the
+  host, plus a padded copy of the state when its byte length is not a multiple of 4.
 * ``bidirectional``: the same level kernel, one launch per level, because the side to expand next depends on
-  both frontier sizes; the host reads five integers per level.
+  both frontier sizes; the host reads a few integers per level.
 * ``label``: union-find hooking (the larger root of an edge under the smaller, atomically) and pointer
   jumping until no edge joins two roots, then a prefix sum over the roots numbers components by their lowest
   index.
@@ -51,7 +54,23 @@ _CONTROL_LEVEL, _CONTROL_DONE, _CONTROL_EXPANDED, _CONTROL_DISCOVERED, _CONTROL_
 
 
 def is_cupy_array(array: Any) -> bool:
-    """Whether ``array`` is a CuPy array; looks at ``sys.modules`` and never imports CuPy."""
+    """Whether ``array`` is a CuPy array; looks at ``sys.modules`` and never imports CuPy.
+
+    Parameters
+    ----------
+    array : object
+        Anything.
+
+    Returns
+    -------
+    bool
+        False whenever CuPy has not been imported by someone else (then nothing can be a CuPy array).
+
+    Examples
+    --------
+    >>> is_cupy_array(np.zeros(3))
+    False
+    """
     cupy = sys.modules.get("cupy")
     return cupy is not None and isinstance(array, cupy.ndarray)
 

@@ -32,7 +32,7 @@ from catalytic.service.jobs import JobRunner
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
 from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
-from catalytic.service.routes import health, jobs, lattices
+from catalytic.service.routes import health, jobs, lattices, transforms
 from catalytic.service.schemas import (
     AnalyzeRequest,
     AnalyzeResponse,
@@ -49,6 +49,8 @@ from catalytic.service.schemas import (
     PathRequest,
     PathResponse,
     ReadyResponse,
+    TransformRequest,
+    TransformResponse,
 )
 from catalytic.service.settings import Settings
 from catalytic.service.state import ServiceState
@@ -139,6 +141,24 @@ ENDPOINTS: list[Endpoint] = [
         DistanceFieldRequest,
         {202: JobAccepted},
         _JOB_ERRORS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/transform",
+        transforms.transform,
+        "Reversible transform of array bytes",
+        TransformRequest,
+        {200: TransformResponse},
+        (413, 504),
+    ),
+    Endpoint(
+        "POST",
+        "/api/lattice/inverse",
+        transforms.inverse,
+        "Inverse of a transform",
+        TransformRequest,
+        {200: TransformResponse},
+        (413, 504),
     ),
     Endpoint(
         "POST", "/api/jobs", jobs.create_job, "Submit a job", JobRequest, {202: JobAccepted}, _JOB_ERRORS, tag="jobs"

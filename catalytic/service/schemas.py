@@ -23,6 +23,8 @@ __all__ = [
     "PathRequest",
     "PathResponse",
     "ReadyResponse",
+    "TransformRequest",
+    "TransformResponse",
 ]
 
 Coordinate = Annotated[list[StrictInt], Field(min_length=1, max_length=10)]
@@ -199,6 +201,29 @@ class JobStatus(BaseModel):
     lattice_id: str | None
     timings: dict[str, float | None]
     result_url: str | None
+
+
+TransformOp = Literal["xor", "add", "rotate", "permute"]
+
+
+class TransformRequest(_Model):
+    """An array (base64 of its C-order bytes, with dtype and shape) and the reversible operation(s) to apply."""
+
+    data: str
+    dtype: str = Field(max_length=32)
+    shape: Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(max_length=32)]
+    op: TransformOp | Annotated[list[TransformOp], Field(min_length=1, max_length=16)]
+    seed: Annotated[StrictInt, Field(ge=0, le=2**64 - 1)] = 0
+
+
+class TransformResponse(BaseModel):
+    """The transformed (or restored) array, in the request's form."""
+
+    data: str
+    dtype: str
+    shape: list[int]
+    op: str | list[str]
+    seed: int
 
 
 class ErrorResponse(BaseModel):

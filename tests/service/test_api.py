@@ -354,3 +354,20 @@ async def test_metrics_count_routes_operations_caches_and_jobs(service: Service)
     assert sample("http_request_duration_seconds_count", **route) >= 2
     await service.client.get(f"/api/lattice/{created['id']}")
     assert sample("http_requests_total", method="GET", route="/api/lattice/{lattice_id}", status="200") >= 1
+
+
+async def test_transform_and_inverse_round_trip(service: Service) -> None:
+    from catalytic.transforms import transform
+
+    values = np.array([[1.5, np.nan, -0.0], [2.0, 3.25, 1e300]])
+    body = {"data": base64.b64encode(values.tobytes()).decode(), "dtype": "float64", "shape": [2, 3]}
+    body |= {"op": ["xor", "permute"], "seed": 11}
+    scrambled = await service.client.post("/api/lattice/transform", json=body)
+    assert scrambled.status_code == 200, scrambled.text
+    raw = base64.b64decode(scrambled.json()["data"])
+    assert raw == transform(values, ["xor", "permute"], seed=11).tobytes() and raw != values.tobytes()
+    restored = await service.client.post("/api/lattice/inverse", json={**body, "data": scrambled.json()["data"]})
+    assert base64.b64decode(restored.json()["data"]) == values.tobytes()
+    for bad, field in (({"dtype": "object"}, "dtype"), ({"shape": [2, 2]}, "data"), ({"op": "shuffle"}, "op")):
+        response = await service.client.post("/api/lattice/transform", json={**body, **bad})
+        assert response.status_code == 422 and any(f.startswith(field) for f in fields(response))

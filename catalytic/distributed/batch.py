@@ -1,15 +1,18 @@
 """Many queries of one lattice at once, spread over Ray workers.
 
-One actor per worker process holds the lattice, rebuilt from its spec (procedural obstacles are hashed
-locally; explicit arrays arrive once through the object store), with its open mask materialised once and
-cached by the kernels. Queries travel in chunks; answers come back in the order they were asked. The actors
-run the very functions of :mod:`catalytic.kernels`, so every answer equals the single-node one bit for bit.
+Queries travel in chunks as Ray tasks (retried by Ray, ``max_retries``, when a worker dies). Every worker
+process keeps the lattices it has seen, rebuilt from their specs (procedural obstacles hashed locally; explicit
+arrays arrive once through the object store) with the open mask materialised once and cached by the kernels,
+so a worker holds each lattice once however many chunks and batches it serves. Ray keeps its worker processes
+between calls, so a second batch of the same lattice starts warm. Answers come back in the order asked. The
+workers run the very functions of :mod:`catalytic.kernels`, so every answer equals the single-node one.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,53 +23,53 @@ from catalytic.errors import BlockedVertexError, CatalyticError, CoordinateError
 from catalytic.kernels import Path, distance_field, shortest_path
 from catalytic.lattice import Lattice
 
-__all__ = ["QueryWorker", "batch_distance_fields", "batch_shortest_paths"]
+__all__ = ["batch_distance_fields", "batch_shortest_paths", "run_chunk"]
 
 _MASK_LIMIT = 1 << 24
 """Up to this many vertices the driver materialises the mask to check endpoints; beyond, it hashes them one by one."""
+_KEPT_LATTICES = 4
+"""Lattices a worker process keeps materialised (least recently used dropped first)."""
+
+_lattices: OrderedDict[str, Lattice] = OrderedDict()
+_lattices_lock = threading.Lock()
 
 
-class QueryWorker:
-    """Holds one lattice in a worker process and answers chunks of queries against it.
+def _worker_lattice(spec: Mapping[str, Any], arrays: Mapping[str, Any]) -> Lattice:
+    """This process's copy of a lattice, rebuilt once per process and kept for the next chunks."""
+    key = repr(sorted(spec.items()))
+    with _lattices_lock:
+        lattice = _lattices.get(key)
+        if lattice is None:
+            lattice = lattice_from(spec, arrays)
+            lattice.open_mask_flat()
+            _lattices[key] = lattice
+            while len(_lattices) > _KEPT_LATTICES:
+                _lattices.popitem(last=False)
+        _lattices.move_to_end(key)
+        return lattice
 
-    Parameters
-    ----------
-    spec : dict
-        The lattice spec.
-    arrays : dict, optional
-        Explicit ``blocked`` / ``weights`` arrays the spec references by digest.
-    backend : str, optional
-        Backend request passed to the kernels.
+
+def run_chunk(
+    spec: Mapping[str, Any], arrays: Mapping[str, Any], backend: str | None, kind: str, chunk: Any, option: str
+) -> list[Any] | ErrorCarrier:
+    """Answer one chunk in a worker: ``paths`` (pairs, method ``option``) or ``fields`` (source sets).
+
+    Returns the answers in order (a Path, or None where unreachable; or a distance field), or an
+    :class:`ErrorCarrier` for bad input, which the driver raises again.
     """
-
-    def __init__(self, spec: Mapping[str, Any], arrays: Mapping[str, Any] | None, backend: str | None) -> None:
-        self.lattice = lattice_from(spec, arrays)
-        self.backend = backend
-        self.lattice.open_mask_flat()
-
-    def paths(self, pairs: np.ndarray, method: str) -> list[Path | None] | ErrorCarrier:
-        """Shortest paths for ``pairs`` (``(k, 2, d)`` coordinates); None where the goal is unreachable."""
+    try:
+        lattice = _worker_lattice(spec, arrays)
+        if kind == "fields":
+            return [distance_field(lattice, sources, backend=backend) for sources in chunk]
         out: list[Path | None] = []
-        try:
-            for start, goal in pairs:
-                try:
-                    out.append(shortest_path(self.lattice, start, goal, method=method, backend=self.backend))
-                except NoPathError:
-                    out.append(None)
-        except CatalyticError as exc:
-            return ErrorCarrier.of(exc)
+        for start, goal in chunk:
+            try:
+                out.append(shortest_path(lattice, start, goal, method=option, backend=backend))
+            except NoPathError:
+                out.append(None)
         return out
-
-    def fields(self, sources_list: Sequence[np.ndarray]) -> list[np.ndarray] | ErrorCarrier:
-        """Distance fields, one per source set."""
-        try:
-            return [distance_field(self.lattice, sources, backend=self.backend) for sources in sources_list]
-        except CatalyticError as exc:
-            return ErrorCarrier.of(exc)
-
-    def pid(self) -> int:
-        """The worker's process id (tests use it to kill the worker)."""
-        return os.getpid()
+    except CatalyticError as exc:
+        return ErrorCarrier.of(exc)
 
 
 def _open_flags(lattice: Lattice, indices: np.ndarray) -> np.ndarray:
@@ -109,53 +112,39 @@ def _run_chunks(
     spec: Mapping[str, Any],
     arrays: Mapping[str, Any] | None,
     backend: str | None,
+    kind: str,
+    option: str,
     chunks: list[Any],
-    call: Callable[[Any, Any], Any],
-    sizes: list[int],
     address: str | None,
     workers: int,
     progress: bool,
-    description: str,
 ) -> list[Any]:
-    """Spread ``chunks`` over one :class:`QueryWorker` per worker; results in chunk order."""
+    """Run ``chunks`` as Ray tasks, at most ``workers`` at a time; answers in chunk order."""
     from tqdm.auto import tqdm
 
     ray = connect(address)
     if not chunks:
         return []
-    workers = max(1, min(workers, len(chunks)))
     spec_ref = ray.put(dict(spec))
     arrays_ref = ray.put(explicit_arrays(spec, arrays))
-    actor_cls = ray.remote(QueryWorker).options(num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES)
-    actors = [actor_cls.remote(spec_ref, arrays_ref, backend) for _ in range(workers)]
+    task = ray.remote(run_chunk).options(num_cpus=1, max_retries=RETRIES)
     results: list[Any] = [None] * len(chunks)
-    pending: dict[Any, tuple[int, int]] = {}
-    queue = list(range(len(chunks)))
-    queue.reverse()
-    try:
-        with tqdm(total=sum(sizes), desc=description, unit="query", disable=not progress) as bar:
-
-            def submit(actor_index: int) -> None:
-                chunk_index = queue.pop()
-                pending[call(actors[actor_index], chunks[chunk_index])] = (chunk_index, actor_index)
-
-            # Two chunks in flight per worker: one running, one waiting, so no worker idles between calls.
-            for actor_index in list(range(workers)) * 2:
-                if queue:
-                    submit(actor_index)
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                chunk_index, actor_index = pending.pop(done[0])
-                answer = ray.get(done[0])
-                if isinstance(answer, ErrorCarrier):
-                    raise answer.error()
-                results[chunk_index] = answer
-                bar.update(sizes[chunk_index])
-                if queue:
-                    submit(actor_index)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
+    pending: dict[Any, int] = {}
+    queue = list(range(len(chunks) - 1, -1, -1))
+    with tqdm(total=sum(len(c) for c in chunks), desc=kind, unit="query", disable=not progress) as bar:
+        while queue or pending:
+            while queue and len(pending) < workers:
+                index = queue.pop()
+                pending[task.remote(spec_ref, arrays_ref, backend, kind, chunks[index], option)] = index
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done[0])
+            answer = ray.get(done[0])
+            if isinstance(answer, ErrorCarrier):
+                for ref in pending:
+                    ray.cancel(ref)
+                raise answer.error()
+            results[index] = answer
+            bar.update(len(chunks[index]))
     return [item for chunk in results for item in chunk]
 
 
@@ -193,7 +182,7 @@ def batch_shortest_paths(
     chunk_size : int, optional
         Pairs per call; by default about eight chunks per worker (at most 512 pairs).
     workers : int, optional
-        Worker actors (one CPU each); defaults to, and is capped at, the cluster's CPUs at call time.
+        Chunks in flight at once (one CPU each); defaults to the cluster's CPUs at call time.
 
     Returns
     -------
@@ -220,18 +209,7 @@ def batch_shortest_paths(
     workers = _workers(address, workers)
     size = chunk_size or _default_chunk(len(array), workers)
     chunks = [array[i : i + size] for i in range(0, len(array), size)]
-    return _run_chunks(
-        lattice_spec,
-        arrays,
-        backend,
-        chunks,
-        lambda actor, chunk: actor.paths.remote(chunk, method),
-        [len(c) for c in chunks],
-        address,
-        workers,
-        progress,
-        "paths",
-    )
+    return _run_chunks(lattice_spec, arrays, backend, "paths", method, chunks, address, workers, progress)
 
 
 def batch_distance_fields(
@@ -295,22 +273,12 @@ def batch_distance_fields(
     workers = _workers(address, workers)
     size = max(1, int(chunk_size))
     chunks = [prepared[i : i + size] for i in range(0, len(prepared), size)]
-    return _run_chunks(
-        lattice_spec,
-        arrays,
-        backend,
-        chunks,
-        lambda actor, chunk: actor.fields.remote(chunk),
-        [len(c) for c in chunks],
-        address,
-        workers,
-        progress,
-        "fields",
-    )
+    return _run_chunks(lattice_spec, arrays, backend, "fields", "", chunks, address, workers, progress)
 
 
 def _workers(address: str | None, requested: int | None) -> int:
-    """Worker actors to start: the request, capped at the cluster's CPUs so that every actor gets placed."""
+    """Chunks to keep in flight: the request, else the cluster's CPUs."""
+    if requested is not None:
+        return max(1, int(requested))
     ray = connect(address)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return cpus if requested is None else max(1, min(int(requested), cpus))
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))

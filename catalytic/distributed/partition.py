@@ -544,6 +544,17 @@ class PartitionedLattice:
         return np.concatenate(ray.get(parts), axis=0), count
 
 
+def _validate_sources(spec: Mapping[str, Any], arrays: Mapping[str, Any] | None, points: Any, field: str) -> None:
+    """Check points on the driver before any actor starts (the generators are hashed per point only)."""
+    lattice = lattice_from(spec, arrays)
+    coords = np.asarray(points)
+    coords = coords[np.newaxis, :] if coords.ndim == 1 else coords
+    if coords.ndim != 2 or coords.shape[0] == 0:
+        raise CoordinateError(field, "expected one or more coordinates", f"coordinates of {lattice.ndim} integers")
+    for i, point in enumerate(coords):
+        lattice.check_vertex(point, field if len(coords) == 1 and field != "sources" else f"{field}[{i}]")
+
+
 def partitioned_distance_field(
     lattice_spec: Mapping[str, Any],
     sources: Any,
@@ -581,6 +592,7 @@ def partitioned_distance_field(
     >>> partitioned_distance_field(Lattice((4, 1)).spec(), [(0, 0)], slabs=2).ravel().tolist()  # doctest: +SKIP
     [0, 1, 2, 3]
     """
+    _validate_sources(lattice_spec, arrays, sources, "sources")
     with PartitionedLattice(lattice_spec, slabs, address, arrays=arrays, backend=backend) as part:
         return part.distance_field(sources)
 
@@ -614,6 +626,8 @@ def partitioned_shortest_path(
     >>> partitioned_shortest_path(Lattice((6, 2)).spec(), (0, 0), (5, 1), slabs=3)  # doctest: +SKIP
     6
     """
+    _validate_sources(lattice_spec, arrays, [start], "start")
+    _validate_sources(lattice_spec, arrays, [goal], "goal")
     with PartitionedLattice(lattice_spec, slabs, address, arrays=arrays, backend=backend) as part:
         return part.path_length(start, goal)
 

@@ -31,13 +31,13 @@ CHUNK = 1 << 16
 """Vertices per work item of the parallel sweeps (a multiple of 8 so bit-packing chunks own whole bytes)."""
 
 HEAP_START = 1024
-FRONTIER_START = 1024
+PATH_START = 1024
 
 
 # --- small helpers ------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _splitmix(seed: np.uint64, index: np.uint64) -> np.uint64:
     z = seed + (index + ONE) * GAMMA
     z = (z ^ (z >> SHIFT30)) * MUL1
@@ -45,7 +45,7 @@ def _splitmix(seed: np.uint64, index: np.uint64) -> np.uint64:
     return z ^ (z >> SHIFT31)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _is_open(index, coords, seeds, thresholds, box_lo, box_hi, explicit):  # type: ignore[no-untyped-def]
     if explicit.shape[0] > 0 and explicit[index]:
         return False
@@ -66,7 +66,7 @@ def _is_open(index, coords, seeds, thresholds, box_lo, box_hi, explicit):  # typ
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _set_coords(index, strides, coords):  # type: ignore[no-untyped-def]
     rem = index
     for k in range(strides.shape[0]):
@@ -74,7 +74,7 @@ def _set_coords(index, strides, coords):  # type: ignore[no-untyped-def]
         rem -= coords[k] * strides[k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _advance(coords, shape):  # type: ignore[no-untyped-def]
     k = shape.shape[0] - 1
     while k >= 0:
@@ -85,8 +85,8 @@ def _advance(coords, shape):  # type: ignore[no-untyped-def]
         k -= 1
 
 
-@njit(cache=True, nogil=True)
-def _decompose(index, strides, inverse, coords):  # type: ignore[no-untyped-def]
+@njit(cache=True, nogil=True, inline="always")
+def decompose(index, strides, inverse, coords):  # type: ignore[no-untyped-def]
     # inverse[k] = 1.0 / strides[k]; the product is off by at most one for indices below 2**52.
     d = strides.shape[0]
     rem = index
@@ -105,30 +105,24 @@ def _decompose(index, strides, inverse, coords):  # type: ignore[no-untyped-def]
     coords[d - 1] = rem
 
 
-@njit(cache=True, nogil=True)
-def _neighbours(index, coords, shape, strides, periodic, out):  # type: ignore[no-untyped-def]
-    """Fill ``out`` with the neighbours in canonical order (self and repeats kept); return their count."""
-    count = 0
-    for k in range(shape.shape[0]):
-        s = strides[k]
-        n = shape[k]
-        c = coords[k]
+@njit(cache=True, nogil=True, inline="always")
+def neighbour(index, c, n, s, wraps, side):  # type: ignore[no-untyped-def]
+    """The neighbour one step down (side 0) or up (side 1) an axis of length ``n`` and stride ``s``.
+
+    ``c`` is the vertex's coordinate on that axis. Off an open border the step returns ``index`` itself, which
+    the searches skip because it is labelled already, so their loops need no separate validity test; the path
+    walks tell it from the self-step of a periodic axis of length 1.
+    """
+    if side == 0:
         if c > 0:
-            out[count] = index - s
-            count += 1
-        elif periodic[k]:
-            out[count] = index + (n - 1) * s
-            count += 1
-        if c < n - 1:
-            out[count] = index + s
-            count += 1
-        elif periodic[k]:
-            out[count] = index - (n - 1) * s
-            count += 1
-    return count
+            return index - s
+        return index + (n - 1) * s if wraps else index
+    if c < n - 1:
+        return index + s
+    return index - (n - 1) * s if wraps else index
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _step(index, coords, shape, strides, periodic, k, side):  # type: ignore[no-untyped-def]
     """The neighbour of ``index`` one step down (side 0) or up (side 1) axis ``k`` and its new coordinate.
 
@@ -264,7 +258,6 @@ def bfs(shape, strides, periodic, open_mask, sources, target, dist, queue):  # t
         return 0
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
-    around = np.empty(2 * d, np.int64)
     head = 0
     found = False
     while head < tail and not found:
@@ -273,21 +266,21 @@ def bfs(shape, strides, periodic, open_mask, sources, target, dist, queue):  # t
             v = np.int64(queue[head])
             head += 1
             step = dist[v] + 1
-            _decompose(v, strides, inverse, coords)
-            count = _neighbours(v, coords, shape, strides, periodic, around)
-            for j in range(count):
-                u = around[j]
-                if open_mask[u] and dist[u] < 0:
-                    dist[u] = step
-                    queue[tail] = u
-                    tail += 1
-                    if u == target:
-                        found = True
+            decompose(v, strides, inverse, coords)
+            for k in range(d):
+                for side in range(2):
+                    u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
+                    if dist[u] < 0 and open_mask[u]:
+                        dist[u] = step
+                        queue[tail] = u
+                        tail += 1
+                        if u == target:
+                            found = True
     return head
 
 
-@njit(cache=True, nogil=True)
-def _expand_level(shape, strides, periodic, inverse, coords, around, open_mask, queue, head, tail, mine, other):  # type: ignore[no-untyped-def]
+@njit(cache=True, nogil=True, inline="always")
+def _expand_level(shape, strides, periodic, inverse, coords, open_mask, queue, head, tail, mine, other):  # type: ignore[no-untyped-def]
     """Expand ``queue[head:tail]`` of one side; returns (new tail, best touch sum, best touch vertex)."""
     best_sum = np.int64(-1)
     best_vertex = np.int64(-1)
@@ -295,19 +288,19 @@ def _expand_level(shape, strides, periodic, inverse, coords, around, open_mask, 
     for q in range(head, tail):
         v = np.int64(queue[q])
         step = mine[v] + 1
-        _decompose(v, strides, inverse, coords)
-        count = _neighbours(v, coords, shape, strides, periodic, around)
-        for j in range(count):
-            u = around[j]
-            if open_mask[u] and mine[u] < 0:
-                mine[u] = step
-                queue[end] = u
-                end += 1
-                if other[u] >= 0:
-                    total = np.int64(step) + other[u]
-                    if best_vertex < 0 or total < best_sum or (total == best_sum and u < best_vertex):
-                        best_sum = total
-                        best_vertex = u
+        decompose(v, strides, inverse, coords)
+        for k in range(shape.shape[0]):
+            for side in range(2):
+                u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
+                if mine[u] < 0 and open_mask[u]:
+                    mine[u] = step
+                    queue[end] = u
+                    end += 1
+                    if other[u] >= 0:
+                        total = np.int64(step) + other[u]
+                        if best_vertex < 0 or total < best_sum or (total == best_sum and u < best_vertex):
+                            best_sum = total
+                            best_vertex = u
     return end, best_sum, best_vertex
 
 
@@ -321,7 +314,6 @@ def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, 
     d = shape.shape[0]
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
-    around = np.empty(2 * d, np.int64)
     dist_start[start] = 0
     dist_goal[goal] = 0
     queue_start[0] = start
@@ -331,7 +323,7 @@ def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, 
     while True:
         if s_tail - s_head <= g_tail - g_head:
             end, total, meet = _expand_level(
-                shape, strides, periodic, inverse, coords, around, open_mask, queue_start, s_head, s_tail,
+                shape, strides, periodic, inverse, coords, open_mask, queue_start, s_head, s_tail,
                 dist_start, dist_goal,
             )  # fmt: skip
             expanded += s_tail - s_head
@@ -339,7 +331,7 @@ def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, 
             empty = s_head == s_tail
         else:
             end, total, meet = _expand_level(
-                shape, strides, periodic, inverse, coords, around, open_mask, queue_goal, g_head, g_tail,
+                shape, strides, periodic, inverse, coords, open_mask, queue_goal, g_head, g_tail,
                 dist_goal, dist_start,
             )  # fmt: skip
             expanded += g_tail - g_head
@@ -351,7 +343,7 @@ def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, 
             return -1, -1, expanded
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _heap_less(f, h, key, a, b):  # type: ignore[no-untyped-def]
     if f[a] != f[b]:
         return f[a] < f[b]
@@ -360,14 +352,14 @@ def _heap_less(f, h, key, a, b):  # type: ignore[no-untyped-def]
     return key[a] < key[b]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _heap_swap(f, h, key, a, b):  # type: ignore[no-untyped-def]
     f[a], f[b] = f[b], f[a]
     h[a], h[b] = h[b], h[a]
     key[a], key[b] = key[b], key[a]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _heap_push(f, h, key, size, fv, hv, kv):  # type: ignore[no-untyped-def]
     i = size
     f[i] = fv
@@ -383,7 +375,7 @@ def _heap_push(f, h, key, size, fv, hv, kv):  # type: ignore[no-untyped-def]
     return size + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _heap_pop(f, h, key, size):  # type: ignore[no-untyped-def]
     """Move the smallest entry to position ``size - 1`` and restore the heap on the rest."""
     last = size - 1
@@ -419,7 +411,7 @@ def _grow_int(array, size):  # type: ignore[no-untyped-def]
     return bigger
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _axis_distance(c, t, n, wraps):  # type: ignore[no-untyped-def]
     delta = abs(c - t)
     if wraps and n - delta < delta:
@@ -427,7 +419,7 @@ def _axis_distance(c, t, n, wraps):  # type: ignore[no-untyped-def]
     return delta
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _manhattan(coords, goal_coords, shape, periodic):  # type: ignore[no-untyped-def]
     total = 0
     for k in range(shape.shape[0]):
@@ -462,7 +454,7 @@ def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist
             dist[s] = 0.0
             h0 = 0.0
             if heuristic:
-                _decompose(s, strides, inverse, coords)
+                decompose(s, strides, inverse, coords)
                 h0 = min_weight * _manhattan(coords, goal_coords, shape, periodic)
             if size == hf.shape[0]:
                 hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
@@ -478,7 +470,7 @@ def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist
         if v == target:
             break
         gv = dist[v]
-        _decompose(v, strides, inverse, coords)
+        decompose(v, strides, inverse, coords)
         base = 0
         if heuristic:
             base = _manhattan(coords, goal_coords, shape, periodic)
@@ -514,11 +506,13 @@ def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex)
     weighted = weights.shape[0] > 0
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
-    around = np.empty(2 * d, np.int64)
-    path = np.empty(FRONTIER_START, np.int64)
+    path = np.empty(PATH_START, np.int64)
     size = 0
     v = np.int64(vertex)
     while True:
+        if size == open_mask.shape[0]:
+            # no simple path is longer than the lattice: dist is not a search result
+            return path[:0].copy()
         if size == path.shape[0]:
             path = _grow_int(path, size)
         path[size] = v
@@ -526,11 +520,13 @@ def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex)
         if v == root:
             return path[:size].copy()
         cost = weights[v] if weighted else 1
-        _decompose(v, strides, inverse, coords)
-        count = _neighbours(v, coords, shape, strides, periodic, around)
+        decompose(v, strides, inverse, coords)
         previous = np.int64(-1)
-        for j in range(count):
-            u = around[j]
+        for j in range(2 * d):
+            k = j >> 1
+            u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
+            if u == v and not (periodic[k] and shape[k] == 1):
+                continue
             # dist[u] >= 0 excludes an unreached int32 neighbour (-1) next to a second source (0)
             if open_mask[u] and dist[u] >= 0 and dist[u] + cost == dist[v]:
                 previous = u
@@ -538,60 +534,6 @@ def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex)
         if previous < 0:
             return path[:0].copy()
         v = previous
-
-
-@njit(cache=True, nogil=True)
-def _grow_like(array, size):  # type: ignore[no-untyped-def]
-    bigger = np.empty(2 * array.shape[0], array.dtype)
-    bigger[:size] = array[:size]
-    return bigger
-
-
-@njit(cache=True, nogil=True)
-def bfs_frugal(shape, strides, periodic, open_bits, state, start, goal, current, following):  # type: ignore[no-untyped-def]
-    """Whole-level BFS keeping ``1 + depth mod 3`` in 2 bits per vertex; returns ``(length, expanded)``.
-
-    ``current`` and ``following`` are small frontier buffers of the index dtype; they grow on demand to the
-    largest level, never to the lattice size.
-    """
-    d = shape.shape[0]
-    inverse = _inverse_strides(strides)
-    coords = np.empty(d, np.int64)
-    around = np.empty(2 * d, np.int64)
-    state[start >> 2] |= np.uint8(1 << (2 * (start & 3)))
-    if start == goal:
-        return 0, 0
-    current[0] = start
-    size = 1
-    depth = 0
-    expanded = 0
-    while size > 0:
-        value = 1 + (depth + 1) % 3
-        following_size = 0
-        found = False
-        for q in range(size):
-            v = np.int64(current[q])
-            _decompose(v, strides, inverse, coords)
-            count = _neighbours(v, coords, shape, strides, periodic, around)
-            for j in range(count):
-                u = around[j]
-                byte = u >> 2
-                shift = 2 * (u & 3)
-                if (state[byte] >> shift) & 3 == 0 and (open_bits[u >> 3] >> (u & 7)) & 1:
-                    state[byte] |= np.uint8(value << shift)
-                    if following_size == following.shape[0]:
-                        following = _grow_like(following, following_size)
-                    following[following_size] = u
-                    following_size += 1
-                    if u == goal:
-                        found = True
-        expanded += size
-        depth += 1
-        if found:
-            return depth, expanded
-        current, following = following, current
-        size = following_size
-    return -1, expanded
 
 
 @njit(cache=True, nogil=True)
@@ -603,17 +545,18 @@ def trace_path_frugal(shape, strides, periodic, open_bits, state, start, goal, l
     d = shape.shape[0]
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
-    around = np.empty(2 * d, np.int64)
     path = np.empty(length + 1, np.int64)
     v = np.int64(goal)
     path[0] = v
     for r in range(length, 0, -1):
         wanted = 1 + (r - 1) % 3
-        _decompose(v, strides, inverse, coords)
-        count = _neighbours(v, coords, shape, strides, periodic, around)
+        decompose(v, strides, inverse, coords)
         previous = np.int64(-1)
-        for j in range(count):
-            u = around[j]
+        for j in range(2 * d):
+            k = j >> 1
+            u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
+            if u == v and not (periodic[k] and shape[k] == 1):
+                continue
             if (open_bits[u >> 3] >> (u & 7)) & 1 and (state[u >> 2] >> (2 * (u & 3))) & 3 == wanted:
                 previous = u
                 break
@@ -626,7 +569,7 @@ def trace_path_frugal(shape, strides, periodic, open_bits, state, start, goal, l
     return path
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _find(parent, x):  # type: ignore[no-untyped-def]
     while parent[x] != x:
         parent[x] = parent[parent[x]]
@@ -634,7 +577,7 @@ def _find(parent, x):  # type: ignore[no-untyped-def]
     return x
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _union(parent, a, b):  # type: ignore[no-untyped-def]
     # Linking the larger root under the smaller keeps parent[x] <= x, so each root is its component's
     # lowest index and the relabel pass can run in place.

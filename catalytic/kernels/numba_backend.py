@@ -27,7 +27,6 @@ log = logging.getLogger("catalytic.kernels.numba")
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_MASK = np.empty(0, dtype=np.bool_)
 _INT32_LIMIT = 2**31 - 1
-_UINT32_LIMIT = 2**32 - 1
 
 
 def _kernels() -> Any:
@@ -41,8 +40,10 @@ def _index_dtype(vertices: int) -> type[np.integer[Any]]:
     return np.int32 if vertices <= _INT32_LIMIT else np.int64
 
 
-def _frontier_dtype(vertices: int) -> type[np.integer[Any]]:
-    return np.uint32 if vertices <= _UINT32_LIMIT else np.int64
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 def _generators(geom: Geometry) -> tuple[np.ndarray, ...]:
@@ -367,12 +368,10 @@ class NumbaBackend(Backend):
         >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 15, state)
         (6, 15)
         """
-        dtype = _frontier_dtype(geom.vertices)
-        start_size = min(geom.vertices, 1024)
-        current = np.empty(start_size, dtype=dtype)
-        following = np.empty(start_size, dtype=dtype)
-        length, expanded = _kernels().bfs_frugal(
-            geom.shape, geom.strides, geom.periodic, open_bits, state, int(start), int(goal), current, following
+        from catalytic.kernels import _numba_frugal
+
+        length, expanded = _numba_frugal.bfs_frugal(
+            geom.shape, geom.strides, geom.periodic, open_bits, state, int(start), int(goal), _threads()
         )
         return int(length), int(expanded)
 

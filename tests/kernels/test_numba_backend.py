@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from naive import endpoints, lattices, nx_components, nx_distances
 
 from catalytic.errors import InvalidInputError
+from catalytic.kernels import _numba_frugal as frugal
 from catalytic.kernels import _numba_kernels as kernels
 from catalytic.kernels.backend import Geometry, get_backend
-from catalytic.kernels.numba_backend import NumbaBackend, _frontier_dtype, _index_dtype
+from catalytic.kernels.numba_backend import NumbaBackend, _index_dtype
 from catalytic.kernels.numpy_backend import NumpyBackend
 from catalytic.lattice import Lattice
 
@@ -179,11 +180,9 @@ def test_frugal_state_packing_on_a_line(n: int) -> None:
     )
 
 
-def test_wide_index_dtypes_give_the_same_answers() -> None:
+def test_wide_label_dtype_gives_the_same_labels() -> None:
     assert _index_dtype(2**31 - 1) is np.int32
     assert _index_dtype(2**31) is np.int64
-    assert _frontier_dtype(2**32 - 1) is np.uint32
-    assert _frontier_dtype(2**32) is np.int64
     lattice = Lattice((9, 8, 7), periodic=[True, False, True], obstacles=[{"kind": "random", "p": 0.35, "seed": 4}])
     geom = Geometry.of(lattice)
     mask = FAST.open_mask(geom)
@@ -191,17 +190,25 @@ def test_wide_index_dtypes_give_the_same_answers() -> None:
     wide = np.empty(geom.vertices, dtype=np.int64)
     assert kernels.label(geom.shape, geom.strides, geom.periodic, mask, wide) == count
     np.testing.assert_array_equal(wide, narrow)
+
+
+def test_frugal_answer_does_not_depend_on_thread_count() -> None:
+    # 72^3 vertices: wide levels span more than PARALLEL_GROUPS groups, so the threaded path runs.
+    lattice = Lattice((72, 72, 72), periodic=[False, True, False], obstacles=[{"kind": "random", "p": 0.3, "seed": 8}])
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
     bits = FAST.open_bits(geom)
     start, goal = (int(v) for v in np.flatnonzero(mask)[[0, -1]])
     answers = []
-    for dtype in (np.uint32, np.int64):
+    for threads in (1, 2, 3):
         state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
-        buffers = np.empty(1, dtype=dtype), np.empty(1, dtype=dtype)
-        answers.append(
-            (kernels.bfs_frugal(geom.shape, geom.strides, geom.periodic, bits, state, start, goal, *buffers), state)
-        )
-    assert answers[0][0] == answers[1][0]
+        answer = frugal.bfs_frugal(geom.shape, geom.strides, geom.periodic, bits, state, start, goal, threads)
+        answers.append((answer, state))
+    assert answers[0][0] == answers[1][0] == answers[2][0]
     np.testing.assert_array_equal(answers[0][1], answers[1][1])
+    np.testing.assert_array_equal(answers[0][1], answers[2][1])
+    dist, expanded = _bfs(FAST, geom, mask, [start], goal)
+    assert answers[0][0] == (int(dist[goal]), expanded)
 
 
 def test_bad_fields_raise_named_errors() -> None:

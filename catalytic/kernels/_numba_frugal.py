@@ -1,0 +1,273 @@
+"""The frugal BFS of the ``numba`` backend: 2 bits of state per vertex, a bitmap frontier, two threads or more.
+
+Memory per vertex is 1 bit of open mask, 2 bits of state (``1 + depth mod 3``) and 2 bits of frontier (the
+current and the next level as bitmaps), about 0.63 bytes per vertex in all; a level is never stored as a list
+of indices, so no buffer grows with the widest level.
+
+Why bitmaps rather than a queue: a queue lists a level in discovery order, which on a lattice of 10^9 vertices
+turns every neighbour check into a cache miss. A bitmap is read back in increasing index order, so the ``2d``
+neighbour streams ``v ± stride`` advance monotonically and the hardware prefetchers keep up. Only the groups of
+4096 vertices that hold frontier bits are visited: their ids are collected per level, sorted, and dealt round
+robin to the threads, so a thin frontier (a 1-D lattice, a maze) costs no scan of the whole bitmap.
+
+Threads share the state and the next-level bitmap. Every write is an atomic OR of bits that only ever go from
+0 to the one value a vertex can get at this level, so two threads discovering the same vertex write the same
+bits and the result does not depend on the interleaving: the state, the length and ``expanded`` are the same
+for any thread count, and equal to the queue-based reference.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from catalytic.kernels._numba_kernels import decompose, neighbour
+
+GROUP_SHIFT = 12
+"""log2 of the vertices per group (64 words of 64 bits)."""
+GROUP_WORDS = 1 << (GROUP_SHIFT - 6)
+
+
+@intrinsic
+def atomic_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+    """``array[index] |= value`` as one atomic read-modify-write; returns the old value."""
+    if not isinstance(array, types.Array) or not isinstance(array.dtype, types.Integer):
+        return None
+    sig = array.dtype(array, types.intp, array.dtype)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+        return builder.atomic_rmw("or", pointer, args[2], "monotonic")
+
+    return sig, codegen
+
+
+@intrinsic
+def trailing_zeros(typingctx: Any, word: Any) -> Any:
+    """The index of the lowest set bit of a non-zero uint64."""
+    if word != types.uint64:
+        return None
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def expand_share(  # type: ignore[no-untyped-def]
+    shape, strides, periodic, open_bits, state, goal, value, current, following, following_flags, active, count,
+    discovered, t, threads,
+):  # fmt: skip
+    """Expand the ``t``-th of ``threads`` contiguous shares of the groups ``active[:count]``.
+
+    Returns ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely
+    write to the same cache line.
+
+    Vertices discovered get ``value`` in ``state`` and a bit in ``following``; a group gaining its first bit is
+    flagged and its id written to ``discovered[t, :written]``. ``threads > 1`` makes every shared write atomic.
+    """
+    d = shape.shape[0]
+    words = current.shape[0]
+    shared = threads > 1
+    last = shape[d - 1]
+    coords = np.zeros(d, np.int64)
+    inverse = np.empty(d, np.float64)
+    for k in range(d):
+        inverse[k] = 1.0 / strides[k]
+    previous = np.int64(-1)
+    size = 0
+    hit = False
+    out = 0
+    for slot in range(t * count // threads, (t + 1) * count // threads):
+        group = active[slot]
+        first = group * GROUP_WORDS
+        for w in range(first, min(words, first + GROUP_WORDS)):
+            word = current[w]
+            if word == 0:
+                continue
+            current[w] = np.uint64(0)
+            while word != 0:
+                bit = np.int64(trailing_zeros(word))  # type: ignore[call-arg]
+                word &= word - np.uint64(1)
+                v = (w << 6) + bit
+                size += 1
+                # Frontier vertices come in increasing order, usually close together: advance the coordinates
+                # with one carry instead of decomposing the index.
+                delta = v - previous
+                if previous >= 0 and delta < last:
+                    c = coords[d - 1] + delta
+                    if c >= last:
+                        c -= last
+                        k = d - 2
+                        while k >= 0:
+                            coords[k] += 1
+                            if coords[k] < shape[k]:
+                                break
+                            coords[k] = 0
+                            k -= 1
+                    coords[d - 1] = c
+                else:
+                    decompose(v, strides, inverse, coords)
+                previous = v
+                for k in range(d):
+                    for side in range(2):
+                        u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
+                        byte = u >> 2
+                        shift = 2 * (u & 3)
+                        if ((state[byte] >> shift) & 3) | (((open_bits[u >> 3] >> (u & 7)) & 1) ^ 1):
+                            continue
+                        mark = np.uint8(value << shift)
+                        bit_mask = np.uint64(1) << np.uint64(u & 63)
+                        target_group = u >> GROUP_SHIFT
+                        fresh = False
+                        if shared:
+                            atomic_or(state, byte, mark)
+                            atomic_or(following, u >> 6, bit_mask)
+                            if following_flags[target_group] == 0:
+                                fresh = atomic_or(following_flags, target_group, np.uint8(1)) == 0
+                        else:
+                            state[byte] |= mark
+                            following[u >> 6] |= bit_mask
+                            if following_flags[target_group] == 0:
+                                following_flags[target_group] = 1
+                                fresh = True
+                        if fresh:
+                            discovered[t, out] = target_group
+                            out += 1
+                        if u == goal:
+                            hit = True
+    return size, hit, out
+
+
+@njit(cache=True, nogil=True)
+def next_active(active, current_flags, following_flags, count, discovered, written):  # type: ignore[no-untyped-def]
+    """Close a level: unflag its groups and list the next level's groups in ``active``, in increasing order.
+
+    Returns the number of groups of the next level.
+    """
+    for j in range(count):
+        current_flags[active[j]] = 0
+    count = 0
+    for t in range(written.shape[0]):
+        for j in range(written[t]):
+            active[count] = discovered[t, j]
+            count += 1
+    groups = following_flags.shape[0]
+    if count * 16 > groups:
+        # dense: one ordered pass over the flags is cheaper than sorting
+        count = 0
+        for g in range(groups):
+            if following_flags[g]:
+                active[count] = g
+                count += 1
+    else:
+        active[:count] = np.sort(active[:count])
+    return count
+
+
+@njit(cache=True, nogil=True)
+def serial_levels(  # type: ignore[no-untyped-def]
+    shape, strides, periodic, open_bits, state, goal, current, following, current_flags, following_flags, active,
+    count, discovered, depth, expanded, limit,
+):  # fmt: skip
+    """Expand levels on this thread while they span fewer than ``limit`` groups.
+
+    Returns ``(status, count, depth, expanded, swapped)``: status 0 when the next level is wide (hand it to the
+    threads), 1 when ``goal`` was reached, 2 when the component is exhausted; ``swapped`` says that the roles
+    of ``current`` and ``following`` (and of their flags) are exchanged on return.
+    """
+    written = np.zeros(1, np.int64)
+    swapped = False
+    while count > 0:
+        if count >= limit:
+            return 0, count, depth, expanded, swapped
+        size, found, written[0] = expand_share(
+            shape, strides, periodic, open_bits, state, goal, 1 + (depth + 1) % 3, current, following,
+            following_flags, active, count, discovered, 0, 1,
+        )  # fmt: skip
+        expanded += size
+        depth += 1
+        if found:
+            return 1, count, depth, expanded, swapped
+        count = next_active(active, current_flags, following_flags, count, discovered, written)
+        current, following = following, current
+        current_flags, following_flags = following_flags, current_flags
+        swapped = not swapped
+    return 2, count, depth, expanded, swapped
+
+
+PARALLEL_GROUPS = 64
+"""A level spanning at least this many groups (up to 262,144 vertices) is split over threads."""
+
+
+def bfs_frugal(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_bits: np.ndarray,
+    state: np.ndarray,
+    start: int,
+    goal: int,
+    threads: int,
+) -> tuple[int, int]:
+    """Whole-level BFS from ``start`` keeping ``1 + depth mod 3`` in ``state``; returns ``(length, expanded)``.
+
+    Narrow levels run in one compiled loop; each wide level is split over ``threads`` Python threads running
+    the ``nogil`` kernel, which costs no spinning workers when the machine is busy.
+    """
+    state[start >> 2] |= np.uint8(1 << (2 * (start & 3)))
+    if start == goal:
+        return 0, 0
+    vertices = int(np.prod(shape))
+    words = (vertices + 63) >> 6
+    groups = (words + GROUP_WORDS - 1) // GROUP_WORDS
+    current = np.zeros(words, dtype=np.uint64)
+    following = np.zeros(words, dtype=np.uint64)
+    current_flags = np.zeros(groups, dtype=np.uint8)
+    following_flags = np.zeros(groups, dtype=np.uint8)
+    active = np.empty(groups, dtype=np.int64)
+    discovered = np.empty((max(1, threads), groups), dtype=np.int64)
+    current[start >> 6] = np.uint64(1 << (start & 63))
+    current_flags[start >> GROUP_SHIFT] = 1
+    active[0] = start >> GROUP_SHIFT
+    count, depth, expanded = 1, 0, 0
+    limit = PARALLEL_GROUPS if threads > 1 else groups + 1
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalytic-frugal") if threads > 1 else None
+    try:
+        while True:
+            status, count, depth, expanded, swapped = serial_levels(
+                shape, strides, periodic, open_bits, state, goal, current, following, current_flags,
+                following_flags, active, count, discovered, depth, expanded, limit,
+            )  # fmt: skip
+            if swapped:
+                current, following = following, current
+                current_flags, following_flags = following_flags, current_flags
+            if status == 1:
+                return depth, expanded
+            if status == 2 or pool is None:
+                return -1, expanded
+            level = (shape, strides, periodic, open_bits, state, goal, 1 + (depth + 1) % 3, current, following)
+            arrays = (following_flags, active, count, discovered)
+            futures = [pool.submit(expand_share, *level, *arrays, t, threads) for t in range(threads)]
+            shares = [future.result() for future in futures]
+            expanded += sum(int(share[0]) for share in shares)
+            depth += 1
+            if any(share[1] for share in shares):
+                return depth, expanded
+            written = np.array([share[2] for share in shares], dtype=np.int64)
+            count = next_active(active, current_flags, following_flags, count, discovered, written)
+            current, following = following, current
+            current_flags, following_flags = following_flags, current_flags
+    finally:
+        if pool is not None:
+            pool.shutdown()

@@ -7,7 +7,7 @@ use memory that already holds somebody else's data, provided it hands every bit 
 a tested contract for NumPy buffers (a caller's array, another lattice's mask, a ``np.memmap``)::
 
     with borrow(mask_a, weights_b) as scratch:
-        field = distance_field(lattice, source, scratch=scratch)
+        path = shortest_path(lattice, start, goal, scratch=scratch)
 
 Two honest ways to use a lent buffer are offered:
 
@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import lz4.block
 import numpy as np
@@ -769,7 +769,8 @@ class MemoryMeter:
     """Measure what a computation allocates: the tracemalloc peak plus explicitly tracked arrays.
 
     tracemalloc sees NumPy's allocations; arrays it cannot see (numba or CuPy allocations, memory maps,
-    lent scratch) are added with :meth:`track`. Track only those, or they count twice.
+    lent scratch) are added with :meth:`track`. Track only those, or they count twice. Meters nest; they
+    are meant for one thread at a time, as tracemalloc's peak is process-wide.
 
     Attributes
     ----------
@@ -788,20 +789,29 @@ class MemoryMeter:
     True
     """
 
+    _active: ClassVar[list[MemoryMeter]] = []
+
     def __init__(self) -> None:
         self.traced_peak = 0
         self.tracked = 0
         self.seconds = 0.0
         self._started_here = False
         self._base = 0
+        self._peak_seen = 0
         self._t0 = 0.0
 
     def __enter__(self) -> MemoryMeter:
         if not tracemalloc.is_tracing():
             tracemalloc.start()
             self._started_here = True
+        current, peak = tracemalloc.get_traced_memory()
+        # Resetting the peak would hide the enclosing meters' peak so far: hand it to them first.
+        for outer in MemoryMeter._active:
+            outer._peak_seen = max(outer._peak_seen, peak)
         tracemalloc.reset_peak()
-        self._base = tracemalloc.get_traced_memory()[0]
+        self._base = current
+        self._peak_seen = current
+        MemoryMeter._active.append(self)
         self._t0 = time.perf_counter()
         return self
 
@@ -809,7 +819,11 @@ class MemoryMeter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.seconds = time.perf_counter() - self._t0
-        self.traced_peak = max(0, tracemalloc.get_traced_memory()[1] - self._base)
+        peak = max(self._peak_seen, tracemalloc.get_traced_memory()[1])
+        self.traced_peak = max(0, peak - self._base)
+        MemoryMeter._active.remove(self)
+        for outer in MemoryMeter._active:
+            outer._peak_seen = max(outer._peak_seen, peak)
         if self._started_here:
             tracemalloc.stop()
 

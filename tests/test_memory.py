@@ -437,3 +437,15 @@ def test_memory_meter_counts_traced_and_tracked() -> None:
     assert meter.traced_peak >= 1 << 20
     assert meter.tracked == 1 << 16
     assert meter.to_dict()["measured_bytes"] == meter.traced_peak + (1 << 16)
+
+
+def test_nested_meters_keep_the_outer_peak() -> None:
+    with MemoryMeter() as outer:
+        big = np.ones(4 << 20, dtype=np.uint8)
+        del big
+        with MemoryMeter() as inner:
+            small = np.ones(1 << 20, dtype=np.uint8)
+            del small
+    assert inner.traced_peak >= 1 << 20
+    assert inner.traced_peak < 4 << 20
+    assert outer.traced_peak >= 4 << 20

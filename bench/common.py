@@ -30,8 +30,14 @@ def machine() -> dict[str, Any]:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem_gib = float("nan")
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
     return {
         "cpu": cpu,
+        # Other work on the machine slows every timing: the 1/5/15-minute load averages at write time say how much.
+        "load_average": load,
         "cores": os.cpu_count(),
         "memory_gib": round(mem_gib, 1),
         "python": platform.python_version(),
@@ -99,7 +105,7 @@ def write_results(suite: str, payload: dict[str, Any], markdown: str) -> tuple[P
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     header = (
         f"# bench: {suite}\n\nMachine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB, "
-        f"Python {facts['python']}; run {facts['date']}.\n\n"
+        f"Python {facts['python']}; run {facts['date']}; load average {facts['load_average']}.\n\n"
     )
     md_path.write_text(header + markdown.rstrip() + "\n", encoding="utf-8")
     return json_path, md_path

@@ -1,0 +1,243 @@
+"""``python -m bench giant``: a frugal corner-to-corner shortest path on a 5-D lattice of 992,436,543 vertices.
+
+The lattice is 63^5 with 20 % procedural random obstacles (seed 1). The run goes through the ``numba`` backend's
+primitives directly, as the algorithm layer would: ``Geometry.of(Lattice(...))``, then ``open_bits`` (the
+packed open mask, hashed in parallel), ``bfs_frugal`` (2 bits of state per vertex) and ``trace_path_frugal``
+(the canonical path rebuilt from the state). Start and goal are the lowest and the highest open vertex, which
+on 63^5 with seed 1 are the two corners.
+
+The measurement runs in a child process so that its peak resident set (``ru_maxrss``) counts nothing but the
+search and the interpreter. JIT compilation (or loading the on-disk cache) is warmed on a 16^5 lattice first
+and reported apart. Wall time is split into mask materialisation, search and path rebuild; CPU time and the
+load average are recorded beside it, because on a shared machine the wall time says as much about the
+neighbours as about the code. The path is checked: every step joins two open neighbours, and its length is
+the BFS length.
+
+Targets: peak RSS <= 1.5 GiB and mask + search + rebuild <= 60 s on a 2-core machine. Each is reported met or
+missed with the figures behind it.
+
+Options: ``--shape 20,20,20,20,20`` for a quick run (written to ``giant-<shape>`` instead of ``giant``),
+``--p``, ``--seed``, ``--threads`` (default: numba's thread count) and ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import markdown_table, write_results
+
+FULL_SHAPE = (63, 63, 63, 63, 63)
+RSS_TARGET_GIB = 1.5
+WALL_TARGET_S = 60.0
+WARM_SHAPE = (16, 16, 16, 16, 16)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m bench giant", description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default=",".join(map(str, FULL_SHAPE)), help="comma-separated axis lengths")
+    parser.add_argument("--p", type=float, default=0.2, help="random obstacle density")
+    parser.add_argument("--seed", type=int, default=1, help="random obstacle seed")
+    parser.add_argument("--threads", type=int, default=None, help="threads for the mask and the search")
+    parser.add_argument("--no-write", action="store_true", help="print the results only")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(list(argv))
+    args.shape = tuple(int(n) for n in args.shape.split(","))
+    return args
+
+
+def _rss_mib() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _check_path(path: Any, shape: tuple[int, ...], open_bits: Any, start: int, goal: int, length: int) -> str | None:
+    """None when ``path`` is a walk of ``length`` unit steps over open vertices from goal to start."""
+    import numpy as np
+
+    if len(path) != length + 1 or int(path[0]) != goal or int(path[-1]) != start:
+        return f"path has {len(path)} vertices from {int(path[0])} to {int(path[-1])}"
+    coords = np.stack(np.unravel_index(np.asarray(path), shape), axis=-1)
+    steps = np.abs(np.diff(coords, axis=0)).sum(axis=1)
+    if not (steps == 1).all():
+        return f"{int((steps != 1).sum())} steps are not unit steps"
+    bits = (open_bits[np.asarray(path) >> 3] >> (np.asarray(path) & 7).astype(np.uint8)) & 1
+    if not bits.all():
+        return f"{int((bits == 0).sum())} path vertices are blocked"
+    return None
+
+
+def _endpoints(open_bits: Any, vertices: int) -> tuple[int, int]:
+    import numpy as np
+
+    nonzero = np.flatnonzero(open_bits)
+    if nonzero.size == 0:
+        raise SystemExit("the lattice has no open vertex")
+    first_byte, last_byte = int(nonzero[0]), int(nonzero[-1])
+    low = first_byte * 8 + int(
+        np.flatnonzero(np.unpackbits(open_bits[first_byte : first_byte + 1], bitorder="little"))[0]
+    )
+    high_bits = np.flatnonzero(np.unpackbits(open_bits[last_byte : last_byte + 1], bitorder="little"))
+    high = last_byte * 8 + int(high_bits[-1])
+    return low, min(high, vertices - 1)
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the measurement in this process and return its figures."""
+    began = time.perf_counter()
+    import numba
+    import numpy as np
+
+    from catalytic.kernels.backend import Geometry
+    from catalytic.kernels.numba_backend import NumbaBackend
+    from catalytic.lattice import Lattice
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    backend = NumbaBackend()
+    obstacles = [{"kind": "random", "p": args.p, "seed": args.seed}]
+    imported = time.perf_counter()
+
+    # Warm every kernel on a lattice wide enough for the threaded search path.
+    warm = Geometry.of(Lattice(WARM_SHAPE, obstacles=obstacles))
+    warm_bits = backend.open_bits(warm)
+    warm_start, warm_goal = _endpoints(warm_bits, warm.vertices)
+    warm_state = np.zeros((warm.vertices + 3) // 4, dtype=np.uint8)
+    warm_length, _ = backend.bfs_frugal(warm, warm_bits, warm_start, warm_goal, warm_state)
+    if warm_length >= 0:
+        backend.trace_path_frugal(warm, warm_bits, warm_state, warm_start, warm_goal, warm_length)
+    del warm_bits, warm_state
+    warmed = time.perf_counter()
+    rss_after_warm = _rss_mib()
+
+    geom = Geometry.of(Lattice(args.shape, obstacles=obstacles))
+    load_before = os.getloadavg()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    open_bits = backend.open_bits(geom)
+    cpu1, t1 = time.process_time(), time.perf_counter()
+    start, goal = _endpoints(open_bits, geom.vertices)
+    state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
+    cpu2, t2 = time.process_time(), time.perf_counter()
+    length, expanded = backend.bfs_frugal(geom, open_bits, start, goal, state)
+    cpu3, t3 = time.process_time(), time.perf_counter()
+    path = backend.trace_path_frugal(geom, open_bits, state, start, goal, length) if length >= 0 else None
+    cpu4, t4 = time.process_time(), time.perf_counter()
+    load_after = os.getloadavg()
+    problem = None if path is None else _check_path(path, args.shape, open_bits, start, goal, length)
+    return {
+        "shape": list(args.shape),
+        "vertices": geom.vertices,
+        "p": args.p,
+        "seed": args.seed,
+        "threads": numba.get_num_threads(),
+        "start": int(start),
+        "goal": int(goal),
+        "start_coords": [int(c) for c in np.unravel_index(start, args.shape)],
+        "goal_coords": [int(c) for c in np.unravel_index(goal, args.shape)],
+        "length": int(length),
+        "expanded": int(expanded),
+        "path_vertices": 0 if path is None else len(path),
+        "path_check": problem or "ok",
+        "import_s": imported - began,
+        "jit_warm_s": warmed - imported,
+        "mask_s": t1 - t0,
+        "search_s": t3 - t2,
+        "trace_s": t4 - t3,
+        "total_s": (t1 - t0) + (t3 - t2) + (t4 - t3),
+        "mask_cpu_s": cpu1 - cpu0,
+        "search_cpu_s": cpu3 - cpu2,
+        "trace_cpu_s": cpu4 - cpu3,
+        "search_ns_per_expanded": (t3 - t2) / max(expanded, 1) * 1e9,
+        "open_bits_bytes": int(open_bits.nbytes),
+        "state_bytes": int(state.nbytes),
+        "frontier_bitmap_bytes": 2 * 8 * ((geom.vertices + 63) // 64),
+        "rss_after_warm_mib": rss_after_warm,
+        "peak_rss_mib": _rss_mib(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+    }
+
+
+def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target, met or missed, with the measured figures behind it."""
+    rss_gib = result["peak_rss_mib"] / 1024.0
+    cpu = result["mask_cpu_s"] + result["search_cpu_s"] + result["trace_cpu_s"]
+    cores = os.cpu_count() or 1
+    rss_cause = (
+        f"peak RSS {rss_gib:.2f} GiB: open bits {result['open_bits_bytes'] / 2**20:.0f} MiB, state "
+        f"{result['state_bytes'] / 2**20:.0f} MiB, frontier bitmaps {result['frontier_bitmap_bytes'] / 2**20:.0f} MiB, "
+        f"interpreter and JIT {result['rss_after_warm_mib']:.0f} MiB"
+    )
+    wall_cause = (
+        f"{result['total_s']:.1f} s wall (mask {result['mask_s']:.1f}, search {result['search_s']:.1f}, rebuild "
+        f"{result['trace_s']:.2f}) for {cpu:.1f} s of CPU on {result['threads']} threads; load average "
+        f"{result['load_average_before'][0]} before and {result['load_average_after'][0]} after on {cores} cores"
+    )
+    return [
+        {"target": f"peak RSS <= {RSS_TARGET_GIB} GiB", "met": rss_gib <= RSS_TARGET_GIB, "measured": rss_cause},
+        {"target": f"mask + search + rebuild <= {WALL_TARGET_S:.0f} s", "met": result["total_s"] <= WALL_TARGET_S,
+         "measured": wall_cause},
+        {"target": "path is a valid shortest-path walk", "met": result["path_check"] == "ok",
+         "measured": f"{result['path_vertices']} vertices, length {result['length']}: {result['path_check']}"},
+    ]  # fmt: skip
+
+
+def report(result: dict[str, Any]) -> str:
+    """The Markdown body of the result file."""
+    rows = [
+        ["lattice", "x".join(map(str, result["shape"])) + f", {result['vertices']:,} vertices"],
+        ["obstacles", f"random p = {result['p']}, seed {result['seed']}"],
+        ["start -> goal", f"{result['start_coords']} -> {result['goal_coords']}"],
+        ["path length", result["length"]],
+        ["expanded", f"{result['expanded']:,}"],
+        ["threads", result["threads"]],
+        ["JIT warm-up (16^5, separate)", f"{result['jit_warm_s']:.2f} s"],
+        ["mask (open_bits)", f"{result['mask_s']:.2f} s wall, {result['mask_cpu_s']:.2f} s CPU"],
+        ["search (bfs_frugal)", f"{result['search_s']:.2f} s wall, {result['search_cpu_s']:.2f} s CPU"],
+        ["path rebuild", f"{result['trace_s']:.3f} s wall"],
+        ["search per expanded vertex", f"{result['search_ns_per_expanded']:.1f} ns wall"],
+        ["peak RSS", f"{result['peak_rss_mib']:.0f} MiB ({result['rss_after_warm_mib']:.0f} MiB after warm-up)"],
+        ["load average (1 min)", f"{result['load_average_before'][0]} before, {result['load_average_after'][0]} after"],
+    ]
+    lines = [markdown_table(["quantity", "value"], rows), "", "## Targets", ""]
+    lines.append(
+        markdown_table(
+            ["target", "verdict", "measured"],
+            [[v["target"], "met" if v["met"] else "missed", v["measured"]] for v in result["verdicts"]],
+        )
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the suite; returns the process exit status."""
+    args = parse(argv)
+    if args.child:
+        print(json.dumps(child(args)))
+        return 0
+    command = [sys.executable, "-m", "bench", "giant", "--child", "--shape", ",".join(map(str, args.shape))]
+    command += ["--p", str(args.p), "--seed", str(args.seed)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        return done.returncode
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["verdicts"] = verdicts(result)
+    markdown = report(result)
+    print(markdown)
+    if not args.no_write:
+        name = "giant" if args.shape == FULL_SHAPE else "giant-" + "x".join(map(str, args.shape))
+        write_results(name, {"result": result}, markdown)
+    return 0 if all(v["met"] for v in result["verdicts"]) else 1

@@ -1,0 +1,315 @@
+"""``python -m bench load``: HTTP load on the service (2 uvicorn workers, embedded defaults) driven by wrk.
+
+Cases, each against a fresh ``catalytic serve --workers 2`` on SQLite, beside a bare Starlette JSON endpoint
+served the same way in the same run:
+
+* ``bare``: GET of a constant JSON object from a plain Starlette app (the ceiling of the HTTP stack).
+* ``cached_path``: the same path query on a stored 5-D 10^5 lattice again and again (answered from L1).
+* ``uncached_path``: a different start/goal pair on every request (distinct pairs of open vertices).
+* ``create_delete``: create a small lattice, delete it, repeat (database writes).
+
+wrk runs with 2 threads and 100 connections; a Lua ``done`` hook reports requests, errors and latency
+percentiles. Targets (2 cores, 2 workers, 100 connections): cached path >= 10,000 req/s and >= 50 % of bare
+with p95 < 50 ms; uncached 5-D path p95 < 25 ms; no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.common import markdown_table, write_results
+
+SHAPE = [10, 10, 10, 10, 10]
+OBSTACLES = [{"kind": "random", "p": 0.2, "seed": 1}]
+CONNECTIONS = 100
+THREADS = 2
+OPEN_SAMPLE = 1500
+
+_DONE_HOOK = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "errors": {"connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d}, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def bare_app() -> Any:
+    """A plain Starlette app with one JSON endpoint: the baseline the service is compared with."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[Route("/json", ok)])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True, timeout=600)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed (Debian package 'wrk'); the load suite needs it")
+    return found
+
+
+class Server:
+    """A server subprocess on a loopback port, stopped by its process id."""
+
+    def __init__(self, command: list[str], env: dict[str, str], port: int, probe: str, log: Path) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self._log = open(log, "wb")  # noqa: SIM115 - the child's output for the server's lifetime
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server exited: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(self.base + probe, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise SystemExit(f"server on {port} never became ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _wrk(wrk: str, url: str, script: str, seconds: int, connections: int, workdir: Path, name: str) -> dict[str, Any]:
+    path = workdir / f"{name}.lua"
+    path.write_text(script + _DONE_HOOK, encoding="utf-8")
+    command = [
+        wrk,
+        "-t",
+        str(THREADS),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(path),
+        url,
+    ]
+    run = subprocess.run(command, check=True, capture_output=True, text=True, timeout=seconds + 120)
+    lines = [text for text in run.stdout.splitlines() if text.startswith("WRKJSON ")]
+    if not lines:
+        raise SystemExit(f"wrk gave no summary for {name}:\n{run.stdout}\n{run.stderr}")
+    line = lines[0]
+    stats = json.loads(line[len("WRKJSON ") :])
+    seconds_run = stats["duration_us"] / 1e6
+    errors = sum(stats["errors"].values())
+    return {
+        "case": name,
+        "connections": connections,
+        "duration_s": round(seconds_run, 2),
+        "requests": stats["requests"],
+        "req_per_s": round(stats["requests"] / seconds_run, 1),
+        "p50_ms": stats["p50_us"] / 1e3,
+        "p95_ms": stats["p95_us"] / 1e3,
+        "p99_ms": stats["p99_us"] / 1e3,
+        "max_ms": stats["max_us"] / 1e3,
+        "errors": errors,
+        "error_detail": stats["errors"],
+    }
+
+
+def _post(body: dict[str, Any]) -> str:
+    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+    return f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{payload}"\n'
+
+
+def _uncached_script(lattice_id: str, coords: list[list[int]]) -> str:
+    table = ",".join("{" + ",".join(str(c) for c in point) + "}" for point in coords)
+    return f"""
+local points = {{{table}}}
+local n = #points
+local counter = 0
+local threads_seen = 0
+-- setup runs in the main Lua state; thread:set defines the global thread_id in each thread's own state
+setup = function(thread)
+  thread:set("thread_id", threads_seen)
+  threads_seen = threads_seen + 1
+end
+local function coords(p) return "[" .. table.concat(p, ",") .. "]" end
+request = function()
+  -- pair index k = counter * threads + thread_id: every request of every thread asks a new (start, goal) pair
+  local k = counter * {THREADS} + (thread_id or 0)
+  counter = counter + 1
+  local start = points[(k % n) + 1]
+  local goal = points[((math.floor(k / n) + k + 1) % n) + 1]
+  local body = '{{"lattice_id": "{lattice_id}", "start": ' .. coords(start) .. ', "goal": ' .. coords(goal) .. '}}'
+  return wrk.format("POST", "/api/lattice/path", {{["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+_CREATE_DELETE = """
+local pending = {}
+request = function()
+  local id = table.remove(pending)
+  if id then
+    return wrk.format("DELETE", "/api/lattice/" .. id)
+  end
+  return wrk.format("POST", "/api/lattice/create", {["Content-Type"] = "application/json"},
+    '{"shape": [8, 8, 8], "obstacles": [{"kind": "random", "p": 0.1, "seed": 3}]}')
+end
+response = function(status, headers, body)
+  if status == 201 then
+    local id = string.match(body, '"id":"([^"]+)"')
+    if id then table.insert(pending, id) end
+  end
+end
+"""
+
+
+def _open_points(count: int) -> list[list[int]]:
+    from catalytic import Lattice
+
+    lattice = Lattice(SHAPE, obstacles=OBSTACLES)
+    open_indices = np.flatnonzero(lattice.open_mask_flat())
+    chosen = np.random.default_rng(7).choice(open_indices, size=count, replace=False)
+    return lattice.coords_of(chosen).tolist()
+
+
+def _targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    cached, bare, uncached = rows["cached_path"], rows["bare"], rows["uncached_path"]
+    share = cached["req_per_s"] / bare["req_per_s"]
+    checks = [
+        ("cached path >= 10,000 req/s", cached["req_per_s"] >= 10_000, f"{cached['req_per_s']:.0f} req/s"),
+        ("cached path >= 50 % of bare", share >= 0.5, f"{100 * share:.1f} % of {bare['req_per_s']:.0f} req/s"),
+        ("cached path p95 < 50 ms", cached["p95_ms"] < 50, f"{cached['p95_ms']:.1f} ms"),
+        ("uncached 5-D path p95 < 25 ms", uncached["p95_ms"] < 25, f"{uncached['p95_ms']:.1f} ms"),
+        (
+            "0 errors",
+            all(r["errors"] == 0 for r in rows.values()),
+            ", ".join(f"{k}: {r['errors']}" for k, r in rows.items()),
+        ),
+    ]
+    return [{"target": t, "met": met, "measured": m} for t, met, m in checks]
+
+
+def main(argv: list[str]) -> int:
+    """Run the load suite and write bench/results/load.{json,md}."""
+    parser = argparse.ArgumentParser(prog="python -m bench load")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each measured wrk run")
+    args = parser.parse_args(argv)
+    wrk = _ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="catalytic-load-"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CATALYTIC_", "PROMETHEUS_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env |= {
+        "CATALYTIC_SQLITE_PATH": str(workdir / "catalytic.db"),
+        "LOG_LEVEL": "WARNING",
+        "METRICS_PORT": str(_free_port()),
+    }
+    rows: dict[str, dict[str, Any]] = {}
+    bare_port = _free_port()
+    bare = Server(
+        [sys.executable, "-m", "uvicorn", "bench.suite_load:bare_app", "--factory", "--workers", "2",
+         "--port", str(bare_port), "--log-level", "warning", "--no-access-log"],
+        env, bare_port, "/json", workdir / "bare.log",
+    )  # fmt: skip
+    try:
+        _wrk(wrk, f"{bare.base}/json", "", 2, CONNECTIONS, workdir, "warmup")
+        rows["bare"] = _wrk(wrk, f"{bare.base}/json", "", args.seconds, CONNECTIONS, workdir, "bare")
+    finally:
+        bare.stop()
+    port = _free_port()
+    service = Server(
+        [sys.executable, "-m", "catalytic.cli", "serve", "--workers", "2", "--port", str(port)],
+        env, port, "/ready", workdir / "service.log",
+    )  # fmt: skip
+    try:
+        created = httpx.post(
+            f"{service.base}/api/lattice/create", json={"shape": SHAPE, "obstacles": OBSTACLES}, timeout=60
+        )
+        created.raise_for_status()
+        lattice_id = created.json()["id"]
+        points = _open_points(OPEN_SAMPLE)
+        path = {"lattice_id": lattice_id, "start": points[0], "goal": points[1]}
+        for _ in range(4):  # both workers: compute once, then hold the answer in L1
+            assert httpx.post(f"{service.base}/api/lattice/path", json=path, timeout=60).status_code == 200
+        url = f"{service.base}/api/lattice/path"
+        _wrk(wrk, url, _post(path), 2, CONNECTIONS, workdir, "warmup")
+        rows["cached_path"] = _wrk(wrk, url, _post(path), args.seconds, CONNECTIONS, workdir, "cached_path")
+        script = _uncached_script(lattice_id, points)
+        rows["uncached_path"] = _wrk(wrk, url, script, args.seconds, CONNECTIONS, workdir, "uncached_path")
+        rows["uncached_path_2conn"] = _wrk(wrk, url, script.replace("local counter = 0", "local counter = 1000000"),
+                                           args.seconds, 2, workdir, "uncached_path_2conn")  # fmt: skip
+        rows["create_delete"] = _wrk(
+            wrk, f"{service.base}/", _CREATE_DELETE, args.seconds, CONNECTIONS, workdir, "create_delete"
+        )
+    finally:
+        service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    targets = _targets(rows)
+    header = ["case", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "requests", "errors"]
+    columns = ("case", "connections", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "errors")
+    table = [[r[c] for c in columns] for r in rows.values()]
+    verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"]] for t in targets]
+    payload = {
+        "setup": {
+            "tool": "wrk 4.1 (2 threads, Lua done hook for percentiles)",
+            "server": "catalytic serve --workers 2 (uvicorn, uvloop, httptools), SQLite, no Redis, LOG_LEVEL=WARNING",
+            "lattice": {"shape": SHAPE, "obstacles": OBSTACLES},
+            "seconds_per_case": args.seconds,
+            "cores": os.cpu_count(),
+            "load_average_before": os.getloadavg(),
+        },
+        "rows": list(rows.values()),
+        "targets": targets,
+    }
+    markdown = (
+        "Load generator and servers share the machine's cores. Each measured run follows a 2 s warm-up.\n\n"
+        + markdown_table(header, table)
+        + "\n\n"
+        + markdown_table(["target", "verdict", "measured"], verdicts)
+        + "\n"
+    )
+    write_results("load", payload, markdown)
+    print(markdown)
+    return 0

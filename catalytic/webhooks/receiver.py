@@ -78,6 +78,7 @@ class LocalReceiver:
         self.host = host
         self.port = port
         self.requests: list[ReceivedRequest] = []
+        self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -124,6 +125,7 @@ class LocalReceiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.connections += 1
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -137,9 +139,9 @@ class LocalReceiver:
                 reply = self.respond(request)
                 if inspect.isawaitable(reply):
                     reply = await reply
-                closing = request.headers.get("connection", "").lower() == "close"
+                closing = "close" in (request.headers.get("connection", "").lower(), reply.headers.get("connection"))
                 head = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}"]
-                head += [f"{k}: {v}" for k, v in reply.headers.items()]
+                head += [f"{k}: {v}" for k, v in reply.headers.items() if k != "connection"]
                 head += [
                     f"content-length: {len(reply.body)}",
                     "connection: close" if closing else "connection: keep-alive",

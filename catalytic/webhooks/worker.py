@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from catalytic.webhooks.safety import (
 )
 from catalytic.webhooks.signing import signed_headers
 from catalytic.webhooks.store import active_secrets, disable_endpoint, new_id, placeholders
+from catalytic.webhooks.transport import DeliveryTransport
 
 __all__ = ["AttemptResult", "Worker", "run_worker"]
 
@@ -167,7 +167,7 @@ class Worker:
     clock : callable, optional
         Current time in epoch seconds (``time.time`` by default); tests pass a fake one.
     transport : httpx.AsyncBaseTransport, optional
-        The HTTP transport; tests inject one. Redirects are never followed either way.
+        The HTTP transport (:class:`DeliveryTransport` by default); tests inject one. Redirects are never followed.
     resolver : async callable, optional
         ``(host, port) -> addresses``, checked again right before each connection.
     rng : random.Random, optional
@@ -205,8 +205,7 @@ class Worker:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._networks = self.config.networks()
-        self._clients: dict[tuple[str, str, int], httpx.AsyncClient] = {}
-        self._ssl_context: ssl.SSLContext | None = None
+        self._http: httpx.AsyncClient | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._next_maintenance = 0.0
@@ -265,30 +264,18 @@ class Worker:
 
     # ------------------------------------------------------------------ one attempt
 
-    def _client(self, scheme: str, host: str, port: int) -> httpx.AsyncClient:
-        # One pool per host name: the sender connects to a checked IP address, and an HTTPS connection verified
-        # for one name must never carry a request for another name that happens to share the address.
-        key = ("", "", 0) if self._transport is not None else (scheme, host, port)
-        client = self._clients.get(key)
-        if client is None:
-            if self._ssl_context is None:
-                # Loading the CA bundle takes a noticeable fraction of a second: do it once, not once per host.
-                self._ssl_context = httpx.create_ssl_context()
-            transport = self._transport or httpx.AsyncHTTPTransport(
-                verify=self._ssl_context,
-                retries=0,
-                limits=httpx.Limits(
-                    max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
-                ),
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            transport = self._transport or DeliveryTransport(
+                connect_timeout=self.config.connect_timeout, max_idle=self.config.concurrency
             )
-            client = httpx.AsyncClient(
+            self._http = httpx.AsyncClient(
                 transport=transport,
                 timeout=httpx.Timeout(self.config.total_timeout, connect=self.config.connect_timeout),
                 follow_redirects=False,
                 trust_env=False,
             )
-            self._clients[key] = client
-        return client
+        return self._http
 
     def _retry_at(self, claim: _Claim, now: float, retry_after: float | None) -> float | None:
         schedule = self.config.retry_schedule
@@ -339,9 +326,7 @@ class Worker:
         target = original.copy_with(host=str(addresses[0]))
         try:
             async with asyncio.timeout(self.config.total_timeout):
-                request = self._client(scheme, host, port).stream(
-                    "POST", target, content=body, headers=headers, extensions=extensions
-                )
+                request = self._client().stream("POST", target, content=body, headers=headers, extensions=extensions)
                 async with request as response:
                     excerpt = await _read_excerpt(response)
         except (TimeoutError, httpx.TimeoutException):
@@ -469,9 +454,9 @@ class Worker:
                 await self._idle(self.config.poll_interval)
 
     async def aclose(self) -> None:
-        """Close the HTTP clients (the database belongs to the caller)."""
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
+        """Close the HTTP client and its connections (the database belongs to the caller)."""
+        client, self._http = self._http, None
+        if client is not None:
             await client.aclose()
 
 

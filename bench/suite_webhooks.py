@@ -1,0 +1,224 @@
+"""``python -m bench webhooks``: one worker's delivery rate to a local receiver, and event-to-delivery latency.
+
+The receiver runs in a separate process on 127.0.0.1 (so it does not share the worker's interpreter) and answers
+204 to everything. Throughput: ``--events`` events are queued first, then one worker drains them; the rate is
+deliveries per second of wall time, including the database writes of every attempt. Latency: events are emitted
+at ``--rate`` per second while the worker runs on its own poll interval (no wake-up from the emitter, as with a
+separate ``catalytic worker``); latency is the receiver's clock at arrival minus the event's creation time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import markdown_table, percentile, write_results
+from catalytic.storage import Database, is_postgres_url, migrate, open_database
+from catalytic.webhooks.config import WebhookConfig
+from catalytic.webhooks.store import create_endpoint, emit
+from catalytic.webhooks.worker import Worker
+
+TARGET_RATE = 500.0
+TARGET_P95_S = 1.0
+
+
+def serve(port_file: str, log_file: str) -> int:
+    """Receiver process: listen on a free loopback port, log ``webhook-id arrival`` per request until SIGTERM."""
+    from catalytic.webhooks.receiver import LocalReceiver, ReceivedRequest, Reply
+
+    arrivals: list[tuple[str, float]] = []
+
+    def respond(request: ReceivedRequest) -> Reply:
+        arrivals.append((request.headers.get("webhook-id", ""), request.received_at))
+        return Reply(204)
+
+    async def run() -> None:
+        receiver = LocalReceiver(respond)
+        await receiver.start()
+        Path(port_file).write_text(str(receiver.port), encoding="utf-8")
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await receiver.close()
+
+    asyncio.run(run())
+    Path(log_file).write_text(json.dumps(arrivals), encoding="utf-8")
+    return 0
+
+
+class Receiver:
+    """The receiver subprocess."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port_file = workdir / "port"
+        self.log_file = workdir / "arrivals.json"
+        code = "import sys; from bench.suite_webhooks import serve; sys.exit(serve(sys.argv[1], sys.argv[2]))"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(self.port_file), str(self.log_file)], cwd=Path(__file__).parents[1]
+        )
+        deadline = time.monotonic() + 60
+        while not self.port_file.exists() or not self.port_file.read_text(encoding="utf-8"):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("the receiver process did not start")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port_file.read_text(encoding='utf-8')}/hook"
+
+    def stop(self) -> list[tuple[str, float]]:
+        """Stop the process and return its arrivals."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        return [(str(i), float(t)) for i, t in json.loads(self.log_file.read_text(encoding="utf-8"))]
+
+
+async def _fresh_database(url: str | None, sqlite_path: str) -> Database:
+    await asyncio.to_thread(migrate, url, sqlite_path=sqlite_path)
+    db = await open_database(url, sqlite_path=sqlite_path)
+    async with db.transaction() as conn:
+        for table in ("delivery_attempts", "deliveries", "events", "webhook_endpoints"):
+            await conn.execute(f"DELETE FROM {table}")
+    return db
+
+
+async def _throughput(db: Database, config: WebhookConfig, url: str, events: int) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        await create_endpoint(conn, url, [], "bench", now=time.time())
+        for index in range(events):
+            await emit(conn, "job.succeeded", {"job_id": f"job-{index}", "status": "succeeded"})
+    worker = Worker(db, config)
+    try:
+        started = time.perf_counter()
+        done = 0
+        while done < events:
+            sent = await worker.run_once()
+            if sent == 0:
+                break
+            done += sent
+        elapsed = time.perf_counter() - started
+    finally:
+        await worker.aclose()
+    succeeded = await db.fetchval("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
+    return {"events": events, "succeeded": int(succeeded), "seconds": elapsed, "deliveries_per_s": done / elapsed}
+
+
+async def _latency(db: Database, config: WebhookConfig, rate: float, duration: float) -> dict[str, Any]:
+    worker = Worker(db, config)
+    task = asyncio.create_task(worker.run_forever())
+    created: dict[str, float] = {}
+    try:
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        for _ in range(int(rate * duration)):
+            async with db.transaction() as conn:
+                moment = time.time()
+                created[await emit(conn, "job.succeeded", {"job_id": "latency"}, now=moment)] = moment
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pending = await db.fetchval("SELECT count(*) FROM deliveries WHERE status <> 'succeeded'")
+            if pending == 0:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+        await task
+        await worker.aclose()
+    return {"created": created}
+
+
+async def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    receiver = Receiver(workdir)
+    config = WebhookConfig(
+        database_url=args.database_url,
+        allow_cidrs="127.0.0.1/32",
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+    )
+    sqlite_path = str(workdir / "bench.db")
+    try:
+        db = await _fresh_database(args.database_url, sqlite_path)
+        try:
+            throughput = await _throughput(db, config, receiver.url, args.events)
+        finally:
+            await db.close()
+        db = await _fresh_database(args.database_url, sqlite_path)
+        try:
+            async with db.transaction() as conn:
+                await create_endpoint(conn, receiver.url, [], "bench", now=time.time())
+            latency = await _latency(db, config, args.rate, args.duration)
+        finally:
+            await db.close()
+    finally:
+        arrivals = receiver.stop()
+    created = latency["created"]
+    first_arrival: dict[str, float] = {}
+    for event_id, at in arrivals:
+        if event_id in created and event_id not in first_arrival:
+            first_arrival[event_id] = at
+    samples = [first_arrival[e] - created[e] for e in created if e in first_arrival]
+    return {
+        "throughput": throughput,
+        "latency": {
+            "events": len(created),
+            "delivered": len(samples),
+            "rate_per_s": args.rate,
+            "poll_interval_s": config.poll_interval,
+            "p50_s": percentile(samples, 50),
+            "p95_s": percentile(samples, 95),
+            "max_s": max(samples) if samples else float("nan"),
+        },
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the suite and write ``bench/results/webhooks.{json,md}``."""
+    parser = argparse.ArgumentParser(prog="python -m bench webhooks", description=__doc__)
+    parser.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL"), help="PostgreSQL URL; SQLite if unset"
+    )
+    parser.add_argument("--events", type=int, default=3000, help="events queued for the throughput run")
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second in the latency run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of emitting in the latency run")
+    parser.add_argument("--batch-size", type=int, default=WebhookConfig.model_fields["batch_size"].default)
+    parser.add_argument("--concurrency", type=int, default=WebhookConfig.model_fields["concurrency"].default)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
+        results = asyncio.run(_run(args, Path(tmp)))
+    backend = "PostgreSQL" if is_postgres_url(args.database_url) else "SQLite (embedded)"
+    throughput, latency = results["throughput"], results["latency"]
+    load = os.getloadavg()
+    payload = {
+        "database": backend,
+        "targets": {"deliveries_per_s": TARGET_RATE, "p95_s": TARGET_P95_S},
+        "load_average_1m_at_end": load[0],
+        "batch_size": args.batch_size,
+        "concurrency": args.concurrency,
+        **results,
+    }
+    rows = [
+        ["deliveries/s (one worker)", throughput["deliveries_per_s"], f">= {TARGET_RATE:g}",
+         "met" if throughput["deliveries_per_s"] >= TARGET_RATE else "missed"],
+        ["event-to-delivery p50 (s)", latency["p50_s"], "", ""],
+        ["event-to-delivery p95 (s)", latency["p95_s"], f"< {TARGET_P95_S:g}",
+         "met" if latency["p95_s"] < TARGET_P95_S else "missed"],
+        ["event-to-delivery max (s)", latency["max_s"], "", ""],
+    ]  # fmt: skip
+    markdown = (
+        f"Database: {backend}; receiver: a separate process on 127.0.0.1 answering 204; batch {args.batch_size}, "
+        f"concurrency {args.concurrency}; {throughput['events']} queued events for the rate, "
+        f"{latency['events']} events at {latency['rate_per_s']:g}/s for the latency (worker polling every "
+        f"{latency['poll_interval_s']:g} s). 1-minute load average at the end: {load[0]:.1f}.\n\n"
+        + markdown_table(["measure", "value", "target", ""], rows)
+    )
+    _, md_path = write_results("webhooks", payload, markdown)
+    print(md_path.read_text(encoding="utf-8"))
+    return 0

@@ -36,6 +36,7 @@ How each primitive runs
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import sys
 import weakref
@@ -48,9 +49,15 @@ from catalytic.kernels.backend import Backend, Geometry, get_backend, register_b
 
 __all__ = ["CupyBackend", "is_cupy_array"]
 
+log = logging.getLogger("catalytic.kernels.cupy")
+
 _INT32_LIMIT = 2**31 - 1
 _MIN_DEVICE_GRID = 128
 _CONTROL_LEVEL, _CONTROL_DONE, _CONTROL_EXPANDED, _CONTROL_DISCOVERED, _CONTROL_HIT = range(5)
+
+
+class _NoCooperativeLaunch(Exception):
+    """The fused level kernel cannot be built here; the caller runs the same level one launch at a time."""
 
 
 def is_cupy_array(array: Any) -> bool:
@@ -238,7 +245,19 @@ class CupyBackend(Backend):
         argtypes = tuple(kernel.typeof_pyval(a) for a in args)
         key = (id(kernel), argtypes)
         if key not in self._cooperative:
-            self._cooperative[key] = int(kernel.compile(argtypes).max_cooperative_grid_blocks(self.block))
+            try:
+                compiled = kernel.compile(argtypes)
+            except Exception as exc:
+                # A grid-wide barrier needs the CUDA device runtime library at link time; without it the
+                # searches still run, one launch per level. Anything else is a real error.
+                if not type(exc).__module__.startswith("numba"):
+                    raise
+                log.warning(
+                    "cooperative launch unavailable (%s: %s); BFS runs one launch per level", type(exc).__name__, exc
+                )
+                self.fused = False
+                raise _NoCooperativeLaunch from exc
+            self._cooperative[key] = int(compiled.max_cooperative_grid_blocks(self.block))
         kernel[max(1, min(self._cooperative[key], self._grid(items))), self.block](*args)
 
     def _device(self, geom: Geometry) -> _DeviceGeometry:
@@ -300,7 +319,10 @@ class CupyBackend(Backend):
         discovered = 0
         while True:
             if self.fused:
-                fused_call(level)
+                try:
+                    fused_call(level)
+                except _NoCooperativeLaunch:
+                    continue  # nothing ran; the same level again, one launch at a time
                 state = self.to_host(control)
                 level = int(state[_CONTROL_LEVEL])
                 if state[_CONTROL_DONE]:

@@ -235,3 +235,53 @@ def test_public_analyze(simulated_registry: None) -> None:
     reference = analyze(lattice, backend="numpy")
     reference.pop("backend")
     assert report == reference
+
+
+class _LinkerError(Exception):
+    """Stands in for numba-cuda's error when the CUDA device runtime library cannot be linked."""
+
+
+_LinkerError.__module__ = "numba.cuda.cudadrv.driver"
+
+
+class _UnlinkableKernel:
+    """A kernel whose cooperative build fails the way a missing device runtime library makes it fail."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def typeof_pyval(self, value: Any) -> Any:
+        return type(value)
+
+    def compile(self, argtypes: tuple[Any, ...]) -> Any:
+        raise self.error
+
+
+def test_without_cooperative_launch_searches_run_level_by_level(caplog: pytest.LogCaptureFixture) -> None:
+    from catalytic.kernels import cupy_backend
+
+    gpu = _device_backend({})
+    gpu.simulated = False  # take the device path of the launcher
+    with pytest.raises(RuntimeError, match="bad argument"):
+        gpu._launch_cooperative(_UnlinkableKernel(RuntimeError("bad argument")), 10)
+    assert gpu.fused
+    with caplog.at_level("WARNING", logger="catalytic.kernels.cupy"), pytest.raises(cupy_backend._NoCooperativeLaunch):
+        gpu._launch_cooperative(_UnlinkableKernel(_LinkerError("libcudadevrt.a not found")), 10)
+    assert not gpu.fused
+    assert "libcudadevrt.a not found" in caplog.text
+
+    class FallingBack(cupy_backend.CupyBackend):
+        def _launch_cooperative(self, kernel: Any, items: int, *args: Any) -> None:
+            self.fused = False
+            raise cupy_backend._NoCooperativeLaunch
+
+    lattice = LATTICES["3d-mixed"]()
+    ref, geom = NumpyBackend(), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    fallback = FallingBack(xp=np, host_backend="numpy")
+    want = ref.full(geom.vertices, -1, np.int32)
+    want_expanded = ref.bfs(geom, ref.open_mask(geom), np.asarray([start]), goal, want)
+    got = fallback.full(geom.vertices, -1, np.int32)
+    assert fallback.bfs(geom, fallback.open_mask(geom), np.asarray([start]), goal, got) == want_expanded
+    np.testing.assert_array_equal(got, want)
+    assert not fallback.fused

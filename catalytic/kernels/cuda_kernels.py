@@ -37,6 +37,7 @@ from numba import cuda
 __all__ = [
     "bfs_level",
     "bfs_levels",
+    "bidirectional_levels",
     "degree_histogram",
     "frugal_level",
     "frugal_levels",
@@ -367,6 +368,58 @@ def bfs_levels(shape, strides, periodic, rings, visited, dist, flags, control, l
         control[0] = level
         control[1] = done
         control[4] = flags[1, level % 3]
+
+
+@cuda.jit
+def bidirectional_levels(
+    shape, strides, periodic, rings, visited, dist_start, dist_goal, flags, counts, control, max_levels
+):
+    """Up to ``max_levels`` rounds of bidirectional BFS in one cooperative launch.
+
+    Side 0 searches from the start, side 1 from the goal; ``rings``, ``visited`` and ``flags`` stack the two
+    sides, and ``counts[side, level % 3]`` is the size of a side's frontier at that level. Each round expands
+    the side with the smaller frontier (the start side on a tie). A round's counts are read after the barrier
+    and the next round only clears or writes other ring slots, so every thread takes the same decisions.
+    ``control``: ``[start level, goal level, done, expanded, last side]``.
+    """
+    grid = cuda.cg.this_grid()
+    tid = cuda.grid(1)
+    level_start = control[0]
+    level_goal = control[1]
+    expanded = 0
+    done = 0
+    side = 0
+    for _ in range(max_levels):
+        side = 0 if counts[0, level_start % 3] <= counts[1, level_goal % 3] else 1
+        level = level_start if side == 0 else level_goal
+        if tid == 0:
+            counts[side, (level + 2) % 3] = 0
+        if side == 0:
+            e, d = _expand_level(
+                shape, strides, periodic, rings[0], visited[0], dist_start, flags[0], level, -1, dist_goal, 1
+            )
+        else:
+            e, d = _expand_level(
+                shape, strides, periodic, rings[1], visited[1], dist_goal, flags[1], level, -1, dist_start, 1
+            )
+        expanded += e
+        if d > 0:
+            cuda.atomic.add(counts, (side, (level + 1) % 3), d)
+        grid.sync()
+        level += 1
+        if side == 0:
+            level_start = level
+        else:
+            level_goal = level
+        if flags[side, 1, level % 3] != 0 or counts[side, level % 3] == 0:
+            done = 1
+            break
+    cuda.atomic.add(control, 3, expanded)
+    if tid == 0:
+        control[0] = level_start
+        control[1] = level_goal
+        control[2] = done
+        control[4] = side
 
 
 # --- frugal BFS (2 bits per vertex) ----------------------------------------------------------------------

@@ -19,8 +19,10 @@ How each primitive runs
   ``1 + depth mod 3`` into the caller's 2-bit state with atomic ORs on 32-bit words, but its frontier is a bit
   ring too (depths three apart share a state), so on the device it holds 3 more bits per vertex than on the
   host, plus a padded copy of the state when its byte length is not a multiple of 4.
-* ``bidirectional``: the same level kernel, one launch per level, because the side to expand next depends on
-  both frontier sizes; the host reads a few integers per level.
+* ``bidirectional``: both sides' frontiers, visited sets and frontier sizes live on the device, and each
+  round of the cooperative kernel picks the side with the smaller frontier (the start side on a tie) from
+  those sizes, so the rounds fuse like BFS levels. The meet (the level's doubly labelled vertex minimising
+  ``(d_start + d_goal, index)``) is found with array operations afterwards.
 * ``label``: union-find hooking (the larger root of an edge under the smaller, atomically) and pointer
   jumping until no edge joins two roots, then a prefix sum over the roots numbers components by their lowest
   index.
@@ -368,37 +370,89 @@ class CupyBackend(Backend):
     def bidirectional(
         self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any
     ) -> tuple[int, int, int]:
-        """Bidirectional whole-level BFS, one launch per level; ``(length, meet, expanded)``.
+        """Bidirectional whole-level BFS; ``(length, meet, expanded)``, ``(-1, -1, expanded)`` if unreachable.
 
         Each round expands the side with the smaller frontier (the start side on a tie); after the first level
         that labels vertices the other side already labelled, the meet minimises ``(d_start + d_goal, index)``.
+        Fused, the rounds run in persistent cooperative launches like :meth:`bfs`; otherwise one launch each.
         """
         xp = self.xp
         dist_start[start] = 0
         dist_goal[goal] = 0
         if start == goal:
             return 0, start, 0
+        nwords = (geom.vertices + 31) // 32
         axes = self._device(geom).axes()
         dists = (dist_start, dist_goal)
-        sides = []
-        for root, dist in ((start, dist_start), (goal, dist_goal)):
-            visited, rings = self._bfs_state(geom, open_mask, np.asarray([root], dtype=np.int64), dist)
-            sides.append((rings, visited, xp.zeros((2, 3), dtype=np.int32), xp.zeros(5, dtype=np.int64)))
+        visited = xp.empty((2, nwords), dtype=np.uint32)
+        rings = xp.zeros((2, 3, nwords), dtype=np.uint32)
+        flags = xp.zeros((2, 2, 3), dtype=np.int32)
+        for side, root in enumerate((start, goal)):
+            self._launch(self.k.init_visited, nwords, open_mask, visited[side])
+            sources = self.to_device(np.asarray([root], dtype=np.int64))
+            self._launch(self.k.mark_sources, 1, sources, visited[side], rings[side], dists[side])
+        found = self._bidirectional_fused(axes, rings, visited, dists, flags, nwords) if self.fused else None
+        if found is None:
+            found = self._bidirectional_stepped(axes, rings, visited, dists, flags, nwords)
+        side, level, expanded, hit = found
+        if not hit:
+            return -1, -1, expanded
+        own, other = dists[side], dists[1 - side]
+        touched = xp.flatnonzero((own == level) & (other >= 0))
+        totals = dist_start[touched].astype(np.int64) + dist_goal[touched]
+        best = int(xp.argmin(totals))  # touched is sorted, so the first minimum has the lowest index
+        return int(totals[best]), int(touched[best]), expanded
+
+    def _bidirectional_fused(
+        self, axes: tuple[Any, ...], rings: Any, visited: Any, dists: tuple[Any, Any], flags: Any, nwords: int
+    ) -> tuple[int, int, int, bool] | None:
+        """Rounds in cooperative launches: ``(last side, its level, expanded, met)``; None without them."""
+        counts = self.xp.zeros((2, 3), dtype=np.int64)
+        counts[:, 0] = 1
+        control = self.xp.zeros(5, dtype=np.int64)
+        while True:
+            try:
+                self._launch_cooperative(
+                    self.k.bidirectional_levels,
+                    nwords,
+                    *axes,
+                    rings,
+                    visited,
+                    dists[0],
+                    dists[1],
+                    flags,
+                    counts,
+                    control,
+                    self.levels_per_launch,
+                )
+            except _NoCooperativeLaunch:
+                return None
+            state = self.to_host(control)
+            if state[2]:
+                side = int(state[4])
+                level = int(state[side])
+                hit = bool(self.to_host(flags)[side, 1, level % 3])
+                return side, level, int(state[3]), hit
+
+    def _bidirectional_stepped(
+        self, axes: tuple[Any, ...], rings: Any, visited: Any, dists: tuple[Any, Any], flags: Any, nwords: int
+    ) -> tuple[int, int, int, bool]:
+        """One launch per round: ``(last side, its level, expanded, met)``."""
         frontier = [1, 1]
         levels = [0, 0]
         expanded = 0
+        control = self.xp.zeros(5, dtype=np.int64)
         while True:
             side = 0 if frontier[0] <= frontier[1] else 1
-            rings, visited, flags, control = sides[side]
             control[_CONTROL_DISCOVERED] = 0
             self._launch(
                 self.k.bfs_level,
-                visited.size,
+                nwords,
                 *axes,
-                rings,
-                visited,
+                rings[side],
+                visited[side],
                 dists[side],
-                flags,
+                flags[side],
                 control,
                 levels[side],
                 -1,
@@ -406,17 +460,12 @@ class CupyBackend(Backend):
                 1,
             )
             levels[side] += 1
-            state = self.to_host(control)
             expanded += frontier[side]
-            if self.to_host(flags)[1, levels[side] % 3]:
-                own, other = dists[side], dists[1 - side]
-                touched = xp.flatnonzero((own == levels[side]) & (other >= 0))
-                totals = dist_start[touched].astype(np.int64) + dist_goal[touched]
-                best = int(xp.argmin(totals))  # touched is sorted, so the first minimum has the lowest index
-                return int(totals[best]), int(touched[best]), expanded
-            frontier[side] = int(state[_CONTROL_DISCOVERED])
+            frontier[side] = int(self.to_host(control)[_CONTROL_DISCOVERED])
+            if self.to_host(flags)[side, 1, levels[side] % 3]:
+                return side, levels[side], expanded, True
             if frontier[side] == 0:
-                return -1, -1, expanded
+                return side, levels[side], expanded, False
 
     def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
         """Dijkstra or A\\*, run by the host backend on copies; the costs are copied back into ``dist``.

@@ -119,8 +119,10 @@ def test_bfs(name: str, options: dict[str, Any]) -> None:
             )
 
 
-def test_bidirectional(lattice: Lattice) -> None:
-    ref, gpu, geom = NumpyBackend(), _device_backend({}), Geometry.of(lattice)
+@pytest.mark.parametrize(("name", "options"), SEARCH_CASES)
+def test_bidirectional(name: str, options: dict[str, Any]) -> None:
+    lattice = LATTICES[name]()
+    ref, gpu, geom = NumpyBackend(), _device_backend(options), Geometry.of(lattice)
     start, goal = _endpoints(lattice)
     pairs = [(start, goal), (goal, start), (start, start)]
     labels, _ = ref.label(geom, ref.open_mask(geom))

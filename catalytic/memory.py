@@ -14,8 +14,9 @@ Two honest ways to use a lent buffer are offered:
 ``compress``
     The buffer is compressed (LZ4, in 4 MiB chunks; a chunk that does not shrink is kept raw) into a small
     fresh allocation. Its bytes are then free, and :meth:`Scratch.array` carves arrays out of them. On exit the
-    chunks are decompressed back in place. A buffer whose compressed size exceeds ``max_ratio`` of its size is
-    not worth lending: it is left untouched, and requests go to fresh memory within ``budget``.
+    chunks are decompressed back in place. A buffer whose compressed size would exceed ``max_ratio`` of its
+    size (judged from the chunks compressed so far, so incompressible data is declined early) is not worth
+    lending: it is left untouched, and requests go to fresh memory within ``budget``.
 ``reversible``
     The buffer keeps its content and the computation changes it only through invertible in-place updates
     (:meth:`Scratch.apply`, for instance key-stream XOR or modular add from :mod:`catalytic.transforms`). Every
@@ -237,15 +238,19 @@ class Scratch:
         workers = os.cpu_count() or 1
         chunks: list[tuple[bool, bytes, int]] = []
         size = 0
-        # lz4 releases the GIL, so a batch of chunks compresses in parallel; stopping as soon as the
-        # stored size passes the limit keeps incompressible buffers cheap to decline.
+        done = 0
+        # lz4 releases the GIL, so a batch of chunks compresses in parallel. The buffer is declined as soon
+        # as the ratio so far, carried over the rest, passes the limit: incompressible data is recognised
+        # after one batch. A buffer that only compresses late is then held in place, never lost.
         with ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(pieces), workers):
                 batch = list(pool.map(_compress_chunk, pieces[start : start + workers]))
                 chunks += batch
                 size += sum(len(c[1]) for c in batch)
-                if size > limit:
-                    logger.debug("%s not compressed: %d stored bytes pass the limit %d", item.name, size, limit)
+                done += sum(c[2] for c in batch)
+                projected = size + (view.nbytes - done) * size / done
+                if projected > limit:
+                    logger.debug("%s not compressed: %d bytes projected, limit %d", item.name, projected, limit)
                     return
         item.chunks = chunks
         item.how = "compressed"

@@ -449,3 +449,23 @@ def test_nested_meters_keep_the_outer_peak() -> None:
     assert inner.traced_peak >= 1 << 20
     assert inner.traced_peak < 4 << 20
     assert outer.traced_peak >= 4 << 20
+
+
+@pytest.mark.slow
+def test_bench_suite_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import json
+
+    # bench/ is a top-level directory of the repository, not an installed package.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    common = importlib.import_module("bench.common")
+    suite_memory = importlib.import_module("bench.suite_memory")
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert suite_memory.main(["--quick", "--elements", "20000"]) == 0
+    results = json.loads((tmp_path / "memory.json").read_text(encoding="utf-8"))
+    assert {row["case"] for row in results["search"]} == set(suite_memory.QUICK_SHAPES)
+    assert all(row["measured_bytes"] > 0 for row in results["search"])
+    assert all(row["verified"] for row in results["borrow"])
+    assert all(row["restored"] for row in results["transforms"])
+    assert (tmp_path / "memory.md").read_text(encoding="utf-8").startswith("# bench: memory")

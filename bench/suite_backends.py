@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -225,6 +226,11 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[s
         "labels as every other backend of the task.",
     ]
     notes += [f"`{name}` not measured: {reason}." for name, reason in missing.items()]
+    notes.append(
+        "Load average (1, 5, 15 min) when the file was written: "
+        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        + f" on {os.cpu_count()} CPUs; other work on the machine slows every row alike."
+    )
     markdown = render(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     payload = {
         "config": {

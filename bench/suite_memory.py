@@ -166,7 +166,14 @@ def _transform_rows(elements: int, dtypes: list[str]) -> list[dict[str, Any]]:
         for op in OPS:
             forward = measure(functools.partial(transform, data, op, 7, out=data), repeat=3)
             backward = measure(functools.partial(inverse, data, op, 7, out=data), repeat=3)
-            # measure() ran transform four times and inverse four times, so the data must be back.
+            # CPU seconds do not depend on what else the shared machine runs: bytes per CPU-second times the
+            # core count is what the op would reach with the machine to itself.
+            cpu0 = time.process_time()
+            transform(data, op, 7, out=data)
+            cpu1 = time.process_time()
+            inverse(data, op, 7, out=data)
+            cpu2 = time.process_time()
+            # Every transform above was matched by an inverse, so the data must be back.
             restored = bool(np.array_equal(data.view(np.uint8), reference.view(np.uint8)))
             rows.append(
                 {
@@ -178,6 +185,9 @@ def _transform_rows(elements: int, dtypes: list[str]) -> list[dict[str, Any]]:
                     "inverse_s": backward["median_s"],
                     "transform_gb_s": data.nbytes / forward["median_s"] / 1e9,
                     "inverse_gb_s": data.nbytes / backward["median_s"] / 1e9,
+                    "transform_cpu_s": cpu1 - cpu0,
+                    "inverse_cpu_s": cpu2 - cpu1,
+                    "transform_gb_per_cpu_s": data.nbytes / max(cpu1 - cpu0, 1e-9) / 1e9,
                     "cold_s": forward["cold_s"],
                     "restored": restored,
                 }
@@ -262,10 +272,22 @@ def _markdown(
             ],
         ),
         f"\n## transform / inverse throughput, in place, {config['elements']:,} elements\n",
-        "Median of 3 warm runs; GB/s = array bytes / seconds. `permute` is a gather through a keyed bijection and "
-        "copies the array first (an n-element temporary), so it is slower by design.\n",
+        "Median of 3 warm runs; GB/s = array bytes / wall seconds. GB per CPU-s = array bytes / CPU seconds of "
+        "one transform (all threads): it does not depend on the machine's load, and times the core count it "
+        "estimates the wall rate on an idle machine. `permute` is a gather through a keyed bijection and copies "
+        "the array first (an n-element temporary), so it is slower by design.\n",
         markdown_table(
-            ["dtype", "op", "bytes", "transform s", "inverse s", "transform GB/s", "inverse GB/s", "restored"],
+            [
+                "dtype",
+                "op",
+                "bytes",
+                "transform s",
+                "inverse s",
+                "transform GB/s",
+                "inverse GB/s",
+                "transform GB per CPU-s",
+                "restored",
+            ],
             [
                 [
                     r["dtype"],
@@ -275,6 +297,7 @@ def _markdown(
                     r["inverse_s"],
                     r["transform_gb_s"],
                     r["inverse_gb_s"],
+                    r["transform_gb_per_cpu_s"],
                     r["restored"],
                 ]
                 for r in rates

@@ -469,3 +469,14 @@ def test_bench_suite_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert all(row["verified"] for row in results["borrow"])
     assert all(row["restored"] for row in results["transforms"])
     assert (tmp_path / "memory.md").read_text(encoding="utf-8").startswith("# bench: memory")
+
+
+def test_fortran_ordered_and_zero_dimensional_buffers() -> None:
+    grid = np.asfortranarray(np.arange(600, dtype=np.int16).reshape(20, 30) % 5)
+    scalar = np.array(3.25)
+    before = (grid.copy(order="F"), scalar.copy())
+    with borrow(grid, scalar, mode="compress") as scratch:
+        assert scratch.capacity == grid.nbytes
+        scribble(scratch, 6)
+    assert np.array_equal(grid, before[0]) and grid.flags.f_contiguous
+    assert float(scalar) == 3.25

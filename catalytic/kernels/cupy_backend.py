@@ -56,6 +56,8 @@ log = logging.getLogger("catalytic.kernels.cupy")
 _INT32_LIMIT = 2**31 - 1
 _MIN_DEVICE_GRID = 128
 _CONTROL_LEVEL, _CONTROL_DONE, _CONTROL_EXPANDED, _CONTROL_DISCOVERED, _CONTROL_HIT = range(5)
+# The bidirectional kernel's control: [start level, goal level, done, expanded, side of the last round].
+_ROUNDS_DONE, _ROUNDS_EXPANDED, _ROUNDS_SIDE = 2, 3, 4
 
 
 class _NoCooperativeLaunch(Exception):
@@ -428,11 +430,11 @@ class CupyBackend(Backend):
             except _NoCooperativeLaunch:
                 return None
             state = self.to_host(control)
-            if state[2]:
-                side = int(state[4])
-                level = int(state[side])
+            if state[_ROUNDS_DONE]:
+                side = int(state[_ROUNDS_SIDE])
+                level = int(state[side])  # the first two entries are the two sides' levels
                 hit = bool(self.to_host(flags)[side, 1, level % 3])
-                return side, level, int(state[3]), hit
+                return side, level, int(state[_ROUNDS_EXPANDED]), hit
 
     def _bidirectional_stepped(
         self, axes: tuple[Any, ...], rings: Any, visited: Any, dists: tuple[Any, Any], flags: Any, nwords: int

@@ -86,7 +86,6 @@ for name in ("numpy", "numba", "numba_cuda", "cupy", "xxhash", "pytest"):
 from catalytic.kernels.cupy_backend import CupyBackend
 print("cupy backend:", CupyBackend.probe() or "usable")
 EOF
-cat "$OUT/facts.txt"
 
 step test-gpu 150 "$PY" -m pytest -m gpu tests/kernels/test_gpu.py -q -x -p no:cacheprovider -rs
 step test-primitives-cupy 60 env CATALYTIC_BACKEND=cupy \

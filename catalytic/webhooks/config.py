@@ -16,7 +16,8 @@ WEBHOOK_CONNECT_TIMEOUT      seconds to connect                          5
 WEBHOOK_TOTAL_TIMEOUT        seconds for a whole attempt                 15
 WEBHOOK_LEASE_SECONDS        how long a claimed delivery stays claimed   60
 WEBHOOK_BATCH_SIZE           deliveries claimed per round                100
-WEBHOOK_CONCURRENCY          attempts in flight per worker               64
+WEBHOOK_CONCURRENCY          attempts in flight per round                64
+WEBHOOK_ROUNDS_IN_FLIGHT     rounds a worker runs side by side           2
 WEBHOOK_POLL_INTERVAL        seconds between rounds when idle            0.5
 WEBHOOK_SECRET_GRACE         seconds an old secret keeps signing after   86400
                              rotation
@@ -74,6 +75,7 @@ class WebhookConfig(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     batch_size: int = Field(default=100, ge=1, le=10_000)
     concurrency: int = Field(default=64, ge=1, le=1024)
+    rounds_in_flight: int = Field(default=2, ge=1, le=16)
     poll_interval: float = Field(default=0.5, gt=0, le=60)
     secret_grace: float = Field(default=DEFAULT_SECRET_GRACE_S, ge=0, le=30 * 86400)
 

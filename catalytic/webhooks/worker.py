@@ -456,7 +456,14 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def run_forever(self) -> None:
-        """Run rounds until :meth:`stop`; database outages are waited out with a growing pause."""
+        """Run rounds until :meth:`stop`; database outages are waited out with a growing pause.
+
+        ``rounds_in_flight`` rounds run side by side, so one round's database writes overlap another's HTTP
+        exchanges; their claims never overlap.
+        """
+        await asyncio.gather(*(self._round_loop() for _ in range(self.config.rounds_in_flight)))
+
+    async def _round_loop(self) -> None:
         backoff = self.config.poll_interval
         while not self._stop.is_set():
             try:

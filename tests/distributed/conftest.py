@@ -30,7 +30,7 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
         pytest.fail(f"Ray is not installed ({exc}); install catalytic[distributed]")
     dashboard_port = _free_port()
     try:
-        context = ray.init(
+        ray.init(
             num_cpus=2,
             object_store_memory=OBJECT_STORE_BYTES,
             include_dashboard=True,
@@ -41,7 +41,8 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
         )
     except Exception as exc:  # any failure to start is reported as a test failure, never a skip
         pytest.fail(f"a local Ray could not start here: {type(exc).__name__}: {exc}")
-    info = {"address": context.address_info["gcs_address"], "dashboard": f"http://127.0.0.1:{dashboard_port}"}
+    address = ray.get_runtime_context().gcs_address
+    info = {"address": address, "dashboard": f"http://127.0.0.1:{dashboard_port}"}
     try:
         yield info
     finally:

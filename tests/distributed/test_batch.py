@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -90,3 +94,32 @@ def test_bad_queries_fail_before_reaching_ray(ray_cluster: dict[str, Any]) -> No
     with pytest.raises(MethodError, match="method"):
         batch_shortest_paths(lattice.spec(), [[(0, 0), (3, 3)]], method="teleport", progress=False, backend="numpy")
     assert batch_shortest_paths(lattice.spec(), [], progress=False) == []
+
+
+def test_a_chunk_lost_with_its_worker_is_retried(ray_cluster: dict[str, Any]) -> None:
+    from ray.util.state import list_tasks
+
+    lattice = Lattice((40, 40, 10), obstacles=[{"kind": "random", "p": 0.2, "seed": 1}])
+    pairs = _pairs(lattice, 24, seed=4)
+    answers: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: answers.extend(
+            batch_shortest_paths(lattice.spec(), pairs, method="bfs", backend="numpy", chunk_size=6, progress=False)
+        )
+    )
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and runner.is_alive() and time.monotonic() < deadline:
+        running = list_tasks(filters=[("name", "=", "run_chunk"), ("state", "=", "RUNNING")], detail=True)
+        pids = [task.worker_pid for task in running if task.worker_pid]
+        if pids:
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        else:
+            time.sleep(0.05)
+    runner.join(timeout=120)
+    assert killed is not None, "no chunk was seen running"
+    assert len(answers) == len(pairs)
+    for answer, (start, goal) in zip(answers, pairs, strict=True):
+        _same(answer, lattice, start, goal, "bfs", "numpy")

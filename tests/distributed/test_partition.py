@@ -34,7 +34,10 @@ def _walls(shape: tuple[int, int]) -> np.ndarray:
 
 def _cases() -> list[Any]:
     rng = np.random.default_rng(7)
-    random_3d = [{"kind": "random", "p": 0.3, "seed": 5}, {"kind": "box", "lo": [4, 0, 0], "hi": [5, 3, 4]}]
+    random_3d: list[dict[str, Any]] = [
+        {"kind": "random", "p": 0.3, "seed": 5},
+        {"kind": "box", "lo": [4, 0, 0], "hi": [5, 3, 4]},
+    ]
     walls = _walls((12, 9))
     weights = rng.uniform(0.5, 4.0, (12, 9))
     return [

@@ -260,7 +260,12 @@ class Lattice:
     ) -> None:
         self.shape = _normalise_shape(shape)
         self.ndim = len(self.shape)
-        self.max_vertices = _max_vertices_default() if max_vertices is None else int(max_vertices)
+        if max_vertices is None:
+            self.max_vertices = _max_vertices_default()
+        else:
+            self.max_vertices = _as_int(max_vertices, "max_vertices", "an integer >= 1")
+            if self.max_vertices < 1:
+                raise ShapeError("max_vertices", f"{self.max_vertices} is too small", "an integer >= 1")
         self.vertices = math.prod(self.shape)
         if self.vertices > self.max_vertices:
             raise VertexBudgetError(
@@ -315,6 +320,16 @@ class Lattice:
             raise WeightsError("weights", "contains an infinite value", allowed)
         if (values <= 0).any():
             raise WeightsError("weights", f"contains a value <= 0 (minimum {values.min()!r})", allowed)
+        # Path costs are sums of weights compared exactly when a path is rebuilt; they stay exact only while
+        # no sum overflows and no weight vanishes next to a sum of the largest ones (float64 keeps 53 bits).
+        spread = float(values.max()) / float(values.min()) * self.vertices
+        if not math.isfinite(float(values.max()) * self.vertices) or spread >= 2.0**53:
+            raise WeightsError(
+                "weights",
+                f"max/min ratio {float(values.max()) / float(values.min()):.3g} over {self.vertices} vertices "
+                "lets path sums overflow or lose the smallest weights",
+                "max(weights) / min(weights) × vertices < 2^53, and max(weights) × vertices finite",
+            )
         values.flags.writeable = False
         return values
 
@@ -342,7 +357,10 @@ class Lattice:
 
     def coords_of(self, index: Any) -> np.ndarray:
         """Coordinates ``(..., d)`` (int64) of linear indices, vectorised."""
-        idx = np.asarray(index, dtype=np.int64)
+        raw = np.asarray(index)
+        if raw.dtype == np.bool_ or raw.dtype.kind not in "iu":
+            raise InvalidTypeError("index", f"{index!r} is not an integer index", f"integers 0 to {self.vertices - 1}")
+        idx = raw.astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.vertices):
             raise CoordinateError("index", "out of range", f"0 to {self.vertices - 1}")
         return (idx[..., np.newaxis] // np.asarray(self.strides, dtype=np.int64)) % np.asarray(
@@ -396,6 +414,8 @@ class Lattice:
     def check_vertex(self, coords: Any, field: str) -> int:
         """Validate one open vertex and return its linear index."""
         array = self._coords_array(coords, field)
+        if array.ndim != 1:
+            raise CoordinateError(field, "expected one coordinate, not a list of them", f"{self.ndim} integers")
         index = sum(int(c) * stride for c, stride in zip(array.tolist(), self.strides, strict=True))
         if not self.is_open(index):
             raise BlockedVertexError(field, f"{list(np.asarray(coords).tolist())} is blocked", "an open vertex")

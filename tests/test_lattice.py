@@ -428,3 +428,24 @@ def test_errors_serialise_for_the_http_layer() -> None:
     assert body["field"] == "shape[0]"
     assert body["allowed"] == "1 to 10 axes, each an integer >= 1"
     assert isinstance(caught.value, ValueError)
+
+
+def test_model_edge_cases_raise_field_named_errors() -> None:
+    from catalytic.errors import CoordinateError, InvalidTypeError, ShapeError, WeightsError
+
+    lat = Lattice((3, 3))
+    with pytest.raises(CoordinateError, match=r"^start"):
+        lat.check_vertex([[0, 0], [1, 1]], "start")
+    with pytest.raises(InvalidTypeError, match=r"^index"):
+        lat.coords_of(1.5)
+    with pytest.raises(InvalidTypeError, match=r"^index"):
+        lat.coords_of(True)
+    with pytest.raises(InvalidTypeError, match=r"^max_vertices"):
+        Lattice((3, 3), max_vertices="x")  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match=r"^max_vertices"):
+        Lattice((3, 3), max_vertices=-1)
+    with pytest.raises(WeightsError, match=r"^weights"):
+        Lattice((1, 4), weights=np.full((1, 4), 1e308))
+    with pytest.raises(WeightsError, match=r"^weights"):
+        Lattice((2, 2), weights=np.array([[1.0, 1e-300], [1.0, 1.0]]))
+    assert Lattice((2, 2), weights=np.array([[1.0, 1e6], [1.0, 1.0]])).weighted

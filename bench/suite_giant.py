@@ -78,18 +78,28 @@ def _check_path(path: Any, shape: tuple[int, ...], open_bits: Any, start: int, g
 
 
 def _endpoints(open_bits: Any, vertices: int) -> tuple[int, int]:
+    """The lowest and the highest open vertex, scanning the packed mask in slices (no temporary of its size)."""
     import numpy as np
 
-    nonzero = np.flatnonzero(open_bits)
-    if nonzero.size == 0:
+    size = open_bits.shape[0]
+    slice_bytes = 1 << 20
+    first = last = -1
+    for lo in range(0, size, slice_bytes):
+        hits = np.flatnonzero(open_bits[lo : lo + slice_bytes])
+        if hits.size:
+            first = lo + int(hits[0])
+            break
+    for hi in range(size, 0, -slice_bytes):
+        lo = max(0, hi - slice_bytes)
+        hits = np.flatnonzero(open_bits[lo:hi])
+        if hits.size:
+            last = lo + int(hits[-1])
+            break
+    if first < 0:
         raise SystemExit("the lattice has no open vertex")
-    first_byte, last_byte = int(nonzero[0]), int(nonzero[-1])
-    low = first_byte * 8 + int(
-        np.flatnonzero(np.unpackbits(open_bits[first_byte : first_byte + 1], bitorder="little"))[0]
-    )
-    high_bits = np.flatnonzero(np.unpackbits(open_bits[last_byte : last_byte + 1], bitorder="little"))
-    high = last_byte * 8 + int(high_bits[-1])
-    return low, min(high, vertices - 1)
+    low_bits = np.flatnonzero(np.unpackbits(open_bits[first : first + 1], bitorder="little"))
+    high_bits = np.flatnonzero(np.unpackbits(open_bits[last : last + 1], bitorder="little"))
+    return first * 8 + int(low_bits[0]), min(last * 8 + int(high_bits[-1]), vertices - 1)
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:

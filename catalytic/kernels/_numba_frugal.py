@@ -27,7 +27,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from catalytic.kernels._numba_kernels import decompose, neighbour
+from catalytic.kernels._numba_kernels import Int, decompose, neighbour
 
 GROUP_SHIFT = 12
 """log2 of the vertices per group (64 words of 64 bits)."""
@@ -64,10 +64,23 @@ def trailing_zeros(typingctx: Any, word: Any) -> Any:
 
 
 @njit(cache=True, nogil=True)
-def expand_share(  # type: ignore[no-untyped-def]
-    shape, strides, periodic, open_bits, state, goal, value, current, following, following_flags, active, count,
-    discovered, t, threads,
-):  # fmt: skip
+def expand_share(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_bits: np.ndarray,
+    state: np.ndarray,
+    goal: Int,
+    value: Int,
+    current: np.ndarray,
+    following: np.ndarray,
+    following_flags: np.ndarray,
+    active: np.ndarray,
+    count: Int,
+    discovered: np.ndarray,
+    t: Int,
+    threads: Int,
+) -> tuple[Int, bool, Int]:
     """Expand the ``t``-th of ``threads`` contiguous shares of the groups ``active[:count]``.
 
     Returns ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely
@@ -150,7 +163,14 @@ def expand_share(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def next_active(active, current_flags, following_flags, count, discovered, written):  # type: ignore[no-untyped-def]
+def next_active(
+    active: np.ndarray,
+    current_flags: np.ndarray,
+    following_flags: np.ndarray,
+    count: Int,
+    discovered: np.ndarray,
+    written: np.ndarray,
+) -> Int:
     """Close a level: unflag its groups and list the next level's groups in ``active``, in increasing order.
 
     Returns the number of groups of the next level.
@@ -176,10 +196,24 @@ def next_active(active, current_flags, following_flags, count, discovered, writt
 
 
 @njit(cache=True, nogil=True)
-def serial_levels(  # type: ignore[no-untyped-def]
-    shape, strides, periodic, open_bits, state, goal, current, following, current_flags, following_flags, active,
-    count, discovered, depth, expanded, limit,
-):  # fmt: skip
+def serial_levels(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_bits: np.ndarray,
+    state: np.ndarray,
+    goal: Int,
+    current: np.ndarray,
+    following: np.ndarray,
+    current_flags: np.ndarray,
+    following_flags: np.ndarray,
+    active: np.ndarray,
+    count: Int,
+    discovered: np.ndarray,
+    depth: Int,
+    expanded: Int,
+    limit: Int,
+) -> tuple[Int, Int, Int, Int, bool]:
     """Expand levels on this thread while they span fewer than ``limit`` groups.
 
     Returns ``(status, count, depth, expanded, swapped)``: status 0 when the next level is wide (hand it to the
@@ -240,7 +274,9 @@ def bfs_frugal(
     current[start >> 6] = np.uint64(1 << (start & 63))
     current_flags[start >> GROUP_SHIFT] = 1
     active[0] = start >> GROUP_SHIFT
-    count, depth, expanded = 1, 0, 0
+    count: Int = 1
+    depth: Int = 0
+    expanded: Int = 0
     limit = PARALLEL_GROUPS if threads > 1 else groups + 1
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalytic-frugal") if threads > 1 else None
     try:
@@ -253,9 +289,9 @@ def bfs_frugal(
                 current, following = following, current
                 current_flags, following_flags = following_flags, current_flags
             if status == 1:
-                return depth, expanded
+                return int(depth), int(expanded)
             if status == 2 or pool is None:
-                return -1, expanded
+                return -1, int(expanded)
             level = (shape, strides, periodic, open_bits, state, goal, 1 + (depth + 1) % 3, current, following)
             arrays = (following_flags, active, count, discovered)
             futures = [pool.submit(expand_share, *level, *arrays, t, threads) for t in range(threads)]
@@ -263,7 +299,7 @@ def bfs_frugal(
             expanded += sum(int(share[0]) for share in shares)
             depth += 1
             if any(share[1] for share in shares):
-                return depth, expanded
+                return int(depth), int(expanded)
             written = np.array([share[2] for share in shares], dtype=np.int64)
             count = next_active(active, current_flags, following_flags, count, discovered, written)
             current, following = following, current

@@ -15,8 +15,13 @@ error class.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
+
+Int = int | np.integer[Any]
+"""An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -46,7 +51,15 @@ def _splitmix(seed: np.uint64, index: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _is_open(index, coords, seeds, thresholds, box_lo, box_hi, explicit):  # type: ignore[no-untyped-def]
+def _is_open(
+    index: Int,
+    coords: np.ndarray,
+    seeds: np.ndarray,
+    thresholds: np.ndarray,
+    box_lo: np.ndarray,
+    box_hi: np.ndarray,
+    explicit: np.ndarray,
+) -> bool:
     if explicit.shape[0] > 0 and explicit[index]:
         return False
     key = np.uint64(index)
@@ -67,7 +80,7 @@ def _is_open(index, coords, seeds, thresholds, box_lo, box_hi, explicit):  # typ
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _set_coords(index, strides, coords):  # type: ignore[no-untyped-def]
+def _set_coords(index: Int, strides: np.ndarray, coords: np.ndarray) -> None:
     rem = index
     for k in range(strides.shape[0]):
         coords[k] = rem // strides[k]
@@ -75,7 +88,7 @@ def _set_coords(index, strides, coords):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _advance(coords, shape):  # type: ignore[no-untyped-def]
+def _advance(coords: np.ndarray, shape: np.ndarray) -> None:
     k = shape.shape[0] - 1
     while k >= 0:
         coords[k] += 1
@@ -86,7 +99,7 @@ def _advance(coords, shape):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def decompose(index, strides, inverse, coords):  # type: ignore[no-untyped-def]
+def decompose(index: Int, strides: np.ndarray, inverse: np.ndarray, coords: np.ndarray) -> None:
     # inverse[k] = 1.0 / strides[k]; the product is off by at most one for indices below 2**52.
     d = strides.shape[0]
     rem = index
@@ -106,7 +119,7 @@ def decompose(index, strides, inverse, coords):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def neighbour(index, c, n, s, wraps, side):  # type: ignore[no-untyped-def]
+def neighbour(index: Int, c: Int, n: Int, s: Int, wraps: Int, side: Int) -> Int:
     """The neighbour one step down (side 0) or up (side 1) an axis of length ``n`` and stride ``s``.
 
     ``c`` is the vertex's coordinate on that axis. Off an open border the step returns ``index`` itself, which
@@ -123,7 +136,9 @@ def neighbour(index, c, n, s, wraps, side):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _step(index, coords, shape, strides, periodic, k, side):  # type: ignore[no-untyped-def]
+def _step(
+    index: Int, coords: np.ndarray, shape: np.ndarray, strides: np.ndarray, periodic: np.ndarray, k: Int, side: Int
+) -> tuple[Int, Int]:
     """The neighbour of ``index`` one step down (side 0) or up (side 1) axis ``k`` and its new coordinate.
 
     Returns ``(-1, -1)`` off an open border.
@@ -144,31 +159,31 @@ def _step(index, coords, shape, strides, periodic, k, side):  # type: ignore[no-
 
 
 @njit(cache=True, nogil=True)
-def _inverse_strides(strides):  # type: ignore[no-untyped-def]
+def _inverse_strides(strides: np.ndarray) -> np.ndarray:
     inverse = np.empty(strides.shape[0], np.float64)
     for k in range(strides.shape[0]):
         inverse[k] = 1.0 / strides[k]
     return inverse
 
 
-@njit(cache=True, nogil=True)
-def _bit_open(open_bits, index):  # type: ignore[no-untyped-def]
-    return (open_bits[index >> 3] >> (index & 7)) & 1
-
-
-@njit(cache=True, nogil=True)
-def _state_of(state, index):  # type: ignore[no-untyped-def]
-    return (state[index >> 2] >> (2 * (index & 3))) & 3
-
-
 # --- lattice --------------------------------------------------------------------------------------------
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def open_mask(shape, strides, seeds, thresholds, box_lo, box_hi, explicit, out):  # type: ignore[no-untyped-def]
+def open_mask(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    seeds: np.ndarray,
+    thresholds: np.ndarray,
+    box_lo: np.ndarray,
+    box_hi: np.ndarray,
+    explicit: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """Write the uint8 open mask into ``out`` (N,)."""
     n = out.shape[0]
     d = shape.shape[0]
+    boxed = box_lo.shape[0] > 0  # coordinates are needed for boxes only
     chunks = (n + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
         lo = chunk * CHUNK
@@ -177,13 +192,25 @@ def open_mask(shape, strides, seeds, thresholds, box_lo, box_hi, explicit, out):
         _set_coords(lo, strides, coords)
         for i in range(lo, hi):
             out[i] = 1 if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit) else 0
-            _advance(coords, shape)
+            if boxed:
+                _advance(coords, shape)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def open_bits(shape, strides, seeds, thresholds, box_lo, box_hi, explicit, n, out):  # type: ignore[no-untyped-def]
+def open_bits(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    seeds: np.ndarray,
+    thresholds: np.ndarray,
+    box_lo: np.ndarray,
+    box_hi: np.ndarray,
+    explicit: np.ndarray,
+    n: Int,
+    out: np.ndarray,
+) -> None:
     """Write the open mask of ``n`` vertices packed 8 per byte into ``out`` ((n + 7) // 8,)."""
     d = shape.shape[0]
+    boxed = box_lo.shape[0] > 0  # coordinates are needed for boxes only
     chunks = (n + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
         lo = chunk * CHUNK
@@ -197,13 +224,14 @@ def open_bits(shape, strides, seeds, thresholds, box_lo, box_hi, explicit, n, ou
             if (i & 7) == 7:
                 out[i >> 3] = byte
                 byte = np.uint8(0)
-            _advance(coords, shape)
+            if boxed:
+                _advance(coords, shape)
         if (hi & 7) != 0:
             out[hi >> 3] = byte
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def degree_histogram(shape, strides, periodic, open_mask):  # type: ignore[no-untyped-def]
+def degree_histogram(shape: np.ndarray, strides: np.ndarray, periodic: np.ndarray, open_mask: np.ndarray) -> np.ndarray:
     """Count open vertices by their number of distinct open neighbours."""
     n = open_mask.shape[0]
     d = shape.shape[0]
@@ -245,7 +273,16 @@ def degree_histogram(shape, strides, periodic, open_mask):  # type: ignore[no-un
 
 
 @njit(cache=True, nogil=True)
-def bfs(shape, strides, periodic, open_mask, sources, target, dist, queue):  # type: ignore[no-untyped-def]
+def bfs(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    sources: np.ndarray,
+    target: Int,
+    dist: np.ndarray,
+    queue: np.ndarray,
+) -> Int:
     """Whole-level multi-source BFS; ``queue`` has room for every vertex. Returns ``expanded``."""
     d = shape.shape[0]
     tail = 0
@@ -280,10 +317,22 @@ def bfs(shape, strides, periodic, open_mask, sources, target, dist, queue):  # t
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _expand_level(shape, strides, periodic, inverse, coords, open_mask, queue, head, tail, mine, other):  # type: ignore[no-untyped-def]
+def _expand_level(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    inverse: np.ndarray,
+    coords: np.ndarray,
+    open_mask: np.ndarray,
+    queue: np.ndarray,
+    head: Int,
+    tail: Int,
+    mine: np.ndarray,
+    other: np.ndarray,
+) -> tuple[Int, Int, Int]:
     """Expand ``queue[head:tail]`` of one side; returns (new tail, best touch sum, best touch vertex)."""
-    best_sum = np.int64(-1)
-    best_vertex = np.int64(-1)
+    best_sum: Int = np.int64(-1)
+    best_vertex: Int = np.int64(-1)
     end = tail
     for q in range(head, tail):
         v = np.int64(queue[q])
@@ -305,7 +354,18 @@ def _expand_level(shape, strides, periodic, inverse, coords, open_mask, queue, h
 
 
 @njit(cache=True, nogil=True)
-def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, dist_goal, queue_start, queue_goal):  # type: ignore[no-untyped-def]
+def bidirectional(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    start: Int,
+    goal: Int,
+    dist_start: np.ndarray,
+    dist_goal: np.ndarray,
+    queue_start: np.ndarray,
+    queue_goal: np.ndarray,
+) -> tuple[Int, Int, Int]:
     """Bidirectional whole-level BFS; returns ``(length, meet, expanded)``."""
     if start == goal:
         dist_start[start] = 0
@@ -318,7 +378,10 @@ def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, 
     dist_goal[goal] = 0
     queue_start[0] = start
     queue_goal[0] = goal
-    s_head, s_tail, g_head, g_tail = 0, 1, 0, 1
+    s_head: Int = 0
+    s_tail: Int = 1
+    g_head: Int = 0
+    g_tail: Int = 1
     expanded = 0
     while True:
         if s_tail - s_head <= g_tail - g_head:
@@ -344,7 +407,7 @@ def bidirectional(shape, strides, periodic, open_mask, start, goal, dist_start, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _heap_less(f, h, key, a, b):  # type: ignore[no-untyped-def]
+def _heap_less(f: np.ndarray, h: np.ndarray, key: np.ndarray, a: Int, b: Int) -> bool:
     if f[a] != f[b]:
         return f[a] < f[b]
     if h[a] != h[b]:
@@ -353,14 +416,14 @@ def _heap_less(f, h, key, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _heap_swap(f, h, key, a, b):  # type: ignore[no-untyped-def]
+def _heap_swap(f: np.ndarray, h: np.ndarray, key: np.ndarray, a: Int, b: Int) -> None:
     f[a], f[b] = f[b], f[a]
     h[a], h[b] = h[b], h[a]
     key[a], key[b] = key[b], key[a]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _heap_push(f, h, key, size, fv, hv, kv):  # type: ignore[no-untyped-def]
+def _heap_push(f: np.ndarray, h: np.ndarray, key: np.ndarray, size: Int, fv: float, hv: float, kv: Int) -> Int:
     i = size
     f[i] = fv
     h[i] = hv
@@ -376,7 +439,7 @@ def _heap_push(f, h, key, size, fv, hv, kv):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _heap_pop(f, h, key, size):  # type: ignore[no-untyped-def]
+def _heap_pop(f: np.ndarray, h: np.ndarray, key: np.ndarray, size: Int) -> Int:
     """Move the smallest entry to position ``size - 1`` and restore the heap on the rest."""
     last = size - 1
     _heap_swap(f, h, key, 0, last)
@@ -398,21 +461,21 @@ def _heap_pop(f, h, key, size):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _grow_float(array, size):  # type: ignore[no-untyped-def]
+def _grow_float(array: np.ndarray, size: Int) -> np.ndarray:
     bigger = np.empty(2 * array.shape[0], np.float64)
     bigger[:size] = array[:size]
     return bigger
 
 
 @njit(cache=True, nogil=True)
-def _grow_int(array, size):  # type: ignore[no-untyped-def]
+def _grow_int(array: np.ndarray, size: Int) -> np.ndarray:
     bigger = np.empty(2 * array.shape[0], np.int64)
     bigger[:size] = array[:size]
     return bigger
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _axis_distance(c, t, n, wraps):  # type: ignore[no-untyped-def]
+def _axis_distance(c: Int, t: Int, n: Int, wraps: Int) -> Int:
     delta = abs(c - t)
     if wraps and n - delta < delta:
         return n - delta
@@ -420,7 +483,7 @@ def _axis_distance(c, t, n, wraps):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _manhattan(coords, goal_coords, shape, periodic):  # type: ignore[no-untyped-def]
+def _manhattan(coords: np.ndarray, goal_coords: np.ndarray, shape: np.ndarray, periodic: np.ndarray) -> Int:
     total = 0
     for k in range(shape.shape[0]):
         total += _axis_distance(coords[k], goal_coords[k], shape[k], periodic[k])
@@ -428,7 +491,18 @@ def _manhattan(coords, goal_coords, shape, periodic):  # type: ignore[no-untyped
 
 
 @njit(cache=True, nogil=True)
-def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist, astar, min_weight):  # type: ignore[no-untyped-def]
+def dijkstra(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    weights: np.ndarray,
+    sources: np.ndarray,
+    target: Int,
+    dist: np.ndarray,
+    astar: bool,
+    min_weight: float,
+) -> Int:
     """Dijkstra (A* towards ``target`` when ``astar``) with keys ``(f, h, index)``; returns ``expanded``.
 
     ``weights`` is empty for unit costs. A settled vertex is skipped when popped again and never relaxed
@@ -447,7 +521,7 @@ def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist
     hf = np.empty(capacity, np.float64)
     hh = np.empty(capacity, np.float64)
     hk = np.empty(capacity, np.int64)
-    size = 0
+    size: Int = 0
     settled = np.zeros(n, np.uint8)
     for s in sources:
         if dist[s] > 0.0:
@@ -471,7 +545,7 @@ def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist
             break
         gv = dist[v]
         decompose(v, strides, inverse, coords)
-        base = 0
+        base: Int = 0
         if heuristic:
             base = _manhattan(coords, goal_coords, shape, periodic)
         for k in range(d):
@@ -497,7 +571,16 @@ def dijkstra(shape, strides, periodic, open_mask, weights, sources, target, dist
 
 
 @njit(cache=True, nogil=True)
-def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex):  # type: ignore[no-untyped-def]
+def trace_path(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    dist: np.ndarray,
+    weights: np.ndarray,
+    root: Int,
+    vertex: Int,
+) -> np.ndarray:
     """The canonical path ``[vertex, ..., root]``; ``weights`` is empty for unit costs.
 
     Returns an empty array when some vertex on the way has no predecessor (an inconsistent ``dist``).
@@ -508,7 +591,7 @@ def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex)
     coords = np.empty(d, np.int64)
     path = np.empty(PATH_START, np.int64)
     size = 0
-    v = np.int64(vertex)
+    v: Int = np.int64(vertex)
     while True:
         if size == open_mask.shape[0]:
             # no simple path is longer than the lattice: dist is not a search result
@@ -521,7 +604,7 @@ def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex)
             return path[:size].copy()
         cost = weights[v] if weighted else 1
         decompose(v, strides, inverse, coords)
-        previous = np.int64(-1)
+        previous: Int = np.int64(-1)
         for j in range(2 * d):
             k = j >> 1
             u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
@@ -537,7 +620,16 @@ def trace_path(shape, strides, periodic, open_mask, dist, weights, root, vertex)
 
 
 @njit(cache=True, nogil=True)
-def trace_path_frugal(shape, strides, periodic, open_bits, state, start, goal, length):  # type: ignore[no-untyped-def]
+def trace_path_frugal(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_bits: np.ndarray,
+    state: np.ndarray,
+    start: Int,
+    goal: Int,
+    length: Int,
+) -> np.ndarray:
     """The canonical path ``[goal, ..., start]`` rebuilt from the depth-mod-3 state.
 
     Returns an empty array when the state does not hold a path of ``length`` steps.
@@ -546,12 +638,12 @@ def trace_path_frugal(shape, strides, periodic, open_bits, state, start, goal, l
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
     path = np.empty(length + 1, np.int64)
-    v = np.int64(goal)
+    v: Int = np.int64(goal)
     path[0] = v
     for r in range(length, 0, -1):
         wanted = 1 + (r - 1) % 3
         decompose(v, strides, inverse, coords)
-        previous = np.int64(-1)
+        previous: Int = np.int64(-1)
         for j in range(2 * d):
             k = j >> 1
             u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
@@ -570,7 +662,7 @@ def trace_path_frugal(shape, strides, periodic, open_bits, state, start, goal, l
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find(parent, x):  # type: ignore[no-untyped-def]
+def _find(parent: np.ndarray, x: Int) -> Int:
     while parent[x] != x:
         parent[x] = parent[parent[x]]
         x = parent[x]
@@ -578,7 +670,7 @@ def _find(parent, x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _union(parent, a, b):  # type: ignore[no-untyped-def]
+def _union(parent: np.ndarray, a: Int, b: Int) -> None:
     # Linking the larger root under the smaller keeps parent[x] <= x, so each root is its component's
     # lowest index and the relabel pass can run in place.
     ra = _find(parent, a)
@@ -590,7 +682,7 @@ def _union(parent, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def label(shape, strides, periodic, open_mask, out):  # type: ignore[no-untyped-def]
+def label(shape: np.ndarray, strides: np.ndarray, periodic: np.ndarray, open_mask: np.ndarray, out: np.ndarray) -> Int:
     """Union-find over backward neighbours, then in-place numbering by lowest index; returns the count."""
     n = open_mask.shape[0]
     d = shape.shape[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import threading
 from pathlib import Path
@@ -42,7 +43,19 @@ def _upgrade(url: str) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     # Passed as an attribute, not a main option: ConfigParser would try to interpolate a '%' in a password.
     config.attributes["catalytic_url"] = url
-    command.upgrade(config, "head")
+    path = url.removeprefix("sqlite:///")
+    if path == url or path == ":memory:":
+        command.upgrade(config, "head")
+        return
+    # SQLite runs these DDL statements outside a transaction, so two processes starting at once could race. They
+    # queue on a flock of the database file itself: SQLite's own locks are fcntl locks, which flock does not touch,
+    # and an empty file is a valid new database.
+    with open(path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            command.upgrade(config, "head")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def migrate(url: str | None, *, sqlite_path: str = "catalytic.db") -> None:

@@ -196,8 +196,9 @@ def routes(
     Examples
     --------
     >>> from starlette.applications import Starlette
-    >>> async def no_db() -> None: ...
-    >>> app = Starlette(routes=routes(lambda: None))  # doctest: +SKIP
+    >>> app = Starlette(routes=routes(lambda: None, config=WebhookConfig()))
+    >>> sorted({route.path for route in app.routes})[:2]
+    ['/api/webhooks', '/api/webhooks/events/{event_id}']
     """
     settings = config or WebhookConfig()
     networks = settings.networks()

@@ -497,7 +497,7 @@ async def run_worker(config: WebhookConfig | None = None, *, handle_signals: boo
 
     Examples
     --------
-    >>> # asyncio.run(run_worker())   # doctest: +SKIP
+    >>> asyncio.run(run_worker())  # doctest: +SKIP
     """
     config = config or WebhookConfig()
     if not is_postgres_url(config.database_url):

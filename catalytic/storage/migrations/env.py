@@ -11,9 +11,15 @@ from sqlalchemy.engine import Connection
 url: str = context.config.attributes.get("catalytic_url") or context.config.get_main_option("sqlalchemy.url") or ""
 
 
+# Any fixed 64-bit key: concurrent `catalytic migrate` runs queue on it instead of racing to create tables.
+_MIGRATION_LOCK_KEY = 0x0CA7A1_71C
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, transactional_ddl=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
         context.run_migrations()
 
 

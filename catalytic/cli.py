@@ -122,8 +122,9 @@ def _worker() -> int:
     from catalytic.webhooks.config import WebhookConfig
     from catalytic.webhooks.worker import run_worker
 
-    configure_logging(Settings().log_level)
-    asyncio.run(run_worker(WebhookConfig()))
+    settings = Settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)))
     return 0
 
 

@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=defaults.METRICS_PORT, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
     metrics_host: str = Field(default=defaults.METRICS_HOST, validation_alias=_env("METRICS_HOST"))
     database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
-    sqlite_path: str = Field(default=defaults.SQLITE_PATH, validation_alias=_env("CATALYTIC_SQLITE_PATH"))
+    sqlite_path: str = Field(
+        default=defaults.SQLITE_PATH,
+        validation_alias=AliasChoices("CATALYTIC_SQLITE_PATH", "SQLITE_PATH", "sqlite_path"),
+    )
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
     backend: Literal["auto", "numpy", "numba", "cupy"] = Field(
         default=defaults.BACKEND, validation_alias=_env("CATALYTIC_BACKEND")

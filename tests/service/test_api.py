@@ -371,3 +371,19 @@ async def test_transform_and_inverse_round_trip(service: Service) -> None:
     for bad, field in (({"dtype": "object"}, "dtype"), ({"shape": [2, 2]}, "data"), ({"op": "shuffle"}, "op")):
         response = await service.client.post("/api/lattice/transform", json={**body, **bad})
         assert response.status_code == 422 and any(f.startswith(field) for f in fields(response))
+
+
+async def test_in_process_webhook_worker_runs_beside_the_api(
+    make_settings: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    seen = ""
+    async for service in start_service(make_settings(CATALYTIC_WEBHOOK_WORKER=True, LOG_LEVEL="INFO")):
+        assert "catalytic-webhook-worker" in {task.get_name() for task in asyncio.all_tasks()}
+        assert (await service.client.get("/api/webhooks")).status_code == 200
+        for _ in range(600):
+            seen += capfd.readouterr().err
+            if "webhook worker" in seen and "started" in seen:
+                break
+            await asyncio.sleep(0.05)
+    assert "catalytic-webhook-worker" not in {task.get_name() for task in asyncio.all_tasks()}
+    assert "stopped" in capfd.readouterr().err

@@ -107,12 +107,15 @@ class WebhookConfig(BaseSettings):
         return parsed
 
     @model_validator(mode="after")
-    def _lease_outlives_an_attempt(self) -> WebhookConfig:
-        # A lease shorter than one attempt would let a second worker claim a delivery that is still being sent.
-        if self.lease_seconds <= self.total_timeout:
+    def _lease_outlives_a_round(self) -> WebhookConfig:
+        # A lease shorter than a round would let a second worker claim a delivery that is still being sent. A round
+        # sends its batch in waves of `concurrency` attempts, each wave bounded by the total timeout.
+        waves = -(-self.batch_size // self.concurrency)
+        longest = waves * self.total_timeout
+        if self.lease_seconds <= longest:
             raise ValueError(
-                f"WEBHOOK_LEASE_SECONDS: must exceed WEBHOOK_TOTAL_TIMEOUT ({self.total_timeout:g} s) "
-                f"(allowed: > {self.total_timeout:g})"
+                f"WEBHOOK_LEASE_SECONDS: must exceed the longest round, {waves} wave(s) of WEBHOOK_TOTAL_TIMEOUT "
+                f"(allowed: > {longest:g}; or raise WEBHOOK_CONCURRENCY, lower WEBHOOK_BATCH_SIZE)"
             )
         return self
 

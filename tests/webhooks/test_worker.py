@@ -440,3 +440,40 @@ def test_run_forever_wakes_stops_and_reports_the_queue(tmp_path: Path) -> None:
             assert payloads == ["job.succeeded", "job.succeeded"]
 
     asyncio.run(run())
+
+
+def test_config_refuses_a_lease_shorter_than_a_round() -> None:
+    from pydantic import ValidationError
+
+    from catalytic.webhooks.config import WebhookConfig
+
+    with pytest.raises(ValidationError, match="WEBHOOK_LEASE_SECONDS"):
+        WebhookConfig(lease_seconds=20, total_timeout=15)
+    with pytest.raises(ValidationError, match="WEBHOOK_LEASE_SECONDS"):
+        WebhookConfig(batch_size=1000, concurrency=10, total_timeout=1, lease_seconds=60)
+    with pytest.raises(ValidationError, match="WEBHOOK_RETRY_SCHEDULE"):
+        WebhookConfig(retry_schedule="5,-1")
+    with pytest.raises(ValidationError, match="WEBHOOK_ALLOW_CIDRS"):
+        WebhookConfig(allow_cidrs="10.0.0.0/33")
+    assert WebhookConfig(batch_size=1000, concurrency=10, total_timeout=1, lease_seconds=101).max_attempts == 8
+
+
+def test_a_resolver_that_hangs_counts_as_unresolvable(tmp_path: Path) -> None:
+    async def hang(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return []
+
+    async def run() -> None:
+        async with sqlite_env(tmp_path) as env:
+            await env.endpoint(url="https://slow-dns.example/")
+            event_id = await env.emit()
+            worker = Worker(env.db, config(connect_timeout=0.2), clock=env.clock, resolver=hang)
+            try:
+                assert await worker.run_once() == 1
+            finally:
+                await worker.aclose()
+            row = await env.delivery(event_id)
+            assert (row["status"], row["attempts"]) == ("pending", 1)
+            assert "timed out" in row["last_error"]
+
+    asyncio.run(run())

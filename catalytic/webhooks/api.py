@@ -218,7 +218,7 @@ def routes(
 
     async def create(request: Request) -> Response:
         body = _parse(EndpointCreate, await _json_body(request))
-        await validate_url(body.url, networks, resolver)
+        await validate_url(body.url, networks, resolver, timeout=settings.connect_timeout)
         async with database().transaction() as conn:
             view, secret = await store.create_endpoint(conn, body.url, body.event_types, body.description, now=clock())
         return JSONResponse({**view, "secret": secret}, status_code=201)
@@ -239,7 +239,7 @@ def routes(
             if name in changes and changes[name] is None:
                 raise _HTTPError(422, "validation_error", [{"field": name, "message": "must not be null"}])
         if "url" in changes:
-            await validate_url(changes["url"], networks, resolver)
+            await validate_url(changes["url"], networks, resolver, timeout=settings.connect_timeout)
         async with database().transaction() as conn:
             view = await store.update_endpoint(conn, request.path_params["endpoint_id"], changes, now=clock())
         if view is None:

@@ -202,21 +202,31 @@ def split_url(url: str) -> tuple[str, str, int]:
 
 
 async def resolve_allowed(
-    host: str, port: int, allowed: Sequence[IPNetwork] = (), resolver: Resolver = system_resolver
+    host: str,
+    port: int,
+    allowed: Sequence[IPNetwork] = (),
+    resolver: Resolver = system_resolver,
+    *,
+    timeout: float | None = None,
 ) -> list[IPAddress]:
     """Resolve ``host`` and return its addresses, refusing the lot when any one of them is not allowed.
 
     Raises
     ------
+    UnresolvableHostError
+        When the host does not resolve (within ``timeout`` seconds, if given).
     UnsafeURLError
-        When the host does not resolve, or resolves to a forbidden address.
+        When it resolves to a forbidden address.
     """
     numeric = parse_numeric_host(host)
     if numeric is not None:
         addresses: list[IPAddress] = [numeric]
     else:
         try:
-            answers = await resolver(host, port)
+            async with asyncio.timeout(timeout):
+                answers = await resolver(host, port)
+        except TimeoutError as exc:
+            raise UnresolvableHostError(f"resolving host {host!r} timed out") from exc
         except OSError as exc:
             raise UnresolvableHostError(f"host {host!r} does not resolve ({exc.__class__.__name__})") from exc
         addresses = []
@@ -237,7 +247,9 @@ async def resolve_allowed(
     return addresses
 
 
-async def validate_url(url: str, allowed: Sequence[IPNetwork] = (), resolver: Resolver = system_resolver) -> str:
+async def validate_url(
+    url: str, allowed: Sequence[IPNetwork] = (), resolver: Resolver = system_resolver, *, timeout: float | None = None
+) -> str:
     """Check a webhook URL at registration: syntax, scheme, and every address its host resolves to.
 
     Parameters
@@ -248,6 +260,8 @@ async def validate_url(url: str, allowed: Sequence[IPNetwork] = (), resolver: Re
         Networks exempt from the private-address refusal.
     resolver : async callable
         ``(host, port) -> addresses``; the system resolver by default.
+    timeout : float, optional
+        Seconds the lookup may take.
 
     Returns
     -------
@@ -267,5 +281,5 @@ async def validate_url(url: str, allowed: Sequence[IPNetwork] = (), resolver: Re
     'https://example.com/hook'
     """
     _, host, port = split_url(url)
-    await resolve_allowed(host, port, allowed, resolver)
+    await resolve_allowed(host, port, allowed, resolver, timeout=timeout)
     return url

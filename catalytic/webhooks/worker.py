@@ -302,12 +302,11 @@ class Worker:
         for url in {e["url"] for e in endpoints}:
             try:
                 _, host, port = split_url(url)
-                async with asyncio.timeout(self.config.connect_timeout):
-                    found[url] = await resolve_allowed(host, port, self._networks, self._resolver)
+                found[url] = await resolve_allowed(
+                    host, port, self._networks, self._resolver, timeout=self.config.connect_timeout
+                )
             except UnsafeURLError as exc:
                 found[url] = exc
-            except TimeoutError:
-                found[url] = UnresolvableHostError(f"resolving the host of {url!r} timed out")
         return found
 
     async def _attempt(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -20,7 +20,7 @@ from catalytic.webhooks.safety import (
 PUBLIC = "93.184.215.14"
 
 
-def resolver_for(table: dict[str, Sequence[str]]):  # type: ignore[no-untyped-def]
+def resolver_for(table: dict[str, Sequence[str]]) -> Callable[[str, int], Awaitable[list[str]]]:
     async def resolve(host: str, port: int) -> list[str]:
         if host not in table:
             raise OSError(f"no such host {host}")
@@ -154,3 +154,12 @@ def test_check_address_reasons() -> None:
     assert "metadata" in str(check_address(ipaddress.ip_address("169.254.169.254")))
     assert check_address(ipaddress.ip_address(PUBLIC)) is None
     assert split_url("HTTPS://Example.COM") == ("https", "example.com", 443)
+
+
+def test_a_slow_lookup_times_out() -> None:
+    async def hang(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return [PUBLIC]
+
+    with pytest.raises(UnresolvableHostError, match="timed out"):
+        asyncio.run(validate_url("https://slow.example/", resolver=hang, timeout=0.05))

@@ -32,9 +32,10 @@ A list of operations is applied in order, the ``k``-th with the sub-seed ``seed`
 
 Byte and element positions count in the memory order of the array written (``out``, or a new array laid
 out like ``data``: C order, or F order for an F-ordered input), so transform and inverse must see the same
-layout. Kernels are numba-compiled, release the GIL and run on slices across a thread pool; a call returns
-only when every slice is done, even when interrupted, so an in-place transform happens all at once or not at
-all. The byte stream is defined little-endian, as are the machines this runs on.
+layout. Kernels are numba-compiled, release the GIL and run on slices across a thread pool. Each operation
+finishes every slice even when interrupted, and an in-place call interrupted between the operations of a
+list undoes the ones it finished before the interrupt propagates, so an in-place transform happens all at once
+or not at all. The byte stream is defined little-endian, as are the machines this runs on.
 """
 
 from __future__ import annotations
@@ -351,45 +352,56 @@ def _split(units: int, nbytes: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _run_all(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
-    """Run kernel calls (GIL-free) on a thread pool and wait for all of them, even through an interrupt."""
+_Calls = list[tuple[Callable[..., None], tuple[Any, ...]]]
+
+
+def _run_all(calls: _Calls) -> BaseException | None:
+    """Run kernel calls (GIL-free) on a thread pool and wait for every one of them, even through an interrupt.
+
+    An interrupt (Ctrl-C, a task's cancellation) that arrives meanwhile is returned, not raised: the caller
+    first records that the step is complete, so that it knows exactly what to undo.
+    """
+    interrupt: BaseException | None = None
     if len(calls) <= 1:
-        for kernel, args in calls:
-            kernel(*args)
-        return
+        try:
+            for kernel, args in calls:
+                kernel(*args)
+        except BaseException as exc:  # raised only after the compiled call has finished its work
+            interrupt = exc
+        return interrupt
     with ThreadPoolExecutor(len(calls)) as pool:
         futures: list[Future[None]] = [pool.submit(kernel, *args) for kernel, args in calls]
-        interrupt: BaseException | None = None
         while True:
             try:
                 wait(futures)
                 break
             except BaseException as exc:  # the slices keep running; returning early would leave data half-done
                 interrupt = interrupt or exc
-        if interrupt is not None:
-            raise interrupt
-        for future in futures:
-            future.result()
+    for future in futures:
+        future.result()
+    return interrupt
 
 
-def _permute(target_raw: np.ndarray, source_raw: np.ndarray, itemsize: int, seed: int, forward: bool) -> None:
+def _permute(
+    target_raw: np.ndarray, source_raw: np.ndarray, itemsize: int, seed: int, forward: bool
+) -> BaseException | None:
     n = source_raw.size // itemsize
     blocks = n >> _BLOCK_BITS
     keys = np.array([_splitmix(np.uint64(seed), np.uint64(r)) for r in range(12)], dtype=np.uint64).reshape(3, 4)
     src, dst = _rows(source_raw, itemsize), _rows(target_raw, itemsize)
     halves = (_half_bits(blocks), _half_bits(n - (blocks << _BLOCK_BITS)))
-    _run_all(
+    return _run_all(
         [(_gather_kernel, (src, dst, keys, *halves, forward, a, b)) for a, b in _split(blocks + 1, source_raw.size)]
     )
 
 
-def _keyed_lanes(raw: np.ndarray, itemsize: int, seed: int, code: int) -> None:
+def _keyed_lanes(raw: np.ndarray, itemsize: int, seed: int, code: int) -> BaseException | None:
     """XOR, add or rotate every lane of a flat byte view with the key stream of ``seed``."""
     width = _lane_width(itemsize)
     lane_type = _LANE_TYPES[width]
     key = np.uint64(seed)
     words = raw.size // 8
-    calls: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+    calls: _Calls = []
     if raw.ctypes.data % 8 == 0:
         calls = [
             (_words_kernel, (raw[8 * a : 8 * b].view(np.uint64), key, code, 8 * width, a))
@@ -403,35 +415,57 @@ def _keyed_lanes(raw: np.ndarray, itemsize: int, seed: int, code: int) -> None:
             (_lanes_kernel, (raw[8 * a : min(8 * b, raw.size)].view(lane_type), key, code, a))
             for a, b in _split(last, raw.size)
         ]
-    _run_all(calls)
+    return _run_all(calls)
+
+
+def _step(
+    raw: np.ndarray, itemsize: int, name: str, seed: int, forward: bool, source: np.ndarray | None, scratch: Any
+) -> BaseException | None:
+    """One operation on the flat bytes ``raw``, in place, or from ``source`` for a permute that has one."""
+    if name == "permute":
+        if source is None:
+            source = np.empty(raw.size, np.uint8) if scratch is None else scratch.array(raw.size, np.uint8)
+            source[:] = raw
+        return _permute(raw, source, itemsize, seed, forward)
+    code = {"xor": _XOR, "add": _ADD if forward else _SUB, "rotate": _ROTL if forward else _ROTR}[name]
+    return _keyed_lanes(raw, itemsize, seed, code)
 
 
 def _run(data: Any, op: Any, seed: Any, out: Any, scratch: Any, forward: bool) -> np.ndarray:
-    ops = _check_ops(op)
-    seed = _check_seed(seed)
+    names = _check_ops(op)
+    key = _check_seed(seed)
     target, in_place = _check_arrays(data, out)
     itemsize = data.dtype.itemsize
     raw = _raw(target)
-    steps = list(enumerate(ops)) if forward else list(reversed(list(enumerate(ops))))
-    pending_copy = not in_place
-    for position, name in steps:
-        sub = _subseed(seed, position)
+    steps = [(name, _subseed(key, position)) for position, name in enumerate(names)]
+    if not forward:
+        steps.reverse()
+    first = 0
+    if not in_place:
+        name, sub = steps[0]
         if name == "permute":
-            if pending_copy:
-                source = _raw(np.ascontiguousarray(data))
-            else:
-                temp = np.empty(raw.size, np.uint8) if scratch is None else scratch.array(raw.size, np.uint8)
-                temp[:] = raw
-                source = temp
-            _permute(raw, source, itemsize, sub, forward)
-            pending_copy = False
-            continue
-        if pending_copy:
+            # The first permute gathers straight from data, so out needs no copy.
+            interrupt = _step(raw, itemsize, name, sub, forward, _raw(np.ascontiguousarray(data)), scratch)
+            if interrupt is not None:
+                raise interrupt
+            first = 1
+        else:
             # Same-dtype copies move raw bytes, so NaN payloads and non-0/1 bools survive.
             np.copyto(target, data, casting="no")
-            pending_copy = False
-        code = {"xor": _XOR, "add": _ADD if forward else _SUB, "rotate": _ROTL if forward else _ROTR}[name]
-        _keyed_lanes(raw, itemsize, sub, code)
+    done = first
+    try:
+        for position in range(first, len(steps)):
+            name, sub = steps[position]
+            interrupt = _step(raw, itemsize, name, sub, forward, None, scratch)
+            done = position + 1
+            if interrupt is not None:
+                raise interrupt
+    except BaseException:
+        if in_place:
+            # Undo the finished steps, so an interrupted in-place call leaves data as it found it.
+            for name, sub in reversed(steps[first:done]):
+                _step(raw, itemsize, name, sub, not forward, None, scratch)
+        raise
     return target
 
 

@@ -235,3 +235,23 @@ def test_bad_data_and_out() -> None:
         transform(data[::2], "xor", out=np.zeros(8)[::2])
     with pytest.raises(InvalidInputError, match="partly overlaps"):
         transform(data[:6], "xor", out=data[2:])
+
+
+def test_interrupted_in_place_composition_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import catalytic.transforms as transforms
+
+    real = transforms._keyed_lanes
+    calls = {"n": 0}
+
+    def interrupted_after_second(*args: object) -> BaseException | None:
+        calls["n"] += 1
+        outcome = real(*args)  # type: ignore[arg-type]
+        return KeyboardInterrupt() if calls["n"] == 2 else outcome
+
+    monkeypatch.setattr(transforms, "_keyed_lanes", interrupted_after_second)
+    data = np.linspace(0, 1, 50_000)
+    work = data.copy()
+    with pytest.raises(KeyboardInterrupt):
+        transform(work, ["xor", "permute", "add", "rotate"], 5, out=work)
+    assert calls["n"] == 4
+    assert work.tobytes() == data.tobytes()

@@ -158,3 +158,25 @@ def test_postgres_restart_is_survived_by_the_pool(postgres_server: object, pg_ur
             await db.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.redis
+def test_throwaway_redis_server_stops_and_restarts(redis_server: object) -> None:
+    import redis
+    from servers import RedisServer
+
+    assert isinstance(redis_server, RedisServer)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert client.ping()
+        if not redis_server.managed:
+            pytest.skip("REDIS_URL points at an external server, which tests cannot restart")
+        redis_server.restart()
+        assert client.ping()
+        redis_server.stop()
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        redis_server.start()
+        assert client.ping()
+    finally:
+        client.close()

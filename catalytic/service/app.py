@@ -28,6 +28,7 @@ from catalytic.service import db as queries
 from catalytic.service.auth import ApiKeyMiddleware
 from catalytic.service.cache import LRU, ResultCache
 from catalytic.service.errors import exception_handlers
+from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import JobRunner
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
@@ -272,7 +273,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from catalytic.storage import migrate, open_database
+        from catalytic.storage import migrate, open_database, sqlite_file
 
         await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
         database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
@@ -289,6 +290,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             threads=ThreadPoolExecutor(settings.parallel_cores, thread_name_prefix="catalytic-compute"),
             emit=emit,
             lattices=LRU(settings.cache_size),
+            existing=ExistenceCache(
+                None if database.dialect == "postgresql" else sqlite_file(settings.database_url, settings.sqlite_path)
+            ),
         )
         app.state.service = state
         runner.start()

@@ -17,6 +17,7 @@ from catalytic.service import compute
 from catalytic.service import db as queries
 from catalytic.service.cache import LRU, ResultCache
 from catalytic.service.errors import NotFound, PayloadTooLarge, Timeout
+from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import Emit, JobRunner
 from catalytic.service.schemas import LatticeCreate
 from catalytic.service.settings import Settings
@@ -48,6 +49,7 @@ class ServiceState:
     threads: ThreadPoolExecutor
     emit: Emit | None
     lattices: LRU[Lattice]
+    existing: ExistenceCache
     warm_up: asyncio.Future[None] | None = None
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
@@ -115,8 +117,14 @@ class ServiceState:
         return ResolvedLattice(lattice, f"id:{lattice_id}", lattice_id, arrays)
 
     async def exists(self, lattice_id: str) -> bool:
-        """Whether a lattice id is stored now (one indexed read)."""
-        return await self.db.fetchval("SELECT 1 FROM service_lattices WHERE id = $1", lattice_id) is not None
+        """Whether a lattice id is stored now: one indexed read, skipped while the embedded database is unchanged."""
+        token = self.existing.token()
+        if self.existing.known(lattice_id, token):
+            return True
+        found = await self.db.fetchval("SELECT 1 FROM service_lattices WHERE id = $1", lattice_id) is not None
+        if found:
+            self.existing.remember(lattice_id, token)
+        return found
 
     async def resolve(self, lattice_id: str | None, inline: LatticeCreate | None) -> ResolvedLattice:
         """The lattice a computation request names."""

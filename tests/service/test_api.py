@@ -387,3 +387,22 @@ async def test_in_process_webhook_worker_runs_beside_the_api(
             await asyncio.sleep(0.05)
     assert "catalytic-webhook-worker" not in {task.get_name() for task in asyncio.all_tasks()}
     assert "stopped" in capfd.readouterr().err
+
+
+async def test_a_delete_through_one_process_is_seen_at_once_by_another_on_sqlite(make_settings: Any) -> None:
+    settings = make_settings()
+    async for first in start_service(settings):
+        async for second in start_service(settings):
+            created = await create(first, shape=[7, 7])
+            body = {"lattice_id": created["id"], "start": [0, 0], "goal": [6, 6]}
+            for _ in range(3):  # the second instance verifies the id once, then answers from its caches
+                answer = await second.client.post("/api/lattice/path", json=body)
+                assert answer.status_code == 200
+            assert answer.json()["cached"] is True
+            assert second.state.existing.known(created["id"], second.state.existing.token())
+            assert (await first.client.delete(f"/api/lattice/{created['id']}")).status_code == 200
+            assert not second.state.existing.known(created["id"], second.state.existing.token())
+            assert (await second.client.post("/api/lattice/path", json=body)).status_code == 404
+            assert (
+                await second.client.post("/api/lattice/components", json={"lattice_id": created["id"]})
+            ).status_code == 404

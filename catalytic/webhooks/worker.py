@@ -116,6 +116,7 @@ class AttemptResult:
     excerpt: str | None = None
     next_attempt_at: float | None = None
     gone: bool = False
+    skipped: bool = False
 
     @property
     def status(self) -> str:
@@ -318,11 +319,10 @@ class Worker:
     ) -> AttemptResult:
         now = self._clock()
         if endpoint is None or event is None:
-            return AttemptResult(
-                claim, "dead", now, 0.0, error="endpoint deleted" if endpoint is None else "event gone"
-            )
+            error = "endpoint deleted" if endpoint is None else "event gone"
+            return AttemptResult(claim, "dead", now, 0.0, error=error, skipped=True)
         if not endpoint["enabled"]:
-            return AttemptResult(claim, "dead", now, 0.0, error="endpoint disabled")
+            return AttemptResult(claim, "dead", now, 0.0, error="endpoint disabled", skipped=True)
         started = time.perf_counter()
         checked = addresses[endpoint["url"]]
         if isinstance(checked, UnresolvableHostError):
@@ -411,7 +411,7 @@ class Worker:
         now = max(r.at for r in results)
         alive = sorted({r.claim.endpoint_id for r in results if r.outcome == "succeeded"})
         failing = sorted(
-            {r.claim.endpoint_id for r in results if r.outcome in ("retry", "dead", "failed", "refused")} - set(alive)
+            {r.claim.endpoint_id for r in results if r.outcome != "succeeded" and not r.skipped} - set(alive)
         )
         gone = sorted({r.claim.endpoint_id for r in results if r.gone})
         # Endpoint rows are touched in id order so two workers recording at once cannot deadlock on them.

@@ -406,6 +406,9 @@ def test_disabled_or_deleted_endpoints_get_nothing(tmp_path: Path) -> None:
             row = await env.delivery(event_id)
             assert (row["status"], row["last_error"]) == ("dead", "endpoint disabled")
             assert env.receiver.requests == []
+            endpoint = await get_endpoint(env.db, endpoint_id)
+            assert endpoint is not None
+            assert endpoint["first_failure_at"] is None  # nothing was sent, so nothing failed
 
     asyncio.run(run())
 

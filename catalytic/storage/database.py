@@ -52,12 +52,23 @@ class Connection(Protocol):
 
 
 def is_postgres_url(url: str | None) -> bool:
-    """Whether ``url`` names a PostgreSQL server (``postgresql://`` or ``postgres://``)."""
+    """Whether ``url`` names a PostgreSQL server (``postgresql://`` or ``postgres://``).
+
+    Examples
+    --------
+    >>> is_postgres_url("postgres://u@127.0.0.1/db"), is_postgres_url("sqlite:///x.db"), is_postgres_url(None)
+    (True, False, False)
+    """
     return bool(url) and str(url).startswith(_POSTGRES_PREFIXES)
 
 
 def sqlite_file(url: str | None, sqlite_path: str) -> str:
     """The SQLite file a non-PostgreSQL ``url`` points at: ``sqlite:///path``, or ``sqlite_path`` when url is empty.
+
+    Examples
+    --------
+    >>> sqlite_file("sqlite:///data/c.db", "catalytic.db"), sqlite_file(None, "catalytic.db")
+    ('data/c.db', 'catalytic.db')
 
     Raises
     ------

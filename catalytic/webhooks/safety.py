@@ -60,7 +60,30 @@ class UnresolvableHostError(UnsafeURLError):
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to, through the operating system's resolver."""
+    """The addresses ``host`` resolves to, through the operating system's resolver (in a thread).
+
+    Parameters
+    ----------
+    host : str
+        A DNS name.
+    port : int
+        The port the addresses are for.
+
+    Returns
+    -------
+    list of str
+        Unique addresses in resolver order.
+
+    Raises
+    ------
+    OSError
+        When the name does not resolve.
+
+    Examples
+    --------
+    >>> "127.0.0.1" in asyncio.run(system_resolver("localhost", 80))  # doctest: +SKIP
+    True
+    """
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 

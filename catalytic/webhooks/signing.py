@@ -112,7 +112,24 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def signature_header(active_secrets: Iterable[str], msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: one signature per active secret, space-separated."""
+    """The ``webhook-signature`` value: one signature per active secret, space-separated.
+
+    Parameters
+    ----------
+    active_secrets : iterable of str
+        The secrets signing now (the current one first, then those in a rotation's grace period).
+    msg_id, timestamp, body
+        As for :func:`sign`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> len(signature_header(["whsec_" + "A" * 32, "whsec_" + "B" * 32], "m", 1, b"").split(" "))
+    2
+    """
     return " ".join(sign(s, msg_id, timestamp, body) for s in active_secrets)
 
 

@@ -79,7 +79,13 @@ def new_id(prefix: str) -> str:
 
 
 def placeholders(start: int, count: int) -> str:
-    """``$start, $start+1, ...`` for an ``IN (...)`` list of ``count`` values."""
+    """``$start, $start+1, ...`` for an ``IN (...)`` list of ``count`` values.
+
+    Examples
+    --------
+    >>> placeholders(2, 3)
+    '$2, $3, $4'
+    """
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
@@ -93,7 +99,13 @@ def _iso(moment: float) -> str:
 
 
 def subscribed(event_types_json: str, event_type: str) -> bool:
-    """Whether an endpoint with this stored filter receives ``event_type`` (an empty filter takes every type)."""
+    """Whether an endpoint with this stored filter receives ``event_type`` (an empty filter takes every type).
+
+    Examples
+    --------
+    >>> subscribed("[]", "job.failed"), subscribed('["job.succeeded"]', "job.failed")
+    (True, False)
+    """
     wanted = json.loads(event_types_json or "[]")
     return not wanted or event_type in wanted
 
@@ -186,13 +198,43 @@ async def emit(
 
 
 def active_secrets(secrets_json: str, now: float) -> list[str]:
-    """The secrets that sign at ``now``: the current one first, then rotated ones still in their grace period."""
+    """The secrets that sign at ``now``: the current one first, then rotated ones still in their grace period.
+
+    Parameters
+    ----------
+    secrets_json : str
+        The stored list of ``{"secret", "expires_at"}`` (``expires_at`` None for the current secret).
+    now : float
+        Epoch seconds.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> stored = '[{"secret": "whsec_new", "expires_at": null}, {"secret": "whsec_old", "expires_at": 100.0}]'
+    >>> active_secrets(stored, 50.0), active_secrets(stored, 150.0)
+    (['whsec_new', 'whsec_old'], ['whsec_new'])
+    """
     entries = json.loads(secrets_json)
     return [e["secret"] for e in entries if e.get("expires_at") is None or e["expires_at"] > now]
 
 
 def endpoint_view(row: dict[str, Any]) -> dict[str, Any]:
-    """The public description of an endpoint row (never its secrets)."""
+    """The public description of an endpoint row: everything but its secrets.
+
+    Parameters
+    ----------
+    row : dict
+        A ``webhook_endpoints`` row.
+
+    Returns
+    -------
+    dict
+        JSON-able: id, url, description, event_types, enabled, disabled_reason, disabled_at, failing_since,
+        last_failure_at, last_success_at, created_at, updated_at.
+    """
     return {
         "id": row["id"],
         "url": row["url"],
@@ -220,7 +262,38 @@ def _check_types(event_types: Iterable[str]) -> list[str]:
 async def create_endpoint(
     conn: Connection, url: str, event_types: Sequence[str] = (), description: str = "", *, now: float
 ) -> tuple[dict[str, Any], str]:
-    """Insert an endpoint (URL already validated by the caller); returns its view and its new secret."""
+    """Insert an enabled endpoint with a fresh secret.
+
+    Parameters
+    ----------
+    conn : Connection
+        A connection or transaction.
+    url : str
+        The endpoint URL, already checked with :func:`catalytic.webhooks.safety.validate_url`.
+    event_types : sequence of str
+        The types it receives; empty for all.
+    description : str
+        Free text.
+    now : float
+        Creation time, epoch seconds.
+
+    Returns
+    -------
+    (dict, str)
+        The endpoint's view and its secret (shown to the owner once).
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown event type.
+
+    Examples
+    --------
+    >>> async def register(db) -> str:
+    ...     async with db.transaction() as conn:
+    ...         view, secret = await create_endpoint(conn, "https://hooks.example/x", ["job.failed"], now=0.0)
+    ...     return secret
+    """
     secret = generate_secret()
     endpoint_id = new_id("ep")
     await conn.execute(
@@ -239,12 +312,36 @@ async def create_endpoint(
 
 
 async def get_endpoint(conn: Connection, endpoint_id: str) -> dict[str, Any] | None:
-    """The endpoint's stored row (secrets included, for the worker), or None."""
+    """The endpoint's stored row, secrets included (for signing; never return it to a client), or None.
+
+    Parameters
+    ----------
+    conn : Connection
+        A connection or transaction.
+    endpoint_id : str
+        The endpoint id.
+
+    Returns
+    -------
+    dict or None
+    """
     return await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
 
 
 async def list_endpoints(conn: Connection, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Endpoint views, oldest first."""
+    """Endpoint views, oldest first.
+
+    Parameters
+    ----------
+    conn : Connection
+        A connection or transaction.
+    limit, offset : int
+        The page.
+
+    Returns
+    -------
+    list of dict
+    """
     rows = await conn.fetch(
         "SELECT * FROM webhook_endpoints ORDER BY created_at, id LIMIT $1 OFFSET $2", int(limit), int(offset)
     )
@@ -254,9 +351,31 @@ async def list_endpoints(conn: Connection, *, limit: int = 100, offset: int = 0)
 async def update_endpoint(
     conn: Connection, endpoint_id: str, changes: dict[str, Any], *, now: float
 ) -> dict[str, Any] | None:
-    """Apply ``changes`` (url, event_types, description, enabled); re-enabling clears the failure streak.
+    """Apply ``changes`` (url, event_types, description, enabled) to an endpoint.
 
-    Returns the new view, or None for an unknown id.
+    Disabling buries the endpoint's pending deliveries; re-enabling clears the disabled reason and the failure
+    streak. A new URL is used by the pending deliveries too.
+
+    Parameters
+    ----------
+    conn : Connection
+        A transaction.
+    endpoint_id : str
+        The endpoint id.
+    changes : dict
+        The fields to change, already validated (the URL checked).
+    now : float
+        Epoch seconds.
+
+    Returns
+    -------
+    dict or None
+        The new view, or None for an unknown id.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown event type.
     """
     row = await get_endpoint(conn, endpoint_id)
     if row is None:
@@ -301,7 +420,22 @@ async def _bury_pending(conn: Connection, endpoint_id: str, reason: str, now: fl
 
 
 async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float) -> bool:
-    """Delete an endpoint; its pending deliveries become dead (their history stays). False for an unknown id."""
+    """Delete an endpoint; its pending deliveries become dead, and every delivery's history stays.
+
+    Parameters
+    ----------
+    conn : Connection
+        A transaction.
+    endpoint_id : str
+        The endpoint id.
+    now : float
+        Epoch seconds.
+
+    Returns
+    -------
+    bool
+        False for an unknown id.
+    """
     status = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
     if status.rsplit(" ", 1)[-1] == "0":
         return False
@@ -310,9 +444,23 @@ async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float) -> 
 
 
 async def rotate_secret(conn: Connection, endpoint_id: str, *, now: float, grace_s: float) -> str | None:
-    """Give the endpoint a new secret; the previous ones keep signing for ``grace_s`` seconds more.
+    """Give the endpoint a new secret; the previous ones keep signing for at most ``grace_s`` seconds more.
 
-    Returns the new secret, or None for an unknown id.
+    Parameters
+    ----------
+    conn : Connection
+        A transaction.
+    endpoint_id : str
+        The endpoint id.
+    now : float
+        Epoch seconds.
+    grace_s : float
+        How long the old secrets keep signing (0 retires them at once).
+
+    Returns
+    -------
+    str or None
+        The new secret, or None for an unknown id.
     """
     row = await get_endpoint(conn, endpoint_id)
     if row is None:
@@ -339,7 +487,23 @@ async def disable_endpoint(
 ) -> bool:
     """Disable an enabled endpoint, bury its pending deliveries and emit ``endpoint.disabled``.
 
-    Returns False when the endpoint is unknown or already disabled (then nothing is written).
+    Parameters
+    ----------
+    conn : Connection
+        A transaction.
+    endpoint_id : str
+        The endpoint id.
+    reason : str
+        Stored as the disabled reason and sent in the event.
+    now : float
+        Epoch seconds.
+    max_payload_bytes : int
+        The event size limit.
+
+    Returns
+    -------
+    bool
+        False when the endpoint is unknown or already disabled (then nothing is written).
     """
     status = await conn.execute(
         "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 "
@@ -389,7 +553,23 @@ async def list_deliveries(
     since: float | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Deliveries, newest first, each with its attempts, filtered by endpoint, event, status and creation time."""
+    """Deliveries, newest first, each with its attempts (``attempt_log``).
+
+    Parameters
+    ----------
+    conn : Connection
+        A connection or transaction.
+    endpoint_id, event_id, status : str, optional
+        Filters.
+    since : float, optional
+        Only deliveries created at or after this time.
+    limit : int
+        At most this many.
+
+    Returns
+    -------
+    list of dict
+    """
     clauses: list[str] = []
     args: list[Any] = []
     for column, value in (("endpoint_id", endpoint_id), ("event_id", event_id), ("status", status)):
@@ -408,13 +588,37 @@ async def list_deliveries(
 
 
 async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
-    """One delivery with its attempts, or None."""
+    """One delivery with its attempts, or None.
+
+    Parameters
+    ----------
+    conn : Connection
+        A connection or transaction.
+    delivery_id : str
+        The delivery id.
+
+    Returns
+    -------
+    dict or None
+    """
     row = await conn.fetchrow(f"SELECT {_DELIVERY_FIELDS} FROM deliveries WHERE id = $1", delivery_id)
     return None if row is None else (await _with_attempts(conn, [row]))[0]
 
 
 async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
-    """One event (its payload parsed) with its deliveries and their attempts, or None."""
+    """One event (its payload parsed) with its deliveries and their attempts, or None.
+
+    Parameters
+    ----------
+    conn : Connection
+        A connection or transaction.
+    event_id : str
+        The event id (the ``webhook-id`` receivers saw).
+
+    Returns
+    -------
+    dict or None
+    """
     row = await conn.fetchrow("SELECT id, type, payload, created_at FROM events WHERE id = $1", event_id)
     if row is None:
         return None
@@ -424,7 +628,22 @@ async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
 
 
 async def replay_delivery(conn: Connection, delivery_id: str, *, now: float) -> bool:
-    """Queue a finished delivery again with a fresh set of attempts. False when unknown or still pending."""
+    """Queue a finished delivery again, due now, with a fresh set of attempts.
+
+    Parameters
+    ----------
+    conn : Connection
+        A transaction.
+    delivery_id : str
+        The delivery id.
+    now : float
+        Epoch seconds.
+
+    Returns
+    -------
+    bool
+        False when the delivery is unknown or still pending.
+    """
     status = await conn.execute(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $2, lease_until = NULL, "
         "claimed_by = NULL, updated_at = $2 WHERE id = $1 AND status <> 'pending'",
@@ -435,7 +654,24 @@ async def replay_delivery(conn: Connection, delivery_id: str, *, now: float) -> 
 
 
 async def replay_failed(conn: Connection, endpoint_id: str, *, since: float, now: float) -> int:
-    """Queue again every failed or dead delivery of an endpoint created at or after ``since``; returns how many."""
+    """Queue again every failed or dead delivery of an endpoint created at or after ``since``.
+
+    Parameters
+    ----------
+    conn : Connection
+        A transaction.
+    endpoint_id : str
+        The endpoint id.
+    since : float
+        Epoch seconds.
+    now : float
+        Epoch seconds; the replayed deliveries are due then.
+
+    Returns
+    -------
+    int
+        How many deliveries were queued.
+    """
     status = await conn.execute(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_until = NULL, "
         "claimed_by = NULL, updated_at = $3 WHERE endpoint_id = $1 AND created_at >= $2 "

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import _Template
-from servers import pg_url, postgres_server, redis_server
 
-from catalytic.storage import migrate
+# Tests import by path (importlib mode), so this directory's helper module needs its own place on sys.path.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
-__all__ = ["migrated_sqlite_template", "no_network_beyond_loopback", "pg_url", "postgres_server", "redis_server"]
+from servers import pg_url, postgres_server, redis_server  # noqa: E402
+from webhook_harness import _Template  # noqa: E402
+
+from catalytic.storage import migrate  # noqa: E402
+
+__all__ = [
+    "hermetic_webhook_settings",
+    "migrated_sqlite_template",
+    "no_network_beyond_loopback",
+    "pg_url",
+    "postgres_server",
+    "redis_server",
+]
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 
@@ -73,3 +89,10 @@ def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     _Template.path = path
     yield
     _Template.path = None
+
+
+@pytest.fixture(autouse=True)
+def hermetic_webhook_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's WEBHOOK_* variables out of the tests: each test states the settings it needs."""
+    for name in [n for n in os.environ if n.startswith("WEBHOOK_")]:
+        monkeypatch.delenv(name)

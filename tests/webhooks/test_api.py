@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Env, config, script, sqlite_env
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from webhook_harness import Env, config, script, sqlite_env
 
 from catalytic.webhooks.api import MAX_BODY_BYTES, routes
 from catalytic.webhooks.receiver import Reply

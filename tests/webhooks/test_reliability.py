@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import FakeClock, config, script
 from servers import PostgresServer
 from standardwebhooks import Webhook
+from webhook_harness import FakeClock, config, script
 
 from catalytic.storage import Database, migrate, open_database
 from catalytic.webhooks.receiver import ReceivedRequest, Reply, ThreadedReceiver

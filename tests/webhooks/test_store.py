@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from harness import sqlite_env
+from webhook_harness import sqlite_env
 
 from catalytic.errors import InvalidInputError, InvalidTypeError
 from catalytic.webhooks.store import (

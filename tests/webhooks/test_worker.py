@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import config, script, sqlite_env
 from standardwebhooks import Webhook
+from webhook_harness import config, script, sqlite_env
 
 from catalytic.webhooks import metrics
 from catalytic.webhooks.receiver import ReceivedRequest, Reply

@@ -37,6 +37,7 @@ OBSTACLES = [{"kind": "random", "p": 0.2, "seed": 1}]
 CONNECTIONS = 100
 THREADS = 2
 OPEN_SAMPLE = 1500
+ROUNDS = 3
 
 _DONE_HOOK = """
 done = function(summary, latency, requests)
@@ -69,6 +70,23 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants so far (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def _ensure_wrk() -> str:
@@ -114,7 +132,10 @@ class Server:
         self._log.close()
 
 
-def _wrk(wrk: str, url: str, script: str, seconds: int, connections: int, workdir: Path, name: str) -> dict[str, Any]:
+def _wrk(
+    wrk: str, url: str, script: str, seconds: int, connections: int, workdir: Path, name: str, server_pid: int
+) -> dict[str, Any]:
+    cpu_before = _cpu_seconds(server_pid)
     path = workdir / f"{name}.lua"
     path.write_text(script + _DONE_HOOK, encoding="utf-8")
     command = [
@@ -135,8 +156,8 @@ def _wrk(wrk: str, url: str, script: str, seconds: int, connections: int, workdi
     lines = [text for text in run.stdout.splitlines() if text.startswith("WRKJSON ")]
     if not lines:
         raise SystemExit(f"wrk gave no summary for {name}:\n{run.stdout}\n{run.stderr}")
-    line = lines[0]
-    stats = json.loads(line[len("WRKJSON ") :])
+    cpu = _cpu_seconds(server_pid) - cpu_before
+    stats = json.loads(lines[0][len("WRKJSON ") :])
     seconds_run = stats["duration_us"] / 1e6
     errors = sum(stats["errors"].values())
     return {
@@ -151,6 +172,7 @@ def _wrk(wrk: str, url: str, script: str, seconds: int, connections: int, workdi
         "max_ms": stats["max_us"] / 1e3,
         "errors": errors,
         "error_detail": stats["errors"],
+        "server_cpu_ms_per_request": round(1e3 * cpu / max(stats["requests"], 1), 4),
     }
 
 
@@ -212,21 +234,46 @@ def _open_points(count: int) -> list[list[int]]:
     return lattice.coords_of(chosen).tolist()
 
 
-def _targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    cached, bare, uncached = rows["cached_path"], rows["bare"], rows["uncached_path"]
+def _targets(rows: dict[str, dict[str, Any]], load: tuple[float, float]) -> list[dict[str, Any]]:
+    """Each target with its verdict, the measured value and, when missed, the cause read off the same run."""
+    cached, bare, uncached, quiet = (
+        rows["cached_path"],
+        rows["bare"],
+        rows["uncached_path"],
+        rows["uncached_path_2conn"],
+    )
+    cores = os.cpu_count() or 1
     share = cached["req_per_s"] / bare["req_per_s"]
+    machine = f"load average {load[0]:.1f} before / {load[1]:.1f} after the run on {cores} cores (other processes)"
+    queueing = CONNECTIONS * quiet["p50_ms"] / cores
     checks = [
-        ("cached path >= 10,000 req/s", cached["req_per_s"] >= 10_000, f"{cached['req_per_s']:.0f} req/s"),
-        ("cached path >= 50 % of bare", share >= 0.5, f"{100 * share:.1f} % of {bare['req_per_s']:.0f} req/s"),
-        ("cached path p95 < 50 ms", cached["p95_ms"] < 50, f"{cached['p95_ms']:.1f} ms"),
-        ("uncached 5-D path p95 < 25 ms", uncached["p95_ms"] < 25, f"{uncached['p95_ms']:.1f} ms"),
         (
-            "0 errors",
-            all(r["errors"] == 0 for r in rows.values()),
-            ", ".join(f"{k}: {r['errors']}" for k, r in rows.items()),
+            "cached path >= 10,000 req/s", cached["req_per_s"] >= 10_000, f"{cached['req_per_s']:.0f} req/s",
+            f"the bare Starlette endpoint itself reached {bare['req_per_s']:.0f} req/s in this run; the service spends "
+            f"{cached['server_cpu_ms_per_request']:.3f} ms of server CPU per request; {machine}",
         ),
-    ]
-    return [{"target": t, "met": met, "measured": m} for t, met, m in checks]
+        (
+            "cached path >= 50 % of bare", share >= 0.5, f"{100 * share:.1f} % of {bare['req_per_s']:.0f} req/s",
+            f"server CPU per request: {cached['server_cpu_ms_per_request']:.3f} ms for the cached path against "
+            f"{bare['server_cpu_ms_per_request']:.3f} ms for bare (body validation, cache lookup, JSON of the path, "
+            "request metrics written to the multiprocess files)",
+        ),
+        (
+            "cached path p95 < 50 ms", cached["p95_ms"] < 50, f"{cached['p95_ms']:.1f} ms",
+            f"bare p95 in the same run was {bare['p95_ms']:.1f} ms; {machine}",
+        ),
+        (
+            "uncached 5-D path p95 < 25 ms", uncached["p95_ms"] < 25, f"{uncached['p95_ms']:.1f} ms",
+            f"one query takes p50 {quiet['p50_ms']:.1f} ms / p95 {quiet['p95_ms']:.1f} ms at 2 connections; 100 "
+            f"connections on {cores} cores queue about 100 x {quiet['p50_ms']:.1f} / {cores} = {queueing:.0f} ms "
+            f"(measured p50 {uncached['p50_ms']:.0f} ms)",
+        ),
+        (
+            "0 errors", all(r["errors"] == 0 for r in rows.values()),
+            ", ".join(f"{k}: {r['errors']}" for k, r in rows.items()), "see error_detail in load.json",
+        ),
+    ]  # fmt: skip
+    return [{"target": t, "met": met, "measured": m, "cause": None if met else cause} for t, met, m, cause in checks]
 
 
 def main(argv: list[str]) -> int:
@@ -247,17 +294,13 @@ def main(argv: list[str]) -> int:
         "METRICS_PORT": str(_free_port()),
     }
     rows: dict[str, dict[str, Any]] = {}
+    load_before = os.getloadavg()[0]
     bare_port = _free_port()
     bare = Server(
         [sys.executable, "-m", "uvicorn", "bench.suite_load:bare_app", "--factory", "--workers", "2",
          "--port", str(bare_port), "--log-level", "warning", "--no-access-log"],
         env, bare_port, "/json", workdir / "bare.log",
     )  # fmt: skip
-    try:
-        _wrk(wrk, f"{bare.base}/json", "", 2, CONNECTIONS, workdir, "warmup")
-        rows["bare"] = _wrk(wrk, f"{bare.base}/json", "", args.seconds, CONNECTIONS, workdir, "bare")
-    finally:
-        bare.stop()
     port = _free_port()
     service = Server(
         [sys.executable, "-m", "catalytic.cli", "serve", "--workers", "2", "--port", str(port)],
@@ -274,23 +317,54 @@ def main(argv: list[str]) -> int:
         for _ in range(4):  # both workers: compute once, then hold the answer in L1
             assert httpx.post(f"{service.base}/api/lattice/path", json=path, timeout=60).status_code == 200
         url = f"{service.base}/api/lattice/path"
-        _wrk(wrk, url, _post(path), 2, CONNECTIONS, workdir, "warmup")
-        rows["cached_path"] = _wrk(wrk, url, _post(path), args.seconds, CONNECTIONS, workdir, "cached_path")
+        bare_pid, service_pid = bare.process.pid, service.process.pid
+        _wrk(wrk, f"{bare.base}/json", "", 2, CONNECTIONS, workdir, "warmup", bare_pid)
+        _wrk(wrk, url, _post(path), 2, CONNECTIONS, workdir, "warmup", service_pid)
+        # Alternate short rounds so both see the same machine; the round with the median rate is reported.
+        rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "cached_path": []}
+        for _ in range(ROUNDS):
+            rounds["bare"].append(
+                _wrk(wrk, f"{bare.base}/json", "", args.seconds, CONNECTIONS, workdir, "bare", bare_pid)
+            )
+            rounds["cached_path"].append(
+                _wrk(wrk, url, _post(path), args.seconds, CONNECTIONS, workdir, "cached_path", service_pid)
+            )
+        for name, runs in rounds.items():
+            rows[name] = sorted(runs, key=lambda r: r["req_per_s"])[len(runs) // 2] | {
+                "rounds_req_per_s": [r["req_per_s"] for r in runs]
+            }
+        bare.stop()
         script = _uncached_script(lattice_id, points)
-        rows["uncached_path"] = _wrk(wrk, url, script, args.seconds, CONNECTIONS, workdir, "uncached_path")
+        rows["uncached_path"] = _wrk(wrk, url, script, args.seconds, CONNECTIONS, workdir, "uncached_path", service_pid)
         rows["uncached_path_2conn"] = _wrk(wrk, url, script.replace("local counter = 0", "local counter = 1000000"),
-                                           args.seconds, 2, workdir, "uncached_path_2conn")  # fmt: skip
+                                           args.seconds, 2, workdir, "uncached_path_2conn", service_pid)  # fmt: skip
         rows["create_delete"] = _wrk(
-            wrk, f"{service.base}/", _CREATE_DELETE, args.seconds, CONNECTIONS, workdir, "create_delete"
+            wrk, f"{service.base}/", _CREATE_DELETE, args.seconds, CONNECTIONS, workdir, "create_delete", service_pid
         )
     finally:
+        bare.stop()
         service.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    targets = _targets(rows)
-    header = ["case", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "requests", "errors"]
-    columns = ("case", "connections", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "errors")
+    load = (load_before, os.getloadavg()[0])
+    targets = _targets(rows, load)
+    header = [
+        "case",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "requests",
+        "errors",
+        "server CPU ms/req",
+    ]
+    columns = (
+        "case", "connections", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "errors",
+        "server_cpu_ms_per_request",
+    )  # fmt: skip
     table = [[r[c] for c in columns] for r in rows.values()]
-    verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"]] for t in targets]
+    verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"], t["cause"] or ""] for t in targets]
     payload = {
         "setup": {
             "tool": "wrk 4.1 (2 threads, Lua done hook for percentiles)",
@@ -298,16 +372,18 @@ def main(argv: list[str]) -> int:
             "lattice": {"shape": SHAPE, "obstacles": OBSTACLES},
             "seconds_per_case": args.seconds,
             "cores": os.cpu_count(),
-            "load_average_before": os.getloadavg(),
+            "load_average_1min": {"before": load[0], "after": load[1]},
         },
         "rows": list(rows.values()),
         "targets": targets,
     }
     markdown = (
-        "Load generator and servers share the machine's cores. Each measured run follows a 2 s warm-up.\n\n"
+        f"Load generator and servers share the machine's cores. Each measured run follows a 2 s warm-up; bare and "
+        f"cached_path alternate over {ROUNDS} rounds and the median round is shown. "
+        "`uncached_path_2conn` is the uncached query at 2 connections (service time without queueing).\n\n"
         + markdown_table(header, table)
         + "\n\n"
-        + markdown_table(["target", "verdict", "measured"], verdicts)
+        + markdown_table(["target", "verdict", "measured", "cause (measured in this run)"], verdicts)
         + "\n"
     )
     write_results("load", payload, markdown)

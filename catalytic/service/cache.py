@@ -66,10 +66,14 @@ class LRU(Generic[V]):
 
 
 class ResultCache:
-    """Computed answers (JSON objects) in L1 and, when configured, in Redis, each with a TTL."""
+    """Computed answers in L1 and, when configured, in Redis, each with a TTL.
+
+    An answer is kept as the JSON body of a cache hit (``"cached": true`` included), rendered once when it
+    is stored: a hit then costs no encoding, which for a path of many coordinates is most of the work.
+    """
 
     def __init__(self, size: int, redis_url: str | None) -> None:
-        self.l1: LRU[dict[str, Any]] = LRU(size)
+        self.l1: LRU[bytes] = LRU(size)
         self.redis_url = redis_url
         self._redis: Any = None
         self._down_until = 0.0
@@ -106,8 +110,8 @@ class ResultCache:
     def _redis_usable(self) -> bool:
         return self._redis is not None and (not self._down or time.monotonic() >= self._down_until)
 
-    async def get(self, key: str) -> dict[str, Any] | None:
-        """The cached answer for ``key``: L1 first, then Redis (which refills L1)."""
+    async def get(self, key: str) -> bytes | None:
+        """The JSON body of the cached answer for ``key``: L1 first, then Redis (which refills L1)."""
         value = self.l1.get(key)
         if value is not None:
             CACHE_HITS.labels("l1").inc()
@@ -128,7 +132,7 @@ class ResultCache:
             return None
         CACHE_HITS.labels("redis").inc()
         ttl = await self._remaining_ttl(key)
-        value = json.loads(raw)
+        value = bytes(raw)
         self.l1.put(key, value, ttl)
         return value
 
@@ -142,15 +146,16 @@ class ResultCache:
             return None
         return float(ttl) if ttl and ttl > 0 else None
 
-    async def put(self, key: str, value: dict[str, Any], ttl: int) -> None:
+    async def put(self, key: str, answer: dict[str, Any], ttl: int) -> None:
         """Store an answer in L1 and Redis for ``ttl`` seconds."""
+        value = json.dumps({**answer, "cached": True}, separators=(",", ":")).encode()
         self.l1.put(key, value, ttl)
         if not self._redis_usable():
             return
         from redis.exceptions import RedisError
 
         try:
-            await self._redis.set(_PREFIX + key, json.dumps(value), ex=ttl)
+            await self._redis.set(_PREFIX + key, value, ex=ttl)
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return

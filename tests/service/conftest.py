@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from servers import pg_url, postgres_server, redis_server  # noqa: F401  (fixtures)
+from service.service_helpers import Service, start_service
 
-from catalytic.service.app import create_app
 from catalytic.service.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
@@ -37,27 +36,6 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
         return Settings(**values)
 
     return make
-
-
-class Service:
-    """A running in-process app and a client bound to it."""
-
-    def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
-        self.app = app
-        self.client = client
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.service
-
-
-async def start_service(settings: Settings, headers: dict[str, str] | None = None) -> AsyncIterator[Service]:
-    """Run the app's lifespan around an httpx client on ASGITransport."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as client:
-            yield Service(app, client)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Service, start_service
 from prometheus_client import REGISTRY
+from service.service_helpers import Service, start_service
 
 from catalytic import Lattice
 from catalytic.kernels import analyze, components, distance_field, shortest_path

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_service
+from service.service_helpers import start_service
 
 from catalytic.service.auth import key_matches
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import pytest
-from conftest import Service, start_service
+from service.service_helpers import Service, start_service
 
 pytestmark = pytest.mark.anyio
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_service
 from prometheus_client import REGISTRY
 from servers import start_redis
+from service.service_helpers import start_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

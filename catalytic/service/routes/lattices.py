@@ -161,7 +161,7 @@ async def _computation(
     return JSONResponse({**answer, "cached": False})
 
 
-async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> dict[str, Any] | None:
+async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> bytes | None:
     if lattice_id is not None and not await st.exists(lattice_id):
         raise NotFound(
             f"no lattice {lattice_id!r}", fields=[{"field": "lattice_id", "message": "unknown id", "allowed": None}]
@@ -178,13 +178,13 @@ async def shortest_path(request: Request) -> Response:
         key = f"path|id:{body.lattice_id}|{query}"
         hit = await _cached(st, body.lattice_id, key)
         if hit is not None:
-            return JSONResponse({**hit, "cached": True})
+            return Response(hit, media_type="application/json")
     resolved = await st.resolve(body.lattice_id, body.lattice)
     key = f"path|{resolved.key}|{query}"
     if body.lattice_id is None:
         hit = await st.cache.get(key)
         if hit is not None:
-            return JSONResponse({**hit, "cached": True})
+            return Response(hit, media_type="application/json")
     resolved.lattice.index_of(body.start, "start")
     resolved.lattice.index_of(body.goal, "goal")
     params = {"start": body.start, "goal": body.goal, "method": body.method}
@@ -197,13 +197,13 @@ async def _structure(request: Request, operation: str, body: AnalyzeRequest | Co
     if body.lattice_id is not None:
         hit = await _cached(st, body.lattice_id, f"{prefix}|id:{body.lattice_id}")
         if hit is not None:
-            return JSONResponse({**hit, "cached": True})
+            return Response(hit, media_type="application/json")
     resolved = await st.resolve(body.lattice_id, body.lattice)
     key = f"{prefix}|{resolved.key}"
     if body.lattice_id is None:
         hit = await st.cache.get(key)
         if hit is not None:
-            return JSONResponse({**hit, "cached": True})
+            return Response(hit, media_type="application/json")
     return await _computation(request, operation, resolved, {}, body.backend, key)
 
 

@@ -120,12 +120,7 @@ def _steps(
     shape: Sequence[int], periodic: Sequence[bool], index: np.ndarray
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(origin, neighbour)`` index pairs for every in-slab step from ``index``, wrapping on periodic axes."""
-    stride = 1
-    strides = []
-    for n in reversed(shape):
-        strides.append(stride)
-        stride *= n
-    strides.reverse()
+    strides = [math.prod(shape[k + 1 :]) for k in range(len(shape))]
     for n, stride, wrap in zip(shape, strides, periodic, strict=True):
         if n == 1:
             continue
@@ -167,7 +162,6 @@ class SlabWorker:
         self.lattice = slab_lattice(spec, lo, hi, single, arrays)
         self.backend = backend
         self.row_size = math.prod(self.lattice.shape[1:])
-        self.offset = lo * self.row_size
         self.is_open = self.lattice.open_mask_flat()
         self.cost = None if self.lattice.weights is None else self.lattice.weights.ravel()
         self.unreached: float = math.inf if self.lattice.weighted else _UNREACHED_STEPS
@@ -361,7 +355,9 @@ class PartitionedLattice:
         explicit = explicit_arrays(self.spec, arrays)
         actor_cls = ray.remote(SlabWorker).options(num_cpus=num_cpus, max_restarts=RETRIES, max_task_retries=RETRIES)
         single = len(self.bounds) == 1
-        self._arrays = [ray.put(slab_arrays(explicit, lo, hi)) for lo, hi in self.bounds]
+        # Each slab's rows of the explicit arrays go to the object store once; the driver keeps the references so
+        # that Ray can rerun a restarted actor's constructor with them. Procedural lattices send nothing.
+        self._arrays = [ray.put(slab_arrays(explicit, lo, hi)) if explicit else {} for lo, hi in self.bounds]
         self.actors = [
             actor_cls.remote(self.spec, lo, hi, single, ref, backend)
             for (lo, hi), ref in zip(self.bounds, self._arrays, strict=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from catalytic.service.logs import REQUEST_ID
@@ -41,7 +41,7 @@ class RequestMiddleware:
                 candidate = value.decode("latin-1")
                 request_id = candidate if _VALID_ID.match(candidate) else None
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()
         token = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()

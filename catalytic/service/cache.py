@@ -21,6 +21,7 @@ log = logging.getLogger("catalytic.service")
 
 V = TypeVar("V")
 _PREFIX = "catalytic:v1:"
+_L1_HITS, _L1_MISSES = CACHE_HITS.labels("l1"), CACHE_MISSES.labels("l1")
 
 
 class LRU(Generic[V]):
@@ -114,9 +115,9 @@ class ResultCache:
         """The JSON body of the cached answer for ``key``: L1 first, then Redis (which refills L1)."""
         value = self.l1.get(key)
         if value is not None:
-            CACHE_HITS.labels("l1").inc()
+            _L1_HITS.inc()
             return value
-        CACHE_MISSES.labels("l1").inc()
+        _L1_MISSES.inc()
         if not self._redis_usable():
             return None
         from redis.exceptions import RedisError

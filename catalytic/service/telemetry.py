@@ -30,6 +30,8 @@ class RequestMiddleware:
     def __init__(self, app: Any, templates: dict[Any, str]) -> None:
         self.app = app
         self.templates = templates
+        # Labelled children looked up once per (method, route, status): the lookup costs more than the update.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -58,9 +60,14 @@ class RequestMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = self.templates.get(scope.get("endpoint"), "unmatched")
-            labels = (scope["method"], route, str(status))
-            HTTP_REQUEST_DURATION.labels(*labels).observe(elapsed)
-            HTTP_REQUESTS.labels(*labels).inc()
+            labels = (scope["method"], route, status)
+            children = self._children.get(labels)
+            if children is None:
+                text = (scope["method"], route, str(status))
+                children = (HTTP_REQUEST_DURATION.labels(*text), HTTP_REQUESTS.labels(*text))
+                self._children[labels] = children
+            children[0].observe(elapsed)
+            children[1].inc()
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "%s %s %d",

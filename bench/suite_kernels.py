@@ -1134,6 +1134,19 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def source_state() -> dict[str, Any]:
+    """The commit the kernels were timed at, and whether the kernels' files had uncommitted edits."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "kernels_edited": bool(git("status", "--short", "catalytic")),
+    }
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the selected cases and write bench/results/kernels.{json,md}."""
     import catalytic
@@ -1165,6 +1178,7 @@ def main(argv: Sequence[str]) -> int:
             "repeat_fast": cfg.repeat_fast,
             "repeat_slow": cfg.repeat_slow,
             "backends": available,
+            "source": source_state(),
         },
         "cases": {
             name: {

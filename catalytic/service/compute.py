@@ -262,15 +262,51 @@ def _error_answer(exc: BaseException) -> dict[str, Any]:
     return {"status": 500, "error": "internal", "message": f"{type(exc).__name__}: {exc}", "fields": []}
 
 
+def execute_task(task: Mapping[str, Any], lattice: Lattice | None = None, ray_address: str | None = None) -> Any:
+    """Run one job task here, or as a Ray task when ``ray_address`` is given; same answer either way.
+
+    Returns ``(answer, array_or_None)`` like :func:`run_operation`.
+    """
+    if ray_address:
+        from catalytic.distributed import run_job_on_ray
+
+        params = {**task["params"], "backend": task["backend"]}
+        if task["operation"] == "shortest_path":
+            params["memory"] = task["memory"]
+        answer = run_job_on_ray(task["operation"], task["spec"], params, task["arrays"] or None, address=ray_address)
+        array = answer.pop("field", None)
+        if task["operation"] == "components":
+            array = answer.pop("labels")
+            answer = {**_component_sizes(array, answer["count"], task["max_sizes"]), "elapsed_ms": answer["elapsed_ms"]}
+        answer["executor"] = "ray"
+        return answer, array
+    if lattice is None:
+        lattice = materialise(task["spec"], task["arrays"])
+    answer, array = run_operation(
+        lattice,
+        task["operation"],
+        task["params"],
+        backend=task["backend"],
+        memory=task["memory"],
+        max_sizes=task["max_sizes"],
+    )
+    answer["executor"] = "local"
+    return answer, array
+
+
 def serve_tasks(conn: Any) -> None:
     """Body of a job worker process: run tasks from ``conn`` one at a time until the pipe closes.
 
     Each task is a dict (operation, spec, arrays, params, backend, memory, max_sizes). The process sends
     ``("progress", fraction)`` messages, then ``("ok", answer, npy_bytes_or_None, backend, fallbacks)`` or
-    ``("error", error_dict)``. The parent terminates the process to cancel a task.
+    ``("error", error_dict)``. The parent terminates the process to cancel a task. When ``RAY_ADDRESS`` is
+    set, each task runs on that Ray cluster instead (the job record here stays the source of truth).
     """
+    import os
+
     from catalytic.kernels.backend import fallback_count
 
+    ray_address = os.environ.get("RAY_ADDRESS") or None
     cached: dict[str, Lattice] = {}
     while True:
         try:
@@ -278,22 +314,17 @@ def serve_tasks(conn: Any) -> None:
         except EOFError:
             return
         try:
-            key = json_key(task["spec"])
-            lattice = cached.get(key)
-            if lattice is None:
-                lattice = materialise(task["spec"], task["arrays"])
-                cached.clear()
-                cached[key] = lattice
+            lattice = None
+            if ray_address is None:
+                key = json_key(task["spec"])
+                lattice = cached.get(key)
+                if lattice is None:
+                    lattice = materialise(task["spec"], task["arrays"])
+                    cached.clear()
+                    cached[key] = lattice
             conn.send(("progress", 0.2))
             before = fallback_count()
-            answer, array = run_operation(
-                lattice,
-                task["operation"],
-                task["params"],
-                backend=task["backend"],
-                memory=task["memory"],
-                max_sizes=task["max_sizes"],
-            )
+            answer, array = execute_task(task, lattice, ray_address)
             conn.send(
                 (
                     "ok",

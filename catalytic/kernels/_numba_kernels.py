@@ -670,48 +670,160 @@ def _find(parent: np.ndarray, x: Int) -> Int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _union(parent: np.ndarray, a: Int, b: Int) -> None:
-    # Linking the larger root under the smaller keeps parent[x] <= x, so each root is its component's
-    # lowest index and the relabel pass can run in place.
+def _merge(parent: np.ndarray, a: Int, b: Int) -> Int:
+    """Union the classes of labels ``a`` and ``b`` under the smaller root; returns that root."""
     ra = _find(parent, a)
     rb = _find(parent, b)
     if ra < rb:
         parent[rb] = ra
-    elif rb < ra:
+        return ra
+    if rb < ra:
         parent[ra] = rb
+    return rb
 
 
 @njit(cache=True, nogil=True)
-def label(shape: np.ndarray, strides: np.ndarray, periodic: np.ndarray, open_mask: np.ndarray, out: np.ndarray) -> Int:
-    """Union-find over backward neighbours, then in-place numbering by lowest index; returns the count."""
-    n = open_mask.shape[0]
+def _label_slab(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    out: np.ndarray,
+    parent: np.ndarray,
+    first_row: Int,
+    last_row: Int,
+) -> Int:
+    """Provisional labels for the axis-0 rows ``first_row .. last_row - 1``; returns how many were opened.
+
+    An open vertex takes a label of its open backward neighbours and merges their classes in ``parent``;
+    without one it opens a new label. Labels count up from the slab's first index, so they follow the index
+    of the vertex that opened them, in this slab and across slabs, and the smallest label of a class is the
+    one its lowest vertex opened. Blocked vertices hold −1 meanwhile, so a neighbour's label alone tells
+    whether it is open. Edges leaving the slab along axis 0 are left to :func:`_join_slabs`.
+    """
     d = shape.shape[0]
+    line = shape[d - 1]
+    line_wraps = periodic[d - 1] and line > 2
+    lo = first_row * strides[0]
+    hi = last_row * strides[0] if d > 1 else line
     coords = np.zeros(d, np.int64)
-    for i in range(n):
-        if open_mask[i]:
-            out[i] = i
-            for k in range(d):
-                c = coords[k]
-                if c > 0:
-                    j = i - strides[k]
-                    if open_mask[j]:
-                        _union(out, i, j)
-                # the forward wrap partner has the lower index; length 2 makes it the backward neighbour
-                if periodic[k] and c == shape[k] - 1 and shape[k] > 2:
-                    j = i - c * strides[k]
-                    if open_mask[j]:
-                        _union(out, i, j)
-        _advance(coords, shape)
-    count = 0
-    for i in range(n):
-        if open_mask[i]:
-            parent = out[i]
-            if parent == i:
-                count += 1
-                out[i] = count
+    coords[0] = first_row if d > 1 else 0
+    offsets = np.empty(2 * d, np.int64)
+    fresh = lo
+    base = lo
+    while base < hi:
+        # the backward partners of this line along the other axes (the lower index of each edge)
+        m = 0
+        for k in range(d - 1):
+            c = coords[k]
+            if c > 0 and (k > 0 or c > first_row):
+                offsets[m] = strides[k]
+                m += 1
+            # the forward wrap partner has the lower index; length 2 makes it the backward neighbour
+            if k > 0 and periodic[k] and c == shape[k] - 1 and shape[k] > 2:
+                offsets[m] = c * strides[k]
+                m += 1
+        for c in range(line):
+            i = base + c
+            before = out[i - 1] if c > 0 else -1
+            across = out[i - c] if line_wraps and c == line - 1 else -1
+            top = max(before, across)
+            for q in range(m):
+                top = max(top, out[i - offsets[q]])
+            if not open_mask[i]:
+                out[i] = -1
+            elif top < 0:
+                parent[fresh] = fresh
+                out[i] = fresh
+                fresh += 1
             else:
-                # parent < i was numbered already and shares i's component
-                out[i] = out[parent]
-        else:
-            out[i] = 0
+                # merging only labels other than the largest one skips the common case of a single label
+                mine: Int = top
+                if before >= 0 and before != top:
+                    mine = _merge(parent, mine, before)
+                if across >= 0 and across != top:
+                    mine = _merge(parent, mine, across)
+                for q in range(m):
+                    other = out[i - offsets[q]]
+                    if other >= 0 and other != top:
+                        mine = _merge(parent, mine, other)
+                out[i] = mine
+        base += line
+        k = d - 2
+        while k >= 0:
+            coords[k] += 1
+            if coords[k] < shape[k]:
+                break
+            coords[k] = 0
+            k -= 1
+    return fresh - lo
+
+
+@njit(cache=True, nogil=True)
+def _join_slabs(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    out: np.ndarray,
+    parent: np.ndarray,
+    bounds: np.ndarray,
+) -> None:
+    """Merge the classes joined by axis-0 edges between slabs (``bounds``: first rows) and across its wrap."""
+    row = strides[0]
+    n0 = shape[0]
+    for b in range(1, bounds.shape[0] - 1):
+        first = bounds[b] * row
+        for i in range(first, first + row):
+            if out[i] >= 0 and out[i - row] >= 0:
+                _merge(parent, out[i], out[i - row])
+    if shape.shape[0] > 1 and periodic[0] and n0 > 2:
+        last = (n0 - 1) * row
+        for i in range(last, last + row):
+            if out[i] >= 0 and out[i - last] >= 0:
+                _merge(parent, out[i], out[i - last])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def label(
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    out: np.ndarray,
+    parent: np.ndarray,
+    slabs: Int,
+) -> Int:
+    """Component labels numbered by lowest index (0 blocked) written into ``out``; returns the count.
+
+    ``parent`` (N,) of ``out``'s dtype is scratch for the label classes; only the labels used are touched.
+    The rows of axis 0 are split into ``slabs`` slabs labelled in parallel and then joined; the classes are
+    numbered in label order, which is the order of their lowest vertices, so the result does not depend on
+    the split.
+    """
+    n = open_mask.shape[0]
+    n0 = shape[0]
+    # a 1-D lattice is a single line, labelled in one piece
+    parts = max(1, min(slabs, n0)) if shape.shape[0] > 1 else 1
+    bounds = np.empty(parts + 1, np.int64)
+    for b in range(parts + 1):
+        bounds[b] = b * n0 // parts
+    used = np.zeros(parts, np.int64)
+    for b in prange(parts):
+        used[b] = _label_slab(shape, strides, periodic, open_mask, out, parent, bounds[b], bounds[b + 1])
+    _join_slabs(shape, strides, periodic, out, parent, bounds)
+    count = 0
+    for b in range(parts):
+        first = bounds[b] * strides[0]
+        for lab in range(first, first + used[b]):
+            root = parent[lab]
+            if root == lab:
+                count += 1
+                parent[lab] = count
+            else:
+                # root < lab was numbered already and is in the same class
+                parent[lab] = parent[root]
+    chunks = (n + CHUNK - 1) // CHUNK
+    for chunk in prange(chunks):
+        for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
+            out[i] = parent[out[i]] if out[i] >= 0 else 0
     return count

@@ -453,6 +453,8 @@ class NumbaBackend(Backend):
         >>> labels.tolist(), count
         ([1, 1, 0, 2, 2], 2)
         """
-        out = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
-        count = _kernels().label(geom.shape, geom.strides, geom.periodic, open_mask, out)
+        dtype = _index_dtype(geom.vertices)
+        out = np.empty(geom.vertices, dtype=dtype)
+        parent = np.empty(geom.vertices, dtype=dtype)
+        count = _kernels().label(geom.shape, geom.strides, geom.periodic, open_mask, out, parent, _threads())
         return out, int(count)

@@ -188,7 +188,8 @@ def test_wide_label_dtype_gives_the_same_labels() -> None:
     mask = FAST.open_mask(geom)
     narrow, count = FAST.label(geom, mask)
     wide = np.empty(geom.vertices, dtype=np.int64)
-    assert kernels.label(geom.shape, geom.strides, geom.periodic, mask, wide) == count
+    scratch = np.empty(geom.vertices, dtype=np.int64)
+    assert kernels.label(geom.shape, geom.strides, geom.periodic, mask, wide, scratch, 3) == count
     np.testing.assert_array_equal(wide, narrow)
 
 

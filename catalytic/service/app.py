@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,7 +27,7 @@ from catalytic.service.auth import ApiKeyMiddleware
 from catalytic.service.cache import LRU, ResultCache
 from catalytic.service.errors import exception_handlers
 from catalytic.service.freshness import ExistenceCache
-from catalytic.service.jobs import JobRunner
+from catalytic.service.jobs import JobRunner, replica_id
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
 from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
@@ -281,9 +279,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
         database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
         emit = _outbox()
-        owner = f"{socket.gethostname()}:{os.getpid()}"
         runner = JobRunner(
-            database, settings.parallel_cores, settings.max_queued_jobs, settings.job_timeout_s, emit, owner
+            database,
+            settings.parallel_cores,
+            settings.max_queued_jobs,
+            settings.job_timeout_s,
+            emit,
+            replica_id(),
+            lease_s=settings.job_lease_seconds,
+            max_attempts=settings.job_max_attempts,
+            task_defaults={
+                "backend": settings.backend,
+                "memory": settings.lattice_memory_optimization,
+                "max_sizes": settings.max_inline_sizes,
+            },
         )
         state = ServiceState(
             settings=settings,

@@ -1,4 +1,4 @@
-"""Queries for lattices, their uploaded arrays, jobs and job results (schema: migration 0002_service).
+"""Queries for lattices, their uploaded arrays, jobs and job results (schema: migrations 0002_service, 0003_job_leases).
 
 SQL uses ``$n`` placeholders on both PostgreSQL and SQLite (the storage layer translates). Timestamps are
 float epoch seconds, JSON is stored as text, ids are text.
@@ -18,6 +18,8 @@ __all__ = [
     "claim_job",
     "count_lattices",
     "delete_lattice",
+    "expired_jobs",
+    "fail_expired_job",
     "fetch_arrays",
     "finish_job",
     "get_job",
@@ -29,7 +31,9 @@ __all__ = [
     "job_status",
     "list_lattices",
     "new_id",
+    "renew_lease",
     "set_progress",
+    "take_over_job",
 ]
 
 
@@ -48,8 +52,10 @@ class Queries(Protocol):
 _LATTICE_COLUMNS = "id, spec, vertices, open_vertices, edges, memory, created_at"
 _JOB_COLUMNS = (
     "id, operation, lattice_id, spec, params, backend, status, progress, error, owner, created_at, started_at, "
-    "finished_at, has_array"
+    "finished_at, has_array, lease_expires_at, attempts"
 )
+# A queued job whose owner never renewed its lease counts as leased for one lease from its creation.
+_LEASE = "COALESCE(lease_expires_at, created_at + $3)"
 
 
 def new_id(prefix: str) -> str:
@@ -133,6 +139,7 @@ def _job(row: Mapping[str, Any]) -> dict[str, Any]:
     job["error"] = None if row["error"] is None else json.loads(row["error"])
     job["progress"] = float(row["progress"])
     job["has_array"] = bool(row["has_array"])
+    job["attempts"] = int(row["attempts"])
     return job
 
 
@@ -164,15 +171,69 @@ async def job_status(db: Queries, job_id: str) -> str | None:
     return None if status is None else str(status)
 
 
-async def claim_job(db: Queries, job_id: str, now: float) -> bool:
-    """Move a queued job to running; False when it was cancelled meanwhile."""
+async def claim_job(db: Queries, job_id: str, now: float, owner: str, lease_until: float) -> bool:
+    """Move a queued job of ``owner`` to running and count the attempt; False when cancelled or taken over."""
     claimed = await db.fetchval(
-        "UPDATE service_jobs SET status = 'running', started_at = $2, progress = 0.05 "
-        "WHERE id = $1 AND status = 'queued' RETURNING id",
+        "UPDATE service_jobs SET status = 'running', started_at = $2, progress = 0.05, attempts = attempts + 1, "
+        "lease_expires_at = $4 WHERE id = $1 AND status = 'queued' AND owner = $3 RETURNING id",
         job_id,
         now,
+        owner,
+        lease_until,
     )
     return claimed is not None
+
+
+async def renew_lease(db: Queries, job_id: str, owner: str, lease_until: float) -> bool:
+    """Extend the lease of a queued or running job of ``owner``; False when it ended or another replica took it."""
+    renewed = await db.fetchval(
+        "UPDATE service_jobs SET lease_expires_at = $3 "
+        "WHERE id = $1 AND owner = $2 AND status IN ('queued', 'running') RETURNING id",
+        job_id,
+        owner,
+        lease_until,
+    )
+    return renewed is not None
+
+
+async def expired_jobs(db: Queries, now: float, lease_s: float, limit: int, *, lock: bool) -> list[dict[str, Any]]:
+    """Queued or running jobs whose lease expired before ``now``, oldest first.
+
+    ``lock`` (PostgreSQL, inside a transaction) locks the rows and skips those another replica holds.
+    """
+    sql = (
+        f"SELECT id, status, attempts FROM service_jobs WHERE status IN ('queued', 'running') AND {_LEASE} < $1 "
+        "ORDER BY created_at LIMIT $2"
+    )
+    rows = await db.fetch(sql + (" FOR UPDATE SKIP LOCKED" if lock else ""), now, limit, lease_s)
+    return [{"id": r["id"], "status": r["status"], "attempts": int(r["attempts"])} for r in rows]
+
+
+async def take_over_job(db: Queries, job_id: str, now: float, lease_s: float, owner: str) -> bool:
+    """Re-queue a job with an expired lease under ``owner``; False when its lease was renewed or it ended meanwhile."""
+    taken = await db.fetchval(
+        "UPDATE service_jobs SET status = 'queued', owner = $4, lease_expires_at = $5, progress = 0.0 "
+        f"WHERE id = $1 AND status IN ('queued', 'running') AND {_LEASE} < $2 RETURNING id",
+        job_id,
+        now,
+        lease_s,
+        owner,
+        now + lease_s,
+    )
+    return taken is not None
+
+
+async def fail_expired_job(db: Queries, job_id: str, now: float, lease_s: float, error: Mapping[str, Any]) -> bool:
+    """Mark a job with an expired lease failed (inside a transaction); False when renewed or ended meanwhile."""
+    failed = await db.fetchval(
+        "UPDATE service_jobs SET status = 'failed', progress = 0.0, finished_at = $2, error = $4, "
+        f"lease_expires_at = NULL WHERE id = $1 AND status IN ('queued', 'running') AND {_LEASE} < $2 RETURNING id",
+        job_id,
+        now,
+        lease_s,
+        json.dumps(error),
+    )
+    return failed is not None
 
 
 async def set_progress(db: Queries, job_id: str, progress: float) -> None:
@@ -191,17 +252,23 @@ async def finish_job(
     error: Mapping[str, Any] | None = None,
     body: Mapping[str, Any] | None = None,
     npy: bytes | None = None,
+    owner: str | None = None,
 ) -> bool:
-    """Record a running job's end and its result (inside a transaction); False if it had been cancelled."""
+    """Record a running job's end and its result (inside a transaction).
+
+    False when it had been cancelled or, with ``owner`` given, taken over by another replica meanwhile.
+    """
     updated = await db.fetchval(
-        "UPDATE service_jobs SET status = $2, progress = $3, finished_at = $4, error = $5, has_array = $6 "
-        "WHERE id = $1 AND status = 'running' RETURNING id",
+        "UPDATE service_jobs SET status = $2, progress = $3, finished_at = $4, error = $5, has_array = $6, "
+        "lease_expires_at = NULL WHERE id = $1 AND status = 'running' AND owner = COALESCE($7, owner) "
+        "RETURNING id",
         job_id,
         status,
         1.0 if status == "succeeded" else 0.0,
         now,
         None if error is None else json.dumps(error),
         int(npy is not None),
+        owner,
     )
     if updated is None:
         return False

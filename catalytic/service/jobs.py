@@ -1,9 +1,15 @@
 """The job runner: worker processes that can be terminated, a bounded local queue, cancel and time limits.
 
-Job records live in the database, so any replica answers status, result and cancel for any job; the
-replica that accepted a job runs it. Every ``JOB_POLL_S`` a running job's record is re-read: a cancel sent
-to any replica shows up there and the worker process running it is killed (and replaced), so a cancelled
-job stops mid-computation. Inline requests use the thread pool instead (numba kernels release the GIL).
+Job records live in the database, so any replica answers status, result and cancel for any job. The
+replica that accepted a job owns it and renews its lease (``JOB_LEASE_SECONDS``) every third of a lease
+while the job is queued or running here. Every replica runs a reclaimer: a queued or running job whose lease
+expired (its replica died) is taken over atomically, re-queued here from its stored spec and params, and run
+again; after ``JOB_MAX_ATTEMPTS`` started attempts it fails instead, with job.failed written in the same
+transaction like every other completion. Cancelled and finished jobs are never taken over.
+
+Every ``JOB_POLL_S`` a running job's record is re-read: a cancel sent to any replica shows up there and the
+worker process running it is killed (and replaced), so a cancelled job stops mid-computation. Inline
+requests use the thread pool instead (numba kernels release the GIL).
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
+import random
+import secrets
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,12 +38,43 @@ from catalytic.service.metrics import (
     LATTICE_OPERATIONS,
 )
 
-__all__ = ["Emit", "JobRunner", "WorkerLost", "WorkerSlot", "job_event", "job_timings"]
+__all__ = ["Emit", "JobRunner", "WorkerLost", "WorkerSlot", "job_event", "job_task", "job_timings", "replica_id"]
 
 log = logging.getLogger("catalytic.service")
 
 Emit = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
 """``emit(conn, event_type, data)``: records an event in the same transaction as the state change."""
+
+
+def replica_id() -> str:
+    """A fresh owner id for this process: ``hostname:pid:random`` (a restarted process never reuses one)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def job_task(job: Mapping[str, Any], backend: str, memory: str, max_sizes: int) -> dict[str, Any]:
+    """The worker task of a stored job record (what a replica taking the job over runs).
+
+    Parameters
+    ----------
+    job : mapping
+        A record from :func:`catalytic.service.db.get_job`.
+    backend, memory, max_sizes
+        This replica's defaults (CATALYTIC_BACKEND, LATTICE_MEMORY_OPTIMIZATION, CATALYTIC_MAX_INLINE_SIZES).
+
+    Returns
+    -------
+    dict
+        The task, with its uploaded arrays still to be fetched by their owner id.
+    """
+    return {
+        "operation": job["operation"],
+        "spec": job["spec"],
+        "params": job["params"],
+        "backend": job["backend"] or backend,
+        "memory": memory,
+        "max_sizes": max_sizes,
+        "arrays_owner": job["lattice_id"] or job["id"],
+    }
 
 
 class WorkerLost(RuntimeError):
@@ -103,17 +144,48 @@ class JobRunner:
     emit : callable, optional
         Outbox call recording job.succeeded / job.failed / job.cancelled in the finishing transaction.
     owner : str
-        This replica's id, stored on its jobs.
+        This replica's id, stored on its jobs (:func:`replica_id`).
+    lease_s : float
+        Lease of a job on its owner (JOB_LEASE_SECONDS); renewed every third of it.
+    max_attempts : int
+        Started attempts after which an orphaned job fails instead of being taken over (JOB_MAX_ATTEMPTS).
+    task_defaults : mapping, optional
+        ``backend``, ``memory`` and ``max_sizes`` for the tasks of taken-over jobs (see :func:`job_task`).
+    clock : callable
+        Epoch seconds; tests inject their own.
     """
 
     def __init__(
-        self, database: Any, slots: int, max_queued: int, timeout_s: float, emit: Emit | None, owner: str
+        self,
+        database: Any,
+        slots: int,
+        max_queued: int,
+        timeout_s: float,
+        emit: Emit | None,
+        owner: str,
+        *,
+        lease_s: float = defaults.JOB_LEASE_SECONDS,
+        max_attempts: int = defaults.JOB_MAX_ATTEMPTS,
+        task_defaults: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = database
         self.max_queued = max_queued
         self.timeout_s = timeout_s
         self.emit = emit
         self.owner = owner
+        self.lease_s = float(lease_s)
+        self.max_attempts = max_attempts
+        self.task_defaults: dict[str, Any] = {
+            "backend": "auto",
+            "memory": "auto",
+            "max_sizes": defaults.MAX_INLINE_SIZES,
+        }
+        self.task_defaults.update(task_defaults or {})
+        self.clock = clock
+        # Jobs queued or running here, whose leases this process renews; _lost: leases found ended or taken.
+        self._owned: set[str] = set()
+        self._lost: set[str] = set()
         self._io = ThreadPoolExecutor(max_workers=2 * slots + 1, thread_name_prefix="catalytic-job-io")
         self._slots = [WorkerSlot(self._io) for _ in range(slots)]
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
@@ -135,11 +207,14 @@ class JobRunner:
         return self.pending < self.max_queued
 
     def start(self) -> None:
-        """Start one consumer per worker slot."""
+        """Start one consumer per worker slot, the lease renewer and the reclaimer."""
         self._tasks = [asyncio.create_task(self._consume(slot)) for slot in self._slots]
+        self._tasks.append(asyncio.create_task(self._renew_leases(), name="catalytic-job-leases"))
+        self._tasks.append(asyncio.create_task(self._reclaim_loop(), name="catalytic-job-reclaimer"))
 
     def submit(self, job_id: str, task: dict[str, Any]) -> None:
-        """Queue a job already recorded as ``queued`` in the database."""
+        """Queue a job already recorded as ``queued`` in the database and owned by this replica."""
+        self._owned.add(job_id)
         self._queue.put_nowait((job_id, task))
         JOB_QUEUE_SIZE.set(self.pending)
 
@@ -173,10 +248,15 @@ class JobRunner:
             finally:
                 self._running.pop(job_id, None)
                 self._cancelled.discard(job_id)
+                self._owned.discard(job_id)
+                self._lost.discard(job_id)
                 JOB_QUEUE_SIZE.set(self.pending)
 
     async def _run(self, slot: WorkerSlot, job_id: str, task: dict[str, Any]) -> None:
-        if job_id in self._cancelled or not await queries.claim_job(self.db, job_id, time.time()):
+        now = self.clock()
+        if job_id in self._cancelled or not await queries.claim_job(
+            self.db, job_id, now, self.owner, now + self.lease_s
+        ):
             return
         self._running[job_id] = slot
         JOB_QUEUE_SIZE.set(self.pending)
@@ -201,6 +281,8 @@ class JobRunner:
                     reason = "cancelled" if job_id in self._cancelled else "worker"
             elif job_id in self._cancelled or await queries.job_status(self.db, job_id) == "cancelled":
                 reason = "cancelled"
+            elif job_id in self._lost:
+                reason = "lost"
             elif time.perf_counter() - started > self.timeout_s:
                 reason = "timeout"
         if outcome is None:
@@ -211,6 +293,10 @@ class JobRunner:
         if reason == "cancelled":
             log.info("job %s cancelled after %.3f s; its worker process was stopped", job_id, elapsed)
             JOBS.labels("cancelled").inc()
+            return
+        if reason == "lost":
+            # Another replica took the job over (this process failed to renew in time): its run is the one that counts.
+            log.warning("job %s: lease lost to another replica after %.3f s; stopped here", job_id, elapsed)
             return
         if outcome is not None and outcome[0] == "ok":
             _, answer, npy, backend, fallbacks = outcome
@@ -238,15 +324,91 @@ class JobRunner:
         npy: bytes | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        now = time.time()
+        now = self.clock()
         async with self.db.transaction() as conn:
-            if not await queries.finish_job(conn, job_id, status, now, error=error, body=body, npy=npy):
+            if not await queries.finish_job(
+                conn, job_id, status, now, error=error, body=body, npy=npy, owner=self.owner
+            ):
                 return
-            if self.emit is not None:
-                job = await queries.get_job(conn, job_id)
-                await self.emit(conn, f"job.{status}", job_event(job))
+            await self._emit_end(conn, job_id, status)
         JOBS.labels(status).inc()
         log.info("job %s %s", job_id, status, extra={"job_id": job_id, "operation": operation})
+
+    async def _emit_end(self, conn: Any, job_id: str, status: str) -> None:
+        # Every completion goes through here, inside the transaction that records it (outbox).
+        if self.emit is not None:
+            job = await queries.get_job(conn, job_id)
+            await self.emit(conn, f"job.{status}", job_event(job))
+
+    async def renew_leases(self) -> None:
+        """Extend the lease of every job queued or running here; note those that ended or were taken over."""
+        until = self.clock() + self.lease_s
+        for job_id in list(self._owned):
+            if not await queries.renew_lease(self.db, job_id, self.owner, until):
+                self._lost.add(job_id)
+
+    async def reclaim_once(self) -> dict[str, list[str]]:
+        """Take over the jobs whose lease expired, or fail those out of attempts; one atomic pass.
+
+        Returns
+        -------
+        dict
+            ``{"taken": [...], "failed": [...]}``: job ids re-queued here and job ids marked failed.
+        """
+        room = self.max_queued - self.pending
+        taken: list[dict[str, Any]] = []
+        failed: list[str] = []
+        if room <= 0:
+            return {"taken": [], "failed": []}
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            rows = await queries.expired_jobs(
+                conn, now, self.lease_s, room, lock=getattr(self.db, "dialect", "") == "postgresql"
+            )
+            for row in rows:
+                if row["attempts"] >= self.max_attempts:
+                    error = {
+                        "status": 500,
+                        "error": "attempts_exhausted",
+                        "message": f"the job was started {row['attempts']} times and each time its replica stopped "
+                        f"renewing its lease (JOB_MAX_ATTEMPTS={self.max_attempts})",
+                        "fields": [],
+                    }
+                    if await queries.fail_expired_job(conn, row["id"], now, self.lease_s, error):
+                        await self._emit_end(conn, row["id"], "failed")
+                        failed.append(row["id"])
+                elif await queries.take_over_job(conn, row["id"], now, self.lease_s, self.owner):
+                    job = await queries.get_job(conn, row["id"])
+                    assert job is not None
+                    taken.append(job)
+        for job_id in failed:
+            JOBS.labels("failed").inc()
+            log.warning("job %s failed: out of attempts", job_id, extra={"job_id": job_id})
+        for job in taken:
+            log.info("job %s taken over (attempt %d)", job["id"], job["attempts"] + 1, extra={"job_id": job["id"]})
+            self.submit(job["id"], job_task(job, **self.task_defaults))
+        return {"taken": [j["id"] for j in taken], "failed": failed}
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.exception("job lease renewal failed")
+
+    async def _reclaim_loop(self) -> None:
+        period = min(defaults.JOB_RECLAIM_S, self.lease_s / 3)
+        # The first pass comes soon after start (a restarted replica picks orphans up at once); jitter keeps
+        # replicas started together from scanning in step.
+        delay = random.uniform(0.0, period)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.reclaim_once()
+            except Exception:
+                log.exception("job reclaim pass failed")
+            delay = period * random.uniform(0.5, 1.5)
 
 
 def job_timings(job: dict[str, Any]) -> dict[str, float | None]:

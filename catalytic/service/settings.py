@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default=defaults.REQUEST_TIMEOUT_S, gt=0, validation_alias=_env("CATALYTIC_REQUEST_TIMEOUT_S")
     )
     job_timeout_s: float = Field(default=defaults.JOB_TIMEOUT_S, gt=0, validation_alias=_env("CATALYTIC_JOB_TIMEOUT_S"))
+    job_lease_seconds: float = Field(
+        default=defaults.JOB_LEASE_SECONDS, gt=0, validation_alias=_env("JOB_LEASE_SECONDS")
+    )
+    job_max_attempts: int = Field(default=defaults.JOB_MAX_ATTEMPTS, ge=1, validation_alias=_env("JOB_MAX_ATTEMPTS"))
     max_queued_jobs: int = Field(
         default=defaults.MAX_QUEUED_JOBS, ge=1, validation_alias=_env("CATALYTIC_MAX_QUEUED_JOBS")
     )

@@ -223,3 +223,32 @@ async def test_two_replicas_owner_renews_then_stops_and_the_other_finishes_its_j
             # The stalled owner learns it lost the job when it next tries to renew.
             await a.renew_leases()
             assert job_id in a._lost
+
+
+async def test_an_owner_that_lost_its_lease_stops_its_run_and_records_nothing(make_settings: Any) -> None:
+    slow = {
+        "operation": "shortest_path",
+        "lattice": {"shape": [100, 100, 100]},
+        "params": {"start": [0, 0, 0], "goal": [99, 99, 99], "method": "dijkstra"},
+        "backend": "numpy",
+    }
+    async for service in start_service(make_settings(PARALLEL_CORES=1, JOB_LEASE_SECONDS=30)):
+        runner = service.state.runner
+        job_id = (await service.client.post("/api/jobs", json=slow)).json()["id"]
+        for _ in range(600):
+            if job_id in runner.worker_pids():
+                break
+            await asyncio.sleep(0.05)
+        assert job_id in runner.worker_pids()
+        # Another replica took the job over (this one had stalled past its lease).
+        async with service.state.db.transaction() as conn:
+            assert await queries.take_over_job(conn, job_id, time.time() + 1000, 30.0, GHOST)
+        await runner.renew_leases()
+        for _ in range(100):
+            if job_id not in runner.worker_pids():
+                break
+            await asyncio.sleep(0.05)
+        assert job_id not in runner.worker_pids()
+        record = await queries.get_job(service.state.db, job_id)
+        assert record is not None and record["owner"] == GHOST and record["status"] == "queued"
+        assert await events_of(service, job_id) == []

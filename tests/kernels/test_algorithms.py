@@ -190,7 +190,10 @@ def test_auto_method_and_memory_mode() -> None:
     lat = Lattice((6, 6), obstacles=[{"kind": "random", "p": 0.1, "seed": 2}])
     start, goal = (0, 0), (5, 5)
     lat_open = Lattice((6, 6))
-    assert shortest_path(lat_open, start, goal).method == "bidirectional"
+    auto = shortest_path(lat_open, start, goal)
+    assert auto.method == "astar" and auto.length == 10
+    # The Manhattan bound is exact on an open lattice: A* settles only vertices on shortest paths.
+    assert auto.expanded < shortest_path(lat_open, start, goal, method="bfs").expanded
     weighted = Lattice((6, 6), weights=np.full((6, 6), 2.0))
     p = shortest_path(weighted, start, goal)
     assert p.method == "astar" and p.cost == 20.0

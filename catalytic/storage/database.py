@@ -8,7 +8,8 @@ Conventions shared by every table: timestamps are float epoch seconds, JSON payl
     Database                      the handle an application keeps
     ├── PostgresDatabase          asyncpg pool; one pooled connection per call or per transaction
     └── SqliteDatabase            one aiosqlite connection; a lock makes each call or transaction exclusive
-    Connection                    what ``Database.transaction()`` yields (execute, fetch, fetchrow, fetchval)
+    Connection                    what ``Database.transaction()`` yields (execute, fetch, fetchrow, fetchval,
+                                  after_commit)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,6 +30,7 @@ __all__ = ["Connection", "Database", "is_postgres_url", "open_database", "sqlite
 logger = logging.getLogger(__name__)
 
 Dialect = Literal["postgresql", "sqlite"]
+AfterCommit = Callable[[], object]
 
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _SQLITE_PREFIX = "sqlite:///"
@@ -39,6 +41,11 @@ _BUSY_TIMEOUT_MS = 30_000
 
 class Connection(Protocol):
     """The statements available on a database handle and inside a transaction."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def after_commit(self, callback: AfterCommit) -> None: ...
 
     async def execute(self, sql: str, *args: Any) -> str: ...
 
@@ -87,6 +94,14 @@ def sqlite_file(url: str | None, sqlite_path: str) -> str:
     )
 
 
+def _run_after_commit(callbacks: Iterable[AfterCommit]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # the transaction is committed already: a failing follower must not undo its success
+            logger.exception("an after-commit callback failed")
+
+
 def _to_sqlite_sql(sql: str) -> str:
     return _TOKEN.sub(lambda m: f"?{m.group(1)}" if m.group(1) else m.group(0), sql)
 
@@ -129,6 +144,14 @@ class Database(ABC):
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """An async context manager yielding a :class:`Connection`; commits on success, rolls back on error."""
 
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Call ``callback()`` once what was written is committed: here at once, since each call commits alone.
+
+        Inside :meth:`transaction`, the yielded connection's ``after_commit`` defers the call to the commit and
+        drops it on a rollback.
+        """
+        _run_after_commit([callback])
+
     async def ping(self) -> bool:
         """Whether the database answers ``SELECT 1`` now."""
         try:
@@ -145,8 +168,14 @@ class Database(ABC):
 class _PgConnection:
     """An asyncpg connection inside a transaction, returning dicts."""
 
+    dialect: Dialect = "postgresql"
+
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self.committed: list[AfterCommit] = []
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self.committed.append(callback)
 
     async def execute(self, sql: str, *args: Any) -> str:
         return str(await self._conn.execute(sql, *args))
@@ -170,8 +199,9 @@ class PostgresDatabase(Database):
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, url: str) -> None:
         self._pool = pool
+        self._url = url
 
     async def execute(self, sql: str, *args: Any) -> str:
         return str(await self._pool.execute(sql, *args))
@@ -192,7 +222,18 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgConnection(conn)
+            scoped = _PgConnection(conn)
+            yield scoped
+        _run_after_commit(scoped.committed)
+
+    async def dedicated_connection(self) -> Any:
+        """A new asyncpg connection outside the pool, e.g. to ``LISTEN`` on; the caller closes it.
+
+        Pooled connections forget their listeners whenever they go back to the pool, so a listener needs its own.
+        """
+        import asyncpg
+
+        return await asyncpg.connect(self._url)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -212,8 +253,14 @@ _sqlite_owner: contextvars.ContextVar[_Owner | None] = contextvars.ContextVar("c
 class _SqliteConnection:
     """The single aiosqlite connection while this task holds the lock."""
 
+    dialect: Dialect = "sqlite"
+
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self.committed: list[AfterCommit] = []
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self.committed.append(callback)
 
     async def execute(self, sql: str, *args: Any) -> str:
         cursor = await self._conn.execute(_to_sqlite_sql(sql), args)
@@ -298,8 +345,10 @@ class SqliteDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._exclusive(immediate=True) as conn:
-            yield conn
+        async with self._exclusive(immediate=True):
+            scoped = _SqliteConnection(self._conn)
+            yield scoped
+        _run_after_commit(scoped.committed)
 
     async def close(self) -> None:
         await self._conn.close()
@@ -345,7 +394,7 @@ async def open_database(
         import asyncpg
 
         pool = await asyncpg.create_pool(str(url), min_size=min_size, max_size=max_size)
-        return PostgresDatabase(pool)
+        return PostgresDatabase(pool, str(url))
     import aiosqlite
 
     path = sqlite_file(url, sqlite_path)

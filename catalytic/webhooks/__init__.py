@@ -5,6 +5,7 @@
     emit(conn, type, data)      the outbox: event + one pending delivery per subscribed endpoint, in the caller's
                                 transaction (store.py)
     Worker / run_worker         claims due deliveries, signs and sends them, retries, disables (worker.py)
+    announce / listen_*         wake idle workers: PostgreSQL NOTIFY, Redis PUBLISH, in-process (wakeup.py)
     routes / mount              the management API under /api/webhooks (api.py)
     sign / verify               Standard Webhooks signatures (signing.py)
     validate_url                where a webhook may go (safety.py)

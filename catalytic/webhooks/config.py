@@ -18,7 +18,12 @@ WEBHOOK_LEASE_SECONDS        how long a claimed delivery stays claimed   60
 WEBHOOK_BATCH_SIZE           deliveries claimed per round                100
 WEBHOOK_CONCURRENCY          attempts in flight per round                64
 WEBHOOK_ROUNDS_IN_FLIGHT     rounds a worker runs side by side           2
-WEBHOOK_POLL_INTERVAL        seconds between rounds when idle            0.5
+WEBHOOK_POLL_INTERVAL        first pause after a failed round (doubling  0.5
+                             up to 5 s)
+WEBHOOK_IDLE_MAX_S           longest idle wait without a wake-up or a    30
+                             due retry (a safety net, not a poll)
+REDIS_URL                    redis://... wake channel on SQLite (emits   unset: in-process wake-ups only
+                             PUBLISH, workers SUBSCRIBE)
 WEBHOOK_SECRET_GRACE         seconds an old secret keeps signing after   86400
                              rotation
 ===========================  ==========================================  =======================================
@@ -42,6 +47,7 @@ DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18
 DEFAULT_DISABLE_AFTER_S = 5 * 86400.0
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 DEFAULT_SECRET_GRACE_S = 86400.0
+DEFAULT_IDLE_MAX_S = 30.0
 MAX_RESPONSE_EXCERPT_BYTES = 16 * 1024
 MAX_RETRY_AFTER_S = 86400.0
 
@@ -77,7 +83,14 @@ class WebhookConfig(BaseSettings):
     concurrency: int = Field(default=64, ge=1, le=1024)
     rounds_in_flight: int = Field(default=2, ge=1, le=16)
     poll_interval: float = Field(default=0.5, gt=0, le=60)
+    idle_max_s: float = Field(default=DEFAULT_IDLE_MAX_S, gt=0, le=3600)
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
     secret_grace: float = Field(default=DEFAULT_SECRET_GRACE_S, ge=0, le=30 * 86400)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("allow_cidrs", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 An event and its deliveries are written by :func:`emit` on the caller's own connection, inside the caller's
 transaction, so a job's completion and its notification commit (or vanish) together. The worker then sends
-each pending delivery at least once.
+each pending delivery at least once. Whatever makes deliveries due (:func:`emit`, :func:`replay_delivery`,
+:func:`replay_failed`) also wakes idle workers when its transaction commits (:mod:`catalytic.webhooks.wakeup`).
 
 Delivery states::
 
@@ -26,6 +27,7 @@ from catalytic.errors import InvalidInputError, InvalidTypeError
 from catalytic.storage import Connection
 from catalytic.webhooks.config import DEFAULT_MAX_PAYLOAD_BYTES
 from catalytic.webhooks.signing import generate_secret
+from catalytic.webhooks.wakeup import announce
 
 __all__ = [
     "DELIVERY_STATUSES",
@@ -194,6 +196,7 @@ async def emit(
             "next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $7)",
             rows,
         )
+        await announce(conn)
     return event_id
 
 
@@ -650,7 +653,10 @@ async def replay_delivery(conn: Connection, delivery_id: str, *, now: float) -> 
         delivery_id,
         now,
     )
-    return status.rsplit(" ", 1)[-1] != "0"
+    replayed = status.rsplit(" ", 1)[-1] != "0"
+    if replayed:
+        await announce(conn)
+    return replayed
 
 
 async def replay_failed(conn: Connection, endpoint_id: str, *, since: float, now: float) -> int:
@@ -680,4 +686,7 @@ async def replay_failed(conn: Connection, endpoint_id: str, *, since: float, now
         float(since),
         now,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    replayed = int(status.rsplit(" ", 1)[-1])
+    if replayed:
+        await announce(conn)
+    return replayed

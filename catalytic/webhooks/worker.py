@@ -7,6 +7,10 @@ on SQLite the claim is an ``UPDATE ... RETURNING`` under the file's single write
 attempt's time limit, so while it holds nobody else sends that delivery; a worker that dies mid-round leaves its
 leases to expire and the deliveries are sent again (at least once). The attempt counter moves at claim time, so
 a message that kills workers still runs out of attempts.
+
+Between rounds an idle worker sleeps until the first of: a wake-up (a PostgreSQL notification, a Redis message or
+an emit in this process; see :mod:`catalytic.webhooks.wakeup`), the moment the earliest pending delivery falls
+due, or ``WEBHOOK_IDLE_MAX_S``. It never polls.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -22,14 +27,14 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from catalytic.storage import Connection, Database, ensure_month_partitions, is_postgres_url, migrate, open_database
-from catalytic.webhooks import metrics
+from catalytic.webhooks import metrics, wakeup
 from catalytic.webhooks.config import MAX_RESPONSE_EXCERPT_BYTES, MAX_RETRY_AFTER_S, WebhookConfig
 from catalytic.webhooks.safety import (
     IPAddress,
@@ -56,6 +61,9 @@ MAINTENANCE_INTERVAL_S = 3600.0
 GAUGE_INTERVAL_S = 1.0
 RECORD_RETRIES = 6
 MAX_IDLE_BACKOFF_S = 5.0
+# The shortest pause before a round that the clock says is due: a delivery due but locked by another worker's
+# claim becomes claimable within milliseconds, and this keeps the wait for it from spinning.
+MIN_IDLE_S = 0.02
 
 _CLAIM_POSTGRES = """
 UPDATE deliveries AS d
@@ -80,6 +88,11 @@ WHERE id IN (
     LIMIT $4
 )
 RETURNING id, event_id, endpoint_id, attempts, created_at
+"""
+# When the next round could claim something: a pending delivery is claimable once due and out of any lease.
+_NEXT_DUE = """
+SELECT min(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END)
+FROM deliveries WHERE status = 'pending'
 """
 _RECORD = """
 UPDATE deliveries
@@ -175,7 +188,7 @@ class Worker:
     rng : random.Random, optional
         The source of retry jitter.
     sleep : async callable, optional
-        How :meth:`run_forever` waits between idle rounds.
+        How a failed write of the attempts waits before it is tried again.
 
     Examples
     --------
@@ -444,7 +457,7 @@ class Worker:
     # ------------------------------------------------------------------ lifecycle
 
     def wake(self) -> None:
-        """Start the next round now instead of after the poll interval (after an emit in the same process)."""
+        """Start the next round now rather than when the next delivery falls due (new work was announced)."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -453,31 +466,58 @@ class Worker:
         self._wake.set()
 
     async def _idle(self, seconds: float) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _until_due(self) -> float:
+        """Seconds until the next round could claim something, at most the safety interval."""
+        due = await self.db.fetchval(_NEXT_DUE)
+        if due is None:
+            return self.config.idle_max_s
+        return min(self.config.idle_max_s, max(float(due) - self._clock(), MIN_IDLE_S))
+
+    def _listener(self) -> Coroutine[Any, Any, None] | None:
+        if self.db.dialect == "postgresql":
+            listen = functools.partial(wakeup.listen_postgres, self.db, self.wake)
+            return wakeup.keep_listening(listen, "PostgreSQL LISTEN")
+        if self.config.redis_url:
+            listen = functools.partial(wakeup.listen_redis, self.config.redis_url, self.wake)
+            return wakeup.keep_listening(listen, "Redis wake-up channel")
+        return None
 
     async def run_forever(self) -> None:
         """Run rounds until :meth:`stop`; database outages are waited out with a growing pause.
 
         ``rounds_in_flight`` rounds run side by side, so one round's database writes overlap another's HTTP
-        exchanges; their claims never overlap.
+        exchanges; their claims never overlap. Alongside them a listener turns notifications into wake-ups.
         """
-        await asyncio.gather(*(self._round_loop() for _ in range(self.config.rounds_in_flight)))
+        forget = wakeup.wake_in_process(self._wake)
+        listening = self._listener()
+        listener = None if listening is None else asyncio.create_task(listening, name="catalytic-webhook-listener")
+        try:
+            await asyncio.gather(*(self._round_loop() for _ in range(self.config.rounds_in_flight)))
+        finally:
+            forget()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     async def _round_loop(self) -> None:
         backoff = self.config.poll_interval
         while not self._stop.is_set():
+            # Cleared before the claim: a wake-up that arrives during the round then starts another one.
+            self._wake.clear()
             try:
                 done = await self.run_once()
+                pause = 0.0 if done >= self.config.batch_size else await self._until_due()
                 backoff = self.config.poll_interval
             except Exception as exc:  # the database went away: keep the worker alive and try again
                 logger.warning("webhook round failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
-                await self._idle(backoff)
+                pause = backoff
                 backoff = min(backoff * 2, MAX_IDLE_BACKOFF_S)
-                continue
-            if done < self.config.batch_size and not self._stop.is_set():
-                await self._idle(self.config.poll_interval)
+            if pause > 0 and not self._stop.is_set():
+                await self._idle(pause)
 
     async def aclose(self) -> None:
         """Close the connections of the worker's own transport (an injected one, like the database, is the caller's)."""

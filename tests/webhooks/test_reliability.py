@@ -11,13 +11,12 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from servers import PostgresServer
 from standardwebhooks import Webhook
-from webhook_harness import FakeClock, config, script
+from webhook_harness import FakeClock, config, script, wait_for
 
 from catalytic.storage import Database, migrate, open_database
 from catalytic.webhooks.receiver import ReceivedRequest, Reply, ThreadedReceiver
@@ -27,14 +26,6 @@ from catalytic.webhooks.worker import Worker
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def prepare(url: str, receiver_url: str, events: int) -> tuple[Database, str, list[str]]:

@@ -19,13 +19,17 @@ The key stream is byte ``b`` of the array's raw bytes: ``(splitmix64(seed, b // 
 ``rotate``
     Every lane rotated left by ``key mod lane bits``. The inverse rotates right.
 ``permute``
-    Element ``i`` of the result is element ``P(i)`` of the input, where ``P`` is a keyed bijection of
-    ``[0, n)`` built from four-round Feistel networks (cycle-walked into range where the count is not a power
-    of four): it permutes whole blocks of 4096 elements, then the elements inside each block with keys drawn
-    from the block, and the final partial block on its own. It scrambles order, it is not a cipher. No
-    permutation table is stored; the inverse gathers through ``P⁻¹``. Permuting in place needs an n-element
-    temporary (it can come from a :func:`catalytic.borrow` scratch), and a gather is slower than the other
-    operations.
+    Moves whole elements. With ``S = 4096`` and ``w_k = splitmix64(seed, k)``, the first ``B = n // S`` blocks
+    of ``S`` elements move as wholes and are shuffled inside, and the last ``n mod S`` elements among
+    themselves: element ``o`` of block ``b`` of the result is element ``T[o ^ u_b] ^ v_b`` of block ``β(b)``
+    of the input, and element ``r`` of the partial block is its element ``τ(r)``. ``β``, ``T`` and ``τ`` are
+    four-round Feistel networks, keyed by ``w_0..w_3``, ``w_4..w_7`` and ``w_8..w_11``, on ``[0, B)``,
+    ``[0, S)`` and ``[0, n mod S)``, cycle-walked into range where the count is not a power of four; ``u_b``
+    and ``v_b`` are the low 12 bits of the low and high halves of ``splitmix64(w_12, b)``. It scrambles
+    order, it is not a cipher, and it is not uniform over all orders. The inverse gathers through the
+    inverse maps. Out of place, each result block is gathered from one input block staged in cache; in
+    place, blocks move along the cycles of ``β`` with a few block-sized buffers per thread, so either way the
+    array passes through memory once and no n-element temporary is needed.
 
 A list of operations is applied in order, the ``k``-th with the sub-seed ``seed`` for ``k = 0`` and
 ``splitmix64(seed, 2^63 + k)`` after; the inverse applies the inverses in reverse order.
@@ -62,6 +66,10 @@ _LANE_TYPES = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
 
 _PARALLEL_BYTES = 1 << 21
 """Arrays at least this large are split across threads; smaller ones are not worth a thread hand-off."""
+_CHUNKS_PER_WORKER = 4
+
+_Shuffle = tuple[np.ndarray, np.ndarray, bool, int]
+"""How blocks are shuffled inside: the table ``T`` (or ``T⁻¹``), the permute keys, the direction, lanes per element."""
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -118,35 +126,36 @@ def _lanes_kernel(lanes: np.ndarray, seed: np.uint64, code: int, first_word: int
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _rotate_word(x: np.uint64, k: np.uint64, bits: int, ones: np.uint64, left: bool) -> np.uint64:  # pragma: no cover
-    """Rotate every lane of a word by its key's low bits.
+def _rotate_word(x: np.uint64, k: np.uint64, bits: int, right: np.uint64) -> np.uint64:  # pragma: no cover
+    """Rotate every ``bits``-wide lane of a word left by its key's low bits, or right where ``right`` is all ones.
 
-    Wide lanes (32 or 64 bits) rotate one by one; narrow ones all at once, by one conditional rotation per bit
-    of the amount (by 1, 2, 4, ...), which costs fewer operations than 4 or 8 separate lanes.
+    Rotating right by ``r`` is rotating left by ``-r mod bits``, negated lane by lane as ``~r + 1`` on the
+    amount bits alone (no carry reaches the next lane), so the direction costs no branch. Wide lanes (32 or
+    64 bits) rotate one by one; narrow ones all at once, by one conditional rotation per bit of the amount
+    (by 1, 2, 4, ...), which costs fewer operations than 4 or 8 separate lanes. Callers pass ``bits`` as a
+    literal, so each width compiles to straight-line code.
     """
     lane_max = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - bits)
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF) // lane_max
+    amount_bits = ones * np.uint64(bits - 1)
+    amounts = (((k ^ right) & amount_bits) + (ones & right)) & amount_bits
     if bits >= 32:
-        low_bits = np.uint64(bits - 1)
         width = np.uint64(bits)
+        low_bits = np.uint64(bits - 1)
         out = np.uint64(0)
         for t in range(64 // bits):
             shift = np.uint64(t * bits)
             lane = (x >> shift) & lane_max
-            r = (k >> shift) & low_bits
-            if not left:
-                r = (width - r) & low_bits
+            r = (amounts >> shift) & low_bits
+            # (width - r) & low_bits keeps every shift below the lane width, so r == 0 needs no branch.
             out |= (((lane << r) | (lane >> ((width - r) & low_bits))) & lane_max) << shift
         return out
     step = 1
     stage = 0
     while step < bits:
-        chosen = ((k >> np.uint64(stage)) & ones) * lane_max
+        chosen = ((amounts >> np.uint64(stage)) & ones) * lane_max
         low = ones * ((np.uint64(1) << np.uint64(step)) - np.uint64(1))
-        if left:
-            moved = ((x << np.uint64(step)) & ~low) | ((x >> np.uint64(bits - step)) & low)
-        else:
-            high = low << np.uint64(bits - step)
-            moved = ((x >> np.uint64(step)) & ~high) | ((x << np.uint64(bits - step)) & high)
+        moved = ((x << np.uint64(step)) & ~low) | ((x >> np.uint64(bits - step)) & low)
         x = (x & ~chosen) | (moved & chosen)
         step *= 2
         stage += 1
@@ -154,30 +163,54 @@ def _rotate_word(x: np.uint64, k: np.uint64, bits: int, ones: np.uint64, left: b
 
 
 @numba.njit(cache=True, nogil=True)
+def _rotate_words(
+    words: np.ndarray, seed: np.uint64, bits: int, right: np.uint64, start: np.uint64
+) -> None:  # pragma: no cover
+    """Rotate the lanes of whole words; one loop per lane width, so that each loop body is branch-free."""
+    if bits == 64:
+        for j in range(words.size):
+            words[j] = _rotate_word(words[j], _splitmix(seed, start + np.uint64(j)), 64, right)
+    elif bits == 32:
+        for j in range(words.size):
+            words[j] = _rotate_word(words[j], _splitmix(seed, start + np.uint64(j)), 32, right)
+    elif bits == 16:
+        for j in range(words.size):
+            words[j] = _rotate_word(words[j], _splitmix(seed, start + np.uint64(j)), 16, right)
+    else:
+        for j in range(words.size):
+            words[j] = _rotate_word(words[j], _splitmix(seed, start + np.uint64(j)), 8, right)
+
+
+@numba.njit(cache=True, nogil=True)
 def _words_kernel(
     words: np.ndarray, seed: np.uint64, code: int, bits: int, first_word: int
 ) -> None:  # pragma: no cover
-    """Transform whole 8-byte words holding ``8 // bits`` lanes each, without carries between lanes (SWAR).
+    """Transform whole 8-byte words holding ``64 // bits`` lanes each, without carries between lanes (SWAR).
 
     Adding sums the lanes with their top bits masked off, then sets the top bits from their XOR;
     subtracting is the mirror image. Rotating applies a rotation by 1, 2, 4, ... to the lanes whose
-    amount has that bit set.
+    amount has that bit set. The operation is chosen once, outside the loops.
     """
     ones = np.uint64(0xFFFFFFFFFFFFFFFF) // (np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - bits))
     high = ones << np.uint64(bits - 1)
     low = ~high
     start = np.uint64(first_word)
-    for j in range(words.size):
-        k = _splitmix(seed, start + np.uint64(j))
-        x = words[j]
-        if code == _XOR:
-            words[j] = x ^ k
-        elif code == _ADD:
+    if code == _XOR:
+        for j in range(words.size):
+            words[j] ^= _splitmix(seed, start + np.uint64(j))
+    elif code == _ADD:
+        for j in range(words.size):
+            k = _splitmix(seed, start + np.uint64(j))
+            x = words[j]
             words[j] = ((x & low) + (k & low)) ^ ((x ^ k) & high)
-        elif code == _SUB:
+    elif code == _SUB:
+        for j in range(words.size):
+            k = _splitmix(seed, start + np.uint64(j))
+            x = words[j]
             words[j] = ((x | high) - (k & low)) ^ ((x ^ ~k) & high)
-        else:
-            words[j] = _rotate_word(x, k, bits, ones, code == _ROTL)
+    else:
+        right = np.uint64(0) if code == _ROTL else np.uint64(0xFFFFFFFFFFFFFFFF)
+        _rotate_words(words, seed, bits, right, start)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -215,45 +248,178 @@ def _walk(
 
 
 @numba.njit(cache=True, nogil=True)
-def _gather_kernel(
-    src: np.ndarray,
+def _inner_table(keys: np.ndarray, forward: bool) -> np.ndarray:  # pragma: no cover - compiled
+    """``T`` of the module docstring as a table of ``2^_BLOCK_BITS`` offsets, or ``T⁻¹`` for the inverse."""
+    size = 1 << _BLOCK_BITS
+    half = np.uint64(_BLOCK_BITS // 2)
+    table = np.empty(size, np.uint16)
+    for offset in range(size):
+        image = _feistel(np.uint64(offset), keys[1, 0], keys[1, 1], keys[1, 2], keys[1, 3], half, True)
+        if forward:
+            table[offset] = image
+        else:
+            table[image] = offset
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_sources(keys: np.ndarray, blocks: int, half: int, forward: bool) -> np.ndarray:  # pragma: no cover
+    """For each block ``w`` of the result, the block it is gathered from: ``β(w)``, or ``β⁻¹(w)`` for the inverse."""
+    sources = np.empty(blocks, np.int64)
+    for w in range(blocks):
+        sources[w] = _walk(np.uint64(w), keys, 0, np.uint64(half), np.uint64(blocks), forward)
+    return sources
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _gather_block(
+    target: np.ndarray, staged: np.ndarray, shuffle: _Shuffle, written: int, read: int
+) -> None:  # pragma: no cover - compiled
+    """Fill the block ``target`` from the block ``staged`` (a copy in cache), both flat in lanes.
+
+    ``shuffle`` is ``(T or T⁻¹, keys, forward, lanes per element)``. The offset masks belong to the block ``b``
+    of the forward definition: the written one forward, the read one backward, where they also swap sides.
+    Indices are unsigned, so no negative-index check is compiled.
+    """
+    table, keys, forward, lanes = shuffle
+    z = _splitmix(keys[3, 0], np.uint64(written if forward else read))
+    low = np.uint64((1 << _BLOCK_BITS) - 1)
+    pre, post = z & low, (z >> np.uint64(32)) & low
+    if not forward:
+        pre, post = post, pre
+    size = np.uint64(table.size)
+    if lanes == 1:
+        for offset in range(size):
+            target[offset] = staged[np.uint64(table[offset ^ pre]) ^ post]
+        return
+    width = np.uint64(lanes)
+    for offset in range(size):
+        source = (np.uint64(table[offset ^ pre]) ^ post) * width
+        for c in range(width):
+            target[offset * width + c] = staged[source + c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_blocks(
     dst: np.ndarray,
-    keys: np.ndarray,
-    block_half: int,
-    tail_half: int,
-    forward: bool,
+    src: np.ndarray,
+    sources: np.ndarray,
+    shuffle: _Shuffle,
     first: int,
     stop: int,
 ) -> None:  # pragma: no cover - compiled
-    """``dst[i] = src[P(i)]`` (forward) or ``src[P⁻¹(i)]`` for rows of ``(elements, lanes)`` arrays.
+    """Blocks ``first .. stop - 1`` of ``dst`` gathered from the separate array ``src``.
 
-    ``P`` keeps blocks of ``2^_BLOCK_BITS`` elements together: it permutes whole blocks, then elements inside
-    each block with keys drawn from the block, and the last partial block on its own. Reads stay inside one
-    cache-sized block at a time instead of jumping across the whole array. This call fills the blocks
-    ``first .. stop - 1``, where block number ``n >> _BLOCK_BITS`` stands for the partial block.
+    Each source block is first copied whole into a cache-resident buffer: a sequential read that the hardware
+    prefetches, where gathering straight from memory would wait on a cache miss for each line.
     """
-    n = src.shape[0]
-    width = src.shape[1]
-    size = 1 << _BLOCK_BITS
-    blocks = n >> _BLOCK_BITS
-    inner_half = np.uint64(_BLOCK_BITS // 2)
-    for b in range(first, min(stop, blocks)):
-        other = _walk(np.uint64(b), keys, 0, np.uint64(block_half), np.uint64(blocks), forward)
-        keyed = np.uint64(b) if forward else other
-        salt = _mix(keyed ^ keys[1, 0])
-        k0, k1, k2, k3 = salt ^ keys[1, 1], salt ^ keys[1, 2], salt ^ keys[1, 3], _mix(salt)
-        for offset in range(size):
-            source = _feistel(np.uint64(offset), k0, k1, k2, k3, inner_half, forward)
-            for c in range(width):
-                dst[b * size + offset, c] = src[other * size + source, c]
-    if stop <= blocks:
-        return
-    full = blocks * size
-    tail = n - full
-    for r in range(tail):
-        source = _walk(np.uint64(r), keys, 2, np.uint64(tail_half), np.uint64(tail), forward)
-        for c in range(width):
-            dst[full + r, c] = src[full + source, c]
+    block = shuffle[0].size * shuffle[3]
+    staged = np.empty(block, dst.dtype)
+    for w in range(first, stop):
+        r = sources[w]
+        staged[:] = src[r * block : (r + 1) * block]
+        _gather_block(dst[w * block : (w + 1) * block], staged, shuffle, w, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_tail(
+    dst: np.ndarray, src: np.ndarray, keys: np.ndarray, half: int, forward: bool, lanes: int
+) -> None:  # pragma: no cover - compiled
+    """The partial block on its own: ``dst[r] = src[τ(r)]``, or ``src[τ⁻¹(r)]``, element by element."""
+    count = dst.size // lanes
+    for r in range(count):
+        source = _walk(np.uint64(r), keys, 2, np.uint64(half), np.uint64(count), forward)
+        for c in range(lanes):
+            dst[r * lanes + c] = src[np.intp(source) * lanes + c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _cycle_plan(
+    sources: np.ndarray, bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """Order the blocks along the cycles of ``w ↦ sources[w]`` and choose which blocks to save first.
+
+    Position ``p`` of ``order`` is written from the block at position ``reads[p]``: the next one, or the
+    cycle's first at its end. The threads walk the contiguous position ranges ``bounds[k] .. bounds[k + 1]``.
+    A block must be saved before any thread writes when a thread other than its writer reads it: the first
+    block of every range, and the first block of a cycle that ends in another range. ``slots[p]`` numbers
+    those saved blocks (-1 for the rest). A cycle that ends in the range where it starts keeps its first block
+    in that thread's own buffer instead.
+    """
+    blocks = sources.size
+    order = np.empty(blocks, np.int64)
+    reads = np.empty(blocks, np.int64)
+    seen = np.zeros(blocks, np.bool_)
+    p = 0
+    for head in range(blocks):
+        start = p
+        w = head
+        while not seen[w]:
+            seen[w] = True
+            order[p] = w
+            reads[p] = p + 1
+            p += 1
+            w = sources[w]
+        if p > start:
+            reads[p - 1] = start
+    slots = np.full(blocks, -1, np.int64)
+    part = np.empty(blocks, np.int64)
+    count = 0
+    for k in range(bounds.size - 1):
+        part[bounds[k] : bounds[k + 1]] = k
+        slots[bounds[k]] = count
+        count += 1
+    for p in range(blocks):
+        q = reads[p]
+        if q <= p and part[q] != part[p] and slots[q] < 0:
+            slots[q] = count
+            count += 1
+    return order, reads, slots
+
+
+@numba.njit(cache=True, nogil=True)
+def _save_blocks(
+    lanes_array: np.ndarray, saved: np.ndarray, order: np.ndarray, slots: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Copy the blocks that ``slots`` numbers into ``saved``, before any thread writes (see :func:`_cycle_plan`)."""
+    block = saved.shape[1]
+    for p in range(order.size):
+        if slots[p] >= 0:
+            saved[slots[p], :] = lanes_array[order[p] * block : (order[p] + 1) * block]
+
+
+@numba.njit(cache=True, nogil=True)
+def _cycle_range(
+    array: np.ndarray,
+    saved: np.ndarray,
+    own: np.ndarray,
+    order: np.ndarray,
+    reads: np.ndarray,
+    slots: np.ndarray,
+    shuffle: _Shuffle,
+    first: int,
+    stop: int,
+) -> None:  # pragma: no cover - compiled
+    """Permute the blocks at cycle positions ``first .. stop - 1`` of ``array`` in place (see :func:`_cycle_plan`).
+
+    Each block written was read just before as the source of the previous position, so it is still in cache:
+    the pass moves the array through memory once, like the elementwise operations.
+    """
+    block = own.size
+    staged = np.empty(block, array.dtype)
+    for p in range(first, stop):
+        w = order[p]
+        q = reads[p]
+        target = array[w * block : (w + 1) * block]
+        if slots[p] < 0 and (p == 0 or reads[p - 1] != p):
+            own[:] = target
+        if slots[q] >= 0:
+            _gather_block(target, saved[slots[q]], shuffle, w, order[q])
+        elif q <= p:
+            _gather_block(target, own, shuffle, w, order[q])
+        else:
+            staged[:] = array[order[q] * block : (order[q] + 1) * block]
+            _gather_block(target, staged, shuffle, w, order[q])
 
 
 def _subseed(seed: int, position: int) -> int:
@@ -334,20 +500,20 @@ def _raw(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1).view(np.uint8)
 
 
-def _rows(raw: np.ndarray, itemsize: int) -> np.ndarray:
-    """A flat byte view as ``(elements, lanes per element)`` of the lane type."""
-    width = _lane_width(itemsize)
-    return raw.view(_LANE_TYPES[width]).reshape(-1, itemsize // width)
-
-
 def _half_bits(count: int) -> int:
     """Half the even number of bits that covers ``[0, count)`` (at least 1)."""
     return max(1, ((max(count, 1) - 1).bit_length() + 1) // 2)
 
 
+def _workers() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _split(units: int, nbytes: int) -> list[tuple[int, int]]:
-    """Contiguous ranges of work units, one per thread for large arrays."""
-    parts = min(os.cpu_count() or 1, units) if nbytes >= _PARALLEL_BYTES else 1
+    """Contiguous ranges of work units: for large arrays a few per core, so that a core that other work
+    slows down hands its share to the others."""
+    parts = min(units, _CHUNKS_PER_WORKER * _workers()) if nbytes >= _PARALLEL_BYTES else min(units, 1)
     bounds = [units * k // max(parts, 1) for k in range(parts + 1)]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
@@ -369,7 +535,7 @@ def _run_all(calls: _Calls) -> BaseException | None:
         except BaseException as exc:  # raised only after the compiled call has finished its work
             interrupt = exc
         return interrupt
-    with ThreadPoolExecutor(len(calls)) as pool:
+    with ThreadPoolExecutor(min(len(calls), _workers())) as pool:
         futures: list[Future[None]] = [pool.submit(kernel, *args) for kernel, args in calls]
         while True:
             try:
@@ -382,17 +548,48 @@ def _run_all(calls: _Calls) -> BaseException | None:
     return interrupt
 
 
+def _buffer(scratch: Any, shape: tuple[int, int], lane_type: type) -> np.ndarray:
+    """An uninitialised ``shape`` array, from the lent ``scratch`` when there is one."""
+    if scratch is None:
+        return np.empty(shape, lane_type)
+    return scratch.array(shape[0] * shape[1], lane_type).reshape(shape)
+
+
 def _permute(
-    target_raw: np.ndarray, source_raw: np.ndarray, itemsize: int, seed: int, forward: bool
+    raw: np.ndarray, source: np.ndarray | None, itemsize: int, seed: int, forward: bool, scratch: Any
 ) -> BaseException | None:
-    n = source_raw.size // itemsize
+    """Permute the elements of the flat bytes ``raw``, gathering from ``source`` or, without one, in place."""
+    width = _lane_width(itemsize)
+    lane_type = _LANE_TYPES[width]
+    lanes = itemsize // width
+    n = raw.size // itemsize
     blocks = n >> _BLOCK_BITS
-    keys = np.array([_splitmix(np.uint64(seed), np.uint64(r)) for r in range(12)], dtype=np.uint64).reshape(3, 4)
-    src, dst = _rows(source_raw, itemsize), _rows(target_raw, itemsize)
-    halves = (_half_bits(blocks), _half_bits(n - (blocks << _BLOCK_BITS)))
-    return _run_all(
-        [(_gather_kernel, (src, dst, keys, *halves, forward, a, b)) for a, b in _split(blocks + 1, source_raw.size)]
-    )
+    full = (blocks << _BLOCK_BITS) * lanes
+    keys = np.array([_splitmix(np.uint64(seed), np.uint64(r)) for r in range(16)], dtype=np.uint64).reshape(4, 4)
+    table = _inner_table(keys, forward)
+    shuffle = (table, keys, forward, lanes)
+    sources = _block_sources(keys, blocks, _half_bits(blocks), forward)
+    ranges = _split(blocks, raw.size)
+    dst = raw.view(lane_type)
+    calls: _Calls = []
+    if source is not None:
+        src = source.view(lane_type)
+        calls = [(_gather_blocks, (dst, src, sources, shuffle, a, b)) for a, b in ranges]
+        tail = src[full:]
+    else:
+        bounds = np.array([a for a, _ in ranges] + [blocks], dtype=np.int64)
+        order, reads, slots = _cycle_plan(sources, bounds)
+        saved = _buffer(scratch, (int(slots.max(initial=-1)) + 1, table.size * lanes), lane_type)
+        own = _buffer(scratch, (len(ranges), table.size * lanes), lane_type)
+        _save_blocks(dst, saved, order, slots)
+        calls = [
+            (_cycle_range, (dst, saved, own[k], order, reads, slots, shuffle, a, b)) for k, (a, b) in enumerate(ranges)
+        ]
+        tail = _buffer(scratch, (1, dst.size - full), lane_type)[0]
+        tail[:] = dst[full:]
+    if full < dst.size:
+        calls.append((_gather_tail, (dst[full:], tail, keys, _half_bits(n - (blocks << _BLOCK_BITS)), forward, lanes)))
+    return _run_all(calls)
 
 
 def _keyed_lanes(raw: np.ndarray, itemsize: int, seed: int, code: int) -> BaseException | None:
@@ -423,10 +620,7 @@ def _step(
 ) -> BaseException | None:
     """One operation on the flat bytes ``raw``, in place, or from ``source`` for a permute that has one."""
     if name == "permute":
-        if source is None:
-            source = np.empty(raw.size, np.uint8) if scratch is None else scratch.array(raw.size, np.uint8)
-            source[:] = raw
-        return _permute(raw, source, itemsize, seed, forward)
+        return _permute(raw, source, itemsize, seed, forward, scratch)
     code = {"xor": _XOR, "add": _ADD if forward else _SUB, "rotate": _ROTL if forward else _ROTR}[name]
     return _keyed_lanes(raw, itemsize, seed, code)
 
@@ -486,7 +680,7 @@ def transform(
         Where to write: a contiguous writable array like ``data``, or ``data`` itself to work in place.
         A new array when omitted.
     scratch : Scratch, optional
-        Lent memory for the temporary that an in-place ``permute`` needs.
+        Lent memory for the few block-sized buffers that an in-place ``permute`` needs.
 
     Returns
     -------
@@ -528,7 +722,7 @@ def inverse(
     out : numpy.ndarray, optional
         As in :func:`transform`; ``data`` itself to work in place.
     scratch : Scratch, optional
-        Lent memory for the temporary that an in-place ``permute`` needs.
+        Lent memory for the few block-sized buffers that an in-place ``permute`` needs.
 
     Returns
     -------

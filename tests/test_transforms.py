@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalytic import transforms
 from catalytic.errors import InvalidInputError, InvalidTypeError, MethodError, ShapeError
 from catalytic.lattice import splitmix64
 from catalytic.memory import borrow
@@ -120,14 +125,144 @@ def test_xor_add_rotate_match_the_documented_key_stream() -> None:
     )
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 17, 4096, 4097, 3 * 4096 + 5, 70_000])
-def test_permute_is_a_permutation(n: int) -> None:
+BLOCK = 4096
+MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def feistel(values: np.ndarray, keys: np.ndarray, half: int) -> np.ndarray:
+    """Four rounds on ``[0, 4^half)``, as documented: each round XORs the left half with a keyed hash of the right."""
+    low = np.uint64((1 << half) - 1)
+    left, right = values >> np.uint64(half), values & low
+    with np.errstate(over="ignore"):
+        for key in keys:
+            left, right = right, left ^ ((((right ^ key) * MUL1) >> np.uint64(32)) & low)
+    return (left << np.uint64(half)) | right
+
+
+def feistel_walk(count: int, keys: np.ndarray) -> np.ndarray:
+    """The Feistel network on the smallest power of four covering ``[0, count)``, cycle-walked into it."""
+    half = max(1, ((count - 1).bit_length() + 1) // 2)
+    values = feistel(np.arange(count, dtype=np.uint64), keys, half)
+    while (values >= count).any():
+        values = np.where(values >= count, feistel(values, keys, half), values)
+    return values.astype(np.int64)
+
+
+def reference_sources(seed: int, n: int) -> np.ndarray:
+    """For every element of ``transform(data, "permute", seed)``, the index of the input element it holds."""
+    words = splitmix64(seed, np.arange(16, dtype=np.uint64))
+    blocks, tail = divmod(n, BLOCK)
+    sources = np.empty(n, dtype=np.int64)
+    if blocks:
+        beta = feistel_walk(blocks, words[0:4])
+        table = feistel(np.arange(BLOCK, dtype=np.uint64), words[4:8], 6).astype(np.int64)
+        masks = splitmix64(int(words[12]), np.arange(blocks, dtype=np.uint64))
+        pre = (masks & np.uint64(BLOCK - 1)).astype(np.int64)
+        post = ((masks >> np.uint64(32)) & np.uint64(BLOCK - 1)).astype(np.int64)
+        inner = table[np.arange(BLOCK)[None, :] ^ pre[:, None]] ^ post[:, None]
+        sources[: blocks * BLOCK] = (beta[:, None] * BLOCK + inner).ravel()
+    if tail:
+        sources[blocks * BLOCK :] = blocks * BLOCK + feistel_walk(tail, words[8:12])
+    return sources
+
+
+@contextmanager
+def threads(count: int) -> Iterator[None]:
+    """Split even small arrays, into ``4 * count`` slices over ``count`` threads."""
+    with mock.patch.object(transforms, "_workers", lambda: count), mock.patch.object(transforms, "_PARALLEL_BYTES", 0):
+        yield
+
+
+AWKWARD_LENGTHS = [0, 1, 2, 3, 17, 4093, 4096, 4097, 8191, 3 * 4096 + 5, 16 * 4096, 70_001]
+
+
+@pytest.mark.parametrize("n", AWKWARD_LENGTHS)
+def test_permute_is_the_documented_permutation(n: int) -> None:
     values = np.arange(n, dtype=np.int64)
-    moved = transform(values, "permute", seed=8)
-    assert np.array_equal(np.sort(moved), values)
+    expected = reference_sources(8, n)
+    assert np.array_equal(transform(values, "permute", seed=8), expected)
+    work = values.copy()
+    transform(work, "permute", seed=8, out=work)
+    assert np.array_equal(work, expected)
+    assert np.array_equal(np.sort(work), values)
     if n >= 17:
-        assert not np.array_equal(moved, values)
-    assert np.array_equal(inverse(moved, "permute", seed=8), values)
+        assert not np.array_equal(work, values)
+    assert np.array_equal(inverse(work, "permute", seed=8), values)
+    inverse(work, "permute", seed=8, out=work)
+    assert np.array_equal(work, values)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_permute_moves_whole_elements_of_every_dtype(dtype: np.dtype) -> None:
+    n = 2 * 4096 + 333
+    rng = np.random.default_rng(dtype.itemsize)
+    data = raw_array(rng, dtype, n)
+    rows = data.view(np.uint8).reshape(n, dtype.itemsize)
+    moved = transform(data, "permute", seed=21).view(np.uint8).reshape(n, dtype.itemsize)
+    assert np.array_equal(moved, rows[reference_sources(21, n)])
+
+
+def test_permute_orders_differ_between_seeds_and_blocks() -> None:
+    n = 40 * 4096 + 9
+    values = np.arange(n, dtype=np.int64)
+    orders = [transform(values, "permute", seed=seed) for seed in (0, 1, 2**64 - 1)]
+    for a in range(len(orders)):
+        for b in range(a):
+            assert np.mean(orders[a] != orders[b]) > 0.99
+    # Blocks do not keep their place, and no two blocks are shuffled alike inside.
+    first = orders[0][: 40 * 4096].reshape(40, 4096)
+    assert np.mean(first // 4096 != np.arange(40)[:, None]) > 0.9
+    assert len({tuple(row % 4096) for row in first}) == 40
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+@pytest.mark.parametrize("op", [*OPS, ["rotate", "permute", "add"]], ids=str)
+def test_results_do_not_depend_on_the_thread_count(count: int, op: str | list[str]) -> None:
+    rng = np.random.default_rng(3)
+    expected = {}
+    for dtype in (np.dtype(np.float64), np.dtype(np.uint8), np.dtype("V3"), np.dtype(np.complex128)):
+        data = raw_array(rng, dtype, 37 * 4096 + 11)
+        expected[dtype] = (data, transform(data, op, seed=5).tobytes())
+    with threads(count):
+        for data, reference in expected.values():
+            assert transform(data, op, seed=5).tobytes() == reference
+            work = data.copy()
+            transform(work, op, seed=5, out=work)
+            assert work.tobytes() == reference
+            inverse(work, op, seed=5, out=work)
+            assert work.tobytes() == data.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.integers(0, 60),
+    tail=st.sampled_from([0, 1, 2, 4095, 1234]),
+    count=st.integers(1, 9),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_in_place_permute_splits_its_cycles_correctly(blocks: int, tail: int, count: int, seed: int) -> None:
+    """However the cycles of the block order fall across the threads' slices, in place equals out of place."""
+    n = blocks * 4096 + tail
+    values = np.arange(n, dtype=np.uint32)
+    work = values.copy()
+    with threads(count):
+        transform(work, "permute", seed, out=work)
+        assert np.array_equal(work, reference_sources(seed, n))
+        inverse(work, "permute", seed, out=work)
+    assert np.array_equal(work, values)
+
+
+@pytest.mark.parametrize("lane", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_rotate_matches_the_documented_key_stream_on_every_lane_width(lane: type) -> None:
+    bits = 8 * np.dtype(lane).itemsize
+    count = 1000
+    data = np.random.default_rng(bits).integers(0, 2**bits, count, dtype=lane)
+    amounts = keystream(31, count * bits // 8).view(lane).astype(np.uint64) & np.uint64(bits - 1)
+    wide = data.astype(np.uint64)
+    mask = np.uint64(2**bits - 1)
+    expected = ((wide << amounts) | (wide >> ((np.uint64(bits) - amounts) & np.uint64(bits - 1)))) & mask
+    assert np.array_equal(transform(data, "rotate", 31), expected.astype(lane))
+    assert np.array_equal(inverse(expected.astype(lane), "rotate", 31), data)
 
 
 def test_seeds_are_deterministic_and_distinct() -> None:
@@ -160,8 +295,9 @@ def test_layouts_unaligned_strided_and_fortran() -> None:
     assert inverse(transform(fortran, "rotate", 1), "rotate", 1).tobytes(order="A") == fortran.tobytes(order="A")
 
 
-def test_out_array_and_in_place_permute_with_scratch() -> None:
-    data = np.arange(10_000, dtype=np.int32)
+@pytest.mark.parametrize("n", [10_000, 1_000_003])
+def test_out_array_and_in_place_permute_with_scratch(n: int) -> None:
+    data = np.arange(n, dtype=np.int32)
     out = np.empty_like(data)
     assert transform(data, "permute", 4, out=out) is out
     alone = data.copy()
@@ -170,7 +306,11 @@ def test_out_array_and_in_place_permute_with_scratch() -> None:
     borrowed = data.copy()
     with borrow(lent) as scratch:
         transform(borrowed, "permute", 4, out=borrowed, scratch=scratch)
-        assert scratch.used >= data.nbytes
+        # Block buffers only: no n-element temporary.
+        assert 0 < scratch.used <= 16 * 4096 * data.itemsize
+        inverse(borrowed, "permute", 4, out=borrowed, scratch=scratch)
+        assert np.array_equal(borrowed, data)
+        transform(borrowed, "permute", 4, out=borrowed, scratch=scratch)
     assert np.array_equal(borrowed, alone) and np.array_equal(borrowed, out)
     assert not lent.any()
 

@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,9 @@ class Path:
     backend : str
         The backend that produced the answer (after any GPU to CPU fallback).
     memory : dict
-        Measured bytes of search state and the memory mode used.
+        Measured bytes of search state and the memory mode used, against igraph, CSR and dense baselines.
+        The baselines need the lattice's exact edge count (one pass over the lattice, then cached per
+        lattice), so they are worked out when ``memory`` is first read, not inside the query.
     """
 
     coords: np.ndarray
@@ -78,7 +80,22 @@ class Path:
     expanded: int
     method: str
     backend: str
-    memory: dict[str, Any] = field(default_factory=dict)
+    memory_source: dict[str, Any] | Callable[[], dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def memory(self) -> dict[str, Any]:
+        """The memory report (built on first access)."""
+        source = self.memory_source
+        if callable(source):
+            source = source()
+            object.__setattr__(self, "memory_source", source)
+        return source
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled path (a Ray batch result) carries the finished report, not the function that builds it.
+        state = dict(self.__dict__)
+        state["memory_source"] = self.memory
+        return state
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form."""
@@ -313,15 +330,10 @@ def shortest_path(
     (path, cost, expanded, state_bytes), used = run_with_fallback(backend, run)
     mask_bytes = (lattice.vertices + 7) // 8 if mode == "frugal" else lattice.vertices
     measured = int(state_bytes) + int(mask_bytes)
-    baselines = _baselines(lattice, used) if mode == "full" else None
-    return Path(
-        coords=lattice.coords_of(path),
-        length=len(path) - 1,
-        cost=cost,
-        expanded=int(expanded),
-        method=method,
-        backend=used,
-        memory={
+
+    def report() -> dict[str, Any]:
+        baselines = _baselines(lattice, used) if mode == "full" else None
+        return {
             "mode": mode,
             "state_bytes": int(state_bytes),
             "mask_bytes": int(mask_bytes),
@@ -329,7 +341,16 @@ def shortest_path(
             "scratch": scratch is not None,
             "baselines": baselines,
             "memory_efficiency_ratio": None if baselines is None else baselines["igraph"]["bytes"] / measured,
-        },
+        }
+
+    return Path(
+        coords=lattice.coords_of(path),
+        length=len(path) - 1,
+        cost=cost,
+        expanded=int(expanded),
+        method=method,
+        backend=used,
+        memory_source=report,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 Int = int | np.integer[Any]
 """An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
@@ -273,6 +274,77 @@ def degree_histogram(shape: np.ndarray, strides: np.ndarray, periodic: np.ndarra
 
 
 @njit(cache=True, nogil=True)
+def axis_edges(shape: np.ndarray, strides: np.ndarray, words: Int) -> tuple[np.ndarray, np.ndarray]:
+    """Bit sets of the vertices on each axis's low face (coordinate 0) and high face (coordinate n − 1).
+
+    ``(d, words)`` uint64 each, bit ``i & 63`` of word ``i >> 6`` for vertex ``i``. They depend on the shape
+    alone. Vertices with coordinate 0 on axis k form runs of ``strides[k]`` consecutive indices, one every
+    ``shape[k] * strides[k]``, so whole words are filled at once.
+    """
+    d = shape.shape[0]
+    low = np.zeros((d, words), np.uint64)
+    high = np.zeros((d, words), np.uint64)
+    n = shape[0] * strides[0]
+    for k in range(d):
+        s = strides[k]
+        period = shape[k] * s
+        for j in range(0, n, period):
+            _set_run(low[k], j, j + s)
+            _set_run(high[k], j + period - s, j + period)
+    return low, high
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _set_run(bits: np.ndarray, lo: Int, hi: Int) -> None:
+    """Set bits ``lo`` .. ``hi - 1``."""
+    i = lo
+    while i < hi and (i & 63) != 0:
+        bits[i >> 6] |= ONE << np.uint64(i & 63)
+        i += 1
+    while i + 64 <= hi:
+        bits[i >> 6] = ~np.uint64(0)
+        i += 64
+    while i < hi:
+        bits[i >> 6] |= ONE << np.uint64(i & 63)
+        i += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _spread(
+    frontier: np.ndarray, face: np.ndarray, off_face: bool, out: np.ndarray, shift: Int, up: bool, lo: Int, hi: Int
+) -> None:
+    """``out |= (frontier & face') moved by shift bits``, up (to higher indices) or down; face' = ~face if off_face.
+
+    Only frontier words ``lo`` .. ``hi`` are read. The caller masks out the face whose step would leave the
+    lattice, so no moved bit crosses a border; bits moved past either end of the set are dropped.
+    """
+    words = out.shape[0]
+    q = shift >> 6
+    r = np.uint64(shift & 63)
+    back = np.uint64(64) - r
+    for a in range(lo, hi + 1):
+        x = frontier[a]
+        if x == 0:
+            continue
+        m = face[a]
+        x &= ~m if off_face else m
+        if x == 0:
+            continue
+        if up:
+            w = a + q
+            if w < words:
+                out[w] |= x << r
+            if r != 0 and w + 1 < words:
+                out[w + 1] |= x >> back
+        else:
+            w = a - q
+            if w >= 0:
+                out[w] |= x >> r
+            if r != 0 and w >= 1:
+                out[w - 1] |= x << back
+
+
+@njit(cache=True, nogil=True)
 def bfs(
     shape: np.ndarray,
     strides: np.ndarray,
@@ -282,9 +354,25 @@ def bfs(
     target: Int,
     dist: np.ndarray,
     queue: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    ratio: Int,
 ) -> Int:
-    """Whole-level multi-source BFS; ``queue`` has room for every vertex. Returns ``expanded``."""
+    """Whole-level multi-source BFS; ``queue`` has room for every vertex. Returns ``expanded``.
+
+    Each level runs one of two ways, whichever touches less memory:
+
+    * vertex by vertex: every frontier vertex checks its 2d neighbours (cost ∝ frontier size);
+    * bit-parallel: the frontier as a bit set is moved by each axis's stride, 64 vertices per word operation,
+      with the faces from :func:`axis_edges` (``low``/``high``) masking out steps across a border, and the wrap
+      steps of periodic axes added the same way (cost ∝ the words the frontier spans plus the largest shift).
+      A level goes bit-parallel when ``frontier size × ratio`` exceeds its word window. ``low``/``high`` of
+      shape (0, 0) keep every level vertex by vertex.
+
+    Both discover the same set per level and write the same depth, so ``dist`` is identical either way.
+    """
     d = shape.shape[0]
+    n = dist.shape[0]
     tail = 0
     for s in sources:
         if dist[s] < 0:
@@ -295,14 +383,72 @@ def bfs(
         return 0
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
+    words = (n + 63) >> 6
+    bitwise = low.shape[0] == d and low.shape[1] == words and ratio > 0
+    reach = 0  # the farthest any step moves a bit, in words
+    for k in range(d):
+        far = (shape[k] - 1) * strides[k] if periodic[k] else strides[k]
+        reach = max(reach, (far >> 6) + 1)
+    seen = np.zeros(0, np.uint64)  # visited or known blocked; allocated at the first bit-parallel level
+    frontier = np.zeros(0, np.uint64)
+    reached = np.zeros(0, np.uint64)
     head = 0
     found = False
     while head < tail and not found:
         level_end = tail
+        step = dist[queue[head]] + 1
+        lo = words
+        hi = -1
+        if bitwise:
+            for i in range(head, level_end):
+                word = int(queue[i]) >> 6
+                lo = word if word < lo else lo
+                hi = word if word > hi else hi
+        out_lo = max(0, lo - reach)
+        out_hi = min(words - 1, hi + reach)
+        if bitwise and (level_end - head) * ratio > out_hi - out_lo + 1:
+            if seen.shape[0] == 0:
+                seen = np.zeros(words, np.uint64)
+                frontier = np.zeros(words, np.uint64)
+                reached = np.zeros(words, np.uint64)
+                for i in range(tail):
+                    v = np.int64(queue[i])
+                    seen[v >> 6] |= ONE << np.uint64(v & 63)
+            for i in range(head, level_end):
+                v = np.int64(queue[i])
+                frontier[v >> 6] |= ONE << np.uint64(v & 63)
+            head = level_end
+            for j in range(out_lo, out_hi + 1):
+                reached[j] = 0
+            for k in range(d):
+                s = strides[k]
+                _spread(frontier, high[k], True, reached, s, True, lo, hi)
+                _spread(frontier, low[k], True, reached, s, False, lo, hi)
+                if periodic[k]:
+                    wrap = (shape[k] - 1) * s
+                    _spread(frontier, high[k], False, reached, wrap, False, lo, hi)
+                    _spread(frontier, low[k], False, reached, wrap, True, lo, hi)
+            for j in range(lo, hi + 1):
+                frontier[j] = 0
+            for j in range(out_lo, out_hi + 1):
+                fresh = reached[j] & ~seen[j]
+                if fresh == 0:
+                    continue
+                seen[j] |= fresh
+                base = j << 6
+                while fresh != 0:
+                    x = base + int(trailing_zeros(fresh))  # type: ignore[call-arg]
+                    fresh &= fresh - ONE
+                    if x < n and open_mask[x]:
+                        dist[x] = step
+                        queue[tail] = x
+                        tail += 1
+                        if x == target:
+                            found = True
+            continue
         while head < level_end:
             v = np.int64(queue[head])
             head += 1
-            step = dist[v] + 1
             decompose(v, strides, inverse, coords)
             for k in range(d):
                 for side in range(2):
@@ -311,6 +457,8 @@ def bfs(
                         dist[u] = step
                         queue[tail] = u
                         tail += 1
+                        if seen.shape[0] != 0:
+                            seen[u >> 6] |= ONE << np.uint64(u & 63)
                         if u == target:
                             found = True
     return head

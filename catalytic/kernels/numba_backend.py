@@ -14,6 +14,7 @@ depend on the thread count. A corner-to-corner path on a 5-D lattice of about 10
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,34 @@ __all__ = ["NumbaBackend"]
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_MASK = np.empty(0, dtype=np.bool_)
 _INT32_LIMIT = 2**31 - 1
+_NO_FACES = np.zeros((0, 0), dtype=np.uint64)
+FACE_BYTES_LIMIT = 64 * 2**20
+"""Largest pair of axis-face bit sets (d / 4 bytes per vertex) kept for bit-parallel BFS levels; beyond it
+every level runs vertex by vertex."""
+BITWISE_RATIO = 8
+"""A BFS level runs bit-parallel when its frontier × this exceeds the 64-vertex words it spans."""
+_FACES: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+_FACES_ENTRIES = 8
+_FACES_LOCK = threading.Lock()
+
+
+def _faces(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """The low/high face bit sets of a shape, built once per shape (a few recent shapes are kept)."""
+    words = (geom.vertices + 63) // 64
+    if 2 * geom.ndim * words * 8 > FACE_BYTES_LIMIT:
+        return _NO_FACES, _NO_FACES
+    key = tuple(int(x) for x in geom.shape)
+    with _FACES_LOCK:
+        hit = _FACES.pop(key, None)
+        if hit is not None:
+            _FACES[key] = hit
+            return hit
+    faces: tuple[np.ndarray, np.ndarray] = _kernels().axis_edges(geom.shape, geom.strides, words)
+    with _FACES_LOCK:
+        _FACES[key] = faces
+        while len(_FACES) > _FACES_ENTRIES:
+            _FACES.pop(next(iter(_FACES)))
+    return faces
 
 
 def _kernels() -> Any:
@@ -207,7 +236,22 @@ class NumbaBackend(Backend):
         """
         queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
-        return int(_kernels().bfs(geom.shape, geom.strides, geom.periodic, open_mask, seeds, int(target), dist, queue))
+        low, high = _faces(geom)
+        return int(
+            _kernels().bfs(
+                geom.shape,
+                geom.strides,
+                geom.periodic,
+                open_mask,
+                seeds,
+                int(target),
+                dist,
+                queue,
+                low,
+                high,
+                BITWISE_RATIO,
+            )
+        )
 
     def bidirectional(
         self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any

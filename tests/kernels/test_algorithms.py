@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import networkx as nx
 import numpy as np
@@ -264,6 +265,12 @@ def test_path_memory_is_measured_against_baselines() -> None:
     edges = to_networkx(lat).number_of_edges()
     assert memory["baselines"]["igraph"]["bytes"] == 32 * edges + 16 * lat.vertices
     assert memory["memory_efficiency_ratio"] == memory["baselines"]["igraph"]["bytes"] / (5 * lat.vertices)
+    assert path.memory is memory  # built once
+    # A pickled path (a Ray batch result) carries the finished report.
+    fresh = shortest_path(lat, start, goal, method="bfs")
+    copy = pickle.loads(pickle.dumps(fresh))
+    assert copy.memory == memory and not callable(copy.memory_source)
+    np.testing.assert_array_equal(copy.coords, path.coords)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

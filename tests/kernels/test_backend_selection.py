@@ -56,6 +56,10 @@ class _FailingGpu(NumbaBackend):
         type(self).calls += 1
         raise _gpu_error()
 
+    def dijkstra(self, *args: Any, **kwargs: Any) -> int:
+        type(self).calls += 1
+        raise _gpu_error()
+
     def bidirectional(self, *args: Any, **kwargs: Any) -> tuple[int, int, int]:
         type(self).calls += 1
         raise _gpu_error()

@@ -63,6 +63,42 @@ def test_lattice_primitives_match_reference(lattice: Lattice, data: st.DataObjec
     np.testing.assert_array_equal(labels, ref_labels)
 
 
+@given(lattice=lattices(max_dim=5, max_vertices=2000), data=st.data())
+def test_bfs_level_modes_agree(lattice: Lattice, data: st.DataObject) -> None:
+    """Vertex-by-vertex levels, bit-parallel levels and any mix of them give the reference's depths and counts."""
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    words = (geom.vertices + 63) // 64
+    low, high = kernels.axis_edges(geom.shape, geom.strides, words)
+    sources = np.array(data.draw(st.lists(endpoints(lattice), min_size=1, max_size=3)), dtype=np.int64)
+    target = data.draw(st.sampled_from([-1, data.draw(endpoints(lattice))]))
+    ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, list(sources), target)
+    # ratio 0: never bit-parallel; 10**9: always; 1: only dense levels, so runs mix both.
+    for ratio in (0, 1, 10**9):
+        dist = np.full(geom.vertices, -1, np.int32)
+        queue = np.empty(geom.vertices, np.int64)
+        expanded = kernels.bfs(
+            geom.shape, geom.strides, geom.periodic, mask, sources, target, dist, queue, low, high, ratio
+        )
+        assert expanded == ref_expanded, ratio
+        np.testing.assert_array_equal(dist, ref_dist, err_msg=f"ratio {ratio}")
+
+
+def test_axis_edges_mark_exactly_the_faces() -> None:
+    lattice = Lattice((3, 5, 70))
+    geom = Geometry.of(lattice)
+    words = (geom.vertices + 63) // 64
+    low, high = kernels.axis_edges(geom.shape, geom.strides, words)
+    coords = np.indices(lattice.shape).reshape(3, -1)
+    for k in range(3):
+        bits_low = np.unpackbits(low[k].view(np.uint8), bitorder="little")[: geom.vertices].astype(bool)
+        bits_high = np.unpackbits(high[k].view(np.uint8), bitorder="little")[: geom.vertices].astype(bool)
+        np.testing.assert_array_equal(bits_low, coords[k] == 0)
+        np.testing.assert_array_equal(bits_high, coords[k] == lattice.shape[k] - 1)
+        # Nothing past the last vertex.
+        assert not np.unpackbits(low[k].view(np.uint8), bitorder="little")[geom.vertices :].any()
+
+
 @given(lattice=lattices(max_dim=5, max_vertices=500), data=st.data())
 def test_searches_match_reference(lattice: Lattice, data: st.DataObject) -> None:
     geom = Geometry.of(lattice)

@@ -328,7 +328,7 @@ async def test_health_ready_openapi_docs_and_request_id(service: Service) -> Non
 async def test_request_time_limit_is_504(make_settings: Any) -> None:
     settings = make_settings(CATALYTIC_REQUEST_TIMEOUT_S=0.05, CATALYTIC_BACKEND="numpy")
     async for service in start_service(settings):
-        body = {"lattice": {"shape": [120, 120]}, "start": [0, 0], "goal": [119, 119], "method": "dijkstra"}
+        body = {"lattice": {"shape": [400, 400]}, "start": [0, 0], "goal": [399, 399], "method": "dijkstra"}
         response = await service.client.post("/api/lattice/path", json=body)
         assert response.status_code == 504 and "POST /api/jobs" in response.json()["message"]
 

@@ -3,8 +3,9 @@
 The receiver runs in a separate process on 127.0.0.1 (so it does not share the worker's interpreter) and answers
 204 to everything. Throughput: ``--events`` events are queued first, then one worker drains them; the rate is
 deliveries per second of wall time, including the database writes of every attempt. Latency: events are emitted
-at ``--rate`` per second while the worker runs on its own poll interval (no wake-up from the emitter, as with a
-separate ``catalytic worker``); latency is the receiver's clock at arrival minus the event's creation time.
+at ``--rate`` per second while the worker idles between them; it is woken the way production wakes it (PostgreSQL:
+LISTEN/NOTIFY on a connection of its own; SQLite: the emitting transaction's after-commit wake-up, as under
+``catalytic serve``); latency is the receiver's clock at arrival minus the event's creation time.
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ async def _run(args: argparse.Namespace, database_url: str | None, workdir: Path
             "events": len(created),
             "delivered": len(samples),
             "rate_per_s": args.rate,
-            "poll_interval_s": config.poll_interval,
+            "wake": "LISTEN/NOTIFY" if is_postgres_url(database_url) else "after-commit wake-up (same process)",
+            "idle_max_s": config.idle_max_s,
             "p50_s": percentile(samples, 50),
             "p95_s": percentile(samples, 95),
             "max_s": max(samples) if samples else float("nan"),
@@ -245,8 +247,10 @@ def main(argv: list[str]) -> int:
     markdown = (
         f"Receiver: a separate process on 127.0.0.1 answering 204. Worker: batch {args.batch_size}, concurrency "
         f"{args.concurrency}. Rate: {args.events} queued events drained by one worker (every attempt recorded in "
-        f"the database). Latency: {runs[0]['latency']['events']} events emitted at {args.rate:g}/s while the worker "
-        f"polls every {runs[0]['latency']['poll_interval_s']:g} s; arrival at the receiver minus event creation. "
+        f"the database). Latency: {runs[0]['latency']['events']} events emitted at {args.rate:g}/s to an idle worker "
+        "that does not poll: it is woken by LISTEN/NOTIFY (PostgreSQL) or by the emitting transaction's "
+        f"after-commit wake-up (SQLite), else sleeps up to {runs[0]['latency']['idle_max_s']:g} s; arrival at the "
+        "receiver minus event creation. "
         "'per worker CPU-s' is deliveries per second of CPU used by the worker process (its SQLite thread included, "
         "a PostgreSQL server's own CPU not): the ceiling the worker's own CPU cost sets, apart from the share of the "
         "machine it got.\n"

@@ -42,7 +42,7 @@ import numpy as np
 
 from catalytic.distributed._runtime import RETRIES, connect, explicit_arrays, lattice_from, slab_arrays
 from catalytic.errors import CoordinateError, InvalidTypeError, NoPathError
-from catalytic.kernels import components, distance_field
+from catalytic.kernels import Path, components, distance_field
 from catalytic.lattice import Lattice, random_blocked
 
 __all__ = [
@@ -254,6 +254,72 @@ class SlabWorker:
             return None
         return float(self._external()[local])
 
+    def reached(self, query: str) -> int | None:
+        """Vertices of the slab with a finite distance (None when this actor restarted and lost the query)."""
+        if query != self.query:
+            return None
+        return int(np.count_nonzero(self.dist < self.unreached))
+
+    def trace(
+        self,
+        query: str,
+        local: int,
+        root: int,
+        lo_row: int,
+        from_prev: np.ndarray | None,
+        from_next: np.ndarray | None,
+    ) -> tuple[list[int], tuple[int, int] | None] | None:
+        """Walk the canonical path back from ``local`` while it stays in this slab.
+
+        Each step goes to the first open neighbour, in the neighbour order of :mod:`catalytic.kernels.backend`,
+        whose distance plus the cost of entering the current vertex equals the current vertex's distance; a
+        neighbour across the first or last row is read from the converged halo ``from_prev`` / ``from_next``.
+
+        Returns ``(global indices walked, crossing)``: ``crossing`` is ``(-1, column)`` when the walk continues
+        in the previous slab's last row, ``(+1, column)`` in the next slab's first row, and None when it reached
+        ``root`` (a global index). Returns None when this actor restarted and lost the query.
+        """
+        if query != self.query:
+            return None
+        shape, periodic = self.lattice.shape, self.lattice.periodic
+        strides = [math.prod(shape[k + 1 :]) for k in range(len(shape))]
+        rows, size = shape[0], self.row_size
+        base = lo_row * size
+        walked = [base + local]
+        v = local
+        for _ in range(self.lattice.vertices):
+            if base + v == root:
+                return walked, None
+            here = self.dist[v]
+            cost = 1 if self.cost is None else self.cost[v]
+            chosen: int | None = None
+            crossing: tuple[int, int] | None = None
+            for k, (n, stride, wrap) in enumerate(zip(shape, strides, periodic, strict=True)):
+                coord = (v // stride) % n
+                for step in (-1, 1):
+                    edge = coord == 0 if step < 0 else coord == n - 1
+                    if k == 0 and edge and not wrap:
+                        face = from_prev if step < 0 else from_next
+                        if face is not None and face[v % size] < self.unreached and face[v % size] + cost == here:
+                            crossing = (step, v % size)
+                            break
+                        continue
+                    if edge and not wrap:
+                        continue
+                    u = v + step * stride if not edge else v - step * (n - 1) * stride
+                    if self.is_open[u] and self.dist[u] < self.unreached and self.dist[u] + cost == here:
+                        chosen = u
+                        break
+                if chosen is not None or crossing is not None:
+                    break
+            if crossing is not None:
+                return walked, crossing
+            if chosen is None:
+                break
+            v = chosen
+            walked.append(base + v)
+        raise RuntimeError(f"no predecessor chain from slab vertex {local} (rows {lo_row}..{lo_row + rows - 1})")
+
     # --- components --------------------------------------------------------------------------------------
 
     def _labels(self) -> np.ndarray:
@@ -349,6 +415,7 @@ class PartitionedLattice:
         self.wrap = self.lattice.periodic[0] and len(self.bounds) > 1
         self.rounds = 0
         self.recoveries = 0
+        self._faces: tuple[list[Any], list[Any]] = ([], [])
         ray = connect(address)
         if num_cpus is None:
             num_cpus = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / len(self.bounds))
@@ -431,6 +498,7 @@ class PartitionedLattice:
                 continue
             first_faces = [out[0] for out in outputs]
             last_faces = [out[1] for out in outputs]
+            self._faces = (first_faces, last_faces)  # the converged halos once no slab changes
             self.rounds += 1
             if on_round is not None:
                 on_round(self.rounds)
@@ -509,6 +577,73 @@ class PartitionedLattice:
         if value < 0 or not math.isfinite(value):
             raise NoPathError(tuple(start), tuple(goal))
         return value if self.lattice.weighted else int(value)
+
+    def shortest_path(
+        self, start: Sequence[int], goal: Sequence[int], *, on_round: Callable[[int], None] | None = None
+    ) -> Path:
+        """The canonical shortest path, equal to :func:`catalytic.shortest_path` with ``method="bfs"``
+        (``"dijkstra"`` on weighted lattices): same coordinates, length and cost.
+
+        The distance field from ``start`` stays on the slabs; the path is walked back from the goal slab by
+        slab, each actor walking while the path stays in its rows and handing over at a face. ``expanded`` is
+        the number of vertices the rounds reached (the field runs to exhaustion, not to the goal).
+
+        Raises
+        ------
+        CoordinateError, BlockedVertexError
+            An endpoint outside the lattice or blocked.
+        NoPathError
+            The goal is unreachable.
+        """
+        import ray
+
+        s = self.lattice.check_vertex(start, "start")
+        g = self.lattice.check_vertex(goal, "goal")
+
+        def collect(query: str) -> tuple[list[int], float, int] | None:
+            k, local = self._slab_of(g)
+            value = ray.get(self.actors[k].value.remote(query, local))
+            if value is None:
+                return None
+            if value < 0 or not math.isfinite(value):
+                raise NoPathError(tuple(start), tuple(goal))
+            first_faces, last_faces = self._faces
+            walked: list[int] = []
+            for _ in range(self.lattice.vertices):
+                prev, nxt = self._neighbours(k)
+                from_prev = None if prev is None else last_faces[prev]
+                from_next = None if nxt is None else first_faces[nxt]
+                part = ray.get(self.actors[k].trace.remote(query, local, s, self.bounds[k][0], from_prev, from_next))
+                if part is None:
+                    return None
+                indices, crossing = part
+                walked.extend(indices)
+                if crossing is None:
+                    reached = ray.get([actor.reached.remote(query) for actor in self.actors])
+                    if any(r is None for r in reached):
+                        return None
+                    return walked, value, sum(reached)
+                side, column = crossing
+                if side < 0:
+                    k = prev  # type: ignore[assignment]
+                    local = (self.bounds[k][1] - self.bounds[k][0] - 1) * self.row_size + column
+                else:
+                    k = nxt  # type: ignore[assignment]
+                    local = column
+            raise RuntimeError("the path walk did not reach the start")
+
+        walked, value, reached = self._query([list(start)], collect, on_round)
+        indices = np.asarray(walked[::-1], dtype=np.int64)
+        weighted = self.lattice.weighted
+        return Path(
+            coords=self.lattice.coords_of(indices),
+            length=len(indices) - 1,
+            cost=float(value),
+            expanded=int(reached),
+            method="dijkstra" if weighted else "bfs",
+            backend="ray",
+            memory_source={"mode": "partitioned", "slabs": len(self.actors)},
+        )
 
     def components(self) -> tuple[np.ndarray, int]:
         """Connected components, numbered like :func:`catalytic.components`; labels gathered on the driver.
@@ -602,13 +737,14 @@ def partitioned_shortest_path(
     *,
     arrays: Mapping[str, Any] | None = None,
     backend: str | None = None,
-) -> float:
-    """Shortest path length (hops, or cost when weighted) on a partitioned lattice.
+) -> Path:
+    """The canonical shortest path on a partitioned lattice (see :meth:`PartitionedLattice.shortest_path`).
 
     Returns
     -------
-    int or float
-        The length :func:`catalytic.shortest_path` reports (``cost`` on weighted lattices).
+    Path
+        The same coordinates, length and cost as :func:`catalytic.shortest_path` with ``method="bfs"``
+        (``"dijkstra"`` when weighted); ``backend`` is ``"ray"``.
 
     Raises
     ------
@@ -619,13 +755,13 @@ def partitioned_shortest_path(
 
     Examples
     --------
-    >>> partitioned_shortest_path(Lattice((6, 2)).spec(), (0, 0), (5, 1), slabs=3)  # doctest: +SKIP
+    >>> partitioned_shortest_path(Lattice((6, 2)).spec(), (0, 0), (5, 1), slabs=3).length  # doctest: +SKIP
     6
     """
     _validate_sources(lattice_spec, arrays, [start], "start")
     _validate_sources(lattice_spec, arrays, [goal], "goal")
     with PartitionedLattice(lattice_spec, slabs, address, arrays=arrays, backend=backend) as part:
-        return part.path_length(start, goal)
+        return part.shortest_path(start, goal)
 
 
 def partitioned_components(

@@ -75,16 +75,22 @@ def test_four_slabs_equal_the_single_node_kernels(
             expected = distance_field(lattice, sources, backend="numpy")
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
-        start, goal = _open_vertices(lattice, 2, 3)
         method = "dijkstra" if lattice.weighted else "bfs"
-        try:
-            single = shortest_path(lattice, start, goal, method=method, backend="numpy")
-        except NoPathError:
-            with pytest.raises(NoPathError):
-                part.path_length(start, goal)
-        else:
-            expected_length = single.cost if lattice.weighted else single.length
-            assert part.path_length(start, goal) == expected_length
+        for start, goal in (_open_vertices(lattice, 2, 3), _open_vertices(lattice, 2, 4)[::-1]):
+            try:
+                single = shortest_path(lattice, start, goal, method=method, backend="numpy")
+            except NoPathError:
+                with pytest.raises(NoPathError):
+                    part.path_length(start, goal)
+                with pytest.raises(NoPathError):
+                    part.shortest_path(start, goal)
+            else:
+                expected_length = single.cost if lattice.weighted else single.length
+                assert part.path_length(start, goal) == expected_length
+                path = part.shortest_path(start, goal)
+                # The very same canonical path, vertex for vertex, across every slab face it crosses.
+                np.testing.assert_array_equal(path.coords, single.coords)
+                assert (path.length, path.cost, path.method) == (single.length, single.cost, method)
         labels, count = part.components()
         expected_labels, expected_count = components(lattice, backend="numpy")
         assert count == expected_count
@@ -102,7 +108,11 @@ def test_short_axis_and_one_function_calls(ray_cluster: dict[str, Any]) -> None:
         distance_field(ring, [(0, 0)], backend="numpy"),
     )
     column = Lattice((3, 1))
-    assert partitioned_shortest_path(column.spec(), (0, 0), (2, 0), slabs=8, backend="numpy") == 2
+    path = partitioned_shortest_path(column.spec(), (0, 0), (2, 0), slabs=8, backend="numpy")
+    assert path.length == 2 and path.coords.tolist() == [[0, 0], [1, 0], [2, 0]]
+    # Both neighbours of each row of the ring lie in the other slab.
+    ring_path = partitioned_shortest_path(ring.spec(), (0, 0), (1, 3), slabs=2, backend="numpy")
+    np.testing.assert_array_equal(ring_path.coords, shortest_path(ring, (0, 0), (1, 3), method="bfs").coords)
     middle_blocked = np.array([[False], [True], [False]])
     labels, count = partitioned_components(
         Lattice((3, 1), blocked=middle_blocked).spec(), slabs=8, arrays={"blocked": middle_blocked}, backend="numpy"
@@ -148,3 +158,8 @@ def test_a_slab_actor_killed_mid_run_still_gives_the_exact_field(ray_cluster: di
         assert part.rounds > 4
         assert ray.get(victim.pid.remote()) != before
         assert part.path_length((0, 0), (15, 14)) == int(expected[15, 14])
+        # The serpentine crosses every slab face many times; the walk hands over at each crossing.
+        serpentine = part.shortest_path((0, 0), (15, 14))
+        np.testing.assert_array_equal(
+            serpentine.coords, shortest_path(lattice, (0, 0), (15, 14), method="bfs", backend="numpy").coords
+        )

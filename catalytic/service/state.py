@@ -100,7 +100,14 @@ class ServiceState:
         return await self.compute(compute.build_lattice, spec, self.settings.max_vertices)
 
     async def stored(self, lattice_id: str) -> ResolvedLattice:
-        """A stored lattice, checked against the database on every call so a deleted id is never served."""
+        """A stored lattice, checked against the database on every call so a deleted id is never served.
+
+        A lattice already materialised in L1 needs only the existence check (free while the embedded database
+        is unchanged, one indexed read otherwise); the stored record is read only to materialise it.
+        """
+        cached = self.lattices.get(lattice_id)
+        if cached is not None and await self.exists(lattice_id):
+            return ResolvedLattice(cached, f"id:{lattice_id}", lattice_id, {})
         record = await queries.get_lattice(self.db, lattice_id)
         if record is None:
             raise NotFound(

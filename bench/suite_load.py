@@ -316,7 +316,9 @@ def main(argv: list[str]) -> int:
         points = _open_points(OPEN_SAMPLE)
         path = {"lattice_id": lattice_id, "start": points[0], "goal": points[1]}
         for _ in range(4):  # both workers: compute once, then hold the answer in L1
-            assert httpx.post(f"{service.base}/api/lattice/path", json=path, timeout=60).status_code == 200
+            answer = httpx.post(f"{service.base}/api/lattice/path", json=path, timeout=60)
+            if answer.status_code != 200:
+                raise RuntimeError(f"path query answered {answer.status_code}: {answer.text[:500]}")
         url = f"{service.base}/api/lattice/path"
         bare_pid, service_pid = bare.process.pid, service.process.pid
         _wrk(wrk, f"{bare.base}/json", "", 2, CONNECTIONS, workdir, "warmup", bare_pid)

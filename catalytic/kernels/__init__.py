@@ -165,8 +165,10 @@ _POOL_ENTRIES = 4
 class _Allocator:
     """Hands out search-state arrays: from lent scratch memory when given, else from a per-thread pool.
 
-    Point-to-point searches throw their state away, so a thread reuses its last few arrays (refilled) instead of
-    mapping fresh pages for every query; on small lattices the page faults cost more than the search.
+    Point-to-point searches throw their state away, so a thread reuses its last few arrays instead of mapping
+    fresh pages for every query; on small lattices the page faults cost more than the search. A pooled array
+    is refilled before reuse unless the search put back every entry it wrote (:meth:`restore`): an A* query
+    that settles a few hundred vertices then costs a few hundred writes, not a pass over the lattice.
     """
 
     def __init__(self, be: Backend, scratch: Any) -> None:
@@ -175,24 +177,43 @@ class _Allocator:
         self.bytes = 0
         self.taken: set[int] = set()
 
+    @staticmethod
+    def _pool() -> list[list[Any]]:
+        # entries: [key, array, value the whole array is known to hold, or None]
+        pool: list[list[Any]] = getattr(_POOL, "arrays", None) or []
+        _POOL.arrays = pool
+        return pool
+
     def full(self, n: int, value: float, dtype: Any) -> Any:
         self.bytes += n * np.dtype(dtype).itemsize
         if self.scratch is not None:
             return self.scratch.array(n, dtype, fill=value)
-        pool: list[tuple[tuple[str, int, str], Any]] = getattr(_POOL, "arrays", None) or []
-        _POOL.arrays = pool
+        pool = self._pool()
         key = (self.be.name, n, np.dtype(dtype).str)
-        for i, (k, array) in enumerate(pool):
-            if k == key and id(array) not in self.taken:
+        for i, entry in enumerate(pool):
+            array = entry[1]
+            if entry[0] == key and id(array) not in self.taken:
                 pool.append(pool.pop(i))
                 self.taken.add(id(array))
-                array.fill(value)
+                if entry[2] is None or entry[2] != value:
+                    array.fill(value)
+                entry[2] = None  # in use: dirty until restored
                 return array
         array = self.be.full(n, value, dtype)
-        pool.append((key, array))
+        pool.append([key, array, None])
         self.taken.add(id(array))
         del pool[:-_POOL_ENTRIES]
         return array
+
+    def restore(self, array: Any, value: float, written: np.ndarray | None) -> None:
+        """Put ``value`` back at the ``written`` indices so the pooled array is known clean for the next query."""
+        if self.scratch is not None or written is None:
+            return
+        for entry in self._pool():
+            if entry[1] is array:
+                array[self.be.to_device(written) if not self.be.host_arrays else written] = value
+                entry[2] = value
+                return
 
 
 def _resolve_method(lattice: Lattice, method: str, mode: str) -> str:
@@ -318,9 +339,17 @@ def shortest_path(
             expanded = be.bfs(geom, mask, np.asarray([s], dtype=np.int64), g, dist)
         else:
             dist = alloc.full(lattice.vertices, np.inf, np.float64)
-            expanded = be.dijkstra(geom, mask, np.asarray([s], dtype=np.int64), g, dist, method == "astar")
+            expanded, written = be.dijkstra_written(
+                geom, mask, np.asarray([s], dtype=np.int64), g, dist, method == "astar"
+            )
+            goal_cost = float(be.to_host(dist[g : g + 1])[0])
+            walk = be.trace_path(geom, mask, dist, s, g)[::-1] if math.isfinite(goal_cost) else None
+            alloc.restore(dist, np.inf, written)
+            if walk is None:
+                raise NoPathError(tuple(start), tuple(goal))
+            return walk, goal_cost, expanded, alloc.bytes
         goal_dist = be.to_host(dist[g : g + 1])[0]
-        if goal_dist < 0 or not math.isfinite(goal_dist):
+        if goal_dist < 0:
             raise NoPathError(tuple(start), tuple(goal))
         path = be.trace_path(geom, mask, dist, s, g)[::-1]
         return path, float(goal_dist), expanded, alloc.bytes

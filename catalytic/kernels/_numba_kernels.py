@@ -650,11 +650,13 @@ def dijkstra(
     dist: np.ndarray,
     astar: bool,
     min_weight: float,
-) -> Int:
-    """Dijkstra (A* towards ``target`` when ``astar``) with keys ``(f, h, index)``; returns ``expanded``.
+) -> tuple[Int, np.ndarray]:
+    """Dijkstra (A* towards ``target`` when ``astar``) with keys ``(f, h, index)``.
 
     ``weights`` is empty for unit costs. A settled vertex is skipped when popped again and never relaxed
-    again, as in the reference backend.
+    again, as in the reference backend. Returns ``(expanded, written)``: ``written`` holds every index whose
+    distance this call lowered, each once, so a caller can put ``dist`` back for the next query in time
+    proportional to the search rather than to the lattice.
     """
     n = open_mask.shape[0]
     d = shape.shape[0]
@@ -671,8 +673,15 @@ def dijkstra(
     hk = np.empty(capacity, np.int64)
     size: Int = 0
     settled = np.zeros(n, np.uint8)
+    written = np.empty(capacity, np.int64)
+    count = 0
     for s in sources:
         if dist[s] > 0.0:
+            if dist[s] == np.inf:
+                if count == written.shape[0]:
+                    written = _grow_int(written, count)
+                written[count] = s
+                count += 1
             dist[s] = 0.0
             h0 = 0.0
             if heuristic:
@@ -703,6 +712,11 @@ def dijkstra(
                     continue
                 gu = gv + (weights[u] if weighted else 1.0)
                 if gu < dist[u]:
+                    if dist[u] == np.inf:
+                        if count == written.shape[0]:
+                            written = _grow_int(written, count)
+                        written[count] = u
+                        count += 1
                     dist[u] = gu
                     hu = 0.0
                     if heuristic:
@@ -715,7 +729,7 @@ def dijkstra(
                     if size == hf.shape[0]:
                         hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
                     size = _heap_push(hf, hh, hk, size, gu + hu, hu, u)
-    return expanded
+    return expanded, written[:count]
 
 
 @njit(cache=True, nogil=True)

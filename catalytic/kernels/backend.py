@@ -175,6 +175,15 @@ class Backend(abc.ABC):
         Uses ``geom.weights`` when present, unit costs otherwise. Returns ``expanded``.
         """
 
+    def dijkstra_written(
+        self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool
+    ) -> tuple[int, np.ndarray | None]:
+        """:meth:`dijkstra`, also returning the indices whose distance it wrote (host int64, each once).
+
+        None where the backend does not track them; the caller then refills the whole array before reuse.
+        """
+        return self.dijkstra(geom, open_mask, sources, target, dist, astar), None
+
     @abc.abstractmethod
     def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
         """The canonical path from ``vertex`` back to ``root`` (both included) as host int64 indices."""

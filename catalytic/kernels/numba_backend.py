@@ -324,14 +324,19 @@ class NumbaBackend(Backend):
         >>> backend.dijkstra(geom, backend.open_mask(geom), np.array([0]), 8, dist, True), float(dist[8])
         (5, 4.0)
         """
+        return self.dijkstra_written(geom, open_mask, sources, target, dist, astar)[0]
+
+    def dijkstra_written(
+        self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool
+    ) -> tuple[int, np.ndarray]:
+        """:meth:`dijkstra` plus the indices whose distance it wrote, each once (see :class:`Backend`)."""
         weights = _NO_WEIGHTS if geom.weights is None else geom.weights
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
-        return int(
-            _kernels().dijkstra(
-                geom.shape, geom.strides, geom.periodic, open_mask, weights, seeds, int(target), dist, bool(astar),
-                float(geom.min_weight),
-            )
+        expanded, written = _kernels().dijkstra(
+            geom.shape, geom.strides, geom.periodic, open_mask, weights, seeds, int(target), dist, bool(astar),
+            float(geom.min_weight),
         )  # fmt: skip
+        return int(expanded), written
 
     def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
         """The canonical path from ``vertex`` back to ``root``, both included.

@@ -253,6 +253,29 @@ def test_public_api_is_checked() -> None:
         assert hasattr(catalytic, name), name
 
 
+def test_pooled_state_is_put_back_between_queries() -> None:
+    """Queries on one thread reuse a distance array that each search restores; answers never see stale state."""
+    from catalytic import kernels
+
+    lat = Lattice((9, 8, 7), periodic=[False, True, False], obstacles=[{"kind": "random", "p": 0.25, "seed": 3}])
+    open_indices = np.flatnonzero(lat.open_mask_flat())
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        start, goal = (tuple(int(c) for c in lat.coords_of(int(i))) for i in rng.choice(open_indices, 2))
+        for method in ("astar", "dijkstra"):
+            try:
+                got = shortest_path(lat, start, goal, method=method, backend="numba")
+            except NoPathError:
+                with pytest.raises(NoPathError):
+                    shortest_path(lat, start, goal, method=method, backend="numpy")
+                continue
+            want = shortest_path(lat, start, goal, method=method, backend="numpy")
+            np.testing.assert_array_equal(got.coords, want.coords)
+            assert (got.cost, got.expanded) == (want.cost, want.expanded)
+    pooled = [entry for entry in kernels._POOL.arrays if entry[0] == ("numba", lat.vertices, "<f8")]
+    assert pooled and all(entry[2] == np.inf and np.isinf(entry[1]).all() for entry in pooled)
+
+
 def test_path_memory_is_measured_against_baselines() -> None:
     lat = Lattice((12, 12, 12), obstacles=[{"kind": "random", "p": 0.2, "seed": 4}])
     start = tuple(int(c) for c in lat.coords_of(int(np.flatnonzero(lat.open_mask_flat())[0])))

@@ -60,6 +60,10 @@ class _FailingGpu(NumbaBackend):
         type(self).calls += 1
         raise _gpu_error()
 
+    def dijkstra_written(self, *args: Any, **kwargs: Any) -> tuple[int, None]:
+        type(self).calls += 1
+        raise _gpu_error()
+
     def bidirectional(self, *args: Any, **kwargs: Any) -> tuple[int, int, int]:
         type(self).calls += 1
         raise _gpu_error()

@@ -84,6 +84,22 @@ def test_bfs_level_modes_agree(lattice: Lattice, data: st.DataObject) -> None:
         np.testing.assert_array_equal(dist, ref_dist, err_msg=f"ratio {ratio}")
 
 
+@given(lattice=lattices(max_dim=4, max_vertices=600), data=st.data())
+def test_dijkstra_reports_exactly_the_entries_it_wrote(lattice: Lattice, data: st.DataObject) -> None:
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    sources = np.array(data.draw(st.lists(endpoints(lattice), min_size=1, max_size=3)), dtype=np.int64)
+    target = data.draw(st.sampled_from([-1, data.draw(endpoints(lattice))]))
+    astar = data.draw(st.booleans()) and target >= 0
+    dist = np.full(geom.vertices, np.inf)
+    expanded, written = FAST.dijkstra_written(geom, mask, sources, target, dist, astar)
+    assert written.dtype == np.int64 and len(set(written.tolist())) == written.size
+    np.testing.assert_array_equal(np.sort(written), np.flatnonzero(np.isfinite(dist)))
+    ref = np.full(geom.vertices, np.inf)
+    assert REFERENCE.dijkstra(geom, mask, sources, target, ref, astar) == expanded
+    np.testing.assert_array_equal(dist, ref)
+
+
 def test_axis_edges_mark_exactly_the_faces() -> None:
     lattice = Lattice((3, 5, 70))
     geom = Geometry.of(lattice)

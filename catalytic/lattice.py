@@ -570,7 +570,9 @@ class Lattice:
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Lattice) and self.spec() == other.spec()
+        if other is self:
+            return True
+        return isinstance(other, Lattice) and self.digest() == other.digest()
 
     def __hash__(self) -> int:
         return hash(self.digest())

@@ -99,14 +99,14 @@ class ServiceState:
             return compute.build_lattice(spec, self.settings.max_vertices)
         return await self.compute(compute.build_lattice, spec, self.settings.max_vertices)
 
-    async def stored(self, lattice_id: str) -> ResolvedLattice:
+    async def stored(self, lattice_id: str, *, known_to_exist: bool = False) -> ResolvedLattice:
         """A stored lattice, checked against the database on every call so a deleted id is never served.
 
         A lattice already materialised in L1 needs only the existence check (free while the embedded database
         is unchanged, one indexed read otherwise); the stored record is read only to materialise it.
         """
         cached = self.lattices.get(lattice_id)
-        if cached is not None and await self.exists(lattice_id):
+        if cached is not None and (known_to_exist or await self.exists(lattice_id)):
             return ResolvedLattice(cached, f"id:{lattice_id}", lattice_id, {})
         record = await queries.get_lattice(self.db, lattice_id)
         if record is None:
@@ -133,10 +133,12 @@ class ServiceState:
             self.existing.remember(lattice_id, token)
         return found
 
-    async def resolve(self, lattice_id: str | None, inline: LatticeCreate | None) -> ResolvedLattice:
-        """The lattice a computation request names."""
+    async def resolve(
+        self, lattice_id: str | None, inline: LatticeCreate | None, *, known_to_exist: bool = False
+    ) -> ResolvedLattice:
+        """The lattice a computation request names (``known_to_exist``: this request has just run :meth:`exists`)."""
         if lattice_id is not None:
-            return await self.stored(lattice_id)
+            return await self.stored(lattice_id, known_to_exist=known_to_exist)
         assert inline is not None
         lattice = await self.build(inline)
         return ResolvedLattice(lattice, f"spec:{lattice.digest()}", None, compute.array_bytes(lattice))

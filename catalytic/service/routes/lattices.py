@@ -179,7 +179,8 @@ async def shortest_path(request: Request) -> Response:
         hit = await _cached(st, body.lattice_id, key)
         if hit is not None:
             return Response(hit, media_type="application/json")
-    resolved = await st.resolve(body.lattice_id, body.lattice)
+    # A stored id was checked by _cached just now; it is not checked twice.
+    resolved = await st.resolve(body.lattice_id, body.lattice, known_to_exist=body.lattice_id is not None)
     key = f"path|{resolved.key}|{query}"
     if body.lattice_id is None:
         hit = await st.cache.get(key)
@@ -198,7 +199,7 @@ async def _structure(request: Request, operation: str, body: AnalyzeRequest | Co
         hit = await _cached(st, body.lattice_id, f"{prefix}|id:{body.lattice_id}")
         if hit is not None:
             return Response(hit, media_type="application/json")
-    resolved = await st.resolve(body.lattice_id, body.lattice)
+    resolved = await st.resolve(body.lattice_id, body.lattice, known_to_exist=body.lattice_id is not None)
     key = f"{prefix}|{resolved.key}"
     if body.lattice_id is None:
         hit = await st.cache.get(key)

@@ -103,6 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
         workers,
         "PostgreSQL" if settings.database_url else "SQLite",
     )
+    # The server processes share PARALLEL_CORES between them (Settings.cores_per_process).
+    os.environ["WEB_CONCURRENCY"] = str(workers)
     uvicorn.run(
         "catalytic.service.app:create_app",
         factory=True,

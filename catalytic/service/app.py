@@ -281,7 +281,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         emit = _outbox()
         runner = JobRunner(
             database,
-            settings.parallel_cores,
+            settings.cores_per_process,
             settings.max_queued_jobs,
             settings.job_timeout_s,
             emit,
@@ -299,7 +299,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db=database,
             cache=ResultCache(settings.result_cache_size, settings.redis_url),
             runner=runner,
-            threads=ThreadPoolExecutor(settings.parallel_cores, thread_name_prefix="catalytic-compute"),
+            threads=ThreadPoolExecutor(settings.cores_per_process, thread_name_prefix="catalytic-compute"),
             emit=emit,
             lattices=LRU(settings.cache_size),
             existing=ExistenceCache(

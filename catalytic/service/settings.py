@@ -35,6 +35,7 @@ class Settings(BaseSettings):
         default=defaults.LATTICE_MEMORY_OPTIMIZATION, validation_alias=_env("LATTICE_MEMORY_OPTIMIZATION")
     )
     parallel_cores: int = Field(default=defaults.PARALLEL_CORES, ge=1, le=1024, validation_alias=_env("PARALLEL_CORES"))
+    web_workers: int = Field(default=1, ge=1, le=1024, validation_alias=_env("WEB_CONCURRENCY"))
     cache_size: int = Field(default=defaults.CACHE_SIZE, ge=1, validation_alias=_env("CACHE_SIZE"))
     result_cache_size: int = Field(default=defaults.RESULT_CACHE_SIZE, ge=1, validation_alias=_env("RESULT_CACHE_SIZE"))
     max_lattices: int = Field(default=defaults.MAX_LATTICES, ge=1, validation_alias=_env("MAX_LATTICES"))
@@ -105,6 +106,17 @@ class Settings(BaseSettings):
             raw += "," + Path(self.api_keys_file).read_text(encoding="utf-8")
         keys = (part.strip() for part in raw.replace("\n", ",").split(","))
         return tuple(dict.fromkeys(k for k in keys if k))
+
+    @property
+    def cores_per_process(self) -> int:
+        """This process's share of PARALLEL_CORES when several server processes run (``WEB_CONCURRENCY``).
+
+        Examples
+        --------
+        >>> Settings(PARALLEL_CORES=4, WEB_CONCURRENCY=2).cores_per_process
+        2
+        """
+        return max(1, self.parallel_cores // self.web_workers)
 
     @property
     def embedded(self) -> bool:

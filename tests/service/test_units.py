@@ -38,6 +38,18 @@ def test_settings_read_the_environment_and_are_frozen(monkeypatch: pytest.Monkey
         Settings()
 
 
+def test_server_processes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLEL_CORES", "5")
+    assert Settings().cores_per_process == 5  # one process by default
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    assert Settings().cores_per_process == 2
+    monkeypatch.setenv("WEB_CONCURRENCY", "8")
+    assert Settings().cores_per_process == 1  # never below one
+    monkeypatch.setenv("WEB_CONCURRENCY", "0")
+    with pytest.raises(ValidationError, match="WEB_CONCURRENCY"):
+        Settings()
+
+
 def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")

@@ -341,6 +341,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await runner.close()
             state.threads.shutdown(wait=False, cancel_futures=True)
             await state.cache.close()
+            state.existing.close()
             await database.close()
 
     app_state = State()

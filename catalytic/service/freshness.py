@@ -11,6 +11,7 @@ racing with a check is either seen by the query or changes the header.
 
 from __future__ import annotations
 
+import mmap
 import os
 
 __all__ = ["WAL_INDEX_HEADER_BYTES", "ExistenceCache", "wal_index_header"]
@@ -35,6 +36,22 @@ def wal_index_header(shm_path: str) -> bytes | None:
     return header if len(header) == WAL_INDEX_HEADER_BYTES else None
 
 
+def _map_header(shm_path: str) -> mmap.mmap | None:
+    """A read-only mapping of the WAL-index header, or None when the file is missing or not yet initialised."""
+    try:
+        fd = os.open(shm_path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size < WAL_INDEX_HEADER_BYTES:
+            return None
+        return mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class ExistenceCache:
     """Ids known to exist as of one database state, for the embedded database (no-op for PostgreSQL).
 
@@ -54,10 +71,28 @@ class ExistenceCache:
         self._shm = None if sqlite_path is None or sqlite_path == ":memory:" else f"{sqlite_path}-shm"
         self._token: bytes | None = None
         self._verified: set[str] = set()
+        self._map: mmap.mmap | None = None
 
     def token(self) -> bytes | None:
-        """The current database state token, read now (None when there is no usable signal)."""
-        return None if self._shm is None else wal_index_header(self._shm)
+        """The current database state token, read now (None when there is no usable signal).
+
+        The ``-shm`` file is mapped once and the header read from memory, as SQLite's own connections read it:
+        no system call per request. The mapping stays valid because the service keeps its own connection to
+        the database open, and SQLite removes the ``-shm`` file only when the last connection closes.
+        """
+        if self._shm is None:
+            return None
+        if self._map is None:
+            self._map = _map_header(self._shm)
+            if self._map is None:
+                return wal_index_header(self._shm)
+        return self._map[:WAL_INDEX_HEADER_BYTES]
+
+    def close(self) -> None:
+        """Drop the mapping (before the database connection closes)."""
+        mapping, self._map = self._map, None
+        if mapping is not None:
+            mapping.close()
 
     def known(self, lattice_id: str, token: bytes | None) -> bool:
         """Whether ``lattice_id`` was verified while the database was in state ``token``."""

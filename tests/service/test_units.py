@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,6 +49,36 @@ def test_server_processes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("WEB_CONCURRENCY", "0")
     with pytest.raises(ValidationError, match="WEB_CONCURRENCY"):
         Settings()
+
+
+def test_existence_tokens_follow_commits_of_other_connections(tmp_path: Any) -> None:
+    import sqlite3
+
+    from catalytic.service.freshness import ExistenceCache
+
+    path = str(tmp_path / "state.db")
+    owner = sqlite3.connect(path)  # the service's own connection, open for the cache's lifetime
+    owner.execute("PRAGMA journal_mode=WAL")
+    owner.execute("CREATE TABLE t (id TEXT PRIMARY KEY)")
+    owner.execute("INSERT INTO t VALUES ('a')")
+    owner.commit()
+    cache = ExistenceCache(path)
+    first = cache.token()
+    assert first is not None and len(first) == 96
+    cache.remember("a", first)
+    owner.execute("SELECT * FROM t").fetchall()  # reads change nothing
+    assert cache.token() == first and cache.known("a", cache.token())
+    other = sqlite3.connect(path)  # another process's connection deletes the id
+    other.execute("DELETE FROM t WHERE id = 'a'")
+    other.commit()
+    after = cache.token()
+    assert after != first and not cache.known("a", after)
+    cache.close()
+    assert cache.token() == after  # mapped again on demand
+    cache.close()
+    other.close()
+    owner.close()
+    assert ExistenceCache(None).token() is None and ExistenceCache(":memory:").token() is None
 
 
 def test_is_loopback() -> None:

@@ -322,26 +322,20 @@ def _spread(
     q = shift >> 6
     r = np.uint64(shift & 63)
     back = np.uint64(64) - r
-    for a in range(lo, hi + 1):
-        x = frontier[a]
-        if x == 0:
-            continue
-        m = face[a]
-        x &= ~m if off_face else m
-        if x == 0:
-            continue
-        if up:
-            w = a + q
-            if w < words:
-                out[w] |= x << r
-            if r != 0 and w + 1 < words:
-                out[w + 1] |= x >> back
-        else:
-            w = a - q
-            if w >= 0:
-                out[w] |= x >> r
-            if r != 0 and w >= 1:
-                out[w - 1] |= x << back
+    flip = ~np.uint64(0) if off_face else np.uint64(0)
+    # Straight loops without data-dependent branches; word a of the frontier lands in words a ± q and a ± q ± 1.
+    if up:
+        for a in range(lo, min(hi, words - 1 - q) + 1):
+            out[a + q] |= (frontier[a] & (face[a] ^ flip)) << r
+        if r != 0:
+            for a in range(lo, min(hi, words - 2 - q) + 1):
+                out[a + q + 1] |= (frontier[a] & (face[a] ^ flip)) >> back
+    else:
+        for a in range(max(lo, q), hi + 1):
+            out[a - q] |= (frontier[a] & (face[a] ^ flip)) >> r
+        if r != 0:
+            for a in range(max(lo, q + 1), hi + 1):
+                out[a - q - 1] |= (frontier[a] & (face[a] ^ flip)) << back
 
 
 @njit(cache=True, nogil=True)

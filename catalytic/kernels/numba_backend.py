@@ -31,7 +31,7 @@ _NO_FACES = np.zeros((0, 0), dtype=np.uint64)
 FACE_BYTES_LIMIT = 64 * 2**20
 """Largest pair of axis-face bit sets (d / 4 bytes per vertex) kept for bit-parallel BFS levels; beyond it
 every level runs vertex by vertex."""
-BITWISE_RATIO = 8
+BITWISE_RATIO = 3
 """A BFS level runs bit-parallel when its frontier × this exceeds the 64-vertex words it spans."""
 _FACES: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 _FACES_ENTRIES = 8

@@ -119,7 +119,13 @@ def main(argv: list[str]) -> int:
     pairs = _pairs(lattice, args.pairs, seed=11)
     baseline_s, expected = _in_process(lattice, pairs, args.backend)
 
-    ray.init(num_cpus=2, object_store_memory=512 * 2**20, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        object_store_memory=512 * 2**20,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",  # the cluster's own traffic stays on loopback
+    )
     try:
         _on_ray(lattice, pairs[:200], 2, args.backend)  # warm the worker pool and the on-disk kernel cache
         capacity_before = _parallel_capacity()

@@ -1,15 +1,19 @@
 """Many queries of one lattice at once, spread over Ray workers.
 
-Queries travel in chunks as Ray tasks (retried by Ray, ``max_retries``, when a worker dies). Every worker
-process keeps the lattices it has seen, rebuilt from their specs (procedural obstacles hashed locally; explicit
-arrays arrive once through the object store) with the open mask materialised once and cached by the kernels,
-so a worker holds each lattice once however many chunks and batches it serves. Ray keeps its worker processes
-between calls, so a second batch of the same lattice starts warm. Answers come back in the order asked. The
-workers run the very functions of :mod:`catalytic.kernels`, so every answer equals the single-node one.
+Queries travel in chunks as Ray tasks (retried by Ray, ``max_retries``, when a worker dies). Each node holds
+the materialised lattice once: one small holder actor per node (:class:`NodeMasks`, no CPU reserved) rebuilds
+the lattice from its spec (procedural obstacles hashed locally; explicit arrays arrive once through the object
+store), materialises the open mask and puts it in that node's object store. Every worker process on the node
+maps that one read-only copy (zero-copy) and hands it to the kernels (:func:`catalytic.kernels.adopt_open_mask`)
+instead of materialising its own. Workers keep the lattices they have seen, and Ray keeps its worker processes
+and the holders between calls, so a second batch of the same lattice starts warm. Answers come back in the order
+asked. The workers run the very functions of :mod:`catalytic.kernels`, so every answer equals the single-node
+one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -20,10 +24,13 @@ import numpy as np
 
 from catalytic.distributed._runtime import RETRIES, ErrorCarrier, connect, explicit_arrays, lattice_from
 from catalytic.errors import BlockedVertexError, CatalyticError, CoordinateError, InvalidTypeError, NoPathError
-from catalytic.kernels import Path, distance_field, shortest_path
+from catalytic.kernels import HOST_MASK_BACKENDS, Path, adopt_open_mask, distance_field, shortest_path
+from catalytic.kernels.backend import Geometry, get_backend, resolve_backend
 from catalytic.lattice import Lattice
 
-__all__ = ["batch_distance_fields", "batch_shortest_paths", "run_chunk"]
+__all__ = ["NodeMasks", "batch_distance_fields", "batch_shortest_paths", "node_masks", "run_chunk"]
+
+log = logging.getLogger("catalytic.distributed")
 
 _MASK_LIMIT = 1 << 24
 """Up to this many vertices the driver materialises the mask to check endpoints; beyond, it hashes them one by one."""
@@ -31,17 +38,119 @@ _KEPT_LATTICES = 4
 """Lattices a worker process keeps materialised (least recently used dropped first)."""
 
 _lattices: OrderedDict[str, Lattice] = OrderedDict()
+_holders: dict[tuple[str, str], Any] = {}
+"""This driver's handles to the node holders (:class:`NodeMasks`), by (Ray job id, node id)."""
 _lattices_lock = threading.Lock()
 
 
-def _worker_lattice(spec: Mapping[str, Any], arrays: Mapping[str, Any]) -> Lattice:
-    """This process's copy of a lattice, rebuilt once per process and kept for the next chunks."""
-    key = repr(sorted(spec.items()))
+def _lattice_key(spec: Mapping[str, Any]) -> str:
+    return repr(sorted(spec.items()))
+
+
+def _mask_backend(backend: str | None) -> str | None:
+    """The backend whose host mask a node can share for this request, or None (a GPU keeps its own)."""
+    name = resolve_backend(backend)[0]
+    return name if name in HOST_MASK_BACKENDS else None
+
+
+class NodeMasks:
+    """The materialised open masks of one node, each put once in the node's object store (a Ray actor)."""
+
+    def __init__(self) -> None:
+        self._refs: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+    def mask(self, spec: Mapping[str, Any], arrays: Mapping[str, Any], backend: str) -> list[Any]:
+        """``[ref]`` to the uint8 open mask of the lattice for a host ``backend`` (a list, so it travels unresolved)."""
+        import ray
+
+        key = (_lattice_key(spec), backend)
+        ref = self._refs.get(key)
+        if ref is None:
+            lattice = lattice_from(spec, arrays)
+            mask = np.ascontiguousarray(get_backend(backend).open_mask(Geometry.of(lattice)), dtype=np.uint8)
+            ref = ray.put(mask)
+            self._refs[key] = ref
+            while len(self._refs) > _KEPT_LATTICES:
+                self._refs.popitem(last=False)
+        self._refs.move_to_end(key)
+        return [ref]
+
+
+def node_masks(ray: Any, spec_ref: Any, arrays_ref: Any, backend: str | None) -> dict[str, Any]:
+    """``{node id: ref to the node's shared mask}`` for every alive node with CPUs; empty for GPU backends.
+
+    A node whose holder cannot be reached is left out: its workers then materialise the mask themselves.
+    """
+    from ray.exceptions import RayActorError
+
+    name = _mask_backend(backend)
+    if name is None:
+        return {}
+    job = ray.get_runtime_context().get_job_id()
+    calls = {}
+    for node in ray.nodes():
+        if not node.get("Alive") or node.get("Resources", {}).get("CPU", 0) <= 0:
+            continue
+        node_id = node["NodeID"]
+        calls[node_id] = _holder(ray, job, node_id).mask.remote(spec_ref, arrays_ref, name)
+    shared = {}
+    for node_id, call in calls.items():
+        try:
+            shared[node_id] = ray.get(call)[0]
+        except RayActorError as exc:
+            _holders.pop((job, node_id), None)
+            log.warning("node %s keeps no shared mask (%s); its workers build their own", node_id, exc)
+    return shared
+
+
+def _holder(ray: Any, job: str, node_id: str) -> Any:
+    """This driver's handle to the holder of ``node_id``, created on first use and kept.
+
+    The driver keeps the handle: a holder whose handles all went away would be stopped, and the masks it owns
+    with it.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    holder = _holders.get((job, node_id))
+    if holder is None:
+        holder = _holders[(job, node_id)] = (
+            ray.remote(NodeMasks)
+            .options(
+                name=f"catalytic-node-masks-{node_id}",
+                get_if_exists=True,
+                num_cpus=0,
+                max_restarts=RETRIES,
+                max_task_retries=RETRIES,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            )
+            .remote()
+        )
+    return holder
+
+
+def _worker_lattice(
+    spec: Mapping[str, Any],
+    arrays: Mapping[str, Any],
+    shared: Mapping[str, Any] | None = None,
+    backend: str | None = None,
+) -> Lattice:
+    """This process's lattice object, rebuilt once per process and kept for the next chunks.
+
+    With ``shared`` (from :func:`node_masks`), the kernels use the node's one copy of the open mask.
+    """
+    key = _lattice_key(spec)
     with _lattices_lock:
         lattice = _lattices.get(key)
         if lattice is None:
             lattice = lattice_from(spec, arrays)
-            lattice.open_mask_flat()
+            name = _mask_backend(backend)
+            ref = None
+            if shared and name is not None:
+                import ray
+
+                ref = shared.get(ray.get_runtime_context().get_node_id())
+            if ref is not None and name is not None:
+                adopt_open_mask(lattice, ray.get(ref), name)
             _lattices[key] = lattice
             while len(_lattices) > _KEPT_LATTICES:
                 _lattices.popitem(last=False)
@@ -50,7 +159,13 @@ def _worker_lattice(spec: Mapping[str, Any], arrays: Mapping[str, Any]) -> Latti
 
 
 def run_chunk(
-    spec: Mapping[str, Any], arrays: Mapping[str, Any], backend: str | None, kind: str, chunk: Any, option: str
+    spec: Mapping[str, Any],
+    arrays: Mapping[str, Any],
+    backend: str | None,
+    kind: str,
+    chunk: Any,
+    option: str,
+    shared: Mapping[str, Any] | None = None,
 ) -> list[Any] | ErrorCarrier:
     """Answer one chunk in a worker: ``paths`` (pairs, method ``option``) or ``fields`` (source sets).
 
@@ -58,7 +173,7 @@ def run_chunk(
     :class:`ErrorCarrier` for bad input, which the driver raises again.
     """
     try:
-        lattice = _worker_lattice(spec, arrays)
+        lattice = _worker_lattice(spec, arrays, shared, backend)
         if kind == "fields":
             return [distance_field(lattice, sources, backend=backend) for sources in chunk]
         out: list[Path | None] = []
@@ -127,6 +242,7 @@ def _run_chunks(
         return []
     spec_ref = ray.put(dict(spec))
     arrays_ref = ray.put(explicit_arrays(spec, arrays))
+    shared = node_masks(ray, spec_ref, arrays_ref, backend)
     task = ray.remote(run_chunk).options(num_cpus=1, max_retries=RETRIES)
     results: list[Any] = [None] * len(chunks)
     pending: dict[Any, int] = {}
@@ -135,7 +251,7 @@ def _run_chunks(
         while queue or pending:
             while queue and len(pending) < workers:
                 index = queue.pop()
-                pending[task.remote(spec_ref, arrays_ref, backend, kind, chunks[index], option)] = index
+                pending[task.remote(spec_ref, arrays_ref, backend, kind, chunks[index], option, shared)] = index
             done, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(done[0])
             answer = ray.get(done[0])

@@ -138,6 +138,36 @@ def _prepared(lattice: Lattice, be: Backend, what: str = "mask") -> tuple[Geomet
     return geom, cache[key]
 
 
+HOST_MASK_BACKENDS = ("numpy", "numba")
+"""Backends whose materialised open mask is a host uint8 array (one byte per vertex, 1 = open)."""
+
+
+def adopt_open_mask(lattice: Lattice, mask: np.ndarray, backend: str) -> None:
+    """Make ``mask`` the materialised open mask the ``backend`` kernels use for ``lattice``.
+
+    For memory shared between processes, such as a read-only array in Ray's object store that every worker
+    of a node maps: the kernels only read the mask, so one copy serves every process. The mask must be what
+    the backend would materialise itself (``open_mask`` of the same lattice); its size and type are checked.
+
+    Raises
+    ------
+    MethodError
+        ``backend`` does not keep a host mask.
+    MaskError
+        ``mask`` is not a uint8 array with one entry per vertex.
+    """
+    from catalytic.errors import MaskError
+
+    if backend not in HOST_MASK_BACKENDS:
+        raise MethodError("backend", f"{backend!r} does not keep its mask in host memory", "numpy or numba")
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != (lattice.vertices,):
+        found = f"{getattr(mask, 'dtype', type(mask).__name__)} {getattr(mask, 'shape', '')}"
+        raise MaskError("mask", f"{found} is not a uint8 mask of {lattice.vertices} vertices", "uint8 (N,)")
+    cache = _PREPARED.setdefault(lattice, {})
+    cache.setdefault("geometry", Geometry.of(lattice))
+    cache[f"{backend}:mask"] = mask
+
+
 def _check_lattice(lattice: Any) -> Lattice:
     if not isinstance(lattice, Lattice):
         raise InvalidTypeError("lattice", f"{type(lattice).__name__} is not a Lattice", "a catalytic.Lattice")

@@ -52,6 +52,7 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
         ray.init(
             num_cpus=2,
             object_store_memory=OBJECT_STORE_BYTES,
+            _node_ip_address="127.0.0.1",  # the cluster's own traffic stays on loopback
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=dashboard_port,

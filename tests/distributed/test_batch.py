@@ -133,3 +133,42 @@ def test_a_chunk_lost_with_its_worker_is_retried(ray_cluster: dict[str, Any]) ->
     assert len(answers) == len(pairs)
     for answer, (start, goal) in zip(answers, pairs, strict=True):
         _same(answer, lattice, start, goal, "bfs", "numpy")
+
+
+def _probe_worker(spec: dict[str, Any], shared: dict[str, Any]) -> tuple[int, bool, bool, int]:
+    """In a Ray worker: the mask the kernels use for the batch's lattice, as the batch tasks get it."""
+    from catalytic.distributed import batch
+    from catalytic.kernels import _PREPARED
+
+    lattice = batch._worker_lattice(spec, {}, shared, "numba")
+    mask = _PREPARED[lattice]["numba:mask"]
+    return os.getpid(), bool(mask.flags.writeable), bool(mask.flags.owndata), int(mask.sum())
+
+
+def test_each_node_holds_the_materialised_mask_once(ray_cluster: dict[str, Any]) -> None:
+    import ray
+
+    from catalytic.distributed.batch import node_masks
+
+    lattice = Lattice(
+        (9, 8, 7, 6), periodic=[True, False, False, True], obstacles=[{"kind": "random", "p": 0.3, "seed": 8}]
+    )
+    spec = lattice.spec()
+    shared = node_masks(ray, ray.put(spec), ray.put({}), "numba")
+    # One holder and one copy per node (the local cluster has one node).
+    assert list(shared) == [ray.get_runtime_context().get_node_id()]
+    again = node_masks(ray, ray.put(spec), ray.put({}), "numba")
+    assert again == shared  # the holder keeps the node's copy: nothing is materialised twice
+    np.testing.assert_array_equal(ray.get(next(iter(shared.values()))), lattice.open_mask_flat().astype(np.uint8))
+    probe = ray.remote(_probe_worker).options(num_cpus=1)
+    answers = ray.get([probe.remote(spec, shared) for _ in range(6)])
+    # Every worker maps the node's read-only copy instead of owning a mask of its own.
+    assert all(not writeable and not owns for _, writeable, owns, _ in answers)
+    assert {count for *_, count in answers} == {int(lattice.open_mask_flat().sum())}
+    # Answers through the shared mask are the single-node answers.
+    pairs = _pairs(lattice, 40, 3)
+    for (start, goal), got in zip(
+        pairs, batch_shortest_paths(spec, pairs, backend="numba", progress=False), strict=True
+    ):
+        _same(got, lattice, start, goal, "auto", "numba")
+    assert node_masks(ray, ray.put(spec), ray.put({}), "cupy") == {}  # a GPU keeps its own mask

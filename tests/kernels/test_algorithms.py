@@ -345,3 +345,34 @@ def test_scratch_aliasing_the_lattice_is_refused() -> None:
     with pytest.raises(catalytic.ScratchError) as info, catalytic.borrow(lat.weights):
         pass
     assert str(info.value).startswith("buffers[0]")
+
+
+def test_an_adopted_shared_mask_is_used_and_checked() -> None:
+    from catalytic.errors import MaskError
+    from catalytic.kernels import adopt_open_mask
+
+    lat = Lattice((7, 6, 5), obstacles=[{"kind": "random", "p": 0.3, "seed": 2}])
+    shared = lat.open_mask_flat().astype(np.uint8)
+    shared.flags.writeable = False  # as mapped from Ray's object store
+    adopt_open_mask(lat, shared, "numba")
+    open_indices = np.flatnonzero(shared)
+    start, goal = (tuple(int(c) for c in lat.coords_of(int(i))) for i in (open_indices[0], open_indices[-1]))
+    fresh = Lattice((7, 6, 5), obstacles=[{"kind": "random", "p": 0.3, "seed": 2}])
+    for method in ("bfs", "astar"):
+        try:
+            got = shortest_path(lat, start, goal, method=method, backend="numba")
+        except NoPathError:
+            with pytest.raises(NoPathError):
+                shortest_path(fresh, start, goal, method=method, backend="numba")
+            continue
+        np.testing.assert_array_equal(got.coords, shortest_path(fresh, start, goal, method=method).coords)
+    labels, count = components(lat, backend="numba")
+    expected_labels, expected_count = components(fresh, backend="numba")
+    assert count == expected_count
+    np.testing.assert_array_equal(labels, expected_labels)
+    with pytest.raises(MaskError, match="mask"):
+        adopt_open_mask(lat, shared[:-1], "numba")
+    with pytest.raises(MaskError, match="mask"):
+        adopt_open_mask(lat, shared.astype(bool), "numba")
+    with pytest.raises(MethodError, match="backend"):
+        adopt_open_mask(lat, shared, "cupy")

@@ -83,9 +83,21 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.api_keys and not is_loopback(host):
         log.error("refusing to serve on %s without API keys: set CATALYTIC_API_KEYS or CATALYTIC_API_KEYS_FILE", host)
         return 2
-    from catalytic.storage import migrate
+    from catalytic.storage import is_postgres_url, migrate, sqlite_file
 
     migrate(settings.database_url, sqlite_path=settings.sqlite_path)
+    keeper = None
+    if not is_postgres_url(settings.database_url):
+        # The embedded database's -wal and -shm files are deleted by whichever connection closes last. While
+        # server processes start, each opening and closing connections of its own, one of them could close
+        # "last" while another is half-way through opening, which would leave that one on deleted files, blind
+        # to every later commit. This supervising process keeps a connection open for the service's lifetime,
+        # so no server process's connection is ever the last one.
+        import sqlite3
+
+        keeper = sqlite3.connect(sqlite_file(settings.database_url, settings.sqlite_path))
+        keeper.execute("PRAGMA journal_mode = WAL").fetchall()
+        keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()
     if workers > 1:
         # Several processes share one metrics port: each writes its samples to PROMETHEUS_MULTIPROC_DIR and this
         # supervising process serves their sum. The variable must be set before any worker imports the metrics.
@@ -105,16 +117,20 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # The server processes share PARALLEL_CORES between them (Settings.cores_per_process).
     os.environ["WEB_CONCURRENCY"] = str(workers)
-    uvicorn.run(
-        "catalytic.service.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    try:
+        uvicorn.run(
+            "catalytic.service.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    finally:
+        if keeper is not None:
+            keeper.close()
     return 0
 
 

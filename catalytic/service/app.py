@@ -341,8 +341,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await runner.close()
             state.threads.shutdown(wait=False, cancel_futures=True)
             await state.cache.close()
-            state.existing.close()
             await database.close()
+            state.existing.close()  # after the connection: see catalytic.service.freshness
 
     app_state = State()
     webhook_routes = _webhook_routes(app_state, settings)

@@ -7,6 +7,12 @@ transaction rewrites (its change counter, frame count and salts; see SQLite's do
 An id verified while the header read X stays valid for as long as the header still reads X: no process has
 committed anything since, so no delete either. The header is read before the database is asked, so a delete
 racing with a check is either seen by the query or changes the header.
+
+The ``-shm`` file is opened once and never closed while the service's database connection is open. POSIX
+advisory locks belong to a process, and closing any descriptor of a file drops all of that process's locks on
+it, SQLite's own included (SQLite's "How To Corrupt An SQLite Database File", section 2.2). Another process
+closing its last connection would then take this one for gone and delete the ``-wal`` and ``-shm`` files under
+its open connection, which would go on reading a stale copy of the database.
 """
 
 from __future__ import annotations
@@ -14,42 +20,11 @@ from __future__ import annotations
 import mmap
 import os
 
-__all__ = ["WAL_INDEX_HEADER_BYTES", "ExistenceCache", "wal_index_header"]
+__all__ = ["WAL_INDEX_HEADER_BYTES", "ExistenceCache"]
 
 WAL_INDEX_HEADER_BYTES = 96
 """The two copies of the 48-byte WAL-index header (the checkpoint information after them changes on reads too)."""
 _MAX_VERIFIED = 100_000
-
-
-def wal_index_header(shm_path: str) -> bytes | None:
-    """The WAL-index header of a SQLite database in WAL mode, or None when it cannot be read."""
-    try:
-        fd = os.open(shm_path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        header = os.pread(fd, WAL_INDEX_HEADER_BYTES, 0)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return header if len(header) == WAL_INDEX_HEADER_BYTES else None
-
-
-def _map_header(shm_path: str) -> mmap.mmap | None:
-    """A read-only mapping of the WAL-index header, or None when the file is missing or not yet initialised."""
-    try:
-        fd = os.open(shm_path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_size < WAL_INDEX_HEADER_BYTES:
-            return None
-        return mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 class ExistenceCache:
@@ -71,28 +46,44 @@ class ExistenceCache:
         self._shm = None if sqlite_path is None or sqlite_path == ":memory:" else f"{sqlite_path}-shm"
         self._token: bytes | None = None
         self._verified: set[str] = set()
+        self._fd: int | None = None
         self._map: mmap.mmap | None = None
 
     def token(self) -> bytes | None:
         """The current database state token, read now (None when there is no usable signal).
 
-        The ``-shm`` file is mapped once and the header read from memory, as SQLite's own connections read it:
-        no system call per request. The mapping stays valid because the service keeps its own connection to
-        the database open, and SQLite removes the ``-shm`` file only when the last connection closes.
+        The header is read from a mapping of the ``-shm`` file, as SQLite's own connections read it: no system
+        call per request.
         """
         if self._shm is None:
             return None
-        if self._map is None:
-            self._map = _map_header(self._shm)
-            if self._map is None:
-                return wal_index_header(self._shm)
+        if self._map is None and not self._open_map(self._shm):
+            return None
+        assert self._map is not None
         return self._map[:WAL_INDEX_HEADER_BYTES]
 
+    def _open_map(self, shm_path: str) -> bool:
+        if self._fd is None:
+            try:
+                self._fd = os.open(shm_path, os.O_RDONLY)
+            except OSError:
+                return False  # no -shm yet: every check asks the database
+        try:
+            if os.fstat(self._fd).st_size < WAL_INDEX_HEADER_BYTES:
+                return False
+            self._map = mmap.mmap(self._fd, WAL_INDEX_HEADER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
-        """Drop the mapping (before the database connection closes)."""
+        """Drop the mapping and the descriptor: only after this process's database connections are closed."""
         mapping, self._map = self._map, None
         if mapping is not None:
             mapping.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def known(self, lattice_id: str, token: bytes | None) -> bool:
         """Whether ``lattice_id`` was verified while the database was in state ``token``."""

@@ -162,3 +162,35 @@ def test_replicas_share_state_never_serve_deleted_ids_and_survive_redis_loss(rep
             assert response.status_code == 200 and response.json()["length"] == 10
         assert b.get("/ready").json()["cache"]["redis"] is False
         assert any(s.value == 0 for s in scrape(metrics_port)["cache_redis_up"])
+
+
+def test_embedded_database_with_two_server_processes(tmp_path: Path) -> None:
+    """``catalytic serve --workers 2`` on SQLite: both processes see every commit, from the first request on.
+
+    The supervising process keeps a connection to the embedded database open, so no server process is ever
+    the last to close one and the -wal/-shm files are never deleted under another process's connection.
+    """
+    import psutil
+
+    database = tmp_path / "catalytic.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CATALYTIC_", "PROMETHEUS_", "DATABASE_URL"))}
+    env |= {"CATALYTIC_SQLITE_PATH": str(database), "LOG_LEVEL": "WARNING", "METRICS_PORT": "0"}
+    replica = Replica(env, tmp_path / "serve.log", workers=2)
+    try:
+        replica.wait_ready()
+        held = {Path(f.path) for f in psutil.Process(replica.process.pid).open_files()}
+        assert database in held, held
+        for seed in range(3):
+            with httpx.Client(base_url=replica.url, timeout=60) as client:
+                created = client.post("/api/lattice/create", json={"shape": [6, 6], "obstacles": []}).json()
+            # Fresh connections land on either process; every one must find the new id.
+            for _ in range(6):
+                with httpx.Client(base_url=replica.url, timeout=60) as client:
+                    answer = client.post(
+                        "/api/lattice/path", json={"lattice_id": created["id"], "start": [0, 0], "goal": [5, seed]}
+                    )
+                    assert answer.status_code == 200, answer.text
+                    assert client.get("/api/lattices").json()["items"], "a server process sees an empty database"
+    finally:
+        replica.stop()
+    assert replica.process.returncode == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -51,7 +53,16 @@ def test_server_processes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> No
         Settings()
 
 
-def test_existence_tokens_follow_commits_of_other_connections(tmp_path: Any) -> None:
+def _sqlite_in_another_process(path: str, sql: str, *args: str) -> None:
+    """Run one write in a separate process that opens, commits and closes its own connection."""
+    script = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "c.execute(sys.argv[2], sys.argv[3:]); c.commit(); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", script, path, sql, *args], check=True, timeout=60)
+
+
+def test_existence_tokens_follow_commits_of_other_processes(tmp_path: Any) -> None:
     import sqlite3
 
     from catalytic.service.freshness import ExistenceCache
@@ -63,21 +74,26 @@ def test_existence_tokens_follow_commits_of_other_connections(tmp_path: Any) -> 
     owner.execute("INSERT INTO t VALUES ('a')")
     owner.commit()
     cache = ExistenceCache(path)
-    first = cache.token()
-    assert first is not None and len(first) == 96
-    cache.remember("a", first)
-    owner.execute("SELECT * FROM t").fetchall()  # reads change nothing
-    assert cache.token() == first and cache.known("a", cache.token())
-    other = sqlite3.connect(path)  # another process's connection deletes the id
-    other.execute("DELETE FROM t WHERE id = 'a'")
-    other.commit()
-    after = cache.token()
-    assert after != first and not cache.known("a", after)
-    cache.close()
-    assert cache.token() == after  # mapped again on demand
-    cache.close()
-    other.close()
-    owner.close()
+    try:
+        first = cache.token()
+        assert first is not None and len(first) == 96
+        cache.remember("a", first)
+        owner.execute("SELECT * FROM t").fetchall()  # reads change nothing
+        assert cache.token() == first and cache.known("a", cache.token())
+        _sqlite_in_another_process(path, "DELETE FROM t WHERE id = ?", "a")
+        after = cache.token()
+        assert after != first and not cache.known("a", after)
+        # The other process closed its last connection while ours stayed open: SQLite must not have taken ours
+        # for gone (the cache's descriptor must not drop this process's locks), so the files are still ours and
+        # every later commit is seen.
+        for value in ("b", "c"):
+            cache.token()
+            _sqlite_in_another_process(path, "INSERT INTO t VALUES (?)", value)
+        assert sorted(row[0] for row in owner.execute("SELECT id FROM t")) == ["b", "c"]
+        assert cache.token() != after
+    finally:
+        owner.close()
+        cache.close()
     assert ExistenceCache(None).token() is None and ExistenceCache(":memory:").token() is None
 
 

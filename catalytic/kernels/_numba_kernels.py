@@ -881,14 +881,15 @@ def _label_slab(
                 m += 1
         for c in range(line):
             i = base + c
+            if not open_mask[i]:
+                out[i] = -1
+                continue
             before = out[i - 1] if c > 0 else -1
             across = out[i - c] if line_wraps and c == line - 1 else -1
             top = max(before, across)
             for q in range(m):
                 top = max(top, out[i - offsets[q]])
-            if not open_mask[i]:
-                out[i] = -1
-            elif top < 0:
+            if top < 0:
                 parent[fresh] = fresh
                 out[i] = fresh
                 fresh += 1

@@ -774,26 +774,35 @@ def add_graph_peers(
         case.add(Row(case.name, "components", "scipy csgraph connected_components", build, query, count, note))
 
 
-def add_image_components(case: Case, open_grid: np.ndarray, cfg: Config, use_cc3d: bool) -> None:
-    """Components by scipy.ndimage.label (face structure) and, in 2-D/3-D, cc3d."""
-    from scipy import ndimage
+def image_peer(open_grid: np.ndarray, peer: str) -> Callable[[], Any]:
+    """A call of one image-labelling peer on the mask: ``scipy.ndimage.label`` or ``cc3d connectivity=N``.
 
-    repeat = repeat_for(cfg, open_grid.size, ours=True)
-    structure = ndimage.generate_binary_structure(open_grid.ndim, 1)
-    query, (_, count) = timed(lambda: ndimage.label(open_grid, structure=structure), repeat)
-    case.add(
-        Row(case.name, "components", "scipy.ndimage.label", None, query, int(count), "face structure; on the mask")
-    )
-    if use_cc3d:
+    Both return ``(labels, count)``.
+    """
+    if peer.startswith("cc3d"):
         import cc3d
 
-        connectivity = 6 if open_grid.ndim == 3 else 4
-        query, (_, count) = timed(
-            lambda: cc3d.connected_components(open_grid, connectivity=connectivity, return_N=True), repeat
-        )
-        case.add(
-            Row(case.name, "components", f"cc3d connectivity={connectivity}", None, query, int(count), "on the mask")
-        )
+        connectivity = int(peer.rsplit("=", 1)[1])
+        return lambda: cc3d.connected_components(open_grid, connectivity=connectivity, return_N=True)
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(open_grid.ndim, 1)
+    return lambda: ndimage.label(open_grid, structure=structure)
+
+
+def cc3d_peer(open_grid: np.ndarray) -> str:
+    return f"cc3d connectivity={6 if open_grid.ndim == 3 else 4}"
+
+
+def add_image_components(case: Case, open_grid: np.ndarray, cfg: Config, use_cc3d: bool) -> None:
+    """Components by scipy.ndimage.label (face structure) and, in 2-D/3-D, cc3d."""
+    repeat = repeat_for(cfg, open_grid.size, ours=True)
+    peers = [("scipy.ndimage.label", "face structure; on the mask")]
+    if use_cc3d:
+        peers.append((cc3d_peer(open_grid), "on the mask"))
+    for peer, note in peers:
+        query, (_, count) = timed(image_peer(open_grid, peer), repeat)
+        case.add(Row(case.name, "components", peer, None, query, int(count), note))
 
 
 def add_dijkstra3d_paths(case: Case, open_grid: np.ndarray, cfg: Config) -> None:
@@ -824,25 +833,11 @@ def head_to_head_components(lat: Any, open_grid: np.ndarray, peer: str, repeat: 
     The rows above time each implementation in its own block of repeats; alternating them makes both see the
     same machine, which on a shared 2-core machine matters more than the difference being measured.
     """
-    from scipy import ndimage
-
     import catalytic
 
-    if peer.startswith("cc3d"):
-        import cc3d
-
-        connectivity = 6 if open_grid.ndim == 3 else 4
-
-        def run_peer() -> Any:
-            return cc3d.connected_components(open_grid, connectivity=connectivity, return_N=True)
-
-    else:
-        structure = ndimage.generate_binary_structure(open_grid.ndim, 1)
-
-        def run_peer() -> Any:
-            return ndimage.label(open_grid, structure=structure)
-
-    return interleaved({"catalytic[numba]": lambda: catalytic.components(lat, "numba"), peer: run_peer}, repeat)
+    return interleaved(
+        {"catalytic[numba]": lambda: catalytic.components(lat, "numba"), peer: image_peer(open_grid, peer)}, repeat
+    )
 
 
 def case_5d_20(cfg: Config) -> Case:

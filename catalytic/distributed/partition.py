@@ -281,8 +281,7 @@ class SlabWorker:
         """
         if query != self.query:
             return None
-        shape, periodic = self.lattice.shape, self.lattice.periodic
-        strides = [math.prod(shape[k + 1 :]) for k in range(len(shape))]
+        shape, periodic, strides = self.lattice.shape, self.lattice.periodic, self.lattice.strides
         rows, size = shape[0], self.row_size
         base = lo_row * size
         walked = [base + local]

@@ -127,10 +127,16 @@ def _memory_budget(budget: int | None) -> int:
 _PREPARED: weakref.WeakKeyDictionary[Lattice, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def _prepared(lattice: Lattice, be: Backend, what: str = "mask") -> tuple[Geometry, Any]:
+def _cache_of(lattice: Lattice) -> dict[str, Any]:
+    """The lattice's prepared-state cache, with its geometry."""
     cache = _PREPARED.setdefault(lattice, {})
     if "geometry" not in cache:
         cache["geometry"] = Geometry.of(lattice)
+    return cache
+
+
+def _prepared(lattice: Lattice, be: Backend, what: str = "mask") -> tuple[Geometry, Any]:
+    cache = _cache_of(lattice)
     geom: Geometry = cache["geometry"]
     key = f"{be.name}:{what}"
     if key not in cache:
@@ -163,9 +169,7 @@ def adopt_open_mask(lattice: Lattice, mask: np.ndarray, backend: str) -> None:
     if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != (lattice.vertices,):
         found = f"{getattr(mask, 'dtype', type(mask).__name__)} {getattr(mask, 'shape', '')}"
         raise MaskError("mask", f"{found} is not a uint8 mask of {lattice.vertices} vertices", "uint8 (N,)")
-    cache = _PREPARED.setdefault(lattice, {})
-    cache.setdefault("geometry", Geometry.of(lattice))
-    cache[f"{backend}:mask"] = mask
+    _cache_of(lattice)[f"{backend}:mask"] = mask
 
 
 def _check_lattice(lattice: Any) -> Lattice:
@@ -241,7 +245,7 @@ class _Allocator:
             return
         for entry in self._pool():
             if entry[1] is array:
-                array[self.be.to_device(written) if not self.be.host_arrays else written] = value
+                array[written] = value  # only host backends report what they wrote
                 entry[2] = value
                 return
 

@@ -22,12 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from catalytic.kernels._numba_kernels import Int, decompose, neighbour
+from catalytic.kernels._numba_kernels import Int, advance_axes, decompose, neighbour, trailing_zeros
 
 GROUP_SHIFT = 12
 """log2 of the vertices per group (64 words of 64 bits)."""
@@ -46,19 +45,6 @@ def atomic_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
         view = context.make_array(array_type)(context, builder, args[0])
         pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
         return builder.atomic_rmw("or", pointer, args[2], "monotonic")
-
-    return sig, codegen
-
-
-@intrinsic
-def trailing_zeros(typingctx: Any, word: Any) -> Any:
-    """The index of the lowest set bit of a non-zero uint64."""
-    if word != types.uint64:
-        return None
-    sig = types.uint64(types.uint64)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
 
     return sig, codegen
 
@@ -121,13 +107,7 @@ def expand_share(
                     c = coords[d - 1] + delta
                     if c >= last:
                         c -= last
-                        k = d - 2
-                        while k >= 0:
-                            coords[k] += 1
-                            if coords[k] < shape[k]:
-                                break
-                            coords[k] = 0
-                            k -= 1
+                        advance_axes(coords, shape, d - 2)
                     coords[d - 1] = c
                 else:
                     decompose(v, strides, inverse, coords)

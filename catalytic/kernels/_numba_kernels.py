@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
-from numba.cpython.unsafe.numbers import trailing_zeros
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 Int = int | np.integer[Any]
 """An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
@@ -41,6 +42,19 @@ PATH_START = 1024
 
 
 # --- small helpers ------------------------------------------------------------------------------------
+
+
+@intrinsic
+def trailing_zeros(typingctx: Any, word: Any) -> Any:
+    """The index of the lowest set bit of a non-zero uint64."""
+    if word != types.uint64:
+        return None
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -89,14 +103,20 @@ def _set_coords(index: Int, strides: np.ndarray, coords: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _advance(coords: np.ndarray, shape: np.ndarray) -> None:
-    k = shape.shape[0] - 1
+def advance_axes(coords: np.ndarray, shape: np.ndarray, top: Int) -> None:
+    """Step the odometer ``coords[0..top]`` by one in C order (axis ``top`` fastest), carrying as it wraps."""
+    k = top
     while k >= 0:
         coords[k] += 1
         if coords[k] < shape[k]:
             return
         coords[k] = 0
         k -= 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _advance(coords: np.ndarray, shape: np.ndarray) -> None:
+    advance_axes(coords, shape, shape.shape[0] - 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -906,13 +926,7 @@ def _label_slab(
                         mine = _merge(parent, mine, other)
                 out[i] = mine
         base += line
-        k = d - 2
-        while k >= 0:
-            coords[k] += 1
-            if coords[k] < shape[k]:
-                break
-            coords[k] = 0
-            k -= 1
+        advance_axes(coords, shape, d - 2)
     return fresh - lo
 
 

@@ -14,7 +14,7 @@ depend on the thread count. A corner-to-corner path on a 5-D lattice of about 10
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Any
 
 import numpy as np
@@ -33,27 +33,21 @@ FACE_BYTES_LIMIT = 64 * 2**20
 every level runs vertex by vertex."""
 BITWISE_RATIO = 3
 """A BFS level runs bit-parallel when its frontier × this exceeds the 64-vertex words it spans."""
-_FACES: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
-_FACES_ENTRIES = 8
-_FACES_LOCK = threading.Lock()
 
 
 def _faces(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """The low/high face bit sets of a shape, built once per shape (a few recent shapes are kept)."""
+    """The low/high face bit sets of a shape (none past FACE_BYTES_LIMIT), built once per shape."""
     words = (geom.vertices + 63) // 64
     if 2 * geom.ndim * words * 8 > FACE_BYTES_LIMIT:
         return _NO_FACES, _NO_FACES
-    key = tuple(int(x) for x in geom.shape)
-    with _FACES_LOCK:
-        hit = _FACES.pop(key, None)
-        if hit is not None:
-            _FACES[key] = hit
-            return hit
-    faces: tuple[np.ndarray, np.ndarray] = _kernels().axis_edges(geom.shape, geom.strides, words)
-    with _FACES_LOCK:
-        _FACES[key] = faces
-        while len(_FACES) > _FACES_ENTRIES:
-            _FACES.pop(next(iter(_FACES)))
+    return _faces_of_shape(tuple(int(x) for x in geom.shape), tuple(int(x) for x in geom.strides), words)
+
+
+@functools.lru_cache(maxsize=8)
+def _faces_of_shape(shape: tuple[int, ...], strides: tuple[int, ...], words: int) -> tuple[np.ndarray, np.ndarray]:
+    faces: tuple[np.ndarray, np.ndarray] = _kernels().axis_edges(
+        np.asarray(shape, dtype=np.int64), np.asarray(strides, dtype=np.int64), words
+    )
     return faces
 
 

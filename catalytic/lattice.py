@@ -367,6 +367,17 @@ class Lattice:
             self.shape, dtype=np.int64
         )
 
+    def _plain_index(self, coords: Any) -> int | None:
+        # One coordinate of in-range Python ints (what a JSON body holds): its index without building arrays.
+        if type(coords) not in (list, tuple) or len(coords) != self.ndim:
+            return None
+        index = 0
+        for c, n, stride in zip(coords, self.shape, self.strides, strict=True):
+            if type(c) is not int or not 0 <= c < n:
+                return None
+            index += c * stride
+        return index
+
     def _coords_array(self, coords: Any, field: str) -> np.ndarray:
         allowed = f"{self.ndim} integers with 0 <= c[k] < shape[k] = {list(self.shape)}"
         # The common case, one coordinate of Python ints, is checked without building arrays first.
@@ -413,6 +424,11 @@ class Lattice:
 
     def check_vertex(self, coords: Any, field: str) -> int:
         """Validate one open vertex and return its linear index."""
+        index = self._plain_index(coords)
+        if index is not None:
+            if not self.is_open(index):
+                raise BlockedVertexError(field, f"{list(coords)} is blocked", "an open vertex")
+            return index
         array = self._coords_array(coords, field)
         if array.ndim != 1:
             raise CoordinateError(field, "expected one coordinate, not a list of them", f"{self.ndim} integers")

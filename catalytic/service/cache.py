@@ -15,13 +15,26 @@ from typing import Any, Generic, TypeVar
 from catalytic.service import defaults
 from catalytic.service.metrics import CACHE_HITS, CACHE_MISSES, CACHE_UP
 
-__all__ = ["LRU", "ResultCache"]
+__all__ = ["LRU", "ResultCache", "answer_bodies"]
 
 log = logging.getLogger("catalytic.service")
 
 V = TypeVar("V")
 _PREFIX = "catalytic:v1:"
 _L1_HITS, _L1_MISSES = CACHE_HITS.labels("l1"), CACHE_MISSES.labels("l1")
+
+
+def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The JSON bodies of a fresh answer and of its later cache hits, encoded once.
+
+    Examples
+    --------
+    >>> answer_bodies({"found": False})
+    (b'{"found":false,"cached":false}', b'{"found":false,"cached":true}')
+    """
+    encoded = json.dumps(answer, separators=(",", ":")).encode()
+    head = encoded[:-1] + (b"," if answer else b"")
+    return head + b'"cached":false}', head + b'"cached":true}'
 
 
 class LRU(Generic[V]):
@@ -147,9 +160,8 @@ class ResultCache:
             return None
         return float(ttl) if ttl and ttl > 0 else None
 
-    async def put(self, key: str, answer: dict[str, Any], ttl: int) -> None:
-        """Store an answer in L1 and Redis for ``ttl`` seconds."""
-        value = json.dumps({**answer, "cached": True}, separators=(",", ":")).encode()
+    async def put(self, key: str, value: bytes, ttl: int) -> None:
+        """Store the JSON body of a cache hit (from :func:`answer_bodies`) in L1 and Redis for ``ttl`` seconds."""
         self.l1.put(key, value, ttl)
         if not self._redis_usable():
             return

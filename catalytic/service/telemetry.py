@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
 import re
+import secrets
 import time
 from typing import Any
 
@@ -32,6 +33,9 @@ class RequestMiddleware:
         self.templates = templates
         # Labelled children looked up once per (method, route, status): the lookup costs more than the update.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Ids only need to be unique: a random per-process prefix and a counter, no system call per request.
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -43,7 +47,7 @@ class RequestMiddleware:
                 candidate = value.decode("latin-1")
                 request_id = candidate if _VALID_ID.match(candidate) else None
                 break
-        request_id = request_id or os.urandom(16).hex()
+        request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
         token = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()

@@ -152,6 +152,35 @@ async def test_large_path_becomes_a_job(service: Service) -> None:
     assert no_array.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("start", "field"), [([0, 0, 70], "start"), ([0, 0], "start"), ([0, 0, 0], "start"), ([69, 69, 69], "goal")]
+)
+async def test_job_sized_path_refuses_bad_endpoints_before_queueing(
+    service: Service, start: list[int], field: str
+) -> None:
+    # The lattice is over the inline threshold, so a valid query would become a job; a bad one is a 422 now.
+    box = {"kind": "box", "lo": [0, 0, 0], "hi": [0, 0, 0]}
+    goal_box = {"kind": "box", "lo": [69, 69, 69], "hi": [69, 69, 69]}
+    created = await create(service, shape=[70, 70, 70], obstacles=[box] if field == "start" else [goal_box])
+    goal = [69, 69, 69] if field == "start" else [1, 1, 1]
+    body = {"lattice_id": created["id"], "start": start if field == "start" else [1, 1, 1], "goal": goal}
+    if field == "goal":
+        body["goal"] = start
+    response = await service.client.post("/api/lattice/path", json=body)
+    assert response.status_code == 422, response.text
+    assert field in fields(response)
+    assert await service.state.db.fetchval("SELECT count(*) FROM service_jobs") == 0
+
+
+async def test_start_up_heap_is_frozen_while_serving(make_settings: Any) -> None:
+    import gc
+
+    async for running in start_service(make_settings()):
+        await running.app.state.service.warm_up
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
+
+
 async def test_jobs_api_and_job_events(service: Service) -> None:
     created = await create(service, shape=[6, 6], obstacles=OBSTACLES)
     body = {"operation": "components", "lattice_id": created["id"]}

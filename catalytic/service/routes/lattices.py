@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from catalytic.service import compute, defaults
 from catalytic.service import db as queries
+from catalytic.service.cache import answer_bodies
 from catalytic.service.errors import NotFound, ServiceError, Unavailable
 from catalytic.service.metrics import (
     ACTIVE_LATTICES,
@@ -157,8 +158,9 @@ async def _computation(
     answer, _ = await st.compute(run)
     LATTICE_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - t0)
     LATTICE_OPERATIONS.labels(operation, answer.get("backend") or "none").inc()
-    await st.cache.put(cache_key, answer, _ttl(st, resolved.lattice_id))
-    return JSONResponse({**answer, "cached": False})
+    fresh, hit = answer_bodies(answer)
+    await st.cache.put(cache_key, hit, _ttl(st, resolved.lattice_id))
+    return Response(fresh, media_type="application/json")
 
 
 async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> bytes | None:
@@ -186,8 +188,11 @@ async def shortest_path(request: Request) -> Response:
         hit = await st.cache.get(key)
         if hit is not None:
             return Response(hit, media_type="application/json")
-    resolved.lattice.index_of(body.start, "start")
-    resolved.lattice.index_of(body.goal, "goal")
+    if resolved.lattice.vertices > st.settings.inline_max_vertices:
+        # Runs as a job: bad endpoints are refused now (422), not as a failed job later. An inline query
+        # checks them in the kernel call, whose errors answer 422 the same way.
+        resolved.lattice.check_vertex(body.start, "start")
+        resolved.lattice.check_vertex(body.goal, "goal")
     params = {"start": body.start, "goal": body.goal, "method": body.method}
     return await _computation(request, "shortest_path", resolved, params, body.backend, key)
 

@@ -23,6 +23,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendUnavailableError",
     "BlockedVertexError",
@@ -53,11 +55,16 @@ class InvalidInputError(CatalyticError, ValueError):
 
     def __init__(self, field: str, message: str, allowed: str | None = None) -> None:
         self.field = field
+        self.detail = message
         self.allowed = allowed
         text = f"{field}: {message}"
         if allowed:
             text += f" (allowed: {allowed})"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields when pickled (worker processes and Ray tasks hand errors back).
+        return type(self), (self.field, self.detail, self.allowed)
 
     def to_dict(self) -> dict[str, str | None]:
         """A JSON-able description, used by the HTTP layer for 422 bodies."""
@@ -109,11 +116,16 @@ class InvalidTypeError(CatalyticError, TypeError):
 
     def __init__(self, field: str, message: str, allowed: str | None = None) -> None:
         self.field = field
+        self.detail = message
         self.allowed = allowed
         text = f"{field}: {message}"
         if allowed:
             text += f" (allowed: {allowed})"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields when pickled (worker processes and Ray tasks hand errors back).
+        return type(self), (self.field, self.detail, self.allowed)
 
     def to_dict(self) -> dict[str, str | None]:
         """A JSON-able description, used by the HTTP layer for 422 bodies."""
@@ -128,6 +140,9 @@ class NoPathError(CatalyticError, LookupError):
         self.goal = goal
         super().__init__(f"no path from {list(start)} to {list(goal)}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.start, self.goal)
+
 
 class MemoryBudgetError(CatalyticError, MemoryError):
     """The computation needs more memory than the budget allows."""
@@ -135,7 +150,11 @@ class MemoryBudgetError(CatalyticError, MemoryError):
     def __init__(self, needed: int, budget: int, what: str = "computation") -> None:
         self.needed = needed
         self.budget = budget
+        self.what = what
         super().__init__(f"{what} needs {needed} bytes, over the memory budget of {budget} bytes")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.needed, self.budget, self.what)
 
 
 class BackendUnavailableError(CatalyticError, RuntimeError):

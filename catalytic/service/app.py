@@ -32,6 +32,7 @@ from catalytic.service.jobs import JobRunner, replica_id
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
 from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
+from catalytic.service.pool import ProcessPool
 from catalytic.service.routes import health, jobs, lattices, transforms
 from catalytic.service.schemas import (
     AnalyzeRequest,
@@ -320,6 +321,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 None if database.dialect == "postgresql" else sqlite_file(settings.database_url, settings.sqlite_path)
             ),
         )
+        if settings.compute_pool == "process":
+            state.pool = ProcessPool(
+                settings.cores_per_process, settings.cache_size, state.threads, settings.max_vertices
+            )
         app.state.service = state
         runner.start()
         _count_fallbacks()
@@ -354,6 +359,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await runner.close()
+            if state.pool is not None:
+                await state.pool.close()
             state.threads.shutdown(wait=False, cancel_futures=True)
             await state.cache.close()
             await database.close()

@@ -1,7 +1,8 @@
 """The synchronous side of the service: decoding uploaded arrays, materialising lattices, running operations.
 
-Everything here is plain blocking code. The event loop never calls it directly: inline requests run it on
-the thread pool and jobs run it in the worker processes of :mod:`catalytic.service.jobs`.
+Everything here is plain blocking code. The event loop never calls it directly: inline requests run it in
+the compute processes of :mod:`catalytic.service.pool` (or on the thread pool), decoding and materialising
+run on the thread pool, and jobs run in the worker processes of :mod:`catalytic.service.jobs`.
 """
 
 from __future__ import annotations

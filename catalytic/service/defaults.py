@@ -17,6 +17,7 @@ CACHE_SIZE: Final = 64
 RESULT_CACHE_SIZE: Final = 4096
 MAX_LATTICES: Final = 10_000
 BACKEND: Final = "auto"
+COMPUTE_POOL: Final = "process"
 SQLITE_PATH: Final = "catalytic.db"
 
 MAX_BODY_BYTES: Final = 64 * 2**20

@@ -9,7 +9,7 @@ transaction like every other completion. Cancelled and finished jobs are never t
 
 Every ``JOB_POLL_S`` a running job's record is re-read: a cancel sent to any replica shows up there and the
 worker process running it is killed (and replaced), so a cancelled job stops mid-computation. Inline
-requests use the thread pool instead (numba kernels release the GIL).
+requests use the compute processes of :mod:`catalytic.service.pool` instead.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     backend: Literal["auto", "numpy", "numba", "cupy"] = Field(
         default=defaults.BACKEND, validation_alias=_env("CATALYTIC_BACKEND")
     )
+    compute_pool: Literal["process", "thread"] = Field(
+        default=defaults.COMPUTE_POOL, validation_alias=_env("CATALYTIC_COMPUTE_POOL")
+    )
     api_keys_raw: str = Field(default="", validation_alias=_env("CATALYTIC_API_KEYS"), repr=False)
     api_keys_file: str | None = Field(default=None, validation_alias=_env("CATALYTIC_API_KEYS_FILE"))
     max_body_bytes: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +16,11 @@ from starlette.requests import Request
 from catalytic.lattice import Lattice
 from catalytic.service import compute
 from catalytic.service import db as queries
-from catalytic.service.cache import LRU, ResultCache
+from catalytic.service.cache import LRU, ResultCache, answer_bodies
 from catalytic.service.errors import NotFound, PayloadTooLarge, Timeout
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import Emit, JobRunner
+from catalytic.service.pool import Outcome, ProcessPool
 from catalytic.service.schemas import LatticeCreate
 from catalytic.service.settings import Settings
 
@@ -50,6 +52,7 @@ class ServiceState:
     emit: Emit | None
     lattices: LRU[Lattice]
     existing: ExistenceCache
+    pool: ProcessPool | None = None
     warm_up: asyncio.Future[None] | None = None
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
@@ -60,10 +63,37 @@ class ServiceState:
                 loop.run_in_executor(self.threads, fn, *args), timeout=self.settings.request_timeout_s
             )
         except TimeoutError:
-            raise Timeout(
-                f"the computation ran past the request time limit of {self.settings.request_timeout_s} s; "
-                "submit it as a job (POST /api/jobs)"
-            ) from None
+            raise self._timeout() from None
+
+    async def run_inline(
+        self, resolved: ResolvedLattice, operation: str, params: dict[str, Any], backend: str | None
+    ) -> Outcome:
+        """Run one operation within the request time limit (504 past it).
+
+        It runs in the compute processes (:mod:`catalytic.service.pool`), or on the thread pool when
+        ``CATALYTIC_COMPUTE_POOL=thread``; either way the answer comes back as its JSON bodies.
+        """
+        options: dict[str, Any] = {
+            "backend": backend or self.settings.backend,
+            "memory": self.settings.lattice_memory_optimization,
+            "max_sizes": self.settings.max_inline_sizes,
+        }
+        if self.pool is None:
+            run = functools.partial(compute.run_operation, resolved.lattice, operation, params, **options)
+            answer, _ = await self.compute(run)
+            return Outcome(*answer_bodies(answer), answer.get("backend"), 0)
+        try:
+            return await self.pool.run(
+                resolved.key, resolved.lattice, operation, params, options, self.settings.request_timeout_s
+            )
+        except TimeoutError:
+            raise self._timeout() from None
+
+    def _timeout(self) -> Timeout:
+        return Timeout(
+            f"the computation ran past the request time limit of {self.settings.request_timeout_s} s; "
+            "submit it as a job (POST /api/jobs)"
+        )
 
     def check_size(self, vertices: int, weighted: bool) -> None:
         """Refuse (413) a lattice over the per-request vertex or memory budget."""

@@ -354,8 +354,9 @@ async def test_health_ready_openapi_docs_and_request_id(service: Service) -> Non
     assert docs.status_code == 200 and "/openapi.json" in docs.text and "<script>" in docs.text
 
 
-async def test_request_time_limit_is_504(make_settings: Any) -> None:
-    settings = make_settings(CATALYTIC_REQUEST_TIMEOUT_S=0.05, CATALYTIC_BACKEND="numpy")
+@pytest.mark.parametrize("pool", ["process", "thread"])
+async def test_request_time_limit_is_504(make_settings: Any, pool: str) -> None:
+    settings = make_settings(CATALYTIC_REQUEST_TIMEOUT_S=0.05, CATALYTIC_BACKEND="numpy", CATALYTIC_COMPUTE_POOL=pool)
     async for service in start_service(settings):
         body = {"lattice": {"shape": [400, 400]}, "start": [0, 0], "goal": [399, 399], "method": "dijkstra"}
         response = await service.client.post("/api/lattice/path", json=body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -11,10 +10,10 @@ from starlette.responses import JSONResponse, Response
 
 from catalytic.service import compute, defaults
 from catalytic.service import db as queries
-from catalytic.service.cache import answer_bodies
 from catalytic.service.errors import NotFound, ServiceError, Unavailable
 from catalytic.service.metrics import (
     ACTIVE_LATTICES,
+    BACKEND_FALLBACKS,
     LATTICE_OPERATION_DURATION,
     LATTICE_OPERATIONS,
     MEMORY_EFFICIENCY_RATIO,
@@ -140,27 +139,19 @@ async def _computation(
     backend: str | None,
     cache_key: str,
 ) -> Response:
-    """Run an operation inline (thread pool, time limit), or as a job when its estimated work is too large."""
+    """Run an operation inline (compute processes or threads, time limit), or as a job when it is too large."""
     st = service(request)
     lattice = resolved.lattice
     if lattice.vertices > st.settings.inline_max_vertices:
         return await submit_job(st, operation, resolved, params, backend)
-    run = functools.partial(
-        compute.run_operation,
-        lattice,
-        operation,
-        params,
-        backend=backend or st.settings.backend,
-        memory=st.settings.lattice_memory_optimization,
-        max_sizes=st.settings.max_inline_sizes,
-    )
     t0 = time.perf_counter()
-    answer, _ = await st.compute(run)
+    outcome = await st.run_inline(resolved, operation, params, backend)
     LATTICE_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - t0)
-    LATTICE_OPERATIONS.labels(operation, answer.get("backend") or "none").inc()
-    fresh, hit = answer_bodies(answer)
-    await st.cache.put(cache_key, hit, _ttl(st, resolved.lattice_id))
-    return Response(fresh, media_type="application/json")
+    LATTICE_OPERATIONS.labels(operation, outcome.backend or "none").inc()
+    if outcome.fallbacks:
+        BACKEND_FALLBACKS.inc(outcome.fallbacks)
+    await st.cache.put(cache_key, outcome.hit, _ttl(st, resolved.lattice_id))
+    return Response(outcome.fresh, media_type="application/json")
 
 
 async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> bytes | None:

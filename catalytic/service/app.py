@@ -244,9 +244,10 @@ def _freeze_heap(_: object) -> None:
     full (oldest-generation) collection walks them all. Under load on a 2-core node such a pass was measured
     at about 100 ms with the event loop stalled, several times a second, and it set the latency tail; frozen,
     the same pass takes about 2 ms. What requests allocate afterwards is collected as usual, and the heap is
-    unfrozen when the app stops.
+    unfrozen when the app stops. Only the young generations are collected first: a full pass here would
+    itself stall the loop just as the first requests arrive.
     """
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
 
 

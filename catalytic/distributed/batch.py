@@ -13,6 +13,9 @@ one.
 
 from __future__ import annotations
 
+import copy
+import functools
+import itertools
 import logging
 import math
 import threading
@@ -28,7 +31,7 @@ from catalytic.kernels import HOST_MASK_BACKENDS, Path, adopt_open_mask, distanc
 from catalytic.kernels.backend import Geometry, get_backend, resolve_backend
 from catalytic.lattice import Lattice
 
-__all__ = ["NodeMasks", "batch_distance_fields", "batch_shortest_paths", "node_masks", "run_chunk"]
+__all__ = ["NodeMasks", "PathChunk", "batch_distance_fields", "batch_shortest_paths", "node_masks", "run_chunk"]
 
 log = logging.getLogger("catalytic.distributed")
 
@@ -166,10 +169,10 @@ def run_chunk(
     chunk: Any,
     option: str,
     shared: Mapping[str, Any] | None = None,
-) -> list[Any] | ErrorCarrier:
+) -> PathChunk | list[Any] | ErrorCarrier:
     """Answer one chunk in a worker: ``paths`` (pairs, method ``option``) or ``fields`` (source sets).
 
-    Returns the answers in order (a Path, or None where unreachable; or a distance field), or an
+    Returns the answers in order (paths packed as a :class:`PathChunk`; or a list of distance fields), or an
     :class:`ErrorCarrier` for bad input, which the driver raises again.
     """
     try:
@@ -177,14 +180,74 @@ def run_chunk(
         if kind == "fields":
             return [distance_field(lattice, sources, backend=backend) for sources in chunk]
         out: list[Path | None] = []
-        for start, goal in chunk:
+        # Python ints take the kernels' array-free endpoint check; NumPy rows would take the vectorised one.
+        for start, goal in np.asarray(chunk).tolist():
             try:
                 out.append(shortest_path(lattice, start, goal, method=option, backend=backend))
             except NoPathError:
                 out.append(None)
-        return out
+        return PathChunk(out, lattice.ndim)
     except CatalyticError as exc:
         return ErrorCarrier.of(exc)
+
+
+class PathChunk:
+    """The answers of one chunk of path queries, packed for the trip to the driver.
+
+    One coordinate array for all the chunk's paths and one array per scalar field travel instead of a small
+    array and a memory-report dict per path, which cost more to pickle and unpickle than the queries took to
+    run. Memory reports are kept once per distinct report. :meth:`paths` rebuilds the list of
+    :class:`catalytic.Path` (``None`` where unreachable), equal field for field to what the worker computed.
+
+    Examples
+    --------
+    >>> from catalytic.lattice import Lattice
+    >>> lat = Lattice((3, 3))
+    >>> chunk = PathChunk([shortest_path(lat, (0, 0), (2, 2)), None], 2)
+    >>> [None if p is None else (p.length, p.coords[-1].tolist()) for p in chunk.paths()]
+    [(4, [2, 2]), None]
+    """
+
+    def __init__(self, paths: Sequence[Path | None], ndim: int) -> None:
+        found = [p for p in paths if p is not None]
+        self.found = np.fromiter((p is not None for p in paths), dtype=bool, count=len(paths))
+        self.coords = np.concatenate([p.coords for p in found]) if found else np.zeros((0, ndim), dtype=np.int64)
+        self.lengths = np.fromiter((p.length for p in found), dtype=np.int64, count=len(found))
+        self.costs = np.fromiter((p.cost for p in found), dtype=np.float64, count=len(found))
+        self.expanded = np.fromiter((p.expanded for p in found), dtype=np.int64, count=len(found))
+        self.methods = [p.method for p in found]
+        self.backends = [p.backend for p in found]
+        self.reports: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        report_index = []
+        for path in found:
+            report = path.memory
+            key = repr(sorted(report.items()))
+            if key not in seen:
+                seen[key] = len(self.reports)
+                self.reports.append(report)
+            report_index.append(seen[key])
+        self.report_index = np.asarray(report_index, dtype=np.int32)
+
+    def __len__(self) -> int:
+        return int(self.found.size)
+
+    def paths(self) -> list[Path | None]:
+        """The chunk's answers in order: each path's coordinates are its own rows of the packed array."""
+        ends = np.cumsum(self.lengths + 1)
+        starts = (ends - (self.lengths + 1)).tolist()
+        # One report source per distinct report: each path still gets its own copy when it reads ``memory``.
+        sources = [functools.partial(copy.deepcopy, report) for report in self.reports]
+        coords = self.coords
+        rebuilt = [
+            Path(coords[a:b], length, cost, expanded, method, backend, sources[r])
+            for a, b, length, cost, expanded, method, backend, r in zip(
+                starts, ends.tolist(), self.lengths.tolist(), self.costs.tolist(), self.expanded.tolist(),
+                self.methods, self.backends, self.report_index.tolist(), strict=True,
+            )
+        ]  # fmt: skip
+        found = iter(rebuilt)
+        return [next(found) if here else None for here in self.found.tolist()]
 
 
 def _open_flags(lattice: Lattice, indices: np.ndarray) -> np.ndarray:
@@ -217,10 +280,37 @@ def _pairs_array(lattice: Lattice, pairs: Any) -> np.ndarray:
     return flat.astype(np.int64).reshape(-1, 2, lattice.ndim)
 
 
-def _default_chunk(count: int, workers: int) -> int:
-    # About eight chunks per worker keeps every worker busy to the end while the per-call overhead
-    # (a few hundred microseconds) stays small next to the queries themselves.
-    return max(1, min(512, math.ceil(count / (8 * workers))))
+_MAX_CHUNK = 2048
+_MIN_CHUNK = 64
+
+
+def _guided_sizes(count: int, workers: int) -> list[int]:
+    """Chunk sizes that shrink as the batch drains: each takes about 1/(2 x workers) of what remains.
+
+    Large chunks first keep the tasks few (each costs the driver a submission, a fetch and unpacking, while the
+    workers want every core); small chunks last let the workers finish together instead of one idling while
+    the other runs a long last chunk. Sizes stay within 64 and 2048 pairs, so progress moves on large batches.
+
+    Examples
+    --------
+    >>> _guided_sizes(10_000, 2)[:4], sum(_guided_sizes(10_000, 2))
+    ([2048, 1988, 1491, 1119], 10000)
+    """
+    sizes = []
+    remaining = count
+    while remaining > 0:
+        size = min(remaining, max(_MIN_CHUNK, min(_MAX_CHUNK, math.ceil(remaining / (2 * workers)))))
+        sizes.append(size)
+        remaining -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=1)
+def _chunk_task() -> Any:
+    """:func:`run_chunk` as a Ray remote function, made once per process (Ray exports it once per job)."""
+    import ray
+
+    return ray.remote(run_chunk).options(num_cpus=1, max_retries=RETRIES)
 
 
 def _run_chunks(
@@ -234,7 +324,12 @@ def _run_chunks(
     workers: int,
     progress: bool,
 ) -> list[Any]:
-    """Run ``chunks`` as Ray tasks, at most ``workers`` at a time; answers in chunk order."""
+    """Run ``chunks`` as Ray tasks on ``workers`` CPUs at a time; answers in chunk order.
+
+    When the batch takes every CPU of the cluster, twice as many chunks are submitted as there are workers: the
+    extra ones can only wait in Ray's queue, and Ray hands the next one to a worker the moment it finishes,
+    without a round trip through this loop. With fewer workers than CPUs, exactly ``workers`` are in flight.
+    """
     from tqdm.auto import tqdm
 
     ray = connect(address)
@@ -243,23 +338,29 @@ def _run_chunks(
     spec_ref = ray.put(dict(spec))
     arrays_ref = ray.put(explicit_arrays(spec, arrays))
     shared = node_masks(ray, spec_ref, arrays_ref, backend)
-    task = ray.remote(run_chunk).options(num_cpus=1, max_retries=RETRIES)
+    task = _chunk_task()
     results: list[Any] = [None] * len(chunks)
     pending: dict[Any, int] = {}
     queue = list(range(len(chunks) - 1, -1, -1))
     with tqdm(total=sum(len(c) for c in chunks), desc=kind, unit="query", disable=not progress) as bar:
-        while queue or pending:
-            while queue and len(pending) < workers:
+        in_flight = 2 * workers if workers >= ray.cluster_resources().get("CPU", 0) else workers
+
+        def refill() -> None:
+            while queue and len(pending) < in_flight:
                 index = queue.pop()
                 pending[task.remote(spec_ref, arrays_ref, backend, kind, chunks[index], option, shared)] = index
+
+        refill()
+        while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(done[0])
+            refill()  # the next chunk is queued while this one is fetched and unpacked
             answer = ray.get(done[0])
             if isinstance(answer, ErrorCarrier):
                 for ref in pending:
                     ray.cancel(ref)
                 raise answer.error()
-            results[index] = answer
+            results[index] = answer.paths() if isinstance(answer, PathChunk) else answer
             bar.update(len(chunks[index]))
     return [item for chunk in results for item in chunk]
 
@@ -296,9 +397,10 @@ def batch_shortest_paths(
     progress : bool
         Show a progress bar (tqdm.auto: a terminal bar or a notebook widget).
     chunk_size : int, optional
-        Pairs per call; by default about eight chunks per worker (at most 512 pairs).
+        Pairs per call; by default chunks shrink as the batch drains, from at most 2048 pairs down to 64.
     workers : int, optional
-        Chunks in flight at once (one CPU each); defaults to the cluster's CPUs at call time.
+        Chunks running at once (one CPU each); defaults to the cluster's CPUs at call time. When they are all the
+        cluster's CPUs, the next chunks wait queued in Ray, so a worker never waits for this process.
 
     Returns
     -------
@@ -323,8 +425,12 @@ def batch_shortest_paths(
     lattice = lattice_from(lattice_spec, arrays)
     array = _pairs_array(lattice, pairs)
     workers = _workers(address, workers)
-    size = chunk_size or _default_chunk(len(array), workers)
-    chunks = [array[i : i + size] for i in range(0, len(array), size)]
+    if chunk_size:
+        sizes = [int(chunk_size)] * math.ceil(len(array) / int(chunk_size))
+    else:
+        sizes = _guided_sizes(len(array), workers)
+    bounds = np.cumsum([0, *sizes])
+    chunks = [array[a:b] for a, b in itertools.pairwise(bounds.tolist())]
     return _run_chunks(lattice_spec, arrays, backend, "paths", method, chunks, address, workers, progress)
 
 

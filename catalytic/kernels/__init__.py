@@ -13,7 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ EXACT_DIAMETER_LIMIT = 10_000
 """Lattices with obstacles and at most this many open vertices get an exact diameter (one BFS per vertex)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Path:
     """A shortest path.
 
@@ -91,11 +91,13 @@ class Path:
             object.__setattr__(self, "memory_source", source)
         return source
 
-    def __getstate__(self) -> dict[str, Any]:
-        # A pickled path (a Ray batch result) carries the finished report, not the function that builds it.
-        state = dict(self.__dict__)
-        state["memory_source"] = self.memory
-        return state
+    def __getstate__(self) -> list[Any]:
+        # A pickled path carries the finished report, not the function that builds it.
+        return [self.memory if f.name == "memory_source" else getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form."""

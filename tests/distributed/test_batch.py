@@ -34,12 +34,14 @@ def _same(got: Any, lattice: Lattice, start: list[int], goal: list[int], method:
         return
     assert got is not None
     np.testing.assert_array_equal(got.coords, expected.coords)
-    assert (got.length, got.cost, got.expanded, got.method) == (
+    assert (got.length, got.cost, got.expanded, got.method, got.backend) == (
         expected.length,
         expected.cost,
         expected.expanded,
         expected.method,
+        expected.backend,
     )
+    assert got.memory == expected.memory
 
 
 def test_batch_paths_in_order_with_unreachable_as_none(
@@ -56,6 +58,17 @@ def test_batch_paths_in_order_with_unreachable_as_none(
         _same(answer, lattice, start, goal, "auto", "numpy")
     assert got[40] is None
     assert "paths" in capsys.readouterr().err  # the progress bar (tqdm writes to stderr)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_guided_chunks_keep_the_order(ray_cluster: dict[str, Any], workers: int) -> None:
+    # Default chunking: sizes shrink as the batch drains (150, 75, 64, 11 pairs for one worker).
+    lattice = Lattice((12, 11, 10), obstacles=[{"kind": "random", "p": 0.25, "seed": 4}])
+    pairs = _pairs(lattice, 300, seed=8)
+    got = batch_shortest_paths(lattice.spec(), pairs, backend="numba", workers=workers, progress=False)
+    assert len(got) == len(pairs)
+    for answer, (start, goal) in zip(got, pairs, strict=True):
+        _same(answer, lattice, start, goal, "auto", "numba")
 
 
 def test_batch_paths_with_explicit_weights_and_mask_as_stored_bytes(ray_cluster: dict[str, Any]) -> None:

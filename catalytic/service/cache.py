@@ -6,7 +6,6 @@ warning is logged per outage and ``cache_redis_up`` reads 0. Reconnection is tri
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -15,26 +14,13 @@ from typing import Any, Generic, TypeVar
 from catalytic.service import defaults
 from catalytic.service.metrics import CACHE_HITS, CACHE_MISSES, CACHE_UP
 
-__all__ = ["LRU", "ResultCache", "answer_bodies"]
+__all__ = ["LRU", "ResultCache"]
 
 log = logging.getLogger("catalytic.service")
 
 V = TypeVar("V")
 _PREFIX = "catalytic:v1:"
 _L1_HITS, _L1_MISSES = CACHE_HITS.labels("l1"), CACHE_MISSES.labels("l1")
-
-
-def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
-    """The JSON bodies of a fresh answer and of its later cache hits, encoded once.
-
-    Examples
-    --------
-    >>> answer_bodies({"found": False})
-    (b'{"found":false,"cached":false}', b'{"found":false,"cached":true}')
-    """
-    encoded = json.dumps(answer, separators=(",", ":")).encode()
-    head = encoded[:-1] + (b"," if answer else b"")
-    return head + b'"cached":false}', head + b'"cached":true}'
 
 
 class LRU(Generic[V]):
@@ -161,7 +147,7 @@ class ResultCache:
         return float(ttl) if ttl and ttl > 0 else None
 
     async def put(self, key: str, value: bytes, ttl: int) -> None:
-        """Store the JSON body of a cache hit (from :func:`answer_bodies`) in L1 and Redis for ``ttl`` seconds."""
+        """Store the JSON body of a cache hit (:func:`catalytic.service.compute.answer_bodies`) for ``ttl`` seconds."""
         self.l1.put(key, value, ttl)
         if not self._redis_usable():
             return

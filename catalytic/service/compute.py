@@ -23,6 +23,7 @@ from catalytic.lattice import Lattice
 
 __all__ = [
     "OPERATIONS",
+    "answer_bodies",
     "array_bytes",
     "build_lattice",
     "decode_blocked",
@@ -175,6 +176,19 @@ def _path(lattice: Lattice, params: Mapping[str, Any], backend: str | None, memo
         "backend": path.backend,
         "elapsed_ms": (time.perf_counter() - t0) * 1e3,
     }
+
+
+def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The JSON bodies of a fresh answer and of its later cache hits, encoded once.
+
+    Examples
+    --------
+    >>> answer_bodies({"found": False})
+    (b'{"found":false,"cached":false}', b'{"found":false,"cached":true}')
+    """
+    encoded = json.dumps(answer, separators=(",", ":")).encode()
+    head = encoded[:-1] + (b"," if answer else b"")
+    return head + b'"cached":false}', head + b'"cached":true}'
 
 
 def _component_sizes(labels: np.ndarray, count: int, max_sizes: int) -> dict[str, Any]:

@@ -79,8 +79,7 @@ def _child_main(conn: Any, cache_size: int) -> None:
     """Body of a worker process: answer batches of calls until the socket closes."""
     from catalytic.errors import CatalyticError
     from catalytic.kernels.backend import fallback_count
-    from catalytic.service.cache import answer_bodies
-    from catalytic.service.compute import materialise, run_operation
+    from catalytic.service.compute import answer_bodies, materialise, run_operation
 
     sock = socket.socket(fileno=os.dup(conn.fileno()))
     conn.close()
@@ -174,6 +173,7 @@ class ProcessPool:
         self._pending: deque[_Call] = deque()
         self._workers: list[_Worker] = []
         self._starting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.batches = 0
         self.calls = 0
@@ -229,7 +229,9 @@ class ProcessPool:
             if worker is None:
                 if len(self._workers) + self._starting < self.processes:
                     self._starting += 1
-                    asyncio.get_running_loop().create_task(self._start_worker())
+                    starting = asyncio.get_running_loop().create_task(self._start_worker())
+                    self._tasks.add(starting)  # held until done: the loop keeps only weak references
+                    starting.add_done_callback(self._tasks.discard)
                 return
             batch: list[_Call] = []
             while self._pending and len(batch) < self.max_batch:

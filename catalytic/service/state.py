@@ -16,7 +16,7 @@ from starlette.requests import Request
 from catalytic.lattice import Lattice
 from catalytic.service import compute
 from catalytic.service import db as queries
-from catalytic.service.cache import LRU, ResultCache, answer_bodies
+from catalytic.service.cache import LRU, ResultCache
 from catalytic.service.errors import NotFound, PayloadTooLarge, Timeout
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import Emit, JobRunner
@@ -81,7 +81,7 @@ class ServiceState:
         if self.pool is None:
             run = functools.partial(compute.run_operation, resolved.lattice, operation, params, **options)
             answer, _ = await self.compute(run)
-            return Outcome(*answer_bodies(answer), answer.get("backend"), 0)
+            return Outcome(*compute.answer_bodies(answer), answer.get("backend"), 0)
         try:
             return await self.pool.run(
                 resolved.key, resolved.lattice, operation, params, options, self.settings.request_timeout_s

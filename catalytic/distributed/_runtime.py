@@ -10,7 +10,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,25 +88,19 @@ def slab_arrays(explicit: Mapping[str, np.ndarray], lo: int, hi: int) -> dict[st
 
 @dataclass(frozen=True)
 class ErrorCarrier:
-    """A catalytic error in a form that survives pickling, raised again by the driver.
+    """A catalytic error returned (not raised) by a worker, and raised again by the driver.
 
-    The error classes take structured constructor arguments (field, message, allowed), which the default
-    exception pickling cannot replay, so a worker returns this carrier instead of raising.
+    Returned rather than raised so Ray hands it back as it is instead of wrapping it in a task error; the
+    library's errors pickle with their fields (see :mod:`catalytic.errors`).
     """
 
-    kind: str
-    args: tuple[Any, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
+    exc: errors.CatalyticError
 
     @classmethod
     def of(cls, exc: errors.CatalyticError) -> ErrorCarrier:
         """Wrap an error raised in a worker."""
-        return cls(type(exc).__name__, tuple(exc.args), dict(vars(exc)))
+        return cls(exc)
 
     def error(self) -> errors.CatalyticError:
-        """The original error, rebuilt with its message and attributes."""
-        error_cls = getattr(errors, self.kind)
-        exc: errors.CatalyticError = error_cls.__new__(error_cls)
-        BaseException.__init__(exc, *self.args)
-        vars(exc).update(self.attrs)
-        return exc
+        """The original error, with its message and attributes."""
+        return self.exc

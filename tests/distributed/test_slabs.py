@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -64,10 +66,10 @@ def test_merge_numbers_components_by_lowest_piece() -> None:
 
 def test_error_carrier_rebuilds_the_error() -> None:
     exc = BlockedVertexError("goal", "[1, 2] is blocked", "an open vertex")
-    again = ErrorCarrier.of(exc).error()
+    again = pickle.loads(pickle.dumps(ErrorCarrier.of(exc))).error()
     assert type(again) is BlockedVertexError
     assert str(again) == str(exc)
     assert again.to_dict() == exc.to_dict()
-    lost = ErrorCarrier.of(NoPathError((0,), (3,))).error()
+    lost = pickle.loads(pickle.dumps(ErrorCarrier.of(NoPathError((0,), (3,))))).error()
     assert isinstance(lost, NoPathError)
     assert lost.goal == (3,)

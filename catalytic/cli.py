@@ -1,4 +1,4 @@
-"""The ``catalytic`` command: ``serve``, ``worker``, ``migrate`` and one-off ``path``, ``analyze``, ``components``.
+"""The ``catalytic`` command: ``serve``, ``worker``, ``migrate``, ``warmup``; ``path``, ``analyze``, ``components``.
 
 Exit status: 0 on success, 1 when ``path`` finds no path, 2 on bad input or a refused configuration.
 """
@@ -54,8 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="API port (default 8080)")
     serve.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default 1)")
 
-    commands.add_parser("worker", help="run the webhook delivery worker")
+    worker = commands.add_parser("worker", help="run the webhook delivery worker")
+    worker.add_argument("--host", default=None, help="address of the probe and metrics port (default 127.0.0.1)")
+    worker.add_argument(
+        "--port", type=int, default=None, help="port serving /health, /ready and /metrics (default 8081; 0: none)"
+    )
     commands.add_parser("migrate", help="apply database migrations")
+    warmup = commands.add_parser("warmup", help="compile the numba kernels into NUMBA_CACHE_DIR (image builds)")
+    warmup.add_argument(
+        "--seed-from", default=None, metavar="DIR", help="first copy a prebuilt cache from DIR into NUMBA_CACHE_DIR"
+    )
+    warmup.add_argument("--backend", default="numba", help="the backend to warm (default numba)")
+    warmup.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     path = commands.add_parser("path", help="one shortest path")
     _lattice_arguments(path)
@@ -85,7 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from catalytic.storage import is_postgres_url, migrate, sqlite_file
 
-    migrate(settings.database_url, sqlite_path=settings.sqlite_path)
+    if settings.migrate_on_start:
+        migrate(settings.database_url, sqlite_path=settings.sqlite_path)
     keeper = None
     if not is_postgres_url(settings.database_url):
         # The embedded database's -wal and -shm files are deleted by whichever connection closes last. While
@@ -134,15 +145,49 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker() -> int:
+def _worker(args: argparse.Namespace) -> int:
     from catalytic.service.logs import configure_logging
     from catalytic.service.settings import Settings
     from catalytic.webhooks.config import WebhookConfig
+    from catalytic.webhooks.health import DEFAULT_HOST, DEFAULT_PORT
     from catalytic.webhooks.worker import run_worker
 
     settings = Settings()
     configure_logging(settings.log_level)
-    asyncio.run(run_worker(WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)))
+    port = DEFAULT_PORT if args.port is None else args.port
+    address = (args.host or DEFAULT_HOST, port) if port else None
+    config = WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
+    try:
+        asyncio.run(run_worker(config, health_address=address))
+    except OSError as exc:
+        if address is None or exc.errno is None:
+            raise
+        log.error("cannot serve the worker's probes on %s:%d: %s", address[0], address[1], exc)
+        return 2
+    return 0
+
+
+def _warmup(args: argparse.Namespace) -> int:
+    from catalytic.service.logs import configure_logging
+    from catalytic.warmup import seed_cache, warm_up
+
+    configure_logging("INFO")
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if args.seed_from:
+        if not cache_dir:
+            print("catalytic warmup: --seed-from needs NUMBA_CACHE_DIR (the writable cache to fill)", file=sys.stderr)
+            return 2
+        try:
+            copied = seed_cache(args.seed_from, cache_dir)
+        except FileNotFoundError as exc:
+            print(f"catalytic warmup: {exc}", file=sys.stderr)
+            return 2
+        log.info("copied %d cache files from %s to %s", copied, args.seed_from, cache_dir)
+    report = warm_up(args.backend)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_human("warmup", report.to_dict())
     return 0
 
 
@@ -187,7 +232,7 @@ def _one_off(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from catalytic.errors import InvalidInputError, InvalidTypeError, MemoryBudgetError
-    from catalytic.service.compute import run_operation
+    from catalytic.operations import run_operation
 
     operation = {"path": "shortest_path"}.get(args.command, args.command)
     try:
@@ -250,9 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "worker":
-        return _worker()
+        return _worker(args)
     if args.command == "migrate":
         return _migrate()
+    if args.command == "warmup":
+        return _warmup(args)
     return _one_off(args)
 
 

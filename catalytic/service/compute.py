@@ -12,32 +12,29 @@ import binascii
 import io
 import json
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from catalytic.errors import InvalidTypeError, MaskError, NoPathError, WeightsError
+from catalytic.errors import InvalidTypeError, MaskError, WeightsError
 from catalytic.lattice import Lattice
+from catalytic.operations import run_operation
 
 __all__ = [
-    "OPERATIONS",
     "answer_bodies",
     "array_bytes",
     "build_lattice",
     "decode_blocked",
     "decode_weights",
     "estimate_bytes",
+    "execute_task",
     "json_key",
     "lattice_counts",
     "materialise",
     "npy_bytes",
-    "run_operation",
     "serve_tasks",
 ]
-
-OPERATIONS = ("shortest_path", "distance_field", "components", "analyze")
 
 
 def _b64(text: str, field: str) -> bytes:
@@ -151,33 +148,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _path(lattice: Lattice, params: Mapping[str, Any], backend: str | None, memory: str) -> dict[str, Any]:
-    from catalytic.kernels import shortest_path
-
-    t0 = time.perf_counter()
-    try:
-        path = shortest_path(
-            lattice,
-            params["start"],
-            params["goal"],
-            method=params.get("method", "auto"),
-            backend=backend,
-            memory=memory,
-        )
-    except NoPathError:
-        return {"found": False, "elapsed_ms": (time.perf_counter() - t0) * 1e3}
-    return {
-        "found": True,
-        "path": path.coords.tolist(),
-        "length": int(path.length),
-        "cost": float(path.cost),
-        "expanded": int(path.expanded),
-        "method": path.method,
-        "backend": path.backend,
-        "elapsed_ms": (time.perf_counter() - t0) * 1e3,
-    }
-
-
 def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
     """The JSON bodies of a fresh answer and of its later cache hits, encoded once.
 
@@ -189,81 +159,6 @@ def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
     encoded = json.dumps(answer, separators=(",", ":")).encode()
     head = encoded[:-1] + (b"," if answer else b"")
     return head + b'"cached":false}', head + b'"cached":true}'
-
-
-def _component_sizes(labels: np.ndarray, count: int, max_sizes: int) -> dict[str, Any]:
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    return {
-        "count": int(count),
-        "sizes": sizes[:max_sizes].tolist(),
-        "sizes_truncated": bool(sizes.size > max_sizes),
-        "largest": int(sizes.max()) if sizes.size else 0,
-    }
-
-
-def run_operation(
-    lattice: Lattice,
-    operation: str,
-    params: Mapping[str, Any],
-    *,
-    backend: str | None = None,
-    memory: str = "auto",
-    max_sizes: int = 10_000,
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Run one operation; returns its JSON answer and, for array results, the array.
-
-    Parameters
-    ----------
-    lattice : Lattice
-    operation : {"shortest_path", "distance_field", "components", "analyze"}
-    params : mapping
-        ``start``, ``goal``, ``method`` for paths; ``sources`` for distance fields.
-    backend : str, optional
-        Backend request passed to the kernels (None: ``CATALYTIC_BACKEND`` or auto).
-    memory : str
-        Memory mode for paths.
-    max_sizes : int
-        How many component sizes the JSON answer lists.
-
-    Returns
-    -------
-    (dict, numpy.ndarray or None)
-
-    Raises
-    ------
-    InvalidInputError
-        Bad coordinates, blocked endpoints, a method that does not fit.
-    """
-    from catalytic.kernels import analyze, components, distance_field
-    from catalytic.kernels.backend import resolve_backend
-
-    t0 = time.perf_counter()
-    if operation == "shortest_path":
-        return _path(lattice, params, backend, memory), None
-    if operation == "analyze":
-        report = dict(analyze(lattice, backend=backend))
-        report["degree_histogram"] = {str(k): int(v) for k, v in report["degree_histogram"].items()}
-        report["elapsed_ms"] = (time.perf_counter() - t0) * 1e3
-        return report, None
-    if operation == "components":
-        labels, count = components(lattice, backend=backend)
-        answer = _component_sizes(labels, count, max_sizes)
-        answer["backend"] = resolve_backend(backend)[0]
-        answer["elapsed_ms"] = (time.perf_counter() - t0) * 1e3
-        return answer, labels
-    if operation == "distance_field":
-        field = distance_field(lattice, params["sources"], backend=backend)
-        reached = np.isfinite(field) if field.dtype.kind == "f" else field >= 0
-        answer = {
-            "shape": list(field.shape),
-            "dtype": str(field.dtype),
-            "reached": int(np.count_nonzero(reached)),
-            "max": float(field[reached].max()) if reached.any() else None,
-            "backend": resolve_backend(backend)[0],
-            "elapsed_ms": (time.perf_counter() - t0) * 1e3,
-        }
-        return answer, field
-    raise InvalidTypeError("operation", f"unknown operation {operation!r}", ", ".join(OPERATIONS))
 
 
 def _error_answer(exc: BaseException) -> dict[str, Any]:
@@ -280,31 +175,20 @@ def _error_answer(exc: BaseException) -> dict[str, Any]:
 def execute_task(task: Mapping[str, Any], lattice: Lattice | None = None, ray_address: str | None = None) -> Any:
     """Run one job task here, or as a Ray task when ``ray_address`` is given; same answer either way.
 
-    Returns ``(answer, array_or_None)`` like :func:`run_operation`.
+    Returns ``(answer, array_or_None)`` like :func:`catalytic.operations.run_operation`.
     """
+    options = {"backend": task["backend"], "memory": task["memory"], "max_sizes": task["max_sizes"]}
     if ray_address:
         from catalytic.distributed import run_job_on_ray
 
-        params = {**task["params"], "backend": task["backend"]}
-        if task["operation"] == "shortest_path":
-            params["memory"] = task["memory"]
-        answer = run_job_on_ray(task["operation"], task["spec"], params, task["arrays"] or None, address=ray_address)
-        array = answer.pop("field", None)
-        if task["operation"] == "components":
-            array = answer.pop("labels")
-            answer = {**_component_sizes(array, answer["count"], task["max_sizes"]), "elapsed_ms": answer["elapsed_ms"]}
+        answer, array = run_job_on_ray(
+            task["operation"], task["spec"], task["params"], task["arrays"] or None, ray_address, **options
+        )
         answer["executor"] = "ray"
         return answer, array
     if lattice is None:
         lattice = materialise(task["spec"], task["arrays"])
-    answer, array = run_operation(
-        lattice,
-        task["operation"],
-        task["params"],
-        backend=task["backend"],
-        memory=task["memory"],
-        max_sizes=task["max_sizes"],
-    )
+    answer, array = run_operation(lattice, task["operation"], task["params"], **options)
     answer["executor"] = "local"
     return answer, array
 

@@ -79,7 +79,8 @@ def _child_main(conn: Any, cache_size: int) -> None:
     """Body of a worker process: answer batches of calls until the socket closes."""
     from catalytic.errors import CatalyticError
     from catalytic.kernels.backend import fallback_count
-    from catalytic.service.compute import answer_bodies, materialise, run_operation
+    from catalytic.operations import run_operation
+    from catalytic.service.compute import answer_bodies, materialise
 
     sock = socket.socket(fileno=os.dup(conn.fileno()))
     conn.close()
@@ -191,7 +192,7 @@ class ProcessPool:
         options: dict[str, Any],
         timeout_s: float,
     ) -> Outcome:
-        """Run ``run_operation(lattice, operation, params, **options)`` in a worker; its bodies and backend.
+        """Run :func:`catalytic.operations.run_operation` in a worker; its bodies and backend.
 
         Raises
         ------

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from catalytic.lattice import Lattice
+from catalytic.operations import run_operation
 from catalytic.service import compute
 from catalytic.service import db as queries
 from catalytic.service.cache import LRU, ResultCache
@@ -79,7 +80,7 @@ class ServiceState:
             "max_sizes": self.settings.max_inline_sizes,
         }
         if self.pool is None:
-            run = functools.partial(compute.run_operation, resolved.lattice, operation, params, **options)
+            run = functools.partial(run_operation, resolved.lattice, operation, params, **options)
             answer, _ = await self.compute(run)
             return Outcome(*compute.answer_bodies(answer), answer.get("backend"), 0)
         try:

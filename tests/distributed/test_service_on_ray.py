@@ -22,7 +22,7 @@ def _task(lattice: Lattice, operation: str, params: dict[str, Any]) -> dict[str,
         "params": params,
         "backend": None,
         "memory": "auto",
-        "max_sizes": 100,
+        "max_sizes": 3,
     }
 
 
@@ -41,8 +41,9 @@ def test_every_operation_on_ray_equals_the_local_run(ray_cluster: dict[str, Any]
         local, local_array = execute_task(task)
         remote, remote_array = execute_task(task, ray_address=ray_cluster["address"])
         assert (local["executor"], remote["executor"]) == ("local", "ray")
-        for key in ("path", "length", "cost", "expanded", "count", "sizes", "largest", "edges", "diameter"):
-            assert remote.get(key) == local.get(key), (operation, key)
+        for answer in (local, remote):
+            del answer["executor"], answer["elapsed_ms"]
+        assert remote == local, operation
         if local_array is None:
             assert remote_array is None
         else:

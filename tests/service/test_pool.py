@@ -15,7 +15,7 @@ import pytest
 from service.service_helpers import start_service
 
 from catalytic import Lattice
-from catalytic.errors import BlockedVertexError, InvalidTypeError
+from catalytic.errors import BlockedVertexError, MethodError
 from catalytic.kernels import shortest_path
 from catalytic.service.pool import ComputeFailed, ProcessPool
 
@@ -92,7 +92,7 @@ async def test_library_errors_come_back_as_themselves_and_others_as_compute_fail
     with pytest.raises(BlockedVertexError) as caught:
         await pool.run("e", lattice, "shortest_path", {"start": [0, 0], "goal": [3, 3]}, OPTIONS, LONG)
     assert caught.value.field == "start" and "[0, 0]" in str(caught.value)
-    with pytest.raises(InvalidTypeError):
+    with pytest.raises(MethodError):  # an unknown operation, as the one runner names it everywhere
         await pool.run("e", lattice, "teleport", {}, OPTIONS, LONG)
     with pytest.raises(ComputeFailed, match="KeyError"):
         await pool.run("e", lattice, "shortest_path", {"goal": [3, 3]}, OPTIONS, LONG)

@@ -1,0 +1,181 @@
+"""The one operation runner: an operation name, a lattice and its parameters in, a JSON answer out.
+
+The HTTP service (inline calls, compute processes, job workers), the command line and Ray tasks all call
+:func:`run_operation`, so an answer has the same fields, the same truncation and the same reported backend
+whichever of them ran it. Callers add only where it ran (``executor``) and whether it came from a cache.
+
+Answers, by operation (every one has ``elapsed_ms``, measured where the operation ran):
+
+* ``shortest_path``: ``found``, ``path`` (coordinates), ``length``, ``cost``, ``expanded``, ``method``,
+  ``backend``; only ``found: false`` when the goal is unreachable.
+* ``distance_field``: ``shape``, ``dtype``, ``reached``, ``max``, ``backend``; the field is the array.
+* ``components``: ``count``, ``sizes`` (the first ``max_sizes`` component sizes, by label), ``sizes_truncated``,
+  ``largest``, ``backend``; the labels are the array.
+* ``analyze``: the :func:`catalytic.analyze` report, its degree histogram keyed by strings (JSON object keys).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from catalytic.errors import MethodError, NoPathError
+from catalytic.kernels import analyze, components, distance_field, shortest_path
+from catalytic.kernels.backend import resolve_backend
+from catalytic.lattice import Lattice
+
+__all__ = ["MAX_SIZES", "OPERATIONS", "check_operation", "component_sizes", "run_operation"]
+
+OPERATIONS = ("shortest_path", "distance_field", "components", "analyze")
+"""Every operation :func:`run_operation` knows, in the order the API documents them."""
+
+MAX_SIZES = 10_000
+"""How many component sizes an answer lists by default."""
+
+Answer = tuple[dict[str, Any], np.ndarray | None]
+Options = Mapping[str, Any]
+
+
+def check_operation(operation: str) -> str:
+    """``operation`` itself when it is known.
+
+    Raises
+    ------
+    MethodError
+        Any other name (field ``operation``).
+
+    Examples
+    --------
+    >>> check_operation("components")
+    'components'
+    """
+    if operation not in OPERATIONS:
+        raise MethodError("operation", f"unknown operation {operation!r}", ", ".join(OPERATIONS))
+    return operation
+
+
+def component_sizes(labels: np.ndarray, count: int, max_sizes: int = MAX_SIZES) -> dict[str, Any]:
+    """``count``, the first ``max_sizes`` sizes by label, whether they were cut, and the largest size.
+
+    Examples
+    --------
+    >>> component_sizes(np.array([1, 1, 0, 2]), 2, max_sizes=1)
+    {'count': 2, 'sizes': [2], 'sizes_truncated': True, 'largest': 2}
+    """
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return {
+        "count": int(count),
+        "sizes": sizes[:max_sizes].tolist(),
+        "sizes_truncated": bool(sizes.size > max_sizes),
+        "largest": int(sizes.max()) if sizes.size else 0,
+    }
+
+
+def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
+    try:
+        path = shortest_path(
+            lattice,
+            params["start"],
+            params["goal"],
+            method=params.get("method", "auto"),
+            backend=options["backend"],
+            memory=options["memory"],
+        )
+    except NoPathError:
+        return {"found": False}, None
+    answer = {
+        "found": True,
+        "path": path.coords.tolist(),
+        "length": int(path.length),
+        "cost": float(path.cost),
+        "expanded": int(path.expanded),
+        "method": path.method,
+        "backend": path.backend,
+    }
+    return answer, None
+
+
+def _distance_field(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
+    field = distance_field(lattice, params["sources"], backend=options["backend"])
+    reached = np.isfinite(field) if field.dtype.kind == "f" else field >= 0
+    answer = {
+        "shape": list(field.shape),
+        "dtype": str(field.dtype),
+        "reached": int(np.count_nonzero(reached)),
+        "max": float(field[reached].max()) if reached.any() else None,
+        "backend": resolve_backend(options["backend"])[0],
+    }
+    return answer, field
+
+
+def _components(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
+    labels, count = components(lattice, backend=options["backend"])
+    answer = component_sizes(labels, count, options["max_sizes"])
+    answer["backend"] = resolve_backend(options["backend"])[0]
+    return answer, labels
+
+
+def _analyze(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
+    report = dict(analyze(lattice, backend=options["backend"]))
+    report["degree_histogram"] = {str(k): int(v) for k, v in report["degree_histogram"].items()}
+    return report, None
+
+
+_RUNNERS: dict[str, Callable[[Lattice, Mapping[str, Any], Options], Answer]] = {
+    "shortest_path": _path,
+    "distance_field": _distance_field,
+    "components": _components,
+    "analyze": _analyze,
+}
+
+
+def run_operation(
+    lattice: Lattice,
+    operation: str,
+    params: Mapping[str, Any],
+    *,
+    backend: str | None = None,
+    memory: str = "auto",
+    max_sizes: int = MAX_SIZES,
+) -> Answer:
+    """Run one operation; returns its JSON answer and, for array results, the array.
+
+    Parameters
+    ----------
+    lattice : Lattice
+    operation : {"shortest_path", "distance_field", "components", "analyze"}
+    params : mapping
+        ``start``, ``goal`` and ``method`` (default ``auto``) for paths; ``sources`` for distance fields.
+    backend : str, optional
+        Backend request passed to the kernels (None: ``CATALYTIC_BACKEND`` or auto).
+    memory : {"auto", "full", "frugal"}
+        Memory mode for paths.
+    max_sizes : int
+        How many component sizes the answer lists (``sizes_truncated`` says when more exist).
+
+    Returns
+    -------
+    (dict, numpy.ndarray or None)
+        The answer (fields in the module docstring) and the distance field or component labels.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad coordinates, blocked endpoints, a method that does not fit, an unknown operation.
+    MemoryBudgetError
+        The work does not fit the memory budget.
+
+    Examples
+    --------
+    >>> answer, _ = run_operation(Lattice((3, 3)), "shortest_path", {"start": [0, 0], "goal": [2, 2]})
+    >>> answer["found"], answer["length"]
+    (True, 4)
+    """
+    runner = _RUNNERS[check_operation(operation)]
+    t0 = time.perf_counter()
+    answer, array = runner(lattice, params, {"backend": backend, "memory": memory, "max_sizes": max_sizes})
+    answer["elapsed_ms"] = (time.perf_counter() - t0) * 1e3
+    return answer, array

@@ -292,7 +292,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from catalytic.storage import migrate, open_database, sqlite_file
 
-        await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
+        if settings.migrate_on_start:
+            await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
         database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
         emit = _outbox()
         runner = JobRunner(

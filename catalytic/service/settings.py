@@ -95,6 +95,8 @@ class Settings(BaseSettings):
         default=defaults.MAX_PAGE_LIMIT, ge=1, validation_alias=_env("CATALYTIC_MAX_PAGE_LIMIT")
     )
     webhook_worker: bool | None = Field(default=None, validation_alias=_env("CATALYTIC_WEBHOOK_WORKER"))
+    migrate_on_start: bool = Field(default=True, validation_alias=_env("CATALYTIC_MIGRATE_ON_START"))
+    """Whether ``serve`` applies migrations as it starts; off where a ``catalytic migrate`` Job runs first."""
 
     @field_validator("database_url", "redis_url", "api_keys_file", mode="before")
     @classmethod

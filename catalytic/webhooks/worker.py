@@ -64,6 +64,9 @@ MAX_IDLE_BACKOFF_S = 5.0
 # The shortest pause before a round that the clock says is due: a delivery due but locked by another worker's
 # claim becomes claimable within milliseconds, and this keeps the wait for it from spinning.
 MIN_IDLE_S = 0.02
+# Slack on top of the longest healthy pause between two rounds' progress (see Worker.stall_limit_s): recording
+# retries, the claim and the load queries.
+STALL_MARGIN_S = 30.0
 
 _CLAIM_POSTGRES = """
 UPDATE deliveries AS d
@@ -225,6 +228,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._next_maintenance = 0.0
         self._next_gauge = 0.0
+        self._progress: list[float] = []
+        self.last_round_ok = False
+        self.stall_limit_s = self.config.lease_seconds + self.config.idle_max_s + STALL_MARGIN_S
+        """Seconds without progress of a delivery loop after which it counts as stuck: a round lasts less than
+        a lease, an idle wait at most ``idle_max_s``."""
 
     # ------------------------------------------------------------------ one round
 
@@ -465,6 +473,12 @@ class Worker:
         self._stop.set()
         self._wake.set()
 
+    def stalled_for(self) -> float:
+        """Seconds since the delivery loop that has gone longest without progress last made some (0 before start)."""
+        if not self._progress:
+            return 0.0
+        return max(0.0, time.monotonic() - min(self._progress))
+
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
@@ -495,7 +509,8 @@ class Worker:
         listening = self._listener()
         listener = None if listening is None else asyncio.create_task(listening, name="catalytic-webhook-listener")
         try:
-            await asyncio.gather(*(self._round_loop() for _ in range(self.config.rounds_in_flight)))
+            self._progress = [time.monotonic()] * self.config.rounds_in_flight
+            await asyncio.gather(*(self._round_loop(index) for index in range(self.config.rounds_in_flight)))
         finally:
             forget()
             if listener is not None:
@@ -503,19 +518,23 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
 
-    async def _round_loop(self) -> None:
+    async def _round_loop(self, index: int = 0) -> None:
         backoff = self.config.poll_interval
         while not self._stop.is_set():
+            self._progress[index] = time.monotonic()
             # Cleared before the claim: a wake-up that arrives during the round then starts another one.
             self._wake.clear()
             try:
                 done = await self.run_once()
                 pause = 0.0 if done >= self.config.batch_size else await self._until_due()
                 backoff = self.config.poll_interval
+                self.last_round_ok = True
             except Exception as exc:  # the database went away: keep the worker alive and try again
+                self.last_round_ok = False
                 logger.warning("webhook round failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
                 pause = backoff
                 backoff = min(backoff * 2, MAX_IDLE_BACKOFF_S)
+            self._progress[index] = time.monotonic()
             if pause > 0 and not self._stop.is_set():
                 await self._idle(pause)
 
@@ -527,7 +546,12 @@ class Worker:
             await transport.aclose()
 
 
-async def run_worker(config: WebhookConfig | None = None, *, handle_signals: bool = True) -> None:
+async def run_worker(
+    config: WebhookConfig | None = None,
+    *,
+    handle_signals: bool = True,
+    health_address: tuple[str, int] | None = None,
+) -> None:
     """Run a delivery worker until SIGTERM or SIGINT: the ``catalytic worker`` command.
 
     Parameters
@@ -536,17 +560,40 @@ async def run_worker(config: WebhookConfig | None = None, *, handle_signals: boo
         Read from the environment (``DATABASE_URL``, ``WEBHOOK_*``) by default.
     handle_signals : bool
         Install SIGTERM/SIGINT handlers that stop the worker gracefully.
+    health_address : (host, port), optional
+        Serve ``/health``, ``/ready`` and ``/metrics`` there (:mod:`catalytic.webhooks.health`), from before the
+        database is reached until the worker stops.
+
+    Raises
+    ------
+    OSError
+        When ``health_address`` cannot be bound.
 
     Examples
     --------
     >>> asyncio.run(run_worker())  # doctest: +SKIP
     """
     config = config or WebhookConfig()
+    probes = None
+    if health_address is not None:
+        from catalytic.webhooks.health import HealthServer
+
+        probes = await HealthServer.start(*health_address)
+    try:
+        await _run(config, handle_signals, probes)
+    finally:
+        if probes is not None:
+            await probes.close()
+
+
+async def _run(config: WebhookConfig, handle_signals: bool, probes: Any) -> None:
     if not is_postgres_url(config.database_url):
         # The embedded database has no separate migration step in a default run.
         await asyncio.to_thread(migrate, config.database_url, sqlite_path=config.sqlite_path)
     db = await _open_with_retry(config)
     worker = Worker(db, config)
+    if probes is not None:
+        probes.attach(worker)
     loop = asyncio.get_running_loop()
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,163 @@
+"""Compile the numba kernels ahead of time: the ``catalytic warmup`` command.
+
+numba compiles a kernel on its first call with a new argument type and, with ``cache=True``, keeps the machine
+code in ``NUMBA_CACHE_DIR``. An image runs :func:`warm_up` while it is built, so a pod loads the kernels from that
+cache in milliseconds instead of compiling them for 10 s or more on its first request. The cache is keyed to the
+CPU the code was compiled for: build and run with ``NUMBA_CPU_NAME=generic`` so it is valid on every node of the
+architecture. When a node misses anyway (another numba, another architecture) the kernels compile at start and
+the pod's startup probe allows for it.
+
+A pod whose root filesystem is read-only needs a writable cache directory (numba checks that it can write there
+even to read), so :func:`seed_cache` copies the image's cache into the pod's ``emptyDir`` first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WarmupReport", "seed_cache", "warm_up"]
+
+_KERNEL_MODULES = ("catalytic.kernels._numba_kernels", "catalytic.kernels._numba_frugal")
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What a warm-up did: kernels and signatures compiled or loaded, and how many came from the disk cache."""
+
+    backend: str
+    kernels: int
+    signatures: int
+    cache_hits: int
+    cache_misses: int
+    seconds: float
+    cache_dir: str | None
+    cpu_name: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-able dict."""
+        return asdict(self)
+
+
+def seed_cache(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> int:
+    """Copy a prebuilt numba cache into ``target``; returns the number of files copied.
+
+    Parameters
+    ----------
+    source : path
+        The cache directory baked into the image.
+    target : path
+        The writable ``NUMBA_CACHE_DIR`` of this process; created when missing.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``source`` is not a directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+    ...     _ = Path(a, "k.nbi").write_bytes(b"x")
+    ...     seed_cache(a, b)
+    1
+    """
+    source, target = Path(source), Path(target)
+    if not source.is_dir():
+        raise FileNotFoundError(f"no numba cache at {source}")
+    if source.resolve() == target.resolve():
+        return 0
+    copied = 0
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+            copied += 1
+    return copied
+
+
+def _workload() -> list[tuple[str, Any]]:
+    """Small calls that reach every compiled kernel with every argument type the library passes it."""
+    from catalytic.lattice import Lattice
+
+    weights = np.linspace(1.0, 2.0, 8 * 8, dtype=np.float64).reshape(8, 8)
+    explicit = np.zeros((6, 6), dtype=bool)
+    explicit[2, 1:5] = True
+    lattices = {
+        "open": Lattice((24, 24, 24)),
+        "periodic": Lattice((9, 7), periodic=True, obstacles=[{"kind": "random", "p": 0.2, "seed": 3}]),
+        "boxes": Lattice((10, 10), obstacles=[{"kind": "box", "lo": [2, 2], "hi": [7, 7]}]),
+        "explicit": Lattice((6, 6), blocked=explicit),
+        "weighted": Lattice((8, 8), weights=weights),
+    }
+    return list(lattices.items())
+
+
+def _run_workload(backend: str) -> None:
+    from catalytic import kernels
+
+    for _, lattice in _workload():
+        open_vertices = np.flatnonzero(lattice.open_mask_flat())
+        start = tuple(int(c) for c in lattice.coords_of(int(open_vertices[0])))
+        goal = tuple(int(c) for c in lattice.coords_of(int(open_vertices[-1])))
+        methods = ("dijkstra", "astar") if lattice.weighted else ("bfs", "bidirectional", "astar", "dijkstra")
+        for method in methods:
+            kernels.shortest_path(lattice, start, goal, method, backend, memory="full")
+        if not lattice.weighted:
+            kernels.shortest_path(lattice, start, goal, "bfs", backend, memory="frugal")
+        kernels.distance_field(lattice, [start], backend=backend)
+        kernels.components(lattice, backend=backend)
+        kernels.analyze(lattice, backend=backend)
+
+
+def _dispatchers() -> list[Any]:
+    from numba.core.registry import CPUDispatcher
+
+    found = []
+    for name in _KERNEL_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        found += [value for value in vars(module).values() if isinstance(value, CPUDispatcher)]
+    return found
+
+
+def warm_up(backend: str = "numba") -> WarmupReport:
+    """Run every kernel once on small lattices, so that numba compiles it (or loads it from its disk cache).
+
+    Parameters
+    ----------
+    backend : str
+        The backend to warm; ``numba`` is the one that compiles (``auto`` warms whichever is chosen).
+
+    Returns
+    -------
+    WarmupReport
+        Kernels and signatures in use afterwards, and how many signatures the disk cache supplied.
+
+    Examples
+    --------
+    >>> warm_up().cache_misses >= 0  # doctest: +SKIP
+    True
+    """
+    started = time.perf_counter()
+    _run_workload(backend)
+    used = [d for d in _dispatchers() if d.signatures]
+    return WarmupReport(
+        backend=backend,
+        kernels=len(used),
+        signatures=sum(len(d.signatures) for d in used),
+        cache_hits=sum(sum(d.stats.cache_hits.values()) for d in used),
+        cache_misses=sum(sum(d.stats.cache_misses.values()) for d in used),
+        seconds=round(time.perf_counter() - started, 3),
+        cache_dir=os.environ.get("NUMBA_CACHE_DIR"),
+        cpu_name=os.environ.get("NUMBA_CPU_NAME"),
+    )

@@ -8,6 +8,7 @@ make every backend return the same lengths, costs, fields, labels and paths are 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -281,6 +282,79 @@ def _resolve_memory(lattice: Lattice, method: str, memory: str, budget: int) -> 
     return "full"
 
 
+@dataclass(frozen=True)
+class _PathQuery:
+    """One point-to-point search: the lattice, the endpoints' linear indices, their coordinates as given."""
+
+    lattice: Lattice
+    start: int
+    goal: int
+    given: tuple[tuple[int, ...], tuple[int, ...]]
+
+    def unreachable(self) -> NoPathError:
+        return NoPathError(*self.given)
+
+
+SearchResult = tuple[np.ndarray, float, int]
+"""A search's answer: the path's linear indices from start to goal, its cost, and the vertices expanded."""
+
+
+def _frugal_search(be: Backend, alloc: _Allocator, q: _PathQuery) -> SearchResult:
+    """BFS on 2 bits of state per vertex (depth mod 3), the path rebuilt from the goal."""
+    geom, bits = _prepared(q.lattice, be, "bits")
+    state = alloc.full((q.lattice.vertices + 3) // 4, 0, np.uint8)
+    length, expanded = be.bfs_frugal(geom, bits, q.start, q.goal, state)
+    if length < 0:
+        raise q.unreachable()
+    path = be.trace_path_frugal(geom, bits, state, q.start, q.goal, length)[::-1]
+    return path, float(length), expanded
+
+
+def _bidirectional_search(be: Backend, alloc: _Allocator, q: _PathQuery) -> SearchResult:
+    """Two BFS waves that meet; each half is traced toward its own root."""
+    geom, mask = _prepared(q.lattice, be)
+    dist_s = alloc.full(q.lattice.vertices, -1, np.int32)
+    dist_g = alloc.full(q.lattice.vertices, -1, np.int32)
+    length, meet, expanded = be.bidirectional(geom, mask, q.start, q.goal, dist_s, dist_g)
+    if length < 0:
+        raise q.unreachable()
+    head = be.trace_path(geom, mask, dist_s, q.start, meet)[::-1]
+    tail = be.trace_path(geom, mask, dist_g, q.goal, meet)
+    return np.concatenate([head, tail[1:]]), float(length), expanded
+
+
+def _bfs_search(be: Backend, alloc: _Allocator, q: _PathQuery) -> SearchResult:
+    """BFS with int32 depths, stopped at the goal."""
+    geom, mask = _prepared(q.lattice, be)
+    dist = alloc.full(q.lattice.vertices, -1, np.int32)
+    expanded = be.bfs(geom, mask, np.asarray([q.start], dtype=np.int64), q.goal, dist)
+    goal_dist = be.to_host(dist[q.goal : q.goal + 1])[0]
+    if goal_dist < 0:
+        raise q.unreachable()
+    return be.trace_path(geom, mask, dist, q.start, q.goal)[::-1], float(goal_dist), expanded
+
+
+def _weighted_search(be: Backend, alloc: _Allocator, q: _PathQuery, astar: bool) -> SearchResult:
+    """Dijkstra or A*; only the distances it wrote are put back, so the next query skips the refill."""
+    geom, mask = _prepared(q.lattice, be)
+    dist = alloc.full(q.lattice.vertices, np.inf, np.float64)
+    expanded, written = be.dijkstra_written(geom, mask, np.asarray([q.start], dtype=np.int64), q.goal, dist, astar)
+    goal_cost = float(be.to_host(dist[q.goal : q.goal + 1])[0])
+    walk = be.trace_path(geom, mask, dist, q.start, q.goal)[::-1] if math.isfinite(goal_cost) else None
+    alloc.restore(dist, np.inf, written)
+    if walk is None:
+        raise q.unreachable()
+    return walk, goal_cost, expanded
+
+
+_SEARCHES: dict[str, Callable[[Backend, _Allocator, _PathQuery], SearchResult]] = {
+    "bfs": _bfs_search,
+    "bidirectional": _bidirectional_search,
+    "dijkstra": functools.partial(_weighted_search, astar=False),
+    "astar": functools.partial(_weighted_search, astar=True),
+}
+
+
 def shortest_path(
     lattice: Lattice,
     start: Sequence[int],
@@ -348,47 +422,15 @@ def shortest_path(
         arrays = [a for a in (lattice.blocked, lattice.weights) if a is not None]
         scratch.check_disjoint(*arrays, field="scratch")
 
+    query = _PathQuery(lattice, s, g, (tuple(start), tuple(goal)))
+    search = _frugal_search if mode == "frugal" else _SEARCHES[method]
+
     def run(be: Backend) -> tuple[np.ndarray, float, int, int]:
         if scratch is not None and not be.host_arrays:
             raise ScratchError("scratch", f"host memory cannot hold {be.name!r} state", "numpy or numba")
         alloc = _Allocator(be, scratch)
-        if mode == "frugal":
-            geom, bits = _prepared(lattice, be, "bits")
-            state = alloc.full((lattice.vertices + 3) // 4, 0, np.uint8)
-            length, expanded = be.bfs_frugal(geom, bits, s, g, state)
-            if length < 0:
-                raise NoPathError(tuple(start), tuple(goal))
-            path = be.trace_path_frugal(geom, bits, state, s, g, length)[::-1]
-            return path, float(length), expanded, alloc.bytes
-        geom, mask = _prepared(lattice, be)
-        if method == "bidirectional":
-            dist_s = alloc.full(lattice.vertices, -1, np.int32)
-            dist_g = alloc.full(lattice.vertices, -1, np.int32)
-            length, meet, expanded = be.bidirectional(geom, mask, s, g, dist_s, dist_g)
-            if length < 0:
-                raise NoPathError(tuple(start), tuple(goal))
-            head = be.trace_path(geom, mask, dist_s, s, meet)[::-1]
-            tail = be.trace_path(geom, mask, dist_g, g, meet)
-            return np.concatenate([head, tail[1:]]), float(length), expanded, alloc.bytes
-        if method == "bfs":
-            dist = alloc.full(lattice.vertices, -1, np.int32)
-            expanded = be.bfs(geom, mask, np.asarray([s], dtype=np.int64), g, dist)
-        else:
-            dist = alloc.full(lattice.vertices, np.inf, np.float64)
-            expanded, written = be.dijkstra_written(
-                geom, mask, np.asarray([s], dtype=np.int64), g, dist, method == "astar"
-            )
-            goal_cost = float(be.to_host(dist[g : g + 1])[0])
-            walk = be.trace_path(geom, mask, dist, s, g)[::-1] if math.isfinite(goal_cost) else None
-            alloc.restore(dist, np.inf, written)
-            if walk is None:
-                raise NoPathError(tuple(start), tuple(goal))
-            return walk, goal_cost, expanded, alloc.bytes
-        goal_dist = be.to_host(dist[g : g + 1])[0]
-        if goal_dist < 0:
-            raise NoPathError(tuple(start), tuple(goal))
-        path = be.trace_path(geom, mask, dist, s, g)[::-1]
-        return path, float(goal_dist), expanded, alloc.bytes
+        path, cost, expanded = search(be, alloc, query)
+        return path, cost, expanded, alloc.bytes
 
     if scratch is not None and backend is None:
         backend = "numba"

@@ -26,7 +26,7 @@ test: $(STAMP) services
 	$(BIN)/ruff check catalytic bench tests
 	$(BIN)/ruff format --check catalytic bench tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov=catalytic --cov-report=term --timeout=300 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov=catalytic --cov-branch --cov-report=term --timeout=300 $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check catalytic bench tests && $(BIN)/ruff format --check catalytic bench tests

@@ -6,52 +6,22 @@ Public API: :class:`Lattice`, :func:`shortest_path`, :func:`distance_field`, :fu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from catalytic.errors import (
-    BackendUnavailableError,
-    BlockedVertexError,
-    CatalyticError,
-    CoordinateError,
-    InvalidInputError,
-    InvalidTypeError,
-    MaskError,
-    MemoryBudgetError,
-    MethodError,
-    NoPathError,
-    ObstacleError,
-    RestoreError,
-    ScratchError,
-    ShapeError,
-    SpecError,
-    VertexBudgetError,
-    WeightsError,
-)
+from catalytic import errors
+from catalytic.errors import *  # noqa: F403  (the whole error tree is public)
 from catalytic.kernels import Path, analyze, backends, components, distance_field, shortest_path
 from catalytic.lattice import Lattice
+
+if TYPE_CHECKING:  # loaded on first use (below); named here for type checkers
+    from catalytic.memory import borrow
+    from catalytic.transforms import inverse, transform
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError",
-    "BlockedVertexError",
-    "CatalyticError",
-    "CoordinateError",
-    "InvalidInputError",
-    "InvalidTypeError",
     "Lattice",
-    "MaskError",
-    "MemoryBudgetError",
-    "MethodError",
-    "NoPathError",
-    "ObstacleError",
     "Path",
-    "RestoreError",
-    "ScratchError",
-    "ShapeError",
-    "SpecError",
-    "VertexBudgetError",
-    "WeightsError",
     "__version__",
     "analyze",
     "backends",
@@ -62,6 +32,7 @@ __all__ = [
     "shortest_path",
     "transform",
 ]
+__all__ += errors.__all__
 
 # borrow, transform and inverse load compiled kernels and codecs: import them on first use so that
 # `import catalytic` stays fast for callers that only need the model or the searches.

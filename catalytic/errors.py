@@ -3,22 +3,23 @@
 ::
 
     CatalyticError
-    ├── InvalidInputError (ValueError)         bad input: names the field and the allowed range
-    │   ├── ShapeError                         shape / periodic
-    │   ├── CoordinateError                    start, goal, sources: wrong length or out of range
-    │   ├── BlockedVertexError                 a start, goal or source on a blocked vertex
-    │   ├── ObstacleError                      obstacle generators (p, seed, box bounds)
-    │   ├── MaskError                          the explicit blocked mask (shape, dtype)
-    │   ├── WeightsError                       weights (shape, dtype, NaN, <= 0, inf)
-    │   ├── SpecError                          a lattice spec that cannot be rebuilt
-    │   ├── MethodError                        an unknown method, or one that does not fit the lattice
-    │   ├── VertexBudgetError                  a lattice over the configured vertex budget
-    │   └── ScratchError                       a lent buffer that cannot be borrowed
-    ├── InvalidTypeError (TypeError)           a field of the wrong type
-    ├── NoPathError (LookupError)              the goal is not reachable from the start
-    ├── MemoryBudgetError (MemoryError)        the work does not fit the memory budget
-    ├── BackendUnavailableError (RuntimeError) an explicitly requested backend cannot run here
-    └── RestoreError (RuntimeError)            borrowed memory did not come back bit for bit
+    ├── FieldError                                 one input field: its name, the fault, the allowed range
+    │   ├── InvalidInputError (ValueError)         bad input: names the field and the allowed range
+    │   │   ├── ShapeError                         shape / periodic
+    │   │   ├── CoordinateError                    start, goal, sources: wrong length or out of range
+    │   │   ├── BlockedVertexError                 a start, goal or source on a blocked vertex
+    │   │   ├── ObstacleError                      obstacle generators (p, seed, box bounds)
+    │   │   ├── MaskError                          the explicit blocked mask (shape, dtype)
+    │   │   ├── WeightsError                       weights (shape, dtype, NaN, <= 0, inf)
+    │   │   ├── SpecError                          a lattice spec that cannot be rebuilt
+    │   │   ├── MethodError                        an unknown method, or one that does not fit the lattice
+    │   │   ├── VertexBudgetError                  a lattice over the configured vertex budget
+    │   │   └── ScratchError                       a lent buffer that cannot be borrowed
+    │   └── InvalidTypeError (TypeError)           a field of the wrong type
+    ├── NoPathError (LookupError)                  the goal is not reachable from the start
+    ├── MemoryBudgetError (MemoryError)            the work does not fit the memory budget
+    ├── BackendUnavailableError (RuntimeError)     an explicitly requested backend cannot run here
+    └── RestoreError (RuntimeError)                borrowed memory did not come back bit for bit
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "BlockedVertexError",
     "CatalyticError",
     "CoordinateError",
+    "FieldError",
     "InvalidInputError",
     "InvalidTypeError",
     "MaskError",
@@ -50,8 +52,8 @@ class CatalyticError(Exception):
     """Base class of every error raised on purpose by catalytic."""
 
 
-class InvalidInputError(CatalyticError, ValueError):
-    """Bad input. ``field`` names the offending field, ``allowed`` the accepted range."""
+class FieldError(CatalyticError):
+    """An error about one input field: ``field`` names it, ``detail`` says what is wrong, ``allowed`` the range."""
 
     def __init__(self, field: str, message: str, allowed: str | None = None) -> None:
         self.field = field
@@ -69,6 +71,10 @@ class InvalidInputError(CatalyticError, ValueError):
     def to_dict(self) -> dict[str, str | None]:
         """A JSON-able description, used by the HTTP layer for 422 bodies."""
         return {"field": self.field, "message": str(self), "allowed": self.allowed}
+
+
+class InvalidInputError(FieldError, ValueError):
+    """Bad input. ``field`` names the offending field, ``allowed`` the accepted range."""
 
 
 class ShapeError(InvalidInputError):
@@ -111,25 +117,8 @@ class ScratchError(InvalidInputError):
     """A lent buffer is read-only, non-contiguous or aliased with an output."""
 
 
-class InvalidTypeError(CatalyticError, TypeError):
+class InvalidTypeError(FieldError, TypeError):
     """A field has the wrong type."""
-
-    def __init__(self, field: str, message: str, allowed: str | None = None) -> None:
-        self.field = field
-        self.detail = message
-        self.allowed = allowed
-        text = f"{field}: {message}"
-        if allowed:
-            text += f" (allowed: {allowed})"
-        super().__init__(text)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Rebuilt from its fields when pickled (worker processes and Ray tasks hand errors back).
-        return type(self), (self.field, self.detail, self.allowed)
-
-    def to_dict(self) -> dict[str, str | None]:
-        """A JSON-able description, used by the HTTP layer for 422 bodies."""
-        return {"field": self.field, "message": str(self), "allowed": self.allowed}
 
 
 class NoPathError(CatalyticError, LookupError):

@@ -165,59 +165,49 @@ class Database(ABC):
         """Close every connection."""
 
 
-class _PgConnection:
+class _AsyncpgQueries:
+    """The query methods on an asyncpg connection or pool (``_queries``), rows returned as dicts."""
+
+    _queries: Any
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        return str(await self._queries.execute(sql, *args))
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        await self._queries.executemany(sql, list(args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._queries.fetch(sql, *args)]
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = await self._queries.fetchrow(sql, *args)
+        return None if row is None else dict(row)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._queries.fetchval(sql, *args)
+
+
+class _PgConnection(_AsyncpgQueries):
     """An asyncpg connection inside a transaction, returning dicts."""
 
     dialect: Dialect = "postgresql"
 
     def __init__(self, conn: Any) -> None:
-        self._conn = conn
+        self._queries = conn
         self.committed: list[AfterCommit] = []
 
     def after_commit(self, callback: AfterCommit) -> None:
         self.committed.append(callback)
 
-    async def execute(self, sql: str, *args: Any) -> str:
-        return str(await self._conn.execute(sql, *args))
 
-    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, list(args))
-
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._conn.fetch(sql, *args)]
-
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        row = await self._conn.fetchrow(sql, *args)
-        return None if row is None else dict(row)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._conn.fetchval(sql, *args)
-
-
-class PostgresDatabase(Database):
+class PostgresDatabase(_AsyncpgQueries, Database):
     """PostgreSQL through an asyncpg pool."""
 
     dialect: Dialect = "postgresql"
 
     def __init__(self, pool: Any, url: str) -> None:
-        self._pool = pool
+        self._pool = self._queries = pool
         self._url = url
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        return str(await self._pool.execute(sql, *args))
-
-    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._pool.executemany(sql, list(args))
-
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._pool.fetch(sql, *args)]
-
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        row = await self._pool.fetchrow(sql, *args)
-        return None if row is None else dict(row)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._pool.fetchval(sql, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -80,6 +81,27 @@ def measure(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str
         "max_s": max(samples),
         "repeat": repeat,
     }
+
+
+def timed(fn: Callable[[], Any], repeat: int, *, collect_garbage: bool = False) -> tuple[dict[str, float], Any]:
+    """``measure(fn)`` (first call apart, then ``repeat`` timed calls) plus the value of the last call.
+
+    A repeat of 0 times one call only, reported as both first and median. With ``collect_garbage`` a full
+    collection runs before the first call, so garbage left by the previous row is not collected inside this one.
+    """
+    answers: list[Any] = []
+
+    def recorded() -> None:
+        answers[:] = [fn()]
+
+    if collect_garbage:
+        gc.collect()
+    if repeat == 0:
+        t0 = time.perf_counter()
+        recorded()
+        once = time.perf_counter() - t0
+        return {"cold_s": once, "median_s": once, "min_s": once, "max_s": once, "repeat": 0}, answers[0]
+    return measure(recorded, repeat=repeat, warmup=1), answers[0]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

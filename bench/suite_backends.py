@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from bench.common import markdown_table, measure, write_results
+from bench.common import markdown_table, timed, write_results
 
 TASKS = ("bfs", "components", "distance_field", "open_mask")
 ALL_BACKENDS = ("numpy", "numba", "cupy")
@@ -126,21 +126,6 @@ def _runner(task: str, be: Any, lattice: Any) -> Callable[[], tuple[int, Any]]:
     return search
 
 
-def _timed(call: Callable[[], tuple[int, Any]], repeat: int) -> tuple[dict[str, float], tuple[int, Any]]:
-    """Time ``call`` (the first call apart, then warm calls); return the timings and the last answer."""
-    answers: list[tuple[int, Any]] = []
-
-    def recorded() -> None:
-        answers[:] = [call()]
-
-    if repeat == 0:
-        t0 = time.perf_counter()
-        recorded()
-        once = time.perf_counter() - t0
-        return {"cold_s": once, "median_s": once, "min_s": once, "max_s": once, "repeat": 0}, answers[0]
-    return measure(recorded, repeat=repeat, warmup=1), answers[0]
-
-
 def run(
     args: argparse.Namespace, done: Callable[[list[dict[str, Any]], dict[str, str]], None]
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -170,7 +155,7 @@ def run(
             t0 = time.perf_counter()
             call = _runner(task, be, lattice)
             prepare = time.perf_counter() - t0
-            timing, (value, answer) = _timed(call, repeat)
+            timing, (value, answer) = timed(call, repeat)
             digest = _digest(be.to_host(answer))
             row.update(status="measured", prepare_s=prepare, value=value, digest=digest, **timing)
             rows.append(row)

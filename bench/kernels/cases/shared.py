@@ -1,15 +1,16 @@
-"""Peer line-ups that several cases run the same way."""
+"""What several cases do the same way: peer line-ups, and the shape of a components case."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from bench.kernels import peers
+from bench.kernels import ours, peers
 from bench.kernels.config import Config, repeat_for
-from bench.kernels.lattices import Ends
+from bench.kernels.lattices import Ends, corner_ends, new_case
 from bench.kernels.peers import Repeats
+from bench.kernels.profiles import head_to_head_components, profile_components
 from bench.kernels.rows import Case
 
 
@@ -34,3 +35,25 @@ def add_dijkstra3d_paths(case: Case, cfg: Config, open_grid: np.ndarray, ends: E
     slow = repeat_for(cfg, open_grid.size, ours=False)
     peers.add_rows(case, "dijkstra3d", open_grid, ends, ["path"], Repeats(slow, slow))
     peers.add_rows(case, "dijkstra3d cost field", open_grid, ends, ["path", "path bidirectional"], Repeats(slow, slow))
+
+
+def components_case(
+    name: str,
+    cfg: Config,
+    use_cc3d: bool,
+    duel_peer: str,
+    add_path_peers: Callable[[Case, Config, np.ndarray, Ends], None],
+) -> Case:
+    """A components case: catalytic and the image peers label the lattice; catalytic's corner path, then the peers
+    ``add_path_peers`` times (paths, and components on the same build where a graph peer gives them); last, where
+    catalytic's components time goes and a head-to-head against ``duel_peer``."""
+    case, lat, open_grid = new_case(name, cfg)
+    ends = corner_ends(case, lat)
+    ours.add_components_rows(case, cfg, lat)
+    add_image_components(case, cfg, open_grid, ends, use_cc3d)
+    ours.add_path_rows(case, cfg, lat, ends)
+    add_path_peers(case, cfg, open_grid, ends)
+    repeat = repeat_for(cfg, lat.vertices, ours=True)
+    case.profile["components"] = profile_components(lat, repeat)
+    case.profile["components head-to-head"] = head_to_head_components(lat, open_grid, duel_peer, ends, repeat)
+    return case

@@ -277,6 +277,55 @@ def _targets(rows: dict[str, dict[str, Any]], load: tuple[float, float]) -> list
     return [{"target": t, "met": met, "measured": m, "cause": None if met else cause} for t, met, m, cause in checks]
 
 
+def _report(
+    rows: dict[str, dict[str, Any]], targets: list[dict[str, Any]], load: tuple[float, float], seconds: int
+) -> tuple[dict[str, Any], str]:
+    """The JSON payload and the Markdown body of the result files."""
+    header = [
+        "case",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "requests",
+        "errors",
+        "server CPU ms/req",
+    ]
+    columns = (
+        "case", "connections", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "errors",
+        "server_cpu_ms_per_request",
+    )  # fmt: skip
+    table = [[r[c] for c in columns] for r in rows.values()]
+    verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"], t["cause"] or ""] for t in targets]
+    payload = {
+        "setup": {
+            "tool": "wrk 4.1 (2 threads, Lua done hook for percentiles)",
+            "server": "catalytic serve --workers 2 (uvicorn, uvloop, httptools), SQLite, no Redis, LOG_LEVEL=WARNING, "
+            "inline computations in compute processes (CATALYTIC_COMPUTE_POOL=process)",
+            "lattice": {"shape": SHAPE, "obstacles": OBSTACLES},
+            "seconds_per_case": seconds,
+            "cores": os.cpu_count(),
+            "load_average_1min": {"before": load[0], "after": load[1]},
+        },
+        "rows": list(rows.values()),
+        "targets": targets,
+    }
+    markdown = (
+        f"Load generator and servers share the machine's cores. Each measured run follows a 2 s warm-up; bare and "
+        f"cached_path alternate over {ROUNDS} rounds and the median round is shown; uncached_path runs {ROUNDS} "
+        f"rounds and the round with the median p95 is shown (p95 of each round: "
+        f"{', '.join(f'{v:.1f}' for v in rows['uncached_path']['rounds_p95_ms'])} ms). "
+        "`uncached_path_2conn` is the uncached query at 2 connections (service time without queueing).\n\n"
+        + markdown_table(header, table)
+        + "\n\n"
+        + markdown_table(["target", "verdict", "measured", "cause (measured in this run)"], verdicts)
+        + "\n"
+    )
+    return payload, markdown
+
+
 def main(argv: list[str]) -> int:
     """Run the load suite and write bench/results/load.{json,md}."""
     parser = argparse.ArgumentParser(prog="python -m bench load")
@@ -358,48 +407,7 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     load = (load_before, os.getloadavg()[0])
     targets = _targets(rows, load)
-    header = [
-        "case",
-        "conns",
-        "req/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "max ms",
-        "requests",
-        "errors",
-        "server CPU ms/req",
-    ]
-    columns = (
-        "case", "connections", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "errors",
-        "server_cpu_ms_per_request",
-    )  # fmt: skip
-    table = [[r[c] for c in columns] for r in rows.values()]
-    verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"], t["cause"] or ""] for t in targets]
-    payload = {
-        "setup": {
-            "tool": "wrk 4.1 (2 threads, Lua done hook for percentiles)",
-            "server": "catalytic serve --workers 2 (uvicorn, uvloop, httptools), SQLite, no Redis, LOG_LEVEL=WARNING, "
-            "inline computations in compute processes (CATALYTIC_COMPUTE_POOL=process)",
-            "lattice": {"shape": SHAPE, "obstacles": OBSTACLES},
-            "seconds_per_case": args.seconds,
-            "cores": os.cpu_count(),
-            "load_average_1min": {"before": load[0], "after": load[1]},
-        },
-        "rows": list(rows.values()),
-        "targets": targets,
-    }
-    markdown = (
-        f"Load generator and servers share the machine's cores. Each measured run follows a 2 s warm-up; bare and "
-        f"cached_path alternate over {ROUNDS} rounds and the median round is shown; uncached_path runs {ROUNDS} "
-        f"rounds and the round with the median p95 is shown (p95 of each round: "
-        f"{', '.join(f'{v:.1f}' for v in rows['uncached_path']['rounds_p95_ms'])} ms). "
-        "`uncached_path_2conn` is the uncached query at 2 connections (service time without queueing).\n\n"
-        + markdown_table(header, table)
-        + "\n\n"
-        + markdown_table(["target", "verdict", "measured", "cause (measured in this run)"], verdicts)
-        + "\n"
-    )
+    payload, markdown = _report(rows, targets, load, args.seconds)
     write_results("load", payload, markdown)
     print(markdown)
     return 0

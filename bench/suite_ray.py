@@ -144,6 +144,62 @@ def _partitioned(lattice: Lattice, source: list[int], slabs: int, backend: str) 
     }
 
 
+def _markdown(payload: dict[str, Any]) -> str:
+    """The Markdown body of the result file, read off the JSON payload."""
+    pairs, backend, baseline_s = payload["pairs"], payload["backend"], payload["in_process_one_core_s"]
+    batch = {int(workers): row for workers, row in payload["ray"].items()}
+    capacity_before = payload["control_parallel_capacity"]["before"]
+    capacity_after = payload["control_parallel_capacity"]["after"]
+    ceiling = payload["control_plain_processes"]
+    rows = [["in-process, 1 core (baseline)", baseline_s, pairs / baseline_s, 1.0, True]]
+    for workers, row in batch.items():
+        rows.append(
+            [
+                f"Ray, {workers} worker(s)",
+                row["elapsed_s"],
+                row["queries_per_s"],
+                baseline_s / row["elapsed_s"],
+                row["identical"],
+            ]
+        )
+    table = markdown_table(["run", "wall s (median)", "queries/s", "speed vs baseline", "identical lengths"], rows)
+    rounds_text = "; ".join(
+        f"{w} worker{'s' if w > 1 else ''}: " + ", ".join(f"{t:.3f}" for t in row["rounds_s"]) + " s"
+        for w, row in batch.items()
+    )
+    slab_rows = [
+        [
+            "x".join(map(str, p["shape"])),
+            p["slabs"],
+            p["rounds"],
+            p["single_node_s"],
+            p["partitioned_s"],
+            p["overhead_x"],
+            p["identical"],
+        ]
+        for p in payload["partitioned"]
+    ]
+    slab_table = markdown_table(
+        ["lattice", "slabs", "rounds", "single node s", "partitioned s", "overhead x", "identical"], slab_rows
+    )
+    return (
+        f"## Batch shortest paths: {pairs} queries, 5-D 10^5 lattice, 20% obstacles, backend {backend}\n\n"
+        f"{table}\n\nEach Ray figure is the median of {ROUNDS} rounds, 1 and 2 workers alternating ({rounds_text}), "
+        f"after warm-up calls; the first call of the run (cold: worker processes loading the package and the "
+        f"compiled kernels) took {payload['cold_first_call_2_workers_s']:.3f} s with 2 workers. "
+        f"Scaling 2 workers over 1, median over median: **{payload['scaling_2_over_1']:.2f}x** (target 1.7x). "
+        f"Control in the same run, "
+        f"a fixed CPU-bound spin as 2 concurrent Ray tasks over 1: {capacity_before['throughput_2_over_1']:.2f}x "
+        f"before the batches, {capacity_after['throughput_2_over_1']:.2f}x after (2.0 means two free cores). "
+        f"Second control, the workload itself without Ray: the same {pairs} queries in 1 plain process "
+        f"({ceiling['one_process_s']:.3f} s) and in 2 plain processes at once (the slower took "
+        f"{ceiling['two_processes_s']:.3f} s; medians of 3), so two processes reach at most "
+        f"**{ceiling['throughput_2_over_1']:.2f}x** on this machine for these queries.\n\n"
+        "## Partitioned distance field (BFS rounds with halo exchange) against the single-node kernel\n\n"
+        f"{slab_table}\n"
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ray", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000)
@@ -218,51 +274,6 @@ def main(argv: list[str]) -> int:
         "partitioned": partitioned,
         "cpus": os.cpu_count(),
     }
-    rows = [["in-process, 1 core (baseline)", baseline_s, args.pairs / baseline_s, 1.0, True]]
-    for workers, row in batch.items():
-        rows.append(
-            [
-                f"Ray, {workers} worker(s)",
-                row["elapsed_s"],
-                row["queries_per_s"],
-                baseline_s / row["elapsed_s"],
-                row["identical"],
-            ]
-        )
-    table = markdown_table(["run", "wall s (median)", "queries/s", "speed vs baseline", "identical lengths"], rows)
-    rounds_text = "; ".join(
-        f"{w} worker{'s' if w > 1 else ''}: " + ", ".join(f"{t:.3f}" for t in row["rounds_s"]) + " s"
-        for w, row in batch.items()
-    )
-    slab_rows = [
-        [
-            "x".join(map(str, p["shape"])),
-            p["slabs"],
-            p["rounds"],
-            p["single_node_s"],
-            p["partitioned_s"],
-            p["overhead_x"],
-            p["identical"],
-        ]
-        for p in partitioned
-    ]
-    slab_table = markdown_table(
-        ["lattice", "slabs", "rounds", "single node s", "partitioned s", "overhead x", "identical"], slab_rows
-    )
-    markdown = (
-        f"## Batch shortest paths: {args.pairs} queries, 5-D 10^5 lattice, 20% obstacles, backend {args.backend}\n\n"
-        f"{table}\n\nEach Ray figure is the median of {ROUNDS} rounds, 1 and 2 workers alternating ({rounds_text}), "
-        f"after warm-up calls; the first call of the run (cold: worker processes loading the package and the "
-        f"compiled kernels) took {cold_s:.3f} s with 2 workers. "
-        f"Scaling 2 workers over 1, median over median: **{scaling:.2f}x** (target 1.7x). Control in the same run, "
-        f"a fixed CPU-bound spin as 2 concurrent Ray tasks over 1: {capacity_before['throughput_2_over_1']:.2f}x "
-        f"before the batches, {capacity_after['throughput_2_over_1']:.2f}x after (2.0 means two free cores). "
-        f"Second control, the workload itself without Ray: the same {args.pairs} queries in 1 plain process "
-        f"({ceiling['one_process_s']:.3f} s) and in 2 plain processes at once (the slower took "
-        f"{ceiling['two_processes_s']:.3f} s; medians of 3), so two processes reach at most "
-        f"**{ceiling['throughput_2_over_1']:.2f}x** on this machine for these queries.\n\n"
-        "## Partitioned distance field (BFS rounds with halo exchange) against the single-node kernel\n\n"
-        f"{slab_table}\n"
-    )
+    markdown = _markdown(payload)
     write_results("ray", payload, markdown)
     return 0

@@ -109,13 +109,21 @@ def _serve(args: argparse.Namespace) -> int:
         keeper = sqlite3.connect(sqlite_file(settings.database_url, settings.sqlite_path))
         keeper.execute("PRAGMA journal_mode = WAL").fetchall()
         keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    own_metrics_dir = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from catalytic.service.exposition import clear_multiprocess_dir
+
+        # A given directory (an emptyDir) outlives a container restart: the dead processes' samples go first.
+        clear_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if workers > 1:
         # Several processes share one metrics port: each writes its samples to PROMETHEUS_MULTIPROC_DIR and this
         # supervising process serves their sum. The variable must be set before any worker imports the metrics.
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="catalytic-metrics-")
+            own_metrics_dir = tempfile.mkdtemp(prefix="catalytic-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
         if settings.metrics_port:
-            from catalytic.service.metrics import start_metrics_server
+            # Not catalytic.service.metrics: this process must add no samples of its own to the aggregate.
+            from catalytic.service.exposition import start_metrics_server
 
             start_metrics_server(settings.metrics_port, settings.metrics_host)
         os.environ["METRICS_PORT"] = "0"
@@ -142,6 +150,10 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if keeper is not None:
             keeper.close()
+        if own_metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from catalytic.service import db as queries
 from catalytic.service.auth import ApiKeyMiddleware
-from catalytic.service.cache import LRU, ResultCache
+from catalytic.service.cache import ResultCache, lattice_lru
 from catalytic.service.errors import exception_handlers
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import JobRunner, replica_id
@@ -33,6 +33,7 @@ from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
 from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
 from catalytic.service.pool import ProcessPool
+from catalytic.service.probes import Probes
 from catalytic.service.routes import health, jobs, lattices, transforms
 from catalytic.service.schemas import (
     AnalyzeRequest,
@@ -318,7 +319,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             runner=runner,
             threads=ThreadPoolExecutor(settings.cores_per_process, thread_name_prefix="catalytic-compute"),
             emit=emit,
-            lattices=LRU(settings.cache_size),
+            lattices=lattice_lru(settings.cache_size),
             existing=ExistenceCache(
                 None if database.dialect == "postgresql" else sqlite_file(settings.database_url, settings.sqlite_path)
             ),
@@ -335,6 +336,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         warm_up.add_done_callback(_freeze_heap)
         state.warm_up = warm_up
         ACTIVE_LATTICES.set(await queries.count_lattices(database))
+        probes = Probes(database, state.cache, settings.max_queued_jobs)
+        probes.start()
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)
         worker = await _webhook_worker(settings) if settings.run_webhook_worker else None
@@ -360,6 +363,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            await probes.close()
             await runner.close()
             if state.pool is not None:
                 await state.pool.close()

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from catalytic.service import defaults
-from catalytic.service.metrics import CACHE_HITS, CACHE_MISSES, CACHE_UP
+from catalytic.service.metrics import CACHE_CONFIGURED, CACHE_HITS, CACHE_MISSES, CACHE_UP, LATTICE_CACHE_BYTES
 
-__all__ = ["LRU", "ResultCache"]
+__all__ = ["LRU", "ResultCache", "lattice_bytes", "lattice_lru"]
 
 log = logging.getLogger("catalytic.service")
 
@@ -26,6 +27,9 @@ _L1_HITS, _L1_MISSES = CACHE_HITS.labels("l1"), CACHE_MISSES.labels("l1")
 class LRU(Generic[V]):
     """A least-recently-used map of at most ``size`` entries, each with an optional expiry time.
 
+    Given ``weigh`` (value → bytes), it keeps the bytes its entries hold in :attr:`nbytes`, weighed again on
+    every insertion (a held value may have grown since), and reports the sum to ``on_bytes``.
+
     Examples
     --------
     >>> lru = LRU[int](2)
@@ -34,9 +38,21 @@ class LRU(Generic[V]):
     (True, 3)
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self, size: int, *, weigh: Callable[[V], int] | None = None, on_bytes: Callable[[int], None] | None = None
+    ) -> None:
         self.size = size
+        self.nbytes = 0
+        self._weigh = weigh
+        self._on_bytes = on_bytes
         self._entries: OrderedDict[str, tuple[V, float]] = OrderedDict()
+
+    def _reweigh(self) -> None:
+        if self._weigh is None:
+            return
+        self.nbytes = sum(self._weigh(value) for value, _ in self._entries.values())
+        if self._on_bytes is not None:
+            self._on_bytes(self.nbytes)
 
     def get(self, key: str) -> V | None:
         """The value under ``key`` (refreshing its recency), or None when absent or expired."""
@@ -46,6 +62,7 @@ class LRU(Generic[V]):
         value, expires = entry
         if expires and expires < time.monotonic():
             del self._entries[key]
+            self._reweigh()
             return None
         self._entries.move_to_end(key)
         return value
@@ -56,13 +73,26 @@ class LRU(Generic[V]):
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+        self._reweigh()
 
     def pop(self, key: str) -> None:
         """Forget ``key``."""
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._reweigh()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def lattice_bytes(lattice: Any) -> int:
+    """Bytes of the arrays a materialised lattice holds: blocked mask, weights and the cached open mask."""
+    arrays = (lattice.blocked, lattice.weights, getattr(lattice, "_open_mask", None))
+    return sum(int(array.nbytes) for array in arrays if array is not None)
+
+
+def lattice_lru(size: int) -> LRU[Any]:
+    """The L1 cache of materialised lattices, its bytes shown by ``lattice_cache_bytes``."""
+    return LRU(size, weigh=lattice_bytes, on_bytes=LATTICE_CACHE_BYTES.set)
 
 
 class ResultCache:
@@ -78,6 +108,7 @@ class ResultCache:
         self._redis: Any = None
         self._down_until = 0.0
         self._down = False
+        CACHE_CONFIGURED.set(1 if redis_url else 0)
         if redis_url:
             import redis.asyncio as aioredis
 
@@ -172,6 +203,8 @@ class ResultCache:
             self._failed(exc)
             return False
         self._recovered()
+        # Set on every ping, not only on a change: the latest reading of any process is what the port serves.
+        CACHE_UP.set(1)
         return True
 
     async def close(self) -> None:

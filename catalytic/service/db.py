@@ -94,6 +94,21 @@ async def count_lattices(db: Queries) -> int:
     return int(await db.fetchval("SELECT COUNT(*) FROM service_lattices"))
 
 
+async def oldest_queued_job_created_at(db: Queries) -> float | None:
+    """Submission time (epoch seconds) of the oldest job still waiting to start, or None when none waits."""
+    oldest = await db.fetchval("SELECT MIN(created_at) FROM service_jobs WHERE status = 'queued'")
+    return None if oldest is None else float(oldest)
+
+
+async def results_bytes(db: Queries) -> int:
+    """Bytes of the stored job results: JSON bodies and .npy arrays (lengths only; no value is read).
+
+    The bodies are ASCII (``json.dumps`` escapes the rest), so their length in characters is their size.
+    """
+    total = await db.fetchval("SELECT COALESCE(SUM(LENGTH(body) + COALESCE(LENGTH(npy), 0)), 0) FROM service_results")
+    return int(total or 0)
+
+
 async def insert_lattice(db: Queries, record: Mapping[str, Any], arrays: Mapping[str, bytes]) -> None:
     """Store a lattice and its uploaded arrays (call inside a transaction)."""
     await db.execute(

@@ -34,6 +34,7 @@ from catalytic.service.metrics import (
     BACKEND_FALLBACKS,
     JOB_QUEUE_SIZE,
     JOBS,
+    JOBS_TAKEN_OVER,
     LATTICE_OPERATION_DURATION,
     LATTICE_OPERATIONS,
 )
@@ -384,6 +385,7 @@ class JobRunner:
         for job_id in failed:
             JOBS.labels("failed").inc()
             log.warning("job %s failed: out of attempts", job_id, extra={"job_id": job_id})
+        JOBS_TAKEN_OVER.inc(len(taken))
         for job in taken:
             log.info("job %s taken over (attempt %d)", job["id"], job["attempts"] + 1, extra={"job_id": job["id"]})
             self.submit(job["id"], job_task(job, **self.task_defaults))

@@ -97,6 +97,15 @@ _NEXT_DUE = """
 SELECT min(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END)
 FROM deliveries WHERE status = 'pending'
 """
+# The gauges' reading of the pending deliveries: due now; the oldest one's creation; since when the longest-waiting
+# due and unclaimed one has been due.
+_PENDING_SUMMARY = """
+SELECT COUNT(CASE WHEN next_attempt_at <= $1 THEN 1 END) AS due,
+       MIN(created_at) AS oldest_created,
+       MIN(CASE WHEN next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) THEN next_attempt_at END)
+           AS oldest_due
+FROM deliveries WHERE status = 'pending'
+"""
 _RECORD = """
 UPDATE deliveries
 SET status = $4, next_attempt_at = $5, lease_until = NULL, claimed_by = NULL, last_attempt_at = $6,
@@ -262,10 +271,11 @@ class Worker:
             await ensure_month_partitions(self.db, now)
         if now >= self._next_gauge:
             self._next_gauge = now + GAUGE_INTERVAL_S
-            due = await self.db.fetchval(
-                "SELECT count(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1", now
-            )
-            metrics.QUEUE_SIZE.set(int(due or 0))
+            row = await self.db.fetchrow(_PENDING_SUMMARY, now) or {}
+            oldest_created, oldest_due = row.get("oldest_created"), row.get("oldest_due")
+            metrics.QUEUE_SIZE.set(int(row.get("due") or 0))
+            metrics.OLDEST_PENDING_AGE_SECONDS.set(0.0 if oldest_created is None else max(0.0, now - oldest_created))
+            metrics.OLDEST_DUE_WAIT_SECONDS.set(0.0 if oldest_due is None else max(0.0, now - oldest_due))
 
     async def _claim(self, now: float) -> list[_Claim]:
         sql = _CLAIM_POSTGRES if self.db.dialect == "postgresql" else _CLAIM_SQLITE
@@ -397,6 +407,10 @@ class Worker:
             metrics.DELIVERIES_TOTAL.labels(outcome=result.outcome).inc()
             if result.duration_s > 0:
                 metrics.DELIVERY_DURATION_SECONDS.observe(result.duration_s)
+            if result.outcome == "succeeded":
+                # The delivery row is written with its event, so this is the wait from event to receipt.
+                lag = result.at + result.duration_s - result.claim.created_at
+                metrics.EVENT_TO_DELIVERY_SECONDS.observe(max(0.0, lag))
             logger.debug("delivery %s attempt %d: %s", result.claim.delivery_id, result.claim.attempt, result.outcome)
         delay = 0.1
         for attempt in range(RECORD_RETRIES):

@@ -27,6 +27,7 @@ from catalytic.service.schemas import (
     PathRequest,
 )
 from catalytic.service.state import ResolvedLattice, ServiceState, read_model, service
+from catalytic.service.telemetry import note_lattice_size
 
 __all__ = [
     "analyze",
@@ -171,9 +172,12 @@ async def shortest_path(request: Request) -> Response:
         key = f"path|id:{body.lattice_id}|{query}"
         hit = await _cached(st, body.lattice_id, key)
         if hit is not None:
+            held = st.lattices.get(body.lattice_id)
+            note_lattice_size(request.scope, None if held is None else held.vertices)
             return Response(hit, media_type="application/json")
     # A stored id was checked by _cached just now; it is not checked twice.
     resolved = await st.resolve(body.lattice_id, body.lattice, known_to_exist=body.lattice_id is not None)
+    note_lattice_size(request.scope, resolved.lattice.vertices)
     key = f"path|{resolved.key}|{query}"
     if body.lattice_id is None:
         hit = await st.cache.get(key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,7 +81,7 @@ def _parallel_capacity(loops: int = 20_000_000) -> dict[str, float]:
 
 
 def _timed_queries(
-    shape: tuple[int, ...], obstacles: list[dict[str, Any]], pairs: list[Any], backend: str, start_at: float
+    shape: tuple[int, ...], obstacles: Sequence[Mapping[str, Any]], pairs: list[Any], backend: str, start_at: float
 ) -> float:
     """Seconds for the query loop in this (separate) process, started at wall-clock ``start_at``."""
     lattice = Lattice(shape, obstacles=obstacles)

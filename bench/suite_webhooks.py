@@ -148,7 +148,7 @@ async def _run(args: argparse.Namespace, database_url: str | None, workdir: Path
     receiver = Receiver(workdir)
     config = WebhookConfig(
         database_url=database_url,
-        allow_cidrs="127.0.0.1/32",
+        allow_cidrs=("127.0.0.1/32",),
         batch_size=args.batch_size,
         concurrency=args.concurrency,
     )

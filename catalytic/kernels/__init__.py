@@ -33,6 +33,7 @@ from catalytic.lattice import Lattice
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_POOL_MAX_BYTES",
     "EXACT_DIAMETER_LIMIT",
     "METHODS",
     "Path",
@@ -40,6 +41,8 @@ __all__ = [
     "backends",
     "components",
     "distance_field",
+    "held_bytes",
+    "pool_bytes",
     "shortest_path",
 ]
 
@@ -47,6 +50,11 @@ METHODS = ("auto", "bfs", "bidirectional", "astar", "dijkstra")
 MEMORY_MODES = ("auto", "full", "frugal")
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
 """Bytes of search state one computation may allocate; ``CATALYTIC_MEMORY_BUDGET`` overrides it."""
+DEFAULT_POOL_MAX_BYTES = 64 * 2**20
+"""Bytes of search-state arrays each thread keeps for reuse; ``CATALYTIC_POOL_MAX_BYTES`` overrides it.
+
+Arrays larger than the cap are never pooled, so a large search gives its memory back as it ends.
+"""
 EXACT_DIAMETER_LIMIT = 10_000
 """Lattices with obstacles and at most this many open vertices get an exact diameter (one BFS per vertex)."""
 
@@ -113,16 +121,18 @@ class Path:
         }
 
 
-def _memory_budget(budget: int | None) -> int:
-    if budget is not None:
-        return int(budget)
-    raw = os.environ.get("CATALYTIC_MEMORY_BUDGET")
+def _env_bytes(name: str, default: int) -> int:
+    raw = os.environ.get(name)
     if raw is None:
-        return DEFAULT_MEMORY_BUDGET
+        return default
     try:
         return int(raw)
     except ValueError:
-        raise MethodError("CATALYTIC_MEMORY_BUDGET", f"{raw!r} is not an integer", "a byte count") from None
+        raise MethodError(name, f"{raw!r} is not an integer", "a byte count") from None
+
+
+def _memory_budget(budget: int | None) -> int:
+    return int(budget) if budget is not None else _env_bytes("CATALYTIC_MEMORY_BUDGET", DEFAULT_MEMORY_BUDGET)
 
 
 # Geometry and materialised masks are cached per lattice object and backend: a lattice is immutable, and the
@@ -136,6 +146,26 @@ def _cache_of(lattice: Lattice) -> dict[str, Any]:
     if "geometry" not in cache:
         cache["geometry"] = Geometry.of(lattice)
     return cache
+
+
+def held_bytes(lattice: Lattice) -> int:
+    """Bytes of the arrays the kernels keep prepared for ``lattice`` (materialised masks and bits, per backend).
+
+    They live as long as the lattice does, so a cache that holds lattices weighs them in.
+
+    Examples
+    --------
+    >>> lat = Lattice((10, 10))
+    >>> held_bytes(lat)
+    0
+    >>> _ = distance_field(lat, [(0, 0)], backend="numpy")
+    >>> held_bytes(lat) >= 100
+    True
+    """
+    cache = _PREPARED.get(lattice)
+    if not cache:
+        return 0
+    return sum(int(getattr(value, "nbytes", 0)) for key, value in cache.items() if ":" in key)
 
 
 def _prepared(lattice: Lattice, be: Backend, what: str = "mask") -> tuple[Geometry, Any]:
@@ -199,6 +229,11 @@ _POOL = threading.local()
 _POOL_ENTRIES = 4
 
 
+def pool_bytes() -> int:
+    """Bytes of the search-state arrays the calling thread keeps for reuse (at most ``CATALYTIC_POOL_MAX_BYTES``)."""
+    return sum(int(entry[1].nbytes) for entry in getattr(_POOL, "arrays", None) or [])
+
+
 class _Allocator:
     """Hands out search-state arrays: from lent scratch memory when given, else from a per-thread pool.
 
@@ -237,9 +272,15 @@ class _Allocator:
                 entry[2] = None  # in use: dirty until restored
                 return array
         array = self.be.full(n, value, dtype)
+        cap = _env_bytes("CATALYTIC_POOL_MAX_BYTES", DEFAULT_POOL_MAX_BYTES)
+        if array.nbytes > cap:
+            return array  # too large to keep: freed when the search ends
         pool.append([key, array, None])
         self.taken.add(id(array))
         del pool[:-_POOL_ENTRIES]
+        # Oldest first out until the pool fits its byte cap; the array just made is newest and fits alone.
+        while sum(int(entry[1].nbytes) for entry in pool) > cap:
+            del pool[0]
         return array
 
     def restore(self, array: Any, value: float, written: np.ndarray | None) -> None:

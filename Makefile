@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test lint typecheck bench clean services
+CHECKOV := $(VENV)/checkov/bin/checkov
+CHECKOV_PIN := checkov==3.3.30
+
+.PHONY: run test lint typecheck bench clean services deploy-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install the python3-venv package"; exit 1; }
@@ -22,7 +25,16 @@ run: $(STAMP)
 services:
 	@tools/ensure-services
 
-test: $(STAMP) services
+# checkov pins versions that clash with the project's (networkx<2.7, ...): it lives in a virtualenv of its own.
+$(CHECKOV): | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q '$(CHECKOV_PIN)' || { rm -f $(CHECKOV); echo "checkov not installed: its test skips"; }
+
+# Linters of the deployment files that come as Debian packages (shellcheck; promtool from prometheus).
+deploy-tools: $(CHECKOV)
+	@tools/ensure-deploy-tools
+
+test: $(STAMP) services deploy-tools
 	$(BIN)/ruff check catalytic bench tests
 	$(BIN)/ruff format --check catalytic bench tests
 	$(BIN)/mypy

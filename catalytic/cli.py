@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         "--seed-from", default=None, metavar="DIR", help="first copy a prebuilt cache from DIR into NUMBA_CACHE_DIR"
     )
     warmup.add_argument("--backend", default="numba", help="the backend to warm (default numba)")
+    warmup.add_argument(
+        "--check", action="store_true", help="also compare every answer with the numpy backend's (exit 1 if any differ)"
+    )
     warmup.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     path = commands.add_parser("path", help="one shortest path")
@@ -181,7 +184,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _warmup(args: argparse.Namespace) -> int:
     from catalytic.service.logs import configure_logging
-    from catalytic.warmup import seed_cache, warm_up
+    from catalytic.warmup import check, seed_cache, warm_up
 
     configure_logging("INFO")
     cache_dir = os.environ.get("NUMBA_CACHE_DIR")
@@ -195,12 +198,15 @@ def _warmup(args: argparse.Namespace) -> int:
             print(f"catalytic warmup: {exc}", file=sys.stderr)
             return 2
         log.info("copied %d cache files from %s to %s", copied, args.seed_from, cache_dir)
-    report = warm_up(args.backend)
+    report = warm_up(args.backend).to_dict()
+    differ = check(args.backend) if args.check else []
+    if args.check:
+        report["differ_from_numpy"] = differ
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps(report))
     else:
-        _print_human("warmup", report.to_dict())
-    return 0
+        _print_human("warmup", report)
+    return 1 if differ else 0
 
 
 def _migrate() -> int:

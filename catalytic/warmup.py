@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WarmupReport", "seed_cache", "warm_up"]
+__all__ = ["WarmupReport", "check", "seed_cache", "warm_up"]
 
 _KERNEL_MODULES = ("catalytic.kernels._numba_kernels", "catalytic.kernels._numba_frugal")
 
@@ -101,21 +101,49 @@ def _workload() -> list[tuple[str, Any]]:
     return list(lattices.items())
 
 
-def _run_workload(backend: str) -> None:
+def _run_workload(backend: str) -> list[tuple[str, Any]]:
+    """Every call of the workload on ``backend``, with its answer."""
     from catalytic import kernels
 
-    for _, lattice in _workload():
+    answers: list[tuple[str, Any]] = []
+    for name, lattice in _workload():
         open_vertices = np.flatnonzero(lattice.open_mask_flat())
         start = tuple(int(c) for c in lattice.coords_of(int(open_vertices[0])))
         goal = tuple(int(c) for c in lattice.coords_of(int(open_vertices[-1])))
         methods = ("dijkstra", "astar") if lattice.weighted else ("bfs", "bidirectional", "astar", "dijkstra")
         for method in methods:
-            kernels.shortest_path(lattice, start, goal, method, backend, memory="full")
+            path = kernels.shortest_path(lattice, start, goal, method, backend, memory="full")
+            answers.append((f"{name} shortest_path {method}", (path.length, path.cost, path.coords)))
         if not lattice.weighted:
-            kernels.shortest_path(lattice, start, goal, "bfs", backend, memory="frugal")
-        kernels.distance_field(lattice, [start], backend=backend)
-        kernels.components(lattice, backend=backend)
-        kernels.analyze(lattice, backend=backend)
+            path = kernels.shortest_path(lattice, start, goal, "bfs", backend, memory="frugal")
+            answers.append((f"{name} shortest_path frugal", (path.length, path.cost, path.coords)))
+        answers.append((f"{name} distance_field", kernels.distance_field(lattice, [start], backend=backend)))
+        answers.append((f"{name} components", kernels.components(lattice, backend=backend)))
+        report = kernels.analyze(lattice, backend=backend)
+        answers.append((f"{name} analyze", {k: v for k, v in report.items() if k != "backend"}))
+    return answers
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)
+
+
+def check(backend: str, reference: str = "numpy") -> list[str]:
+    """Run the workload on ``backend`` and on ``reference``; the calls whose answers differ (empty: conformant).
+
+    Examples
+    --------
+    >>> check("numba")  # doctest: +SKIP
+    []
+    """
+    expected = dict(_run_workload(reference))
+    return [call for call, answer in _run_workload(backend) if not _same(answer, expected[call])]
 
 
 def _dispatchers() -> list[Any]:

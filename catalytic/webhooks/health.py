@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from catalytic.webhooks.worker import Worker
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "HealthServer"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "PATHS", "HealthServer"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8081
 """The worker's probe and metrics port (``catalytic worker --port``)."""
 DEFAULT_HOST = "127.0.0.1"
+PATHS = ("/health", "/ready", "/metrics")
+"""What the port serves (probes in manifests are checked against it)."""
 _MAX_HEADER_LINES = 100
 _READ_TIMEOUT_S = 5.0
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

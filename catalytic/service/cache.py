@@ -28,7 +28,9 @@ class LRU(Generic[V]):
     """A least-recently-used map of at most ``size`` entries, each with an optional expiry time.
 
     Given ``weigh`` (value → bytes), it keeps the bytes its entries hold in :attr:`nbytes`, weighed again on
-    every insertion (a held value may have grown since), and reports the sum to ``on_bytes``.
+    every insertion (a held value may have grown since), and reports the sum to ``on_bytes``. With
+    ``max_bytes`` as well, least recently used entries are evicted until the rest weigh at most that; an entry
+    heavier than ``max_bytes`` on its own is not kept.
 
     Examples
     --------
@@ -39,9 +41,15 @@ class LRU(Generic[V]):
     """
 
     def __init__(
-        self, size: int, *, weigh: Callable[[V], int] | None = None, on_bytes: Callable[[int], None] | None = None
+        self,
+        size: int,
+        *,
+        weigh: Callable[[V], int] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.size = size
+        self.max_bytes = max_bytes
         self.nbytes = 0
         self._weigh = weigh
         self._on_bytes = on_bytes
@@ -50,7 +58,14 @@ class LRU(Generic[V]):
     def _reweigh(self) -> None:
         if self._weigh is None:
             return
-        self.nbytes = sum(self._weigh(value) for value, _ in self._entries.values())
+        weights = [self._weigh(value) for value, _ in self._entries.values()]
+        self.nbytes = sum(weights)
+        if self.max_bytes is not None:
+            for weight in weights:
+                if self.nbytes <= self.max_bytes:
+                    break
+                self._entries.popitem(last=False)
+                self.nbytes -= weight
         if self._on_bytes is not None:
             self._on_bytes(self.nbytes)
 
@@ -85,14 +100,17 @@ class LRU(Generic[V]):
 
 
 def lattice_bytes(lattice: Any) -> int:
-    """Bytes of the arrays a materialised lattice holds: blocked mask, weights and the cached open mask."""
+    """Bytes of the arrays a materialised lattice holds: blocked mask, weights, the cached open mask, and the
+    masks and bits the kernels prepared for it (:func:`catalytic.kernels.held_bytes`)."""
+    from catalytic.kernels import held_bytes
+
     arrays = (lattice.blocked, lattice.weights, getattr(lattice, "_open_mask", None))
-    return sum(int(array.nbytes) for array in arrays if array is not None)
+    return sum(int(array.nbytes) for array in arrays if array is not None) + held_bytes(lattice)
 
 
-def lattice_lru(size: int) -> LRU[Any]:
-    """The L1 cache of materialised lattices, its bytes shown by ``lattice_cache_bytes``."""
-    return LRU(size, weigh=lattice_bytes, on_bytes=LATTICE_CACHE_BYTES.set)
+def lattice_lru(size: int, max_bytes: int | None = None) -> LRU[Any]:
+    """The L1 cache of materialised lattices (CACHE_SIZE, CACHE_MAX_BYTES); ``lattice_cache_bytes`` shows its bytes."""
+    return LRU(size, weigh=lattice_bytes, on_bytes=LATTICE_CACHE_BYTES.set, max_bytes=max_bytes)
 
 
 class ResultCache:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import math
 from collections.abc import Mapping
@@ -32,7 +31,6 @@ __all__ = [
     "json_key",
     "lattice_counts",
     "materialise",
-    "npy_bytes",
     "serve_tasks",
 ]
 
@@ -141,13 +139,6 @@ def estimate_bytes(vertices: int, weighted: bool) -> int:
     return vertices * per_vertex
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """An array serialised as a .npy file."""
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
 def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
     """The JSON bodies of a fresh answer and of its later cache hits, encoded once.
 
@@ -163,7 +154,13 @@ def answer_bodies(answer: dict[str, Any]) -> tuple[bytes, bytes]:
 
 def _error_answer(exc: BaseException) -> dict[str, Any]:
     from catalytic.errors import InvalidInputError, MemoryBudgetError, VertexBudgetError
+    from catalytic.service.results import ResultNotStored
 
+    if isinstance(exc, ResultNotStored):
+        return {"status": 507, "error": "result_not_stored", "message": str(exc), "fields": []}
+    if isinstance(exc, MemoryError):
+        message = "the computation ran out of memory" + (f": {exc}" if str(exc) else "")
+        return {"status": 507, "error": "out_of_memory", "message": message, "fields": []}
     if isinstance(exc, VertexBudgetError | MemoryBudgetError):
         fields = [exc.to_dict()] if isinstance(exc, VertexBudgetError) else []
         return {"status": 413, "error": "too_large", "message": str(exc), "fields": fields}
@@ -196,14 +193,18 @@ def execute_task(task: Mapping[str, Any], lattice: Lattice | None = None, ray_ad
 def serve_tasks(conn: Any) -> None:
     """Body of a job worker process: run tasks from ``conn`` one at a time until the pipe closes.
 
-    Each task is a dict (operation, spec, arrays, params, backend, memory, max_sizes). The process sends
-    ``("progress", fraction)`` messages, then ``("ok", answer, npy_bytes_or_None, backend, fallbacks)`` or
-    ``("error", error_dict)``. The parent terminates the process to cancel a task. When ``RAY_ADDRESS`` is
-    set, each task runs on that Ray cluster instead (the job record here stays the source of truth).
+    Each task is a dict (operation, spec, arrays, params, backend, memory, max_sizes, and for array results
+    ``results``, a :func:`catalytic.service.results.store_config`, and ``result_name``). The process sends
+    ``("progress", fraction)`` messages, then ``("ok", answer, stored_array_or_None, backend, fallbacks)`` or
+    ``("error", error_dict)``; the array result is written here, to the store when large
+    (:func:`catalytic.service.results.write_result`), and sent as its reference or as .npy bytes. The parent
+    terminates the process to cancel a task. When ``RAY_ADDRESS`` is set, each task runs on that Ray cluster
+    instead (the job record here stays the source of truth).
     """
     import os
 
     from catalytic.kernels.backend import fallback_count
+    from catalytic.service.results import write_result
 
     ray_address = os.environ.get("RAY_ADDRESS") or None
     cached: dict[str, Lattice] = {}
@@ -224,15 +225,12 @@ def serve_tasks(conn: Any) -> None:
             conn.send(("progress", 0.2))
             before = fallback_count()
             answer, array = execute_task(task, lattice, ray_address)
-            conn.send(
-                (
-                    "ok",
-                    answer,
-                    None if array is None else npy_bytes(array),
-                    answer.get("backend"),
-                    fallback_count() - before,
-                )
-            )
+            stored = None
+            if array is not None:
+                name = task.get("result_name") or "result.npy"
+                stored = write_result(array, task.get("results"), name).to_message()
+                del array
+            conn.send(("ok", answer, stored, answer.get("backend"), fallback_count() - before))
         except Exception as exc:  # every failure becomes the job's error; the worker lives on
             conn.send(("error", _error_answer(exc)))
 

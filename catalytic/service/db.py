@@ -17,8 +17,11 @@ __all__ = [
     "cancel_job",
     "claim_job",
     "count_lattices",
+    "delete_finished_job_arrays",
     "delete_lattice",
+    "delete_results",
     "expired_jobs",
+    "expired_results",
     "fail_expired_job",
     "fetch_arrays",
     "finish_job",
@@ -101,7 +104,8 @@ async def oldest_queued_job_created_at(db: Queries) -> float | None:
 
 
 async def results_bytes(db: Queries) -> int:
-    """Bytes of the stored job results: JSON bodies and .npy arrays (lengths only; no value is read).
+    """Bytes of the job results stored in the database: JSON bodies and .npy arrays (lengths only; no value is
+    read). Arrays in the results store are not counted here (:class:`catalytic.service.results.ResultSweeper`).
 
     The bodies are ASCII (``json.dumps`` escapes the rest), so their length in characters is their size.
     """
@@ -266,12 +270,15 @@ async def finish_job(
     *,
     error: Mapping[str, Any] | None = None,
     body: Mapping[str, Any] | None = None,
-    npy: bytes | None = None,
+    array: Mapping[str, Any] | None = None,
     owner: str | None = None,
+    expires_at: float | None = None,
 ) -> bool:
     """Record a running job's end and its result (inside a transaction).
 
-    False when it had been cancelled or, with ``owner`` given, taken over by another replica meanwhile.
+    ``array`` is a :class:`catalytic.service.results.StoredArray` as a dict: ``npy`` bytes for the database,
+    or ``ref`` to the results store, with ``sha256`` and ``nbytes`` either way. False when the job had been
+    cancelled or, with ``owner`` given, taken over by another replica meanwhile.
     """
     updated = await db.fetchval(
         "UPDATE service_jobs SET status = $2, progress = $3, finished_at = $4, error = $5, has_array = $6, "
@@ -282,18 +289,23 @@ async def finish_job(
         1.0 if status == "succeeded" else 0.0,
         now,
         None if error is None else json.dumps(error),
-        int(npy is not None),
+        int(array is not None),
         owner,
     )
     if updated is None:
         return False
     if body is not None:
         await db.execute(
-            "INSERT INTO service_results (job_id, body, npy, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO service_results (job_id, body, npy, created_at, array_ref, array_sha256, array_bytes, "
+            "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             job_id,
             json.dumps(body),
-            npy,
+            None if array is None else array.get("npy"),
             now,
+            None if array is None else array.get("ref"),
+            None if array is None else array["sha256"],
+            None if array is None else int(array["nbytes"]),
+            expires_at,
         )
     return True
 
@@ -310,12 +322,46 @@ async def cancel_job(db: Queries, job_id: str, now: float) -> bool:
 
 
 async def get_result(db: Queries, job_id: str, *, with_array: bool) -> dict[str, Any] | None:
-    """A finished job's JSON result and, when asked, its .npy bytes."""
-    columns = "body, npy" if with_array else "body"
+    """A finished job's JSON result, the array's store reference, digest, size and expiry and, when asked and
+    kept in the database, its .npy bytes."""
+    columns = "body, array_ref, array_sha256, array_bytes, expires_at" + (", npy" if with_array else "")
     row = await db.fetchrow(f"SELECT {columns} FROM service_results WHERE job_id = $1", job_id)
     if row is None:
         return None
-    out: dict[str, Any] = {"body": json.loads(row["body"])}
+    out: dict[str, Any] = {
+        "body": json.loads(row["body"]),
+        "array_ref": row["array_ref"],
+        "array_sha256": row["array_sha256"],
+        "array_bytes": None if row["array_bytes"] is None else int(row["array_bytes"]),
+        "expires_at": None if row["expires_at"] is None else float(row["expires_at"]),
+    }
     if with_array:
         out["npy"] = None if row["npy"] is None else bytes(row["npy"])
     return out
+
+
+async def expired_results(db: Queries, now: float, ttl_s: float, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` results past their expiry (rows from before expiries: ``created_at + ttl_s``)."""
+    rows = await db.fetch(
+        "SELECT job_id, array_ref FROM service_results WHERE COALESCE(expires_at, created_at + $2) < $1 "
+        "ORDER BY job_id LIMIT $3",
+        now,
+        ttl_s,
+        limit,
+    )
+    return [{"job_id": r["job_id"], "array_ref": r["array_ref"]} for r in rows]
+
+
+async def delete_results(db: Queries, job_ids: list[str]) -> None:
+    """Delete the result records of ``job_ids`` (their store files are deleted first, by the caller)."""
+    for job_id in job_ids:
+        await db.execute("DELETE FROM service_results WHERE job_id = $1", job_id)
+
+
+async def delete_finished_job_arrays(db: Queries, finished_before: float) -> None:
+    """Delete the uploaded arrays of inline-lattice jobs that finished before ``finished_before``."""
+    await db.execute(
+        "DELETE FROM service_arrays WHERE owner_id IN (SELECT id FROM service_jobs WHERE lattice_id IS NULL "
+        "AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1)",
+        finished_before,
+    )

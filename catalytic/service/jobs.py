@@ -38,8 +38,19 @@ from catalytic.service.metrics import (
     LATTICE_OPERATION_DURATION,
     LATTICE_OPERATIONS,
 )
+from catalytic.service.results import open_store, result_name
 
-__all__ = ["Emit", "JobRunner", "WorkerLost", "WorkerSlot", "job_event", "job_task", "job_timings", "replica_id"]
+__all__ = [
+    "Emit",
+    "JobRunner",
+    "WorkerLost",
+    "WorkerSlot",
+    "job_event",
+    "job_task",
+    "job_timings",
+    "process_rss",
+    "replica_id",
+]
 
 log = logging.getLogger("catalytic.service")
 
@@ -82,13 +93,36 @@ class WorkerLost(RuntimeError):
     """The worker process died (killed on cancel or time limit, or crashed)."""
 
 
-class WorkerSlot:
-    """One worker process running one task at a time; :meth:`kill` stops it mid-task."""
+def process_rss(pid: int) -> int | None:
+    """Resident bytes of process ``pid`` (Linux ``/proc``), or None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def __init__(self, io: ThreadPoolExecutor) -> None:
+
+class WorkerSlot:
+    """One worker process running one task at a time; :meth:`kill` stops it mid-task.
+
+    Parameters
+    ----------
+    io : ThreadPoolExecutor
+        Where the blocking pipe reads and writes run.
+    max_rss : int
+        Replace the process when its resident bytes stay above this after a job (0: never).
+    max_jobs : int
+        Replace the process after this many jobs (0: never).
+    """
+
+    def __init__(self, io: ThreadPoolExecutor, max_rss: int = 0, max_jobs: int = 0) -> None:
         self._io = io
         self._process: Any = None
         self._conn: Any = None
+        self.max_rss = max_rss
+        self.max_jobs = max_jobs
+        self.jobs = 0
+        self.recycled = 0
 
     def _ensure(self) -> None:
         if self._process is not None and self._process.is_alive():
@@ -120,6 +154,36 @@ class WorkerSlot:
         """The worker process id while one is alive."""
         return self._process.pid if self._process is not None and self._process.is_alive() else None
 
+    def exit_reason(self) -> str:
+        """Why the process ended, as far as its exit status tells (for the job's error)."""
+        process = self._process
+        if process is None:
+            return "the worker process ended"
+        process.join(1)
+        code = process.exitcode
+        if code is not None and code < 0:
+            if -code == 9:
+                return "the worker process was killed (signal 9: the system's out-of-memory killer, or an operator)"
+            return f"the worker process was killed by signal {-code}"
+        return f"the worker process ended (exit status {code})"
+
+    def after_job(self) -> str | None:
+        """Replace the process when it ran ``max_jobs`` jobs or its RSS is over ``max_rss``; why, or None."""
+        self.jobs += 1
+        pid = self.pid
+        if pid is None:
+            return None
+        reason = None
+        if self.max_jobs and self.jobs >= self.max_jobs:
+            reason = f"it ran {self.jobs} jobs (JOB_WORKER_MAX_JOBS={self.max_jobs})"
+        elif self.max_rss and (rss := process_rss(pid) or 0) > self.max_rss:
+            reason = f"it holds {rss} bytes after a job (JOB_WORKER_MAX_RSS_BYTES={self.max_rss})"
+        if reason is not None:
+            log.info("job worker process %d replaced: %s", pid, reason)
+            self.kill()
+            self.recycled += 1
+        return reason
+
     def kill(self) -> None:
         """Terminate the process (a fresh one starts with the next task)."""
         if self._process is None:
@@ -128,6 +192,7 @@ class WorkerSlot:
         self._process.join(5)
         self._conn.close()
         self._process = self._conn = None
+        self.jobs = 0
 
 
 class JobRunner:
@@ -152,6 +217,13 @@ class JobRunner:
         Started attempts after which an orphaned job fails instead of being taken over (JOB_MAX_ATTEMPTS).
     task_defaults : mapping, optional
         ``backend``, ``memory`` and ``max_sizes`` for the tasks of taken-over jobs (see :func:`job_task`).
+    results : mapping, optional
+        Where array results over the database threshold go (:func:`catalytic.service.results.store_config`);
+        without it every array result is kept in the database.
+    result_ttl_s : float
+        How long a result is kept after its job finished (RESULT_TTL).
+    worker_max_rss, worker_max_jobs : int
+        When a worker process is replaced (JOB_WORKER_MAX_RSS_BYTES, JOB_WORKER_MAX_JOBS; 0: never).
     clock : callable
         Epoch seconds; tests inject their own.
     """
@@ -168,6 +240,10 @@ class JobRunner:
         lease_s: float = defaults.JOB_LEASE_SECONDS,
         max_attempts: int = defaults.JOB_MAX_ATTEMPTS,
         task_defaults: Mapping[str, Any] | None = None,
+        results: Mapping[str, Any] | None = None,
+        result_ttl_s: float = defaults.RESULT_TTL_S,
+        worker_max_rss: int = 0,
+        worker_max_jobs: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = database
@@ -184,11 +260,13 @@ class JobRunner:
         }
         self.task_defaults.update(task_defaults or {})
         self.clock = clock
+        self.results = None if results is None else dict(results)
+        self.result_ttl_s = float(result_ttl_s)
         # Jobs queued or running here, whose leases this process renews; _lost: leases found ended or taken.
         self._owned: set[str] = set()
         self._lost: set[str] = set()
         self._io = ThreadPoolExecutor(max_workers=2 * slots + 1, thread_name_prefix="catalytic-job-io")
-        self._slots = [WorkerSlot(self._io) for _ in range(slots)]
+        self._slots = [WorkerSlot(self._io, worker_max_rss, worker_max_jobs) for _ in range(slots)]
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._running: dict[str, WorkerSlot] = {}
         self._cancelled: set[str] = set()
@@ -202,6 +280,15 @@ class JobRunner:
     def worker_pids(self) -> dict[str, int]:
         """Job id → pid of the worker process running it, for the jobs running in this process now."""
         return {job_id: pid for job_id, slot in self._running.items() if (pid := slot.pid) is not None}
+
+    def idle_worker_pids(self) -> list[int]:
+        """The pids of every live worker process, idle ones included."""
+        return [pid for slot in self._slots if (pid := slot.pid) is not None]
+
+    @property
+    def workers_recycled(self) -> int:
+        """Worker processes replaced for their RSS or job count since start."""
+        return sum(slot.recycled for slot in self._slots)
 
     def has_capacity(self) -> bool:
         """Whether one more job fits in the queue."""
@@ -244,8 +331,12 @@ class JobRunner:
                 await self._run(slot, job_id, task)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                # Failed here, once, with the reason: left running, the job would be taken over and run again.
                 log.exception("job %s: runner failure", job_id)
+                error = {"status": 500, "error": "internal", "message": f"{type(exc).__name__}: {exc}", "fields": []}
+                with contextlib.suppress(Exception):
+                    await self._finish(job_id, task["operation"], "failed", error=error)
             finally:
                 self._running.pop(job_id, None)
                 self._cancelled.discard(job_id)
@@ -263,6 +354,7 @@ class JobRunner:
         JOB_QUEUE_SIZE.set(self.pending)
         if "arrays" not in task:
             task = {**task, "arrays": await queries.fetch_arrays(self.db, task.pop("arrays_owner"))}
+        task = {**task, "results": self.results, "result_name": result_name(job_id)}
 
         async def progress(fraction: float) -> None:
             await queries.set_progress(self.db, job_id, fraction)
@@ -273,6 +365,7 @@ class JobRunner:
         run.add_done_callback(lambda t: t.cancelled() or t.exception())
         outcome: tuple[Any, ...] | None = None
         reason = None
+        lost_because = "the worker process ended"
         while outcome is None and reason is None:
             done, _ = await asyncio.wait({run}, timeout=defaults.JOB_POLL_S)
             if run in done:
@@ -280,6 +373,7 @@ class JobRunner:
                     outcome = run.result()
                 except WorkerLost:
                     reason = "cancelled" if job_id in self._cancelled else "worker"
+                    lost_because = slot.exit_reason()
             elif job_id in self._cancelled or await queries.job_status(self.db, job_id) == "cancelled":
                 reason = "cancelled"
             elif job_id in self._lost:
@@ -290,6 +384,8 @@ class JobRunner:
             slot.kill()
             with contextlib.suppress(WorkerLost):
                 await run
+        else:
+            slot.after_job()
         elapsed = time.perf_counter() - started
         if reason == "cancelled":
             log.info("job %s cancelled after %.3f s; its worker process was stopped", job_id, elapsed)
@@ -300,20 +396,41 @@ class JobRunner:
             log.warning("job %s: lease lost to another replica after %.3f s; stopped here", job_id, elapsed)
             return
         if outcome is not None and outcome[0] == "ok":
-            _, answer, npy, backend, fallbacks = outcome
+            _, answer, stored, backend, fallbacks = outcome
             LATTICE_OPERATIONS.labels(task["operation"], backend or "unknown").inc()
             LATTICE_OPERATION_DURATION.labels(task["operation"]).observe(elapsed)
             if fallbacks:
                 BACKEND_FALLBACKS.inc(fallbacks)
-            await self._finish(job_id, task["operation"], "succeeded", body=answer, npy=npy)
+            await self._succeed(job_id, task["operation"], answer, stored)
             return
         if outcome is not None:
             error = outcome[1]
         elif reason == "timeout":
             error = {"status": 504, "error": "timeout", "message": f"the job ran past {self.timeout_s} s", "fields": []}
         else:
-            error = {"status": 500, "error": "worker_lost", "message": "the worker process ended", "fields": []}
+            error = {"status": 500, "error": "worker_lost", "message": lost_because, "fields": []}
         await self._finish(job_id, task["operation"], "failed", error=error)
+
+    async def _succeed(
+        self, job_id: str, operation: str, answer: dict[str, Any], stored: dict[str, Any] | None
+    ) -> None:
+        """Record a success, or the true reason its result could not be kept (the job fails once, for good)."""
+        try:
+            recorded = await self._finish(job_id, operation, "succeeded", body=answer, array=stored)
+        except Exception as exc:  # the database refused the result (too big for a row, a full disk, ...)
+            log.warning("job %s: result not stored: %s: %s", job_id, type(exc).__name__, exc)
+            error = {
+                "status": 507,
+                "error": "result_not_stored",
+                "message": f"the result could not be stored: {type(exc).__name__}: {exc}",
+                "fields": [],
+            }
+            recorded = False
+            await self._finish(job_id, operation, "failed", error=error)
+        if not recorded and stored is not None and stored.get("ref") and self.results is not None:
+            # Cancelled, taken over, or failed above: nothing names the file, so it goes now.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(open_store(self.results).delete, stored["ref"])
 
     async def _finish(
         self,
@@ -322,18 +439,27 @@ class JobRunner:
         status: str,
         *,
         body: dict[str, Any] | None = None,
-        npy: bytes | None = None,
+        array: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
         now = self.clock()
         async with self.db.transaction() as conn:
             if not await queries.finish_job(
-                conn, job_id, status, now, error=error, body=body, npy=npy, owner=self.owner
+                conn,
+                job_id,
+                status,
+                now,
+                error=error,
+                body=body,
+                array=array,
+                owner=self.owner,
+                expires_at=now + self.result_ttl_s,
             ):
-                return
+                return False
             await self._emit_end(conn, job_id, status)
         JOBS.labels(status).inc()
         log.info("job %s %s", job_id, status, extra={"job_id": job_id, "operation": operation})
+        return True
 
     async def _emit_end(self, conn: Any, job_id: str, status: str) -> None:
         # Every completion goes through here, inside the transaction that records it (outbox).

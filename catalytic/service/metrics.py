@@ -138,7 +138,9 @@ DATABASE_PING_DURATION = Histogram(
 )
 RESULTS_STORE_BYTES = Gauge(
     "results_store_bytes",
-    "Bytes of stored job results (JSON bodies and .npy arrays), all replicas.",
+    "Bytes of stored job results, all replicas, by location: database (JSON bodies and the .npy arrays kept "
+    "in rows) and store (the .npy files of the results store, RESULTS_DIR or RESULTS_S3_BUCKET).",
+    ["location"],
     multiprocess_mode="mostrecent",
 )
 JOB_QUEUE_SIZE = Gauge("job_queue_size", "Jobs queued or running in this process.", multiprocess_mode="livesum")

@@ -29,7 +29,7 @@ import os
 import pickle
 import socket
 import struct
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,17 +75,18 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return bytes(chunks)
 
 
-def _child_main(conn: Any, cache_size: int) -> None:
+def _child_main(conn: Any, cache_size: int, cache_max_bytes: int | None = None) -> None:
     """Body of a worker process: answer batches of calls until the socket closes."""
     from catalytic.errors import CatalyticError
     from catalytic.kernels.backend import fallback_count
     from catalytic.operations import run_operation
+    from catalytic.service.cache import LRU, lattice_bytes
     from catalytic.service.compute import answer_bodies, materialise
 
     sock = socket.socket(fileno=os.dup(conn.fileno()))
     conn.close()
     sock.setblocking(True)
-    lattices: OrderedDict[str, Any] = OrderedDict()
+    lattices: LRU[Any] = LRU(cache_size, weigh=lattice_bytes, max_bytes=cache_max_bytes)
     while True:
         header = _recv_exact(sock, _HEADER.size)
         if header is None:
@@ -96,6 +97,7 @@ def _child_main(conn: Any, cache_size: int) -> None:
         replies: list[tuple[Any, ...]] = []
         for call_id, key, shipped, operation, params, options in pickle.loads(body):
             lattice = lattices.get(key)
+            materialised = False
             try:
                 if lattice is None:
                     if shipped is None:
@@ -103,13 +105,13 @@ def _child_main(conn: Any, cache_size: int) -> None:
                         continue
                     spec, arrays, max_vertices = shipped
                     lattice = materialise(spec, arrays, max_vertices)
-                    lattices[key] = lattice
-                    while len(lattices) > cache_size:
-                        lattices.popitem(last=False)
-                else:
-                    lattices.move_to_end(key)
+                    materialised = True
                 before = fallback_count()
-                answer, _ = run_operation(lattice, operation, params, **options)
+                try:
+                    answer, _ = run_operation(lattice, operation, params, **options)
+                finally:
+                    if materialised:  # weighed after its first call, with the masks the kernels prepared for it
+                        lattices.put(key, lattice)
                 fresh, hit = answer_bodies(answer)
                 replies.append(("ok", call_id, fresh, hit, answer.get("backend"), fallback_count() - before))
             except CatalyticError as exc:  # bad input: raised again in the server process, answered the same way
@@ -154,6 +156,8 @@ class ProcessPool:
         Most worker processes (PARALLEL_CORES per server process); they start on demand.
     cache_size : int
         Lattices each worker keeps materialised (CACHE_SIZE).
+    cache_max_bytes : int, optional
+        Bytes those lattices may hold in each worker, prepared masks included (CACHE_MAX_BYTES).
     io : concurrent.futures.Executor
         Where the spec and arrays of a lattice a worker lacks are serialised, off the event loop.
     max_vertices : int
@@ -162,11 +166,21 @@ class ProcessPool:
         The most calls in one batch.
     """
 
-    def __init__(self, processes: int, cache_size: int, io: Executor, max_vertices: int, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        processes: int,
+        cache_size: int,
+        io: Executor,
+        max_vertices: int,
+        max_batch: int = 64,
+        *,
+        cache_max_bytes: int | None = None,
+    ) -> None:
         if processes < 1:
             raise ValueError("processes must be at least 1")
         self.processes = processes
         self.cache_size = cache_size
+        self.cache_max_bytes = cache_max_bytes
         self.max_batch = max_batch
         self._io = io
         self._max_vertices = max_vertices
@@ -258,7 +272,10 @@ class ProcessPool:
             ctx = multiprocessing.get_context("spawn")
             parent, child = ctx.Pipe(duplex=True)
             process = ctx.Process(
-                target=_child_main, args=(child, self.cache_size), daemon=True, name="catalytic-compute"
+                target=_child_main,
+                args=(child, self.cache_size, self.cache_max_bytes),
+                daemon=True,
+                name="catalytic-compute",
             )
             process.start()
             child.close()

@@ -69,7 +69,7 @@ class Probes:
         """Set the gauges read from the database: oldest queued job age, stored result bytes, stored lattices."""
         oldest = await queries.oldest_queued_job_created_at(self.db)
         JOB_OLDEST_QUEUED_AGE.set(0.0 if oldest is None else max(0.0, self.clock() - oldest))
-        RESULTS_STORE_BYTES.set(await queries.results_bytes(self.db))
+        RESULTS_STORE_BYTES.labels("database").set(await queries.results_bytes(self.db))
         ACTIVE_LATTICES.set(await queries.count_lattices(self.db))
 
     async def run_once(self) -> None:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     parallel_cores: int = Field(default=defaults.PARALLEL_CORES, ge=1, le=1024, validation_alias=_env("PARALLEL_CORES"))
     web_workers: int = Field(default=1, ge=1, le=1024, validation_alias=_env("WEB_CONCURRENCY"))
     cache_size: int = Field(default=defaults.CACHE_SIZE, ge=1, validation_alias=_env("CACHE_SIZE"))
+    cache_max_bytes: int = Field(default=defaults.CACHE_MAX_BYTES, ge=0, validation_alias=_env("CACHE_MAX_BYTES"))
+    """Bytes the materialised lattices of one process's L1 may hold (with CACHE_SIZE, whichever binds first)."""
     result_cache_size: int = Field(default=defaults.RESULT_CACHE_SIZE, ge=1, validation_alias=_env("RESULT_CACHE_SIZE"))
     max_lattices: int = Field(default=defaults.MAX_LATTICES, ge=1, validation_alias=_env("MAX_LATTICES"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -94,11 +96,39 @@ class Settings(BaseSettings):
     max_page_limit: int = Field(
         default=defaults.MAX_PAGE_LIMIT, ge=1, validation_alias=_env("CATALYTIC_MAX_PAGE_LIMIT")
     )
+    result_db_max_bytes: int = Field(
+        default=defaults.RESULT_DB_MAX_BYTES, ge=0, validation_alias=_env("RESULT_DB_MAX_BYTES")
+    )
+    """Array results (.npy) larger than this go to the results store; smaller ones stay in the database."""
+    results_dir: str = Field(default=defaults.RESULTS_DIR, validation_alias=_env("RESULTS_DIR"))
+    results_s3_bucket: str | None = Field(default=None, validation_alias=_env("RESULTS_S3_BUCKET"))
+    """An S3-compatible bucket for the results store; when set, RESULTS_DIR is not used."""
+    results_s3_prefix: str = Field(default="results/", validation_alias=_env("RESULTS_S3_PREFIX"))
+    results_s3_endpoint_url: str | None = Field(default=None, validation_alias=_env("RESULTS_S3_ENDPOINT_URL"))
+    results_s3_region: str | None = Field(default=None, validation_alias=_env("RESULTS_S3_REGION"))
+    result_ttl_s: float = Field(default=defaults.RESULT_TTL_S, gt=0, validation_alias=_env("RESULT_TTL"))
+    result_sweep_s: float = Field(default=defaults.RESULT_SWEEP_S, gt=0, validation_alias=_env("RESULT_SWEEP_S"))
+    job_worker_max_rss_bytes: int = Field(
+        default=defaults.JOB_WORKER_MAX_RSS_BYTES, ge=0, validation_alias=_env("JOB_WORKER_MAX_RSS_BYTES")
+    )
+    """A job worker process whose resident memory is above this after a job is replaced (0: never)."""
+    job_worker_max_jobs: int = Field(
+        default=defaults.JOB_WORKER_MAX_JOBS, ge=0, validation_alias=_env("JOB_WORKER_MAX_JOBS")
+    )
+    """A job worker process is replaced after this many jobs (0: never)."""
+    memory_limit_bytes: int | None = Field(default=None, ge=1, validation_alias=_env("CATALYTIC_MEMORY_LIMIT_BYTES"))
+    """Memory the work of this service may use; unset: the cgroup limit, else the machine's physical memory."""
+    memory_reserved_bytes: int = Field(
+        default=defaults.MEMORY_RESERVED_BYTES, ge=0, validation_alias=_env("CATALYTIC_MEMORY_RESERVED_BYTES")
+    )
+    """Of the memory limit, what admission keeps for the server processes themselves (caches, pools, code)."""
     webhook_worker: bool | None = Field(default=None, validation_alias=_env("CATALYTIC_WEBHOOK_WORKER"))
     migrate_on_start: bool = Field(default=True, validation_alias=_env("CATALYTIC_MIGRATE_ON_START"))
     """Whether ``serve`` applies migrations as it starts; off where a ``catalytic migrate`` Job runs first."""
 
-    @field_validator("database_url", "redis_url", "api_keys_file", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "api_keys_file", "results_s3_bucket", "results_s3_endpoint_url", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

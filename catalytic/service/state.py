@@ -55,6 +55,8 @@ class ServiceState:
     existing: ExistenceCache
     pool: ProcessPool | None = None
     warm_up: asyncio.Future[None] | None = None
+    sweeper: Any = None
+    """The results sweeper (:class:`catalytic.service.results.ResultSweeper`), started with the app."""
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work on the thread pool within the request time limit (504 past it)."""

@@ -27,6 +27,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "CATALYTIC_SQLITE_PATH": str(tmp_path / "catalytic.db"),
+            "RESULTS_DIR": str(tmp_path / "results"),
             "METRICS_PORT": 0,
             "CATALYTIC_WEBHOOK_WORKER": False,
             "PARALLEL_CORES": 2,

@@ -1,20 +1,36 @@
-"""Jobs: submit, status, result (JSON, arrays as .npy), cancel. Any replica answers for any job."""
+"""Jobs: submit, status, result (JSON, arrays as .npy), cancel. Any replica answers for any job.
+
+An array result is streamed from where it is kept: the database row for small ones, the results store
+(:mod:`catalytic.service.results`) for the rest. Either way the download carries its size and its SHA-256
+(``Repr-Digest``, RFC 9530), and a result past ``RESULT_TTL`` answers 410.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import time
+from collections.abc import Iterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from catalytic.service import db as queries
-from catalytic.service.errors import Conflict, NotFound
+from catalytic.service.errors import Conflict, NotFound, ServiceError
 from catalytic.service.jobs import job_event, job_timings
+from catalytic.service.results import ResultNotStored, open_store, store_config
 from catalytic.service.routes._submit import submit_job
 from catalytic.service.schemas import PARAMS_MODELS, JobRequest
-from catalytic.service.state import read_model, service
+from catalytic.service.state import ServiceState, read_model, service
 
-__all__ = ["cancel_job", "create_job", "get_job", "get_job_result"]
+__all__ = ["ResultGone", "cancel_job", "create_job", "get_job", "get_job_result"]
+
+
+class ResultGone(ServiceError):
+    """A succeeded job whose result expired (RESULT_TTL) and was deleted."""
+
+    status = 410
+    code = "gone"
 
 
 async def create_job(request: Request) -> Response:
@@ -71,18 +87,55 @@ async def get_job_result(request: Request) -> Response:
         raise NotFound(f"job {job['id']} ({job['operation']}) has no array result")
     result = await queries.get_result(st.db, job["id"], with_array=wants_npy)
     if result is None:
-        raise NotFound(f"job {job['id']} has no stored result")
-    if wants_npy:
-        filename = f"{job['id']}-{job['operation']}.npy"
-        return Response(
-            result["npy"],
-            media_type="application/x-npy",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        # finish_job writes a success and its result in one transaction: only the sweeper takes a result away.
+        raise ResultGone(
+            f"the result of job {job['id']} expired and was deleted (results are kept RESULT_TTL="
+            f"{st.settings.result_ttl_s:g} s after their job finished)"
         )
-    array_url = f"/api/jobs/{job['id']}/result?format=npy" if job["has_array"] else None
+    if wants_npy:
+        return await _array_response(st, job, result)
+    array = None
+    if job["has_array"]:
+        array = {
+            "url": f"/api/jobs/{job['id']}/result?format=npy",
+            "bytes": result["array_bytes"],
+            "sha256": result["array_sha256"],
+            "stored_in": "database" if result["array_ref"] is None else "results_store",
+        }
     return JSONResponse(
-        {"id": job["id"], "operation": job["operation"], "result": result["body"], "array_url": array_url}
+        {
+            "id": job["id"],
+            "operation": job["operation"],
+            "result": result["body"],
+            "array_url": None if array is None else array["url"],
+            "array": array,
+            "expires_at": result["expires_at"],
+        }
     )
+
+
+async def _array_response(st: ServiceState, job: dict, result: dict) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{job["id"]}-{job["operation"]}.npy"'}
+    if result["array_sha256"]:
+        digest = base64.b64encode(bytes.fromhex(result["array_sha256"])).decode()
+        headers["Repr-Digest"] = f"sha-256=:{digest}:"
+    if result["array_ref"] is None:
+        return Response(result["npy"], media_type="application/x-npy", headers=headers)
+    headers["Content-Length"] = str(result["array_bytes"])
+    # Opened (and its first piece read) before the answer starts, so a missing file is an error, not a cut stream;
+    # every blocking read runs on a thread (StreamingResponse iterates a plain iterator on one too).
+    store = await asyncio.to_thread(open_store, store_config(st.settings))
+    chunks = store.chunks(result["array_ref"])
+    try:
+        first = await asyncio.to_thread(next, chunks, b"")
+    except ResultNotStored as exc:
+        raise ResultGone(f"the array result of job {job['id']} is no longer in the results store: {exc}") from None
+
+    def stream() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    return StreamingResponse(stream(), media_type="application/x-npy", headers=headers)
 
 
 async def cancel_job(request: Request) -> Response:

@@ -20,8 +20,8 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
 
 from catalytic.errors import InvalidInputError, InvalidTypeError
 from catalytic.storage import Connection
@@ -68,6 +68,28 @@ _DELIVERY_FIELDS = (
 )
 _ATTEMPT_FIELDS = "delivery_id, attempt, outcome, status_code, error, response_excerpt, duration_s, created_at"
 
+# The Parameters entries that most functions here share, written once; see _shared_parameters.
+_PARAMETERS: Final = {
+    "conn": "conn : Connection\n        A connection or transaction.",
+    "transaction": "conn : Connection\n        A transaction.",
+    "endpoint_id": "endpoint_id : str\n        The endpoint id.",
+    "now": "now : float\n        Epoch seconds.",
+}
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def _shared_parameters(function: _Function) -> _Function:
+    """Fill the ``%(conn)s``, ``%(transaction)s``, ``%(endpoint_id)s`` and ``%(now)s`` entries of a docstring."""
+    function.__doc__ = (function.__doc__ or "") % _PARAMETERS
+    return function
+
+
+async def _changed_rows(conn: Connection, sql: str, *args: Any) -> int:
+    """Run an INSERT, UPDATE or DELETE; how many rows it changed (from its status, e.g. ``UPDATE 3``)."""
+    status = await conn.execute(sql, *args)
+    return int(status.rsplit(" ", 1)[-1])
+
 
 def new_id(prefix: str) -> str:
     """A fresh random id such as ``evt_3f2c...`` (prefix, underscore, 32 hex digits).
@@ -89,11 +111,6 @@ def placeholders(start: int, count: int) -> str:
     '$2, $3, $4'
     """
     return ", ".join(f"${i}" for i in range(start, start + count))
-
-
-def _check_event_type(event_type: str) -> None:
-    if event_type not in EVENT_TYPES:
-        raise InvalidInputError("type", f"unknown event type {event_type!r}", ", ".join(EVENT_TYPES))
 
 
 def _iso(moment: float) -> str:
@@ -164,7 +181,7 @@ async def emit(
     ...         await conn.execute("UPDATE jobs SET status = 'succeeded' WHERE id = $1", job_id)
     ...         return await emit(conn, "job.succeeded", {"job_id": job_id, "status": "succeeded"})
     """
-    _check_event_type(event_type)
+    _known_types([event_type], "type")
     if not isinstance(data, dict):
         raise InvalidTypeError("data", f"is a {type(data).__name__}", "a JSON object")
     moment = time.time() if now is None else float(now)
@@ -200,6 +217,7 @@ async def emit(
     return event_id
 
 
+@_shared_parameters
 def active_secrets(secrets_json: str, now: float) -> list[str]:
     """The secrets that sign at ``now``: the current one first, then rotated ones still in their grace period.
 
@@ -207,8 +225,7 @@ def active_secrets(secrets_json: str, now: float) -> list[str]:
     ----------
     secrets_json : str
         The stored list of ``{"secret", "expires_at"}`` (``expires_at`` None for the current secret).
-    now : float
-        Epoch seconds.
+    %(now)s
 
     Returns
     -------
@@ -254,14 +271,20 @@ def endpoint_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_types(event_types: Iterable[str]) -> list[str]:
+def _known_types(event_types: Iterable[str], field: str) -> list[str]:
+    """``event_types`` without repeats; InvalidInputError naming ``field`` for an unknown type."""
     chosen = list(dict.fromkeys(event_types))
     for event_type in chosen:
         if event_type not in EVENT_TYPES:
-            raise InvalidInputError("event_types", f"unknown event type {event_type!r}", ", ".join(EVENT_TYPES))
+            raise InvalidInputError(field, f"unknown event type {event_type!r}", ", ".join(EVENT_TYPES))
     return chosen
 
 
+def _types_json(event_types: Iterable[str]) -> str:
+    return json.dumps(_known_types(event_types, "event_types"))
+
+
+@_shared_parameters
 async def create_endpoint(
     conn: Connection, url: str, event_types: Sequence[str] = (), description: str = "", *, now: float
 ) -> tuple[dict[str, Any], str]:
@@ -269,8 +292,7 @@ async def create_endpoint(
 
     Parameters
     ----------
-    conn : Connection
-        A connection or transaction.
+    %(conn)s
     url : str
         The endpoint URL, already checked with :func:`catalytic.webhooks.safety.validate_url`.
     event_types : sequence of str
@@ -305,24 +327,21 @@ async def create_endpoint(
         endpoint_id,
         url,
         description,
-        json.dumps(_check_types(event_types)),
+        _types_json(event_types),
         json.dumps([{"secret": secret, "expires_at": None}]),
         now,
     )
-    row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
-    assert row is not None
-    return endpoint_view(row), secret
+    return await _stored_view(conn, endpoint_id), secret
 
 
+@_shared_parameters
 async def get_endpoint(conn: Connection, endpoint_id: str) -> dict[str, Any] | None:
     """The endpoint's stored row, secrets included (for signing; never return it to a client), or None.
 
     Parameters
     ----------
-    conn : Connection
-        A connection or transaction.
-    endpoint_id : str
-        The endpoint id.
+    %(conn)s
+    %(endpoint_id)s
 
     Returns
     -------
@@ -331,13 +350,13 @@ async def get_endpoint(conn: Connection, endpoint_id: str) -> dict[str, Any] | N
     return await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
 
 
+@_shared_parameters
 async def list_endpoints(conn: Connection, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Endpoint views, oldest first.
 
     Parameters
     ----------
-    conn : Connection
-        A connection or transaction.
+    %(conn)s
     limit, offset : int
         The page.
 
@@ -351,6 +370,7 @@ async def list_endpoints(conn: Connection, *, limit: int = 100, offset: int = 0)
     return [endpoint_view(r) for r in rows]
 
 
+@_shared_parameters
 async def update_endpoint(
     conn: Connection, endpoint_id: str, changes: dict[str, Any], *, now: float
 ) -> dict[str, Any] | None:
@@ -361,14 +381,11 @@ async def update_endpoint(
 
     Parameters
     ----------
-    conn : Connection
-        A transaction.
-    endpoint_id : str
-        The endpoint id.
+    %(transaction)s
+    %(endpoint_id)s
     changes : dict
         The fields to change, already validated (the URL checked).
-    now : float
-        Epoch seconds.
+    %(now)s
 
     Returns
     -------
@@ -385,7 +402,7 @@ async def update_endpoint(
         return None
     url = changes.get("url", row["url"])
     description = changes.get("description", row["description"])
-    event_types = json.dumps(_check_types(changes["event_types"])) if "event_types" in changes else row["event_types"]
+    event_types = _types_json(changes["event_types"]) if "event_types" in changes else row["event_types"]
     enabled = bool(changes.get("enabled", row["enabled"]))
     reenabled = enabled and not row["enabled"]
     await conn.execute(
@@ -408,8 +425,14 @@ async def update_endpoint(
         )
     if not enabled and row["enabled"]:
         await _bury_pending(conn, endpoint_id, "endpoint disabled", now)
-    fresh = await get_endpoint(conn, endpoint_id)
-    return None if fresh is None else endpoint_view(fresh)
+    return await _stored_view(conn, endpoint_id)
+
+
+async def _stored_view(conn: Connection, endpoint_id: str) -> dict[str, Any]:
+    """The view of an endpoint this transaction has just written."""
+    row = await get_endpoint(conn, endpoint_id)
+    assert row is not None
+    return endpoint_view(row)
 
 
 async def _bury_pending(conn: Connection, endpoint_id: str, reason: str, now: float) -> None:
@@ -422,41 +445,36 @@ async def _bury_pending(conn: Connection, endpoint_id: str, reason: str, now: fl
     )
 
 
+@_shared_parameters
 async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float) -> bool:
     """Delete an endpoint; its pending deliveries become dead, and every delivery's history stays.
 
     Parameters
     ----------
-    conn : Connection
-        A transaction.
-    endpoint_id : str
-        The endpoint id.
-    now : float
-        Epoch seconds.
+    %(transaction)s
+    %(endpoint_id)s
+    %(now)s
 
     Returns
     -------
     bool
         False for an unknown id.
     """
-    status = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
-    if status.rsplit(" ", 1)[-1] == "0":
+    if not await _changed_rows(conn, "DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id):
         return False
     await _bury_pending(conn, endpoint_id, "endpoint deleted", now)
     return True
 
 
+@_shared_parameters
 async def rotate_secret(conn: Connection, endpoint_id: str, *, now: float, grace_s: float) -> str | None:
     """Give the endpoint a new secret; the previous ones keep signing for at most ``grace_s`` seconds more.
 
     Parameters
     ----------
-    conn : Connection
-        A transaction.
-    endpoint_id : str
-        The endpoint id.
-    now : float
-        Epoch seconds.
+    %(transaction)s
+    %(endpoint_id)s
+    %(now)s
     grace_s : float
         How long the old secrets keep signing (0 retires them at once).
 
@@ -485,6 +503,7 @@ async def rotate_secret(conn: Connection, endpoint_id: str, *, now: float, grace
     return secret
 
 
+@_shared_parameters
 async def disable_endpoint(
     conn: Connection, endpoint_id: str, reason: str, *, now: float, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 ) -> bool:
@@ -492,14 +511,11 @@ async def disable_endpoint(
 
     Parameters
     ----------
-    conn : Connection
-        A transaction.
-    endpoint_id : str
-        The endpoint id.
+    %(transaction)s
+    %(endpoint_id)s
     reason : str
         Stored as the disabled reason and sent in the event.
-    now : float
-        Epoch seconds.
+    %(now)s
     max_payload_bytes : int
         The event size limit.
 
@@ -508,14 +524,15 @@ async def disable_endpoint(
     bool
         False when the endpoint is unknown or already disabled (then nothing is written).
     """
-    status = await conn.execute(
+    disabled = await _changed_rows(
+        conn,
         "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 "
         "WHERE id = $1 AND enabled = TRUE",
         endpoint_id,
         reason,
         now,
     )
-    if status.rsplit(" ", 1)[-1] == "0":
+    if not disabled:
         return False
     await _bury_pending(conn, endpoint_id, "endpoint disabled", now)
     row = await get_endpoint(conn, endpoint_id)
@@ -547,6 +564,7 @@ async def _with_attempts(conn: Connection, rows: list[dict[str, Any]]) -> list[d
     return [_delivery_view(r, by_delivery[r["id"]]) for r in rows]
 
 
+@_shared_parameters
 async def list_deliveries(
     conn: Connection,
     *,
@@ -560,8 +578,7 @@ async def list_deliveries(
 
     Parameters
     ----------
-    conn : Connection
-        A connection or transaction.
+    %(conn)s
     endpoint_id, event_id, status : str, optional
         Filters.
     since : float, optional
@@ -590,13 +607,13 @@ async def list_deliveries(
     return await _with_attempts(conn, rows)
 
 
+@_shared_parameters
 async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
     """One delivery with its attempts, or None.
 
     Parameters
     ----------
-    conn : Connection
-        A connection or transaction.
+    %(conn)s
     delivery_id : str
         The delivery id.
 
@@ -608,13 +625,13 @@ async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | N
     return None if row is None else (await _with_attempts(conn, [row]))[0]
 
 
+@_shared_parameters
 async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
     """One event (its payload parsed) with its deliveries and their attempts, or None.
 
     Parameters
     ----------
-    conn : Connection
-        A connection or transaction.
+    %(conn)s
     event_id : str
         The event id (the ``webhook-id`` receivers saw).
 
@@ -630,44 +647,33 @@ async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
             "payload": json.loads(row["payload"]), "deliveries": deliveries}  # fmt: skip
 
 
+@_shared_parameters
 async def replay_delivery(conn: Connection, delivery_id: str, *, now: float) -> bool:
     """Queue a finished delivery again, due now, with a fresh set of attempts.
 
     Parameters
     ----------
-    conn : Connection
-        A transaction.
+    %(transaction)s
     delivery_id : str
         The delivery id.
-    now : float
-        Epoch seconds.
+    %(now)s
 
     Returns
     -------
     bool
         False when the delivery is unknown or still pending.
     """
-    status = await conn.execute(
-        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $2, lease_until = NULL, "
-        "claimed_by = NULL, updated_at = $2 WHERE id = $1 AND status <> 'pending'",
-        delivery_id,
-        now,
-    )
-    replayed = status.rsplit(" ", 1)[-1] != "0"
-    if replayed:
-        await announce(conn)
-    return replayed
+    return await _requeue(conn, "id = $2 AND status <> 'pending'", delivery_id, now=now) > 0
 
 
+@_shared_parameters
 async def replay_failed(conn: Connection, endpoint_id: str, *, since: float, now: float) -> int:
     """Queue again every failed or dead delivery of an endpoint created at or after ``since``.
 
     Parameters
     ----------
-    conn : Connection
-        A transaction.
-    endpoint_id : str
-        The endpoint id.
+    %(transaction)s
+    %(endpoint_id)s
     since : float
         Epoch seconds.
     now : float
@@ -678,15 +684,21 @@ async def replay_failed(conn: Connection, endpoint_id: str, *, since: float, now
     int
         How many deliveries were queued.
     """
-    status = await conn.execute(
-        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_until = NULL, "
-        "claimed_by = NULL, updated_at = $3 WHERE endpoint_id = $1 AND created_at >= $2 "
-        "AND status IN ('failed', 'dead')",
-        endpoint_id,
-        float(since),
+    replayable = ", ".join(f"'{status}'" for status in REPLAYABLE)
+    where = f"endpoint_id = $2 AND created_at >= $3 AND status IN ({replayable})"
+    return await _requeue(conn, where, endpoint_id, float(since), now=now)
+
+
+async def _requeue(conn: Connection, where: str, *args: Any, now: float) -> int:
+    """Make the deliveries ``where`` selects (its placeholders from ``$2``) pending and due at ``now``, with a fresh
+    set of attempts, and wake the workers; how many there were."""
+    requeued = await _changed_rows(
+        conn,
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_until = NULL, "
+        f"claimed_by = NULL, updated_at = $1 WHERE {where}",
         now,
+        *args,
     )
-    replayed = int(status.rsplit(" ", 1)[-1])
-    if replayed:
+    if requeued:
         await announce(conn)
-    return replayed
+    return requeued

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -244,3 +245,62 @@ def test_the_mounting_apps_middleware_guards_every_route(tmp_path: Path) -> None
         assert (await client.get(API, headers={"x-api-key": "k"})).status_code == 200
 
     run_api(tmp_path, body, middleware=[Middleware(RequireKey)])
+
+
+def test_a_streamed_body_past_the_limit_is_refused_without_a_length(tmp_path: Path) -> None:
+    async def body(env: Env, client: httpx.AsyncClient) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(MAX_BODY_BYTES // 1024 + 1):
+                yield b" " * 1024
+
+        answer = await client.post(API, content=chunks())
+        assert "content-length" not in answer.request.headers
+        assert answer.status_code == 413
+        assert answer.json() == {
+            "error": "body_too_large",
+            "detail": f"the body is over {MAX_BODY_BYTES} bytes (allowed: at most that)",
+        }
+        assert await env.db.fetchval("SELECT count(*) FROM webhook_endpoints") == 0
+
+    run_api(tmp_path, body)
+
+
+def test_rotating_with_no_grace_retires_the_old_secret_at_once(tmp_path: Path) -> None:
+    async def body(env: Env, client: httpx.AsyncClient) -> None:
+        created = await register(env, client)
+        rotated = await client.post(f"{API}/{created['id']}/rotate-secret", json={"grace_seconds": 0})
+        assert rotated.json()["previous_secrets_expire_at"] == pytest.approx(env.clock())
+        stored = await env.db.fetchval("SELECT secrets FROM webhook_endpoints WHERE id = $1", created["id"])
+        assert [entry["secret"] for entry in json.loads(stored)] == [rotated.json()["secret"]]
+
+    run_api(tmp_path, body)
+
+
+def test_deliveries_since_a_time(tmp_path: Path) -> None:
+    async def body(env: Env, client: httpx.AsyncClient) -> None:
+        created = await register(env, client)
+        deliveries = f"{API}/{created['id']}/deliveries"
+        assert (await client.get(deliveries)).json() == {"deliveries": []}
+        before = env.clock()
+        env.clock.advance(10)
+        event_id = await env.emit()
+        listed = (await client.get(deliveries, params={"since": before})).json()["deliveries"]
+        assert [d["event_id"] for d in listed] == [event_id]
+        assert listed[0]["attempt_log"] == []
+        later = (await client.get(deliveries, params={"since": env.clock() + 1})).json()
+        assert later == {"deliveries": []}
+
+    run_api(tmp_path, body)
+
+
+def test_routes_take_a_database_as_well_as_a_getter(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with sqlite_env(tmp_path) as env:
+            app = Starlette(routes=routes(env.db, config=config(), resolver=resolve, clock=env.clock))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+                created = await register(env, client)
+                listing = await client.get(API)
+        assert [e["id"] for e in listing.json()["endpoints"]] == [created["id"]]
+
+    asyncio.run(run())

@@ -25,8 +25,9 @@ async def replay_one(request: Request, ctx: ApiContext) -> Response:
     async with ctx.database().transaction() as conn:
         found = await delivery_or_404(conn, request)
         await endpoint_or_404(conn, request.path_params["endpoint_id"])
-        if not await store.replay_delivery(conn, found["id"], now=ctx.clock()):
-            raise HTTPError(409, "delivery_pending", f"delivery {found['id']!r} is still pending")
+        replayed = await store.replay_delivery(conn, found["id"], now=ctx.clock())
+    if not replayed:
+        raise HTTPError(409, "delivery_pending", f"delivery {found['id']!r} is still pending")
     ctx.queued()
     return JSONResponse({"replayed": 1, "delivery_id": found["id"]}, status_code=202)
 

@@ -6,12 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from servers import pg_url, postgres_server, redis_server
 
 from tools.deploylib import OVERLAYS, Doc, kubectl, monitoring_present, render_text
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+__all__ = ["monitoring_note", "pg_url", "postgres_server", "redis_server", "rendered", "rendered_text"]
 
 _RENDERED: dict[str, str] = {}
 

@@ -17,10 +17,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from webhook_harness import Env, config, script, sqlite_env
+from webhook_harness import Env, FakeClock, config, script, sqlite_env
 
+from catalytic.storage import migrate, open_database
 from catalytic.webhooks.api import MAX_BODY_BYTES, routes
-from catalytic.webhooks.receiver import Reply
+from catalytic.webhooks.receiver import LocalReceiver, Reply
 from catalytic.webhooks.store import active_secrets
 from catalytic.webhooks.worker import Worker
 
@@ -302,5 +303,45 @@ def test_routes_take_a_database_as_well_as_a_getter(tmp_path: Path) -> None:
                 created = await register(env, client)
                 listing = await client.get(API)
         assert [e["id"] for e in listing.json()["endpoints"]] == [created["id"]]
+
+    asyncio.run(run())
+
+
+@pytest.mark.postgres
+def test_changes_disables_and_replays_on_postgres(pg_url: str) -> None:
+    async def statuses(client: httpx.AsyncClient, endpoint: str) -> list[tuple[str, str | None]]:
+        listed = (await client.get(f"{endpoint}/deliveries")).json()["deliveries"]
+        return [(d["status"], d["last_error"]) for d in listed]
+
+    async def run() -> None:
+        await asyncio.to_thread(migrate, pg_url)
+        db = await open_database(pg_url)
+        receiver = LocalReceiver()
+        await receiver.start()
+        env = Env(db, receiver, FakeClock())
+        try:
+            async with api(env) as client:
+                endpoint = f"{API}/{(await register(env, client))['id']}"
+                assert (await client.post(f"{endpoint}/test")).status_code == 202
+                [delivery] = (await client.get(f"{endpoint}/deliveries")).json()["deliveries"]
+                replay_one = f"{endpoint}/deliveries/{delivery['id']}/replay"
+                assert (await client.post(replay_one)).status_code == 409
+                assert (await client.patch(endpoint, json={"enabled": False})).json()["enabled"] is False
+                assert await statuses(client, endpoint) == [("dead", "endpoint disabled")]
+                assert (await client.patch(endpoint, json={"enabled": True})).json()["enabled"] is True
+                assert (await client.post(replay_one)).json() == {"replayed": 1, "delivery_id": delivery["id"]}
+                assert await statuses(client, endpoint) == [("pending", "endpoint disabled")]
+                await client.patch(endpoint, json={"enabled": False})
+                await client.patch(endpoint, json={"enabled": True})
+                assert (await client.post(f"{endpoint}/replay", json={"since": 0})).json() == {"replayed": 1}
+                assert (await client.post(f"{endpoint}/replay", json={"since": 0})).json() == {"replayed": 0}
+                assert (await client.post(f"{endpoint}/rotate-secret", json={"grace_seconds": 0})).status_code == 200
+                assert (await client.delete(endpoint)).status_code == 204
+                assert (await client.delete(endpoint)).status_code == 404
+                row = await db.fetchrow("SELECT status, last_error FROM deliveries WHERE id = $1", delivery["id"])
+                assert row == {"status": "dead", "last_error": "endpoint deleted"}
+        finally:
+            await receiver.close()
+            await db.close()
 
     asyncio.run(run())

@@ -34,7 +34,7 @@ from catalytic.service.exposition import GpuMemoryCollector, clear_multiprocess_
 from catalytic.service.metrics import SIZE_CLASSES
 from catalytic.webhooks.metrics import OUTCOMES
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("monitoring-contract")]
 
 GPU_ONLY = frozenset({"gpu_memory_used_bytes", "gpu_memory_total_bytes"})
 SIZE_CLASS_VALUES = frozenset({label for _, label in SIZE_CLASSES} | {"over_1e6", "unknown"})

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["bind_address", "main"]
 
 log = logging.getLogger("catalytic.cli")
 
@@ -30,6 +30,18 @@ def _int_list(text: str) -> list[int]:
         return [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def bind_address(host: str) -> str:
+    """The address to bind for ``--host``: an IPv6 literal may come in URL brackets (``[::1]``), sockets take it bare.
+
+    Examples
+    --------
+    >>> bind_address("[::1]"), bind_address("::1"), bind_address("127.0.0.1")
+    ('::1', '::1', '127.0.0.1')
+    """
+    host = host.strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _lattice_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,14 +98,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     from catalytic.service import defaults
     from catalytic.service.logs import configure_logging
-    from catalytic.service.settings import Settings, is_loopback
+    from catalytic.service.settings import SettingError, Settings, is_loopback
 
     settings = Settings()
     configure_logging(settings.log_level)
-    host = args.host or defaults.HOST
+    try:
+        keys = settings.api_keys
+    except SettingError as exc:
+        print(f"catalytic serve: {exc}", file=sys.stderr)
+        return 2
+    host = bind_address(args.host or defaults.HOST)
     port = args.port or defaults.PORT
     workers = args.workers or defaults.WORKERS
-    if not settings.api_keys and not is_loopback(host):
+    if not keys and not is_loopback(host):
         log.error("refusing to serve on %s without API keys: set CATALYTIC_API_KEYS or CATALYTIC_API_KEYS_FILE", host)
         return 2
     from catalytic.storage import is_postgres_url, migrate, sqlite_file
@@ -132,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["METRICS_PORT"] = "0"
     log.info(
         "serving on %s:%d with %d worker(s); database: %s",
-        host,
+        f"[{host}]" if ":" in host else host,
         port,
         workers,
         "PostgreSQL" if settings.database_url else "SQLite",
@@ -170,7 +187,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings.log_level)
     port = DEFAULT_PORT if args.port is None else args.port
-    address = (args.host or DEFAULT_HOST, port) if port else None
+    address = (bind_address(args.host or DEFAULT_HOST), port) if port else None
     config = WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
     try:
         asyncio.run(run_worker(config, health_address=address))

@@ -19,13 +19,16 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from catalytic.service import db as queries
 from catalytic.service.auth import ApiKeyMiddleware
+from catalytic.service.bodies import BodyParser
 from catalytic.service.cache import ResultCache, lattice_lru
+from catalytic.service.crosssite import CrossSiteMiddleware
 from catalytic.service.errors import exception_handlers
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import JobRunner, replica_id
@@ -232,6 +235,22 @@ async def _webhook_worker(settings: Settings) -> asyncio.Task[Any]:
     return asyncio.create_task(run_worker(config, handle_signals=False), name="catalytic-webhook-worker")
 
 
+def _cross_site(settings: Settings) -> list[Middleware]:
+    """The ``Host``, ``Origin`` and media-type checks, behind CORS headers for the listed origins (if any)."""
+    origins = settings.cors_allow_origins
+    guard = Middleware(CrossSiteMiddleware, allowed_hosts=settings.allowed_hosts, allowed_origins=origins)
+    if not origins:
+        return [guard]
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-Id"],
+        expose_headers=["Location", "Retry-After", "X-Request-Id"],
+    )
+    return [cors, guard]
+
+
 def _warm_up(backend: str) -> None:
     from catalytic.kernels import shortest_path
     from catalytic.lattice import Lattice
@@ -337,6 +356,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.max_vertices,
                 cache_max_bytes=settings.cache_max_bytes,
             )
+        state.bodies = BodyParser(settings.cores_per_process, settings.parse_offload_bytes, settings.max_vertices)
         app.state.service = state
         runner.start()
         _count_fallbacks()
@@ -380,6 +400,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await runner.close()
             if state.pool is not None:
                 await state.pool.close()
+            state.bodies.close()
             state.threads.shutdown(wait=False, cancel_futures=True)
             await state.cache.close()
             await database.close()
@@ -392,7 +413,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     templates.update({r.endpoint: r.path for r in webhook_routes if isinstance(r, Route)})
     app = Starlette(
         routes=_routes(document, webhook_routes),
-        middleware=[Middleware(RequestMiddleware, templates=templates), Middleware(ApiKeyMiddleware, keys=keys)],
+        middleware=[
+            Middleware(RequestMiddleware, templates=templates),
+            *_cross_site(settings),
+            Middleware(ApiKeyMiddleware, keys=keys),
+        ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

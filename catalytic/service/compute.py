@@ -47,14 +47,15 @@ def decode_blocked(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     if value is None:
         return None
     vertices = math.prod(shape)
-    if isinstance(value, str):
-        packed = np.frombuffer(_b64(value, "blocked"), dtype=np.uint8)
+    if isinstance(value, str | bytes):
+        # bytes: the base64 already decoded, by a parse process (catalytic.service.bodies).
+        packed = np.frombuffer(value if isinstance(value, bytes) else _b64(value, "blocked"), dtype=np.uint8)
         expected = (vertices + 7) // 8
         if packed.size != expected:
             raise MaskError("blocked", f"{packed.size} bytes decoded", f"{expected} bytes ({vertices} bits, C order)")
         return np.unpackbits(packed, count=vertices, bitorder="little").astype(bool).reshape(shape)
     mask = np.zeros(shape, dtype=bool)
-    if value:
+    if len(value):
         coords = np.asarray(value, dtype=np.int64)
         if coords.ndim != 2 or coords.shape[1] != len(shape):
             raise MaskError("blocked", "coordinates of the wrong length", f"lists of {len(shape)} integers")
@@ -74,8 +75,8 @@ def decode_weights(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     if value is None:
         return None
     allowed = f"a nested list of shape {list(shape)} or base64 of {math.prod(shape)} float64 values"
-    if isinstance(value, str):
-        raw = _b64(value, "weights")
+    if isinstance(value, str | bytes):
+        raw = value if isinstance(value, bytes) else _b64(value, "weights")
         if len(raw) != 8 * math.prod(shape):
             raise WeightsError("weights", f"{len(raw)} bytes decoded", allowed)
         return np.frombuffer(raw, dtype="<f8").reshape(shape)

@@ -21,6 +21,8 @@ COMPUTE_POOL: Final = "process"
 SQLITE_PATH: Final = "catalytic.db"
 
 MAX_BODY_BYTES: Final = 64 * 2**20
+PARSE_OFFLOAD_BYTES: Final = 32 * 2**10
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
 MAX_VERTICES: Final = 2**28
 MAX_REQUEST_MEMORY_BYTES: Final = 4 * 2**30
 INLINE_MAX_VERTICES: Final = 2**21

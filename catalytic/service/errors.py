@@ -3,8 +3,10 @@
 ::
 
     ServiceError          422       an answer other than 2xx, with a machine-readable ``error`` code
+    ├── Forbidden         403       a foreign Origin on a state-changing request, a Host not allowed
     ├── NotFound          404       unknown lattice or job id
     ├── PayloadTooLarge   413       body, vertex or memory budget exceeded
+    ├── UnsupportedMediaType 415    a body that is not ``application/json``
     ├── Unavailable       503       MAX_LATTICES reached, job queue full (always with Retry-After)
     ├── Conflict          409       a job that already finished cannot be cancelled
     └── Timeout           504       an inline computation ran past the request time limit
@@ -27,11 +29,13 @@ from catalytic.errors import InvalidInputError, InvalidTypeError, MemoryBudgetEr
 
 __all__ = [
     "Conflict",
+    "Forbidden",
     "NotFound",
     "PayloadTooLarge",
     "ServiceError",
     "Timeout",
     "Unavailable",
+    "UnsupportedMediaType",
     "error_response",
     "exception_handlers",
     "validation_fields",
@@ -55,6 +59,13 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
+class Forbidden(ServiceError):
+    """A request refused for where it comes from: a foreign ``Origin``, a ``Host`` outside the allow-list."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ServiceError):
     """An unknown id."""
 
@@ -67,6 +78,13 @@ class PayloadTooLarge(ServiceError):
 
     status = 413
     code = "too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    """A request body sent with a media type other than JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Unavailable(ServiceError):

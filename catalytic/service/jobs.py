@@ -30,6 +30,7 @@ from typing import Any
 from catalytic.service import db as queries
 from catalytic.service import defaults
 from catalytic.service.compute import serve_tasks
+from catalytic.service.lifeline import run_child
 from catalytic.service.metrics import (
     BACKEND_FALLBACKS,
     JOB_QUEUE_SIZE,
@@ -129,7 +130,7 @@ class WorkerSlot:
             return
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=serve_tasks, args=(child,), daemon=True, name="catalytic-job-worker")
+        process = ctx.Process(target=run_child, args=(serve_tasks, child), daemon=True, name="catalytic-job-worker")
         process.start()
         child.close()
         self._process, self._conn = process, parent

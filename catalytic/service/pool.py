@@ -34,6 +34,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalytic.service.lifeline import run_child
+
 __all__ = ["ComputeFailed", "Outcome", "ProcessPool", "WorkerLost"]
 
 log = logging.getLogger("catalytic.service")
@@ -272,8 +274,8 @@ class ProcessPool:
             ctx = multiprocessing.get_context("spawn")
             parent, child = ctx.Pipe(duplex=True)
             process = ctx.Process(
-                target=_child_main,
-                args=(child, self.cache_size, self.cache_max_bytes),
+                target=run_child,
+                args=(_child_main, child, self.cache_size, self.cache_max_bytes),
                 daemon=True,
                 name="catalytic-compute",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalytic.service import defaults
 
-__all__ = ["Settings", "is_loopback"]
+__all__ = ["SettingError", "Settings", "is_loopback"]
 
 
 def _env(name: str) -> AliasChoices:
@@ -60,6 +61,14 @@ class Settings(BaseSettings):
     )
     api_keys_raw: str = Field(default="", validation_alias=_env("CATALYTIC_API_KEYS"), repr=False)
     api_keys_file: str | None = Field(default=None, validation_alias=_env("CATALYTIC_API_KEYS_FILE"))
+    cors_allow_origins_raw: str = Field(default="", validation_alias=_env("CORS_ALLOW_ORIGINS"))
+    """Comma-separated origins (``https://app.example``) allowed to send state-changing requests; ``*``: any."""
+    allowed_hosts_raw: str | None = Field(default=None, validation_alias=_env("CATALYTIC_ALLOWED_HOSTS"))
+    """Comma-separated ``Host`` names served; unset: loopback names when keyless, any host with keys."""
+    parse_offload_bytes: int = Field(
+        default=defaults.PARSE_OFFLOAD_BYTES, ge=0, validation_alias=_env("CATALYTIC_PARSE_OFFLOAD_BYTES")
+    )
+    """Request bodies larger than this are parsed and validated in a separate process, off the event loop."""
     max_body_bytes: int = Field(
         default=defaults.MAX_BODY_BYTES, ge=1024, validation_alias=_env("CATALYTIC_MAX_BODY_BYTES")
     )
@@ -138,9 +147,43 @@ class Settings(BaseSettings):
         """The configured API keys, from CATALYTIC_API_KEYS and CATALYTIC_API_KEYS_FILE together."""
         raw = self.api_keys_raw
         if self.api_keys_file:
-            raw += "," + Path(self.api_keys_file).read_text(encoding="utf-8")
+            try:
+                raw += "," + Path(self.api_keys_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise SettingError("CATALYTIC_API_KEYS_FILE", f"cannot read {self.api_keys_file}: {reason}") from None
         keys = (part.strip() for part in raw.replace("\n", ",").split(","))
         return tuple(dict.fromkeys(k for k in keys if k))
+
+    @property
+    def cors_allow_origins(self) -> tuple[str, ...]:
+        """The origins of CORS_ALLOW_ORIGINS, normalised (lower case, no trailing slash).
+
+        Examples
+        --------
+        >>> Settings(CORS_ALLOW_ORIGINS="https://App.example/, http://localhost:3000").cors_allow_origins
+        ('https://app.example', 'http://localhost:3000')
+        """
+        return _items(self.cors_allow_origins_raw, lambda origin: origin.lower().rstrip("/"))
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...] | None:
+        """The ``Host`` names served (ports stripped), or None for any host.
+
+        Unset, a keyless service serves only loopback names (against DNS rebinding) and a service with keys
+        serves any host; ``*`` in the list also allows any host.
+
+        Examples
+        --------
+        >>> Settings().allowed_hosts
+        ('localhost', '127.0.0.1', '::1')
+        >>> Settings(CATALYTIC_ALLOWED_HOSTS="api.example, [::1]").allowed_hosts
+        ('api.example', '::1')
+        """
+        if self.allowed_hosts_raw is None:
+            return None if self.api_keys else defaults.LOOPBACK_HOSTS
+        hosts = _items(self.allowed_hosts_raw, lambda host: host.lower().strip("[]"))
+        return None if "*" in hosts else hosts
 
     @property
     def cores_per_process(self) -> int:
@@ -162,6 +205,19 @@ class Settings(BaseSettings):
     def run_webhook_worker(self) -> bool:
         """Whether ``serve`` runs the webhook worker in-process (default: on the embedded database only)."""
         return self.embedded if self.webhook_worker is None else self.webhook_worker
+
+
+class SettingError(ValueError):
+    """A setting whose value cannot be used; ``str()`` is one line that names it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _items(raw: str, normalise: Callable[[str], str]) -> tuple[str, ...]:
+    items = (normalise(part.strip()) for part in raw.split(","))
+    return tuple(dict.fromkeys(item for item in items if item))
 
 
 def is_loopback(host: str) -> bool:

@@ -17,6 +17,7 @@ from catalytic.lattice import Lattice
 from catalytic.operations import run_operation
 from catalytic.service import compute
 from catalytic.service import db as queries
+from catalytic.service.bodies import BodyParser
 from catalytic.service.cache import LRU, ResultCache
 from catalytic.service.errors import NotFound, PayloadTooLarge, Timeout
 from catalytic.service.freshness import ExistenceCache
@@ -54,6 +55,8 @@ class ServiceState:
     lattices: LRU[Lattice]
     existing: ExistenceCache
     pool: ProcessPool | None = None
+    bodies: BodyParser | None = None
+    """Validates request bodies, the large ones in parse processes (:mod:`catalytic.service.bodies`)."""
     warm_up: asyncio.Future[None] | None = None
     sweeper: Any = None
     """The results sweeper (:class:`catalytic.service.results.ResultSweeper`), started with the app."""
@@ -127,7 +130,8 @@ class ServiceState:
     async def build(self, body: LatticeCreate) -> Lattice:
         """Materialise a lattice from a create body after the size checks (arrays decode on the thread pool)."""
         self.check_size(math.prod(body.shape), body.weights is not None)
-        spec = body.model_dump()
+        # The arrays go to the decoders as they are: a large body's come packed (catalytic.service.bodies).
+        spec = {**body.model_dump(exclude={"blocked", "weights"}), "blocked": body.blocked, "weights": body.weights}
         if body.blocked is None and body.weights is None:
             return compute.build_lattice(spec, self.settings.max_vertices)
         return await self.compute(compute.build_lattice, spec, self.settings.max_vertices)
@@ -184,8 +188,12 @@ def service(request: Request) -> ServiceState:
 
 
 async def read_model(request: Request, model: type[M]) -> M:
-    """Read the body within MAX_BODY_BYTES (413 past it) and validate it against ``model`` (422 on error)."""
-    limit = service(request).settings.max_body_bytes
+    """Read the body within MAX_BODY_BYTES (413 past it) and validate it against ``model`` (422 on error).
+
+    Only the reading happens on the event loop; a large body is validated in a parse process.
+    """
+    st = service(request)
+    limit = st.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body of {declared} bytes is over the limit of {limit} bytes")
@@ -196,4 +204,7 @@ async def read_model(request: Request, model: type[M]) -> M:
         if size > limit:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return model.model_validate_json(b"".join(chunks) or b"{}")
+    raw = b"".join(chunks) or b"{}"
+    if st.bodies is None:
+        return model.model_validate_json(raw)
+    return await st.bodies.parse(model, raw)

@@ -28,5 +28,5 @@ async def start_service(settings: Settings, headers: dict[str, str] | None = Non
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", headers=headers) as client:
             yield Service(app, client)

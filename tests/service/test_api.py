@@ -272,7 +272,9 @@ async def test_path_rejects_bad_input_with_the_field(service: Service, body: dic
 
 async def test_malformed_json_and_wrong_body_type(service: Service) -> None:
     for content in (b"{bad json", b"[1, 2]", b'"text"'):
-        response = await service.client.post("/api/lattice/path", content=content)
+        response = await service.client.post(
+            "/api/lattice/path", content=content, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 422
         assert response.json()["error"] == "invalid_input"
     response = await service.client.get("/api/lattices", params={"limit": "0"})
@@ -309,7 +311,9 @@ async def test_size_limits_are_413(make_settings: Any) -> None:
             for _ in range(2):
                 yield b" " * 3000
 
-        chunked = await service.client.post("/api/lattice/create", content=chunks())
+        chunked = await service.client.post(
+            "/api/lattice/create", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert chunked.status_code == 413
         vertices = await service.client.post("/api/lattice/create", json={"shape": [101, 100]})
         assert vertices.status_code == 413 and fields(vertices) == ["shape"]

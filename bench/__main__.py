@@ -7,6 +7,8 @@ import pkgutil
 import sys
 from pathlib import Path
 
+from bench.common import begin_run
+
 PREFIX = "suite_"
 
 
@@ -27,6 +29,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown suite {name!r}; choose one of: {', '.join(names)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"bench.{PREFIX}{name}")
+    begin_run()
     return int(module.main(rest) or 0)
 
 

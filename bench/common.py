@@ -7,13 +7,79 @@ import gc
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+_RUN_START: dict[str, Any] = {}
+"""Load average, wall clock and CPU times when the current suite run began (set by :func:`begin_run`)."""
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages, rounded; empty where the platform has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def begin_run() -> dict[str, Any]:
+    """Note the load average, wall clock and CPU time at the start of a suite run, for :func:`load_facts`."""
+    _RUN_START.clear()
+    _RUN_START.update(load=load_average(), wall=time.perf_counter(), cpu=cpu_seconds())
+    return dict(_RUN_START)
+
+
+def load_facts(started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The load average before and after a run, and whether other work made the run noisy.
+
+    The 1-minute load after a run counts the run's own threads too, so the run's mean CPU use (its CPU seconds
+    over its wall seconds, children included) is taken off before the comparison. A run is noisy when the load
+    before it, or the load of other work after it, exceeded the number of cores.
+    """
+    started = started if started is not None else (_RUN_START or None)
+    cores = os.cpu_count() or 1
+    after = load_average()
+    before = started["load"] if started else []
+    own = None
+    if started:
+        wall = time.perf_counter() - started["wall"]
+        own = round((cpu_seconds() - started["cpu"]) / wall, 2) if wall > 0 else 0.0
+    others_after = None if not after else round(max(0.0, after[0] - (own or 0.0)), 2)
+    over = [x for x in (before[:1] + ([others_after] if others_after is not None else [])) if x > cores]
+    return {
+        "before": before,
+        "after": after,
+        "cores": cores,
+        "run_cpu_cores": own,
+        "others_after_1min": others_after,
+        "noisy": bool(over),
+    }
+
+
+def load_line(load: dict[str, Any]) -> str:
+    """One Markdown line on the load average of a run, and a warning when the run was noisy."""
+    before = load["before"][0] if load["before"] else "not recorded"
+    after = load["after"][0] if load["after"] else "not recorded"
+    own = "" if load["run_cpu_cores"] is None else f", of which this run's own mean CPU use {load['run_cpu_cores']}"
+    text = f"1-minute load average {before} before and {after} after the run{own}, on {load['cores']} cores"
+    if load["noisy"]:
+        return f"**Noisy run**: {text}: other work exceeded the core count, so every timing here is slowed by it."
+    return f"Quiet run: {text}: other work stayed within the core count."
 
 
 def machine() -> dict[str, Any]:
@@ -31,20 +97,27 @@ def machine() -> dict[str, Any]:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem_gib = float("nan")
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = []
     return {
         "cpu": cpu,
         # Other work on the machine slows every timing: the 1/5/15-minute load averages at write time say how much.
-        "load_average": load,
+        "load_average": load_average(),
         "cores": os.cpu_count(),
         "memory_gib": round(mem_gib, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def source_state() -> dict[str, Any]:
+    """The commit the code was measured at, and whether the library had uncommitted edits then."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    edited = bool(git("status", "--short", "catalytic"))
+    return {"commit": git("rev-parse", "--short", "HEAD"), "catalytic_edited": edited}
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -117,17 +190,38 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(suite: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write ``bench/results/<suite>.json`` and ``.md``; the machine facts are added to both."""
+def write_results(
+    suite: str,
+    payload: dict[str, Any],
+    markdown: str,
+    *,
+    load_started: dict[str, Any] | None = None,
+    plots: bool = True,
+) -> tuple[Path, Path]:
+    """Write ``bench/results/<suite>.json`` and ``.md``; the machine facts and the run's load are added to both.
+
+    ``load_started`` is the :func:`begin_run` snapshot of this run (default: the last one taken). With ``plots``
+    the suite's plots are drawn from the JSON beside the Markdown, which embeds them (``bench.plots``).
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     facts = machine()
-    payload = {"suite": suite, "machine": facts, **payload}
+    load = load_facts(load_started)
+    facts["load"] = load
+    source = source_state()
+    payload = {"suite": suite, "machine": facts, "noisy": load["noisy"], "source": source, **payload}
     json_path = RESULTS / f"{suite}.json"
     md_path = RESULTS / f"{suite}.md"
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     header = (
         f"# bench: {suite}\n\nMachine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB, "
         f"Python {facts['python']}; run {facts['date']}; load average {facts['load_average']}.\n\n"
+        f"{load_line(load)}\n\nCode: commit {source['commit']}"
+        + (" with uncommitted edits to `catalytic/`" if source["catalytic_edited"] else "")
+        + ".\n\n"
     )
     md_path.write_text(header + markdown.rstrip() + "\n", encoding="utf-8")
+    if plots:
+        from bench import plots as drawing
+
+        drawing.refresh(suite, RESULTS)
     return json_path, md_path

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -201,7 +200,7 @@ def render(rows: list[dict[str, Any]]) -> str:
     return markdown_table(header, table)
 
 
-def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[str, str]) -> str:
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[str, str], final: bool) -> str:
     """Write bench/results/<name>.{json,md} and return the Markdown."""
     notes = [
         "Warm median of repeated calls through the backend interface; the first call (JIT compile, device "
@@ -211,11 +210,6 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[s
         "labels as every other backend of the task.",
     ]
     notes += [f"`{name}` not measured: {reason}." for name, reason in missing.items()]
-    notes.append(
-        "Load average (1, 5, 15 min) when the file was written: "
-        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
-        + f" on {os.cpu_count()} CPUs; other work on the machine slows every row alike."
-    )
     markdown = render(rows) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     payload = {
         "config": {
@@ -229,7 +223,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[s
         "not_measured": missing,
         "rows": rows,
     }
-    write_results(args.name, payload, markdown)
+    write_results(args.name, payload, markdown, plots=final)
     return markdown
 
 
@@ -238,10 +232,10 @@ def main(argv: Sequence[str]) -> int:
     args = parse(argv)
 
     def checkpoint(so_far: list[dict[str, Any]], reasons: dict[str, str]) -> None:
-        _write(args, so_far, reasons)
+        _write(args, so_far, reasons, final=False)
 
     rows, missing = run(args, checkpoint)
-    print(_write(args, rows, missing))
+    print(_write(args, rows, missing, final=True))
     disagreeing = [f"{r['task']}/{r['backend']}" for r in rows if r.get("agrees") is False]
     if disagreeing:
         print(f"answers differ: {', '.join(disagreeing)}")

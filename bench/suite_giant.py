@@ -7,11 +7,12 @@ packed open mask, hashed in parallel), ``bfs_frugal`` (2 bits of state per verte
 on 63^5 with seed 1 are the two corners.
 
 The measurement runs in a child process so that its peak resident set (``ru_maxrss``) counts nothing but the
-search and the interpreter. JIT compilation (or loading the on-disk cache) is warmed on a 16^5 lattice first
-and reported apart. Wall time is split into mask materialisation, search and path rebuild; CPU time and the
-load average are recorded beside it, because on a shared machine the wall time says as much about the
-neighbours as about the code. The path is checked: every step joins two open neighbours, and its length is
-the BFS length.
+search and the interpreter; a thread of that process samples its resident set every 0.1 s, stage by stage
+(``rss_series``: seconds, MiB, stage), for the plot of RSS over time. JIT compilation (or loading the on-disk
+cache) is warmed on a 16^5 lattice first and reported apart. Wall time is split into mask materialisation, search
+and path rebuild; CPU time and the load average are recorded beside it, because on a shared machine the wall time
+says as much about the neighbours as about the code. The path is checked: every step joins two open neighbours, and
+its length is the BFS length.
 
 Targets: peak RSS <= 1.5 GiB and mask + search + rebuild <= 60 s on a 2-core machine. Each is reported met or
 missed with the figures behind it.
@@ -28,6 +29,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +61,48 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 def _rss_mib() -> float:
     # ru_maxrss is in KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class RssSampler:
+    """Samples this process's resident set every ``interval`` seconds in a thread: (seconds, MiB, stage).
+
+    The kernels release the GIL while they run, so the samples cover the search itself.
+    """
+
+    def __init__(self, began: float, interval: float = 0.1) -> None:
+        self.began = began
+        self.interval = interval
+        self.stage = "start-up"
+        self.samples: list[tuple[float, float, str]] = []
+        self._done = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def rss_mib(self) -> float:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * self._page / 2**20
+
+    def sample(self) -> None:
+        self.samples.append((round(time.perf_counter() - self.began, 3), round(self.rss_mib(), 1), self.stage))
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            self.sample()
+
+    def enter(self, stage: str) -> None:
+        """Mark the start of a stage (with a sample at its start)."""
+        self.stage = stage
+        self.sample()
+
+    def __enter__(self) -> RssSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.sample()
 
 
 def _check_path(path: Any, shape: tuple[int, ...], open_bits: Any, start: int, goal: int, length: int) -> str | None:
@@ -105,6 +149,15 @@ def _endpoints(open_bits: Any, vertices: int) -> tuple[int, int]:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """Run the measurement in this process and return its figures."""
     began = time.perf_counter()
+    with RssSampler(began) as rss:
+        result = _measure(args, began, rss)
+    result["rss_series"] = rss.samples
+    return result
+
+
+def _measure(args: argparse.Namespace, began: float, rss: RssSampler) -> dict[str, Any]:
+    """The measurement, marking its stages on ``rss``."""
+    rss.enter("import")
     import numba
     import numpy as np
 
@@ -117,6 +170,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     backend = NumbaBackend()
     obstacles = [{"kind": "random", "p": args.p, "seed": args.seed}]
     imported = time.perf_counter()
+    rss.enter("JIT warm-up")
 
     # Warm every kernel on a lattice wide enough for the threaded search path.
     warm = Geometry.of(Lattice(WARM_SHAPE, obstacles=obstacles))
@@ -132,14 +186,18 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     geom = Geometry.of(Lattice(args.shape, obstacles=obstacles))
     load_before = os.getloadavg()
+    rss.enter("mask")
     cpu0, t0 = time.process_time(), time.perf_counter()
     open_bits = backend.open_bits(geom)
     cpu1, t1 = time.process_time(), time.perf_counter()
+    rss.enter("endpoints + state")
     start, goal = _endpoints(open_bits, geom.vertices)
     state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
+    rss.enter("search")
     cpu2, t2 = time.process_time(), time.perf_counter()
     length, expanded = backend.bfs_frugal(geom, open_bits, start, goal, state)
     cpu3, t3 = time.process_time(), time.perf_counter()
+    rss.enter("path rebuild + check")
     path = backend.trace_path_frugal(geom, open_bits, state, start, goal, length) if length >= 0 else None
     cpu4, t4 = time.process_time(), time.perf_counter()
     load_after = os.getloadavg()

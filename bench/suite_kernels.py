@@ -3,8 +3,14 @@
 Every case materialises one procedural lattice, hands the peers its open mask (for free: building the mask
 is never charged to a peer), and times each peer's graph construction ("build") apart from its query.
 catalytic rows are warm (the numba kernels compiled before timing) unless marked end to end, which times
-spec -> answer on a new :class:`~catalytic.Lattice` each call (so its mask cache is cold). The first call of
-every row is reported as ``first``; the compile cost of a fresh process is measured in a subprocess.
+spec -> answer on a new :class:`~catalytic.Lattice` each call once the case's own lattice is gone: lattices are
+equal by digest and the kernels keep prepared masks per lattice, so before every such call the suite checks that
+no equal lattice holds one (the call is cold). Graph peers are timed by each documented build route, and by
+their A* with the Manhattan heuristic beside their BFS. The first call of every row is reported as ``first``;
+the compile cost of a fresh process is measured in a subprocess.
+
+The suite refuses to publish (writes nothing, exits 1) when a profile's stages add up to more than its total,
+when an end-to-end row was not checked cold on every call, or when one is faster than building the mask alone.
 
 Every row's answer (path length, component count, distance-field digest) is checked against the answer
 most rows give; a row that disagrees is flagged.
@@ -24,8 +30,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import write_results
+from bench.common import begin_run, write_results
 from bench.kernels.cases import CASES, RUNNERS
+from bench.kernels.checks import publication_problems
 from bench.kernels.cold import cold_runs
 from bench.kernels.config import config
 from bench.kernels.report import payload, render
@@ -54,6 +61,7 @@ def main(argv: Sequence[str]) -> int:
     import catalytic
 
     args = parse(argv)
+    started = begin_run()
     cfg = config(args.quick)
     available = catalytic.backends()
     cases: dict[str, Case] = {}
@@ -64,9 +72,13 @@ def main(argv: Sequence[str]) -> int:
         cases[name] = case
         gc.collect()
     cold = cold_runs(cfg) if not args.no_cold and "numba" in available else []
+    problems = publication_problems(cases)
+    if problems:
+        print("not published: " + "; ".join(problems), file=sys.stderr)
+        return 1
     targets = evaluate_targets(cases)
     result = payload(cases, references, targets, cold, cfg, available)
-    json_path, md_path = write_results("kernels", result, render(cases, targets, cold, cfg))
+    json_path, md_path = write_results("kernels", result, render(cases, targets, cold, cfg), load_started=started)
     print(f"wrote {json_path} and {md_path}")
     if result["disagreements"]:
         print(f"answers disagree: {result['disagreements']}", file=sys.stderr)

@@ -41,9 +41,33 @@ def test_every_case_ran_with_rows(results: dict) -> None:
 def test_peers_and_catalytic_answer_alike(results: dict) -> None:
     assert results["answers_agree"], results["disagreements"]
     impls = {row["impl"] for case in results["cases"].values() for row in case["rows"]}
-    for peer in ("igraph get_shortest_path", "networkx shortest_path_length", "cc3d connectivity=6"):
-        assert peer in impls
+    assert "cc3d connectivity=6" in impls
     assert any(impl.startswith("catalytic[") for impl in impls)
+
+
+def test_graph_peers_by_each_build_route_with_bfs_and_astar(results: dict) -> None:
+    corner = {row["impl"] for row in results["cases"]["5d-corner"]["rows"]}
+    for call in ("igraph get_shortest_path", "igraph get_shortest_path_astar"):
+        assert {f"{call} (Graph.Lattice)", f"{call} (edge list)"} <= corner
+    for call in ("networkx shortest_path_length", "networkx astar_path_length"):
+        assert {f"{call} (grid_graph)", f"{call} (edge list)"} <= corner
+    pairs = {entry["impl"] for entry in results["cases"]["5d-pairs"]["pairs"]}
+    assert "igraph get_shortest_path_astar (Graph.Lattice)" in pairs
+
+
+def test_end_to_end_rows_were_checked_cold_on_every_call(results: dict) -> None:
+    rows = [r for case in results["cases"].values() for r in case["rows"] if r["impl"].endswith(", end to end")]
+    assert rows
+    for row in rows:
+        assert row["query"]["cold_checked"] == row["query"]["repeat"] + 1, row["impl"]
+    for stages in results["cases"]["5d-corner"]["profile"]["path"].values():
+        assert stages["python_overhead"] + 3 * stages["python_overhead_se"] >= 0
+
+
+def test_the_run_records_its_load_and_plots(results: dict) -> None:
+    load = results["machine"]["load"]
+    assert isinstance(results["noisy"], bool) and load["noisy"] == results["noisy"]
+    assert len(load["before"]) == len(load["after"]) == 3
 
 
 def test_pairs_report_percentiles(results: dict) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.common import REPO
+
+__all__ = ["BIG_VERTICES", "HUGE_VERTICES", "REPO", "Config", "config", "repeat_for"]
 
 BIG_VERTICES = 1_000_000
 HUGE_VERTICES = 10_000_000

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
-from bench.common import markdown_table
-from bench.kernels.config import HUGE_VERTICES, REPO, Config
+from bench.common import markdown_table, source_state
+from bench.kernels.config import HUGE_VERTICES, Config
 from bench.kernels.ours import NUMPY_MAX_VERTICES
-from bench.kernels.rows import Case
+from bench.kernels.rows import Case, Row
 
 PREAMBLE = (
     "Times in ms: medians over warm repeats (`first` = the first call, apart). Peers get the materialised open "
-    "mask for free; `build` is their graph construction from it, `query` the call itself. catalytic rows query "
-    "a prebuilt Lattice (mask cached) unless marked *end to end* (new Lattice per call: spec -> answer). "
-    "`ok` = the answer matches the answer most rows give (path length in hops, component count, distance-field "
-    "digest).\n"
+    "mask for free; `build` is their graph construction from it, `query` the call itself. A graph peer is built "
+    "by each of its documented routes (igraph: `Graph.Lattice` + `delete_vertices`, or an edge list; networkx: "
+    "`grid_graph` + `remove_nodes_from`, or an edge list), each route a row; its A* rows use the Manhattan "
+    "heuristic that catalytic's `auto` (A*) uses. catalytic rows query a prebuilt Lattice (mask cached) unless "
+    "marked *end to end*: spec -> answer on a new Lattice per call, timed while no equal lattice is alive (checked "
+    "before every call), so every call builds its mask. `ok` = the answer matches the answer most rows give (path "
+    "length in hops, component count, distance-field digest).\n"
 )
 
 
@@ -77,9 +79,15 @@ def results_table(cases: dict[str, Case]) -> list[str]:
             r.note,
         ]
         for case in cases.values()
-        for r in case.rows
+        for r in by_task(case.rows)
     ]
     return ["", "## Results", "", markdown_table(header, rows)]
+
+
+def by_task(rows: list[Row]) -> list[Row]:
+    """The rows grouped by task (tasks in the order they first appear), in measured order within a task."""
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    return sorted(rows, key=lambda r: tasks.index(r.task))
 
 
 def pairs_table(cases: dict[str, Case]) -> list[str]:
@@ -101,7 +109,10 @@ def targets_table(targets: list[dict[str, Any]]) -> list[str]:
 
 def profile_tables(cases: dict[str, Case]) -> list[str]:
     def stage_table(title: str, stages: dict[str, float]) -> list[str]:
-        rows = [[k, fmt_ms(v)] for k, v in stages.items()]
+        rows = [[k, fmt_ms(v)] for k, v in stages.items() if not k.endswith("_se")]
+        for row in rows:
+            if row[0] == "python_overhead":
+                row[1] += f" ± {fmt_ms(stages['python_overhead_se'])} (total minus parts, per round)"
         return ["", f"### Profile: {title}", "", markdown_table(["stage", "median ms"], rows)]
 
     lines: list[str] = []
@@ -109,7 +120,8 @@ def profile_tables(cases: dict[str, Case]) -> list[str]:
         for what, stages in case.profile.items():
             if what == "path":
                 for method, parts in stages.items():
-                    lines += stage_table(f"{case.name} numba shortest_path method={method}, end to end", parts)
+                    title = f"{case.name} numba shortest_path method={method}, end to end (cold)"
+                    lines += stage_table(title, parts)
             else:
                 lines += stage_table(f"{case.name} numba {what}", stages)
     return lines
@@ -142,19 +154,6 @@ def render(cases: dict[str, Case], targets: list[dict[str, Any]], cold: list[dic
     lines += profile_tables(cases)
     lines += cold_table(cold)
     return "\n".join(lines)
-
-
-def source_state() -> dict[str, Any]:
-    """The commit the kernels were timed at, and whether the kernels' files had uncommitted edits."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "kernels_edited": bool(git("status", "--short", "catalytic")),
-    }
 
 
 def payload(

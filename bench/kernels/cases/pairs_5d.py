@@ -13,11 +13,14 @@ from bench.kernels.timing import query_stats
 
 NAME = "5d-pairs"
 
+ASTAR_NOTE = "; A* with the Manhattan heuristic (a Python callback)"
 PEERS = (
-    # (peer, on the subset of pairs only, one untimed call first, note)
-    ("igraph", False, True, "prebuilt Graph"),
-    ("scipy csgraph", True, False, "prebuilt CSR; full BFS per query"),
-    ("networkx", True, False, "prebuilt Graph"),
+    # (peer, query, on the subset of pairs only, one untimed call first, note)
+    ("igraph Graph.Lattice", "path", False, True, "prebuilt Graph"),
+    ("igraph Graph.Lattice", "path astar", False, True, "prebuilt Graph" + ASTAR_NOTE),
+    ("scipy csgraph", "path", True, False, "prebuilt CSR; full BFS per query"),
+    ("networkx edge list", "path", True, False, "prebuilt Graph"),
+    ("networkx edge list", "path astar", True, False, "prebuilt Graph" + ASTAR_NOTE),
 )
 """The peers that answer the pairs, in order; the first is the reference every entry is checked against."""
 
@@ -45,9 +48,9 @@ def run(cfg: Config) -> Case:
         case.profile["per-query shortest_path auto"] = profile_pairs(lat, as_coords, cfg.pair_subset)
     ends = [Ends(sc, gc, s, g) for (s, g), (sc, gc) in zip(pairs, as_coords, strict=True)]
     first_peer = len(case.pairs)
-    for name, subset, warm, note in PEERS:
+    for name, key, subset, warm, note in PEERS:
         todo_ends = ends[: cfg.pair_subset] if subset else ends
-        record(*peers.pair_lengths(name, open_grid, todo_ends, warm), note)
+        record(*peers.pair_lengths(name, key, open_grid, todo_ends, warm), note)
 
     reference = case.pairs[first_peer]
     for entry in case.pairs:

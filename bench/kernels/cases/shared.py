@@ -17,9 +17,10 @@ from bench.kernels.rows import Case
 def add_graph_peers(
     case: Case, cfg: Config, open_grid: np.ndarray, ends: Ends, tasks: Sequence[str], use_igraph: bool
 ) -> None:
-    """igraph and scipy csgraph: one timed build each, then the corner path (and components) on it."""
+    """igraph (both build routes) and scipy csgraph: one timed build each, then the corner path (and components)."""
     repeat = repeat_for(cfg, open_grid.size, ours=False)
-    for name in ("igraph", "scipy csgraph") if use_igraph else ("scipy csgraph",):
+    graphs = ("igraph Graph.Lattice", "igraph edge list", "scipy csgraph")
+    for name in graphs if use_igraph else graphs[-1:]:
         peers.add_rows(case, name, open_grid, ends, tasks, Repeats(repeat, repeat))
 
 
@@ -44,16 +45,19 @@ def components_case(
     duel_peer: str,
     add_path_peers: Callable[[Case, Config, np.ndarray, Ends], None],
 ) -> Case:
-    """A components case: catalytic and the image peers label the lattice; catalytic's corner path, then the peers
-    ``add_path_peers`` times (paths, and components on the same build where a graph peer gives them); last, where
-    catalytic's components time goes and a head-to-head against ``duel_peer``."""
+    """A components case: catalytic and the image peers label the lattice; where catalytic's components time goes
+    and a head-to-head against ``duel_peer``; catalytic's corner path, warm and (once the case's lattice is gone)
+    end to end; then the peers ``add_path_peers`` times (paths, and components on the same build where a graph
+    peer gives them)."""
     case, lat, open_grid = new_case(name, cfg)
     ends = corner_ends(case, lat)
     ours.add_components_rows(case, cfg, lat)
     add_image_components(case, cfg, open_grid, ends, use_cc3d)
-    ours.add_path_rows(case, cfg, lat, ends)
-    add_path_peers(case, cfg, open_grid, ends)
     repeat = repeat_for(cfg, lat.vertices, ours=True)
     case.profile["components"] = profile_components(lat, repeat)
     case.profile["components head-to-head"] = head_to_head_components(lat, open_grid, duel_peer, ends, repeat)
+    ours.add_path_rows(case, cfg, lat, ends)
+    del lat  # the end-to-end rows need no equal lattice alive
+    ours.add_end_to_end_rows(case, cfg, ends)
+    add_path_peers(case, cfg, open_grid, ends)
     return case

@@ -81,15 +81,16 @@ def component_call(name: str, open_grid: np.ndarray, ends: Ends) -> tuple[str, A
 
 
 def pair_lengths(
-    name: str, open_grid: np.ndarray, pairs: Sequence[Ends], warm: bool
+    name: str, key: str, open_grid: np.ndarray, pairs: Sequence[Ends], warm: bool
 ) -> tuple[str, list[float], list[Any]]:
-    """Peer ``name`` built untimed, then its path query timed pair by pair (after one untimed call when ``warm``).
+    """Peer ``name`` built untimed, then its path query ``key`` timed pair by pair (after one untimed call when
+    ``warm``).
 
     Returns the row name, the time of each query and each answer.
     """
     peer = REGISTRY[name]
     value = open_grid if peer.build is None else peer.build(open_grid)
-    query = peer.queries["path"]
+    query = peer.queries[key]
     calls = [query.prepare(value, ends) for ends in pairs]
     if warm:
         calls[0]()

@@ -7,7 +7,8 @@ of :class:`Peer`; ``bench.kernels.peers`` gathers them into one registry and tim
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -77,3 +78,41 @@ def edge_list(open_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def compact_ends(rank: np.ndarray, ends: Ends) -> tuple[int, int]:
     """A graph peer's ids (ranks among open vertices) of the two ends."""
     return int(rank[ends.start_index]), int(rank[ends.goal_index])
+
+
+@dataclass
+class CompactGraph:
+    """A peer's graph whose vertex ids are the ranks of the open vertices in C order, with the lattice mask.
+
+    The rank map and the coordinates of each id are worked out on first use, outside the timed build.
+    """
+
+    graph: Any
+    open_grid: np.ndarray
+    given_rank: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, graph: Any, open_grid: np.ndarray, rank: np.ndarray | None = None) -> CompactGraph:
+        return cls(graph, open_grid, rank)
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """Rank among open vertices of every lattice index (meaningful at open vertices only)."""
+        if self.given_rank is not None:
+            return self.given_rank
+        return np.cumsum(self.open_grid.ravel(), dtype=np.int64) - 1
+
+    @cached_property
+    def coords(self) -> list[tuple[int, ...]]:
+        """Lattice coordinates of each compact id, as tuples of ints (cheap to read in a Python heuristic)."""
+        return [tuple(c) for c in np.argwhere(self.open_grid).tolist()]
+
+
+def manhattan_to(coords: list[tuple[int, ...]], goal: int) -> Callable[[int], int]:
+    """The A* heuristic of a graph peer: Manhattan distance in lattice coordinates from an id to ``goal``."""
+    target = coords[goal]
+
+    def bound(v: int) -> int:
+        return sum(abs(a - b) for a, b in zip(coords[v], target, strict=True))
+
+    return bound

@@ -1,0 +1,112 @@
+"""The kernels bench measures what its labels say: cold end-to-end rows are cold, and figures that cannot be
+what they claim are refused. Timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bench.common
+from bench import suite_kernels
+from bench.kernels import ours
+from bench.kernels.checks import publication_problems
+from bench.kernels.lattices import Ends, coords, corners, lattice_spec
+from bench.kernels.rows import Case, Row
+from bench.kernels.timing import WarmStateError, overhead_problem, with_overhead
+from catalytic import Lattice, shortest_path
+from catalytic.kernels.backend import get_backend
+
+SHAPE = (6, 6, 6)
+
+
+def small_case() -> tuple[Case, Ends]:
+    spec = lattice_spec(SHAPE, 0.2, 1)
+    lattice = Lattice(**spec)  # never queried: the kernels hold nothing for it
+    start, goal, _, _ = corners(np.asarray(lattice.open_mask_flat()))
+    ends = Ends(coords(start, SHAPE), coords(goal, SHAPE), start, goal)
+    return Case("small", spec, {"vertices": lattice.vertices}), ends
+
+
+def test_end_to_end_rows_build_the_mask_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = type(get_backend("numpy"))
+    built = []
+    materialise = backend.open_mask
+
+    def counted(self: object, geom: object) -> object:
+        built.append(geom)
+        return materialise(self, geom)
+
+    monkeypatch.setattr(backend, "open_mask", counted)
+    case, ends = small_case()
+    row = ours.end_to_end_path_row(case, ends, "numpy", "bfs", repeat=2)
+    assert row.query["cold_checked"] == 3
+    assert len(built) == 3  # one mask materialised per call: no call found a prepared one
+    assert isinstance(row.answer, int)
+
+
+def test_an_equal_lattice_alive_with_its_mask_is_refused() -> None:
+    case, ends = small_case()
+    warm = Lattice(**case.spec)
+    shortest_path(warm, ends.start, ends.goal, "bfs", "numpy")  # prepares the mask every equal lattice would find
+    with pytest.raises(WarmStateError):
+        ours.end_to_end_path_row(case, ends, "numpy", "bfs", repeat=1)
+    del warm
+    assert ours.end_to_end_path_row(case, ends, "numpy", "bfs", repeat=1).query["cold_checked"] == 2
+
+
+def test_overhead_is_paired_round_by_round() -> None:
+    parts = {"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.5, 0.5, 0.5]}
+    total = [a + b + 0.1 for a, b in zip(parts["a"], parts["b"], strict=True)]
+    stages = with_overhead({**parts, "total": total}, "total", ["a", "b"])
+    assert stages["python_overhead"] == pytest.approx(0.1)
+    assert stages["python_overhead_se"] == pytest.approx(0.0, abs=1e-12)
+    assert overhead_problem(stages) is None
+
+
+def test_parts_outweighing_their_total_are_refused_and_noise_is_not() -> None:
+    outweighed = {"total": 0.093e-3, "mask": 0.296e-3, "python_overhead": -0.25e-3, "python_overhead_se": 0.01e-3}
+    assert "more than the total" in (overhead_problem(outweighed) or "")
+    noise = {"total": 60e-3, "label": 60.7e-3, "python_overhead": -0.7e-3, "python_overhead_se": 0.5e-3}
+    assert overhead_problem(noise) is None
+
+
+def end_to_end_row(median_s: float, checked: int) -> Row:
+    query = {"cold_s": median_s, "median_s": median_s, "min_s": median_s, "max_s": median_s, "repeat": 2}
+    query["cold_checked"] = checked
+    return Row("5d-corner", "path", "catalytic[numba] bfs, end to end", None, query, 45)
+
+
+def test_publication_problems_name_each_figure_that_cannot_be_right() -> None:
+    case = Case("5d-corner", {}, {})
+    case.profile["path"] = {"bfs": {"mask_materialisation": 0.3e-3, "python_overhead": 1e-5, "python_overhead_se": 0}}
+    case.rows.append(end_to_end_row(0.5e-3, checked=3))
+    assert publication_problems({"5d-corner": case}) == []
+    case.rows[0] = end_to_end_row(0.5e-3, checked=1)
+    assert "checked to be cold" in publication_problems({"5d-corner": case})[0]
+    case.rows[0] = end_to_end_row(0.5e-3, checked=3)
+    case.profile["path"]["bfs"]["python_overhead"] = -0.25e-3
+    assert "more than the total" in publication_problems({"5d-corner": case})[0]
+
+
+def test_the_suite_writes_nothing_when_a_figure_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused_case(cfg: object) -> Case:
+        case = Case("3d-200", {"shape": SHAPE}, {})
+        case.profile["components"] = {"label": 2.0, "python_overhead": -1.0, "python_overhead_se": 0.0}
+        return case
+
+    monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
+    monkeypatch.setitem(suite_kernels.RUNNERS, "3d-200", refused_case)
+    assert suite_kernels.main(["--quick", "--only", "3d-200", "--no-cold"]) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_published_end_to_end_rows_were_checked_cold() -> None:
+    stored = json.loads((bench.common.RESULTS / "kernels.json").read_text(encoding="utf-8"))
+    rows = [r for case in stored["cases"].values() for r in case["rows"] if r["impl"].endswith("end to end")]
+    if not any("cold_checked" in r["query"] for r in rows):
+        pytest.skip("the stored kernels results predate the cold check; rerun `python -m bench kernels`")
+    for row in rows:
+        assert row["query"]["cold_checked"] == row["query"]["repeat"] + 1, row["impl"]

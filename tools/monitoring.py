@@ -172,13 +172,14 @@ SERVICE = Dashboard(
                     width=8,
                 ),
                 Panel(
-                    "Redis and database reachable, by pod",
+                    "Redis, database and results store reachable, by pod",
                     (
                         _q(
                             f"cache_redis_up{{{API}}} and on (namespace, pod) cache_redis_configured{{{API}}} == 1",
                             "redis {{pod}}",
                         ),
                         _q(f"database_up{{{API}}}", "database {{pod}}"),
+                        _q(f"results_store_up{{{API}}}", "results store {{pod}}"),
                     ),
                     width=8,
                 ),

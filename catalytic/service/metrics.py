@@ -44,6 +44,7 @@ __all__ = [
     "MEMORY_EFFICIENCY_RATIO",
     "PATH_REQUEST_DURATION",
     "RESULTS_STORE_BYTES",
+    "RESULTS_STORE_UP",
     "SIZE_CLASSES",
     "scrape_registry",
     "size_class",
@@ -141,6 +142,11 @@ RESULTS_STORE_BYTES = Gauge(
     "Bytes of stored job results, all replicas, by location: database (JSON bodies and the .npy arrays kept "
     "in rows) and store (the .npy files of the results store, RESULTS_DIR or RESULTS_S3_BUCKET).",
     ["location"],
+    multiprocess_mode="mostrecent",
+)
+RESULTS_STORE_UP = Gauge(
+    "results_store_up",
+    "1 when the latest sweep of the results store (RESULTS_DIR or RESULTS_S3_BUCKET) could list it, 0 when not.",
     multiprocess_mode="mostrecent",
 )
 JOB_QUEUE_SIZE = Gauge("job_queue_size", "Jobs queued or running in this process.", multiprocess_mode="livesum")

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -332,6 +332,20 @@ def write_result(array: np.ndarray, config: Mapping[str, Any] | None, name: str)
     return store.write(name, array)
 
 
+T = TypeVar("T")
+
+
+async def _on_store(call: Callable[..., T], *args: Any) -> T:
+    """Run a call on the results store off the event loop; a failure sets ``results_store_up`` to 0."""
+    from catalytic.service.metrics import RESULTS_STORE_UP
+
+    try:
+        return await asyncio.to_thread(call, *args)
+    except Exception:
+        RESULTS_STORE_UP.set(0)
+        raise
+
+
 class ResultSweeper:
     """Every ``interval_s``: delete expired results (records, inline arrays and files), and stray files.
 
@@ -366,10 +380,10 @@ class ResultSweeper:
     async def sweep_once(self) -> dict[str, int]:
         """One pass; counts of result records and store files deleted, and the bytes the store keeps."""
         from catalytic.service import db as queries
-        from catalytic.service.metrics import RESULTS_STORE_BYTES
+        from catalytic.service.metrics import RESULTS_STORE_BYTES, RESULTS_STORE_UP
 
         now = self.clock()
-        store = await asyncio.to_thread(open_store, self.config)
+        store = await _on_store(open_store, self.config)
         records = files = 0
         while True:
             expired = await queries.expired_results(self.db, now, self.ttl_s, limit=500)
@@ -377,14 +391,15 @@ class ResultSweeper:
                 break
             for row in expired:
                 if row["array_ref"]:
-                    await asyncio.to_thread(store.delete, row["array_ref"])
+                    await _on_store(store.delete, row["array_ref"])
                     files += 1
             async with self.db.transaction() as conn:
                 await queries.delete_results(conn, [row["job_id"] for row in expired])
             records += len(expired)
         await queries.delete_finished_job_arrays(self.db, now - self.ttl_s)
         # A file older than the TTL has outlived any record that could name it.
-        stray, kept = await asyncio.to_thread(store.sweep, now - self.ttl_s)
+        stray, kept = await _on_store(store.sweep, now - self.ttl_s)
+        RESULTS_STORE_UP.set(1)
         RESULTS_STORE_BYTES.labels("store").set(kept)
         if records or stray:
             log.info("results sweeper: %d expired results, %d files deleted", records, files + stray)

@@ -316,7 +316,7 @@ def test_the_new_metrics_are_measured(live: Live) -> None:
     assert (api.value("path_request_duration_seconds_count", size_class="up_to_1e4") or 0) >= 3
     assert (live.lattice_cache_bytes_before_delete or 0) > 0  # the 30 x 30 lattice, materialised in L1
     assert api.value("job_oldest_queued_age_seconds") is not None
-    assert api.value("results_store_bytes") is not None
+    assert api.value("results_store_bytes") is not None and api.value("results_store_up") == 1
     assert (api.value("jobs_total", status="succeeded") or 0) >= 1 and api.value("jobs_taken_over_total") == 0
     assert (worker.value("webhook_event_to_delivery_seconds_count") or 0) >= 1
     for gauge in (

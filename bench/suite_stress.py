@@ -52,7 +52,7 @@ def create_body(coordinates: int, seed: int = 2026) -> bytes:
     """A create body of ``coordinates`` blocked coordinates on a SIDE x SIDE lattice (duplicates allowed)."""
     rng = random.Random(seed)
     blocked = [[rng.randrange(SIDE), rng.randrange(SIDE)] for _ in range(coordinates)]
-    return json.dumps({"shape": [SIDE, SIDE], "blocked": blocked}, separators=(",", ":")).encode()
+    return json.dumps({"shape": [SIDE, SIDE], "blocked": blocked}).encode()
 
 
 def _probe(port: int, conn: Any) -> None:

@@ -32,6 +32,7 @@ from catalytic.service.crosssite import CrossSiteMiddleware
 from catalytic.service.errors import exception_handlers
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import JobRunner, replica_id
+from catalytic.service.lifeline import die_with_parent
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
 from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
@@ -313,6 +314,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from catalytic.storage import migrate, open_database, sqlite_file
 
+        # A server process of `catalytic serve --workers N` ends with its supervisor, as it would otherwise
+        # go on serving the shared socket unsupervised (a no-op in a process not started by multiprocessing).
+        die_with_parent()
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
         database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)

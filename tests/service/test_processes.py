@@ -47,8 +47,9 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _serve(tmp_path: Path, host: str, port: int) -> subprocess.Popen[bytes]:
+def _serve(tmp_path: Path, host: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "catalytic.cli", "serve", "--host", host, "--port", str(port)]
+    command += ["--workers", str(workers)]
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - the server's output, closed when it ends
     process = subprocess.Popen(command, env=_environment(tmp_path), stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -127,6 +128,30 @@ def test_busy_children_die_with_a_killed_server(server: tuple[subprocess.Popen[b
             if not _gone(child.pid):
                 os.kill(child.pid, signal.SIGKILL)
     inline.join(10)
+
+
+def test_server_processes_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    port = _free_port()
+    supervisor = _serve(tmp_path, "127.0.0.1", port, workers=2)
+    children: list[psutil.Process] = []
+    try:
+        _wait_healthy(supervisor, f"http://127.0.0.1:{port}", tmp_path / "serve.log")
+        deadline = time.monotonic() + 60
+        while len(_spawned(supervisor.pid)) < 2:
+            assert time.monotonic() < deadline, "the supervisor never started two server processes"
+            time.sleep(0.1)
+        children = psutil.Process(supervisor.pid).children(recursive=True)
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait(10)
+        deadline = time.monotonic() + 3
+        while not all(_gone(child.pid) for child in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [child.pid for child in children if not _gone(child.pid)] == []
+    finally:
+        _stop(supervisor)
+        for child in children:
+            if not _gone(child.pid):
+                os.kill(child.pid, signal.SIGKILL)
 
 
 def _spawned(pid: int) -> list[psutil.Process]:

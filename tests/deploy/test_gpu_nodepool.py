@@ -52,7 +52,11 @@ def test_operator_runtime_class_and_check_pod_agree() -> None:
     assert runtime["scheduling"] == {"nodeSelector": _label(), "tolerations": [_toleration()]}
     assert check["spec"]["nodeSelector"] == _label() and check["spec"]["tolerations"] == [_toleration()]  # type: ignore[index]
     assert check["spec"]["runtimeClassName"] == runtime["metadata"]["name"] == "nvidia"  # type: ignore[index]
-    assert policy["spec"]["dcgmExporter"]["enabled"] and policy["spec"]["dcgmExporter"]["serviceMonitor"]["enabled"]  # type: ignore[index]
+    assert policy["spec"]["dcgmExporter"]["enabled"]  # type: ignore[index]
+    # One scrape of the exporter: the monitoring component's ServiceMonitor, not the operator's as well.
+    assert policy["spec"]["dcgmExporter"]["serviceMonitor"]["enabled"] is False  # type: ignore[index]
+    monitors = yaml.safe_load_all((ROOT / "k8s/components/monitoring/monitors.yaml").read_text())
+    assert any(m["kind"] == "ServiceMonitor" and m["metadata"]["name"] == "catalytic-dcgm" for m in monitors if m)
 
 
 def test_the_driver_is_one_cuda_13_accepts() -> None:

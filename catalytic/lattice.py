@@ -48,6 +48,8 @@ __all__ = [
     "SPEC_VERSION",
     "Lattice",
     "array_digest",
+    "materialise_open",
+    "obstacle_generators",
     "random_blocked",
     "splitmix64",
 ]
@@ -102,7 +104,88 @@ def random_threshold(p: float) -> int:
 def random_blocked(seed: int, p: float, start: int, stop: int) -> np.ndarray:
     """Blocked flags of the random generator ``(seed, p)`` for linear indices ``start .. stop - 1``."""
     index = np.arange(start, stop, dtype=np.uint64)
-    return (splitmix64(seed, index) >> np.uint64(11)) < np.uint64(random_threshold(p))
+    return _hash_blocked(seed, random_threshold(p), index)
+
+
+def _hash_blocked(seed: int, threshold: int, index: np.ndarray) -> np.ndarray:
+    return (splitmix64(seed, index) >> np.uint64(11)) < np.uint64(threshold)
+
+
+Generators = tuple[list[tuple[int, int]], list[tuple[list[int], list[int]]]]
+"""Random generators as ``(seed, threshold)`` and boxes as inclusive ``(lo, hi)`` corners."""
+
+
+def obstacle_generators(obstacles: Iterable[Mapping[str, Any]]) -> Generators:
+    """Split normalised obstacles into random generators ``(seed, threshold)`` and boxes ``(lo, hi)``.
+
+    Generators with ``p = 0`` block nothing and are left out.
+
+    Examples
+    --------
+    >>> obstacle_generators([{"kind": "random", "p": 0.5, "seed": 3}, {"kind": "box", "lo": [0], "hi": [1]}])
+    ([(3, 4503599627370496)], [([0], [1])])
+    """
+    randoms = [(int(o["seed"]), random_threshold(o["p"])) for o in obstacles if o["kind"] == "random" and o["p"] > 0]
+    boxes = [(list(o["lo"]), list(o["hi"])) for o in obstacles if o["kind"] == "box"]
+    return randoms, boxes
+
+
+def materialise_open(
+    shape: Sequence[int],
+    generators: Generators,
+    explicit: np.ndarray | None = None,
+    rows: Sequence[int] | None = None,
+) -> np.ndarray:
+    """The open flags of rows ``rows`` of axis 0 of a lattice: the one NumPy materialisation of a mask.
+
+    Every NumPy mask (:meth:`Lattice.open_mask`, the ``numpy`` backend, a slab of a partitioned lattice) is
+    built here, so they cannot drift apart.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The whole lattice's shape.
+    generators : tuple
+        ``(randoms, boxes)`` from :func:`obstacle_generators`; random obstacles hash GLOBAL linear indices.
+    explicit : numpy.ndarray, optional
+        Explicitly blocked flags of the rows materialised (any shape with that many entries).
+    rows : sequence of int, optional
+        Global rows of axis 0, in the order wanted (a slab with its halo rows); every row when None.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(len(rows), *shape[1:])``, True where open.
+
+    Examples
+    --------
+    >>> box = obstacle_generators([{"kind": "box", "lo": [1, 0], "hi": [1, 1]}])
+    >>> materialise_open((3, 2), box, rows=[2, 1]).tolist()
+    [[True, True], [False, False]]
+    """
+    randoms, boxes = generators
+    row_size = math.prod(shape[1:])
+    picked = np.arange(shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    blocked = np.zeros((picked.size, *shape[1:]), dtype=np.bool_)
+    flat = blocked.reshape(-1)
+    if randoms and picked.size:
+        at = 0
+        # a run of consecutive rows is a run of consecutive indices, hashed in chunks
+        for run in np.split(picked, np.flatnonzero(np.diff(picked) != 1) + 1):
+            first, count = int(run[0]) * row_size, run.size * row_size
+            for start in range(0, count, _CHUNK):
+                stop = min(start + _CHUNK, count)
+                index = np.arange(first + start, first + stop, dtype=np.uint64)
+                for seed, threshold in randoms:
+                    flat[at + start : at + stop] |= _hash_blocked(seed, threshold, index)
+            at += count
+    for lo, hi in boxes:
+        window: tuple[Any, ...] = ((picked >= lo[0]) & (picked <= hi[0]),)
+        window += tuple(slice(a, b + 1) for a, b in zip(lo[1:], hi[1:], strict=True))
+        blocked[window] = True
+    if explicit is not None:
+        flat |= np.asarray(explicit, dtype=np.bool_).reshape(-1)
+    return ~blocked
 
 
 def array_digest(array: np.ndarray) -> str:
@@ -448,19 +531,7 @@ class Lattice:
         return self._open_mask
 
     def _materialise_open(self) -> np.ndarray:
-        blocked = np.zeros(self.vertices, dtype=np.bool_)
-        for obstacle in self.obstacles:
-            if obstacle["kind"] == "random" and obstacle["p"] > 0:
-                for start in range(0, self.vertices, _CHUNK):
-                    stop = min(start + _CHUNK, self.vertices)
-                    blocked[start:stop] |= random_blocked(obstacle["seed"], obstacle["p"], start, stop)
-        grid = blocked.reshape(self.shape)
-        for obstacle in self.obstacles:
-            if obstacle["kind"] == "box":
-                grid[tuple(slice(lo, hi + 1) for lo, hi in zip(obstacle["lo"], obstacle["hi"], strict=True))] = True
-        if self.blocked is not None:
-            blocked |= self.blocked.ravel()
-        open_flat = ~blocked
+        open_flat = materialise_open(self.shape, obstacle_generators(self.obstacles), self.blocked).reshape(-1)
         open_flat.flags.writeable = False
         return open_flat
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from catalytic import errors
 from catalytic.errors import InvalidTypeError, MaskError, WeightsError
 from catalytic.lattice import Lattice
 
-__all__ = ["RETRIES", "ErrorCarrier", "connect", "explicit_arrays", "lattice_from", "slab_arrays"]
+__all__ = ["RETRIES", "ErrorCarrier", "connect", "explicit_arrays", "lattice_from", "rows_of", "slab_arrays"]
 
 log = logging.getLogger("catalytic.distributed")
 
@@ -81,9 +81,14 @@ def lattice_from(spec: Mapping[str, Any], arrays: Mapping[str, Any] | None = Non
     return Lattice.from_spec(spec, blocked=explicit.get("blocked"), weights=explicit.get("weights"))
 
 
+def rows_of(explicit: Mapping[str, np.ndarray], rows: Sequence[int]) -> dict[str, np.ndarray]:
+    """Rows ``rows`` (axis 0, in that order) of each explicit array, as contiguous copies."""
+    return {name: np.take(array, np.asarray(rows, dtype=np.int64), axis=0) for name, array in explicit.items()}
+
+
 def slab_arrays(explicit: Mapping[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
     """Rows ``lo .. hi - 1`` (axis 0) of each explicit array, as contiguous copies."""
-    return {name: np.ascontiguousarray(array[lo:hi]) for name, array in explicit.items()}
+    return rows_of(explicit, range(lo, hi))
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,37 @@
 """Lattices split into slabs along axis 0, one Ray actor per slab.
 
-Each :class:`SlabWorker` holds one slab: rows ``lo .. hi - 1`` of axis 0 as a lattice of its own (its open
-mask hashed from the GLOBAL linear indices of those rows, its part of the explicit mask and weights; wrap on
-axes 1.. stays inside the slab) and, per query, the slab's distances. Slabs talk only through their two
-boundary faces (the first and last row): a face is one row of ``prod(shape[1:])`` values.
+Each :class:`SlabWorker` holds one slab as a lattice with halo faces: rows ``lo .. hi - 1`` of axis 0, plus the
+row on each side that belongs to a neighbouring slab (the halo), materialised by the one NumPy mask builder
+(:func:`catalytic.lattice.materialise_open`) with obstacles hashed at the GLOBAL linear indices of those rows;
+its rows of the explicit mask and weights; wrap on axes 1.. stays inside the slab. Per query it keeps the
+distances of all its rows, halos included. Slabs talk only through their two boundary faces (the first and last
+own row): a face is one row of ``prod(shape[1:])`` values.
 
-Distance fields run in rounds. In the first round every slab runs the single-node kernel
-(:func:`catalytic.distance_field`) from the sources it holds. In every later round each slab receives its
-neighbours' boundary faces (the one-face halos), offers every boundary vertex the cost through the halo
-(``halo + cost(v)``, where ``cost`` is 1, or the weight of entering ``v``), and relaxes every improvement
-through the slab until nothing changes locally: many BFS levels, or many Bellman-Ford sweeps, per round. The
-rounds stop after one in which no slab changed.
+Everything a slab computes runs on the backends' own primitives (:mod:`catalytic.kernels.backend`) over the
+slab's geometry. Distance fields run in rounds. In the first round every slab runs the multi-source search (BFS,
+or Dijkstra when weighted) from the sources it holds. In every later round each slab takes its neighbours'
+boundary faces into its halo rows (keeping the smaller value) and runs Dijkstra seeded with the halo vertices
+whose value dropped: a seed starts at the cost it holds, every other finite distance is an upper bound, so the
+search lowers exactly what the halo improves, through the slab, until nothing changes locally. The rounds stop
+after one in which no slab's own rows changed. A path is walked back by the backends' path walk on the same
+slab: it ends at the start, or at its first step into a halo, where the neighbouring slab takes over.
 
-Why the answer is exact (bit for bit, weights included): every stored value is the cost of a real path,
-summed left to right as the kernels sum it, so it never undercuts the true distance; and when the rounds stop
-every edge is relaxed, which forces every value down to the true distance. Float addition is monotone, so the
-minimum over paths is the same number a single-node Dijkstra settles.
+Why the answer is exact (bit for bit, weights included): every stored value is the cost of a real path (halo
+rows are real rows of the lattice), summed left to right as the kernels sum it, so it never undercuts the true
+distance; and when the rounds stop every edge is relaxed, which forces every value down to the true distance.
+Float addition is monotone, so the minimum over paths is the same number a single-node Dijkstra settles. On an
+unweighted lattice the costs are whole numbers, exact in float64, reported as int32 steps.
 
 The same argument makes failures harmless. Every call carries the query, so a slab actor that died and was
 restarted by Ray (``max_restarts``; the lost call is retried, ``max_task_retries``) rebuilds its slab from
 the spec, reruns the first round from its own sources and then takes the current halos: its neighbours only
 ever hold real path costs, so the rounds resume and converge to the same exact answer.
 
-Components: every slab labels itself with :func:`catalytic.components`; a union-find over the labels that
-touch across slab faces merges them, and every piece is renumbered to the global rule (components 1..count by
-their lowest linear index). Slab ``k``'s pieces are numbered by their lowest index and every index of slab
-``k`` precedes those of slab ``k + 1``, so ordering pieces by (slab, local label) is ordering them by lowest
-global index.
+Components: every slab labels its own rows with :func:`catalytic.components`; a union-find over the labels
+that touch across slab faces merges them, and every piece is renumbered to the global rule (components
+1..count by their lowest linear index). Slab ``k``'s pieces are numbered by their lowest index and every index
+of slab ``k`` precedes those of slab ``k + 1``, so ordering pieces by (slab, local label) is ordering them by
+lowest global index.
 """
 
 from __future__ import annotations
@@ -34,20 +39,22 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from catalytic.distributed._runtime import RETRIES, connect, explicit_arrays, lattice_from, slab_arrays
+from catalytic.distributed._runtime import RETRIES, connect, explicit_arrays, lattice_from, rows_of
 from catalytic.errors import CoordinateError, InvalidTypeError, NoPathError
-from catalytic.kernels import Path, components, distance_field
-from catalytic.lattice import Lattice, random_blocked
+from catalytic.kernels import Path
+from catalytic.kernels.backend import Backend, Geometry, run_with_fallback
+from catalytic.lattice import Lattice, materialise_open, obstacle_generators
 
 __all__ = [
     "PartitionedLattice",
     "SlabWorker",
+    "halo_rows",
     "partitioned_components",
     "partitioned_distance_field",
     "partitioned_shortest_path",
@@ -55,8 +62,8 @@ __all__ = [
     "slab_lattice",
 ]
 
-_UNREACHED_STEPS = np.iinfo(np.int32).max
 _RECOVERIES = 3
+T = TypeVar("T")
 
 
 def slab_bounds(rows: int, slabs: int) -> list[tuple[int, int]]:
@@ -64,6 +71,34 @@ def slab_bounds(rows: int, slabs: int) -> list[tuple[int, int]]:
     count = max(1, min(int(slabs), rows))
     edges = [rows * k // count for k in range(count + 1)]
     return [(edges[k], edges[k + 1]) for k in range(count)]
+
+
+def halo_rows(rows: int, wrap: bool, lo: int, hi: int) -> tuple[list[int], int]:
+    """The global rows a slab materialises, and how many of them (0 or 1) come before its own rows.
+
+    A slab holds its rows ``lo .. hi - 1`` and, on each side where a neighbouring slab lies, that slab's
+    nearest row: ``lo - 1`` and ``hi``, or across the wrap of axis 0 when ``wrap`` (periodic, several slabs).
+
+    Examples
+    --------
+    >>> halo_rows(10, False, 0, 4), halo_rows(10, True, 0, 4), halo_rows(10, False, 0, 10)
+    (([0, 1, 2, 3, 4], 0), ([9, 0, 1, 2, 3, 4], 1), ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 0))
+    """
+    before = [lo - 1] if lo > 0 else ([rows - 1] if wrap else [])
+    after = [hi] if hi < rows else ([0] if wrap else [])
+    return [*before, *range(lo, hi), *after], len(before)
+
+
+def _rows_lattice(
+    spec: Mapping[str, Any], rows: Sequence[int], wrap: bool, arrays: Mapping[str, np.ndarray] | None
+) -> Lattice:
+    """Global rows ``rows`` of axis 0 of a lattice as a lattice of their own, axis 0 periodic only if ``wrap``."""
+    shape = tuple(int(n) for n in spec["shape"])
+    periodic = list(Lattice(shape, periodic=spec.get("periodic", False)).periodic)
+    periodic[0] = wrap
+    arrays = arrays or {}
+    is_open = materialise_open(shape, obstacle_generators(spec.get("obstacles") or []), arrays.get("blocked"), rows)
+    return Lattice(is_open.shape, periodic=periodic, blocked=~is_open, weights=arrays.get("weights"))
 
 
 def slab_lattice(
@@ -94,47 +129,12 @@ def slab_lattice(
     >>> bool((part.open_mask() == whole.open_mask()[2:4]).all())
     True
     """
-    shape = tuple(int(n) for n in spec["shape"])
-    periodic = list(Lattice(shape, periodic=spec.get("periodic", False)).periodic)
-    row_size = math.prod(shape[1:])
-    sub_shape = (hi - lo, *shape[1:])
-    blocked = np.zeros(sub_shape, dtype=bool)
-    flat = blocked.reshape(-1)
-    for obstacle in spec.get("obstacles") or []:
-        if obstacle["kind"] == "random" and obstacle["p"] > 0:
-            flat |= random_blocked(int(obstacle["seed"]), float(obstacle["p"]), lo * row_size, hi * row_size)
-        elif obstacle["kind"] == "box":
-            first, last = max(obstacle["lo"][0], lo), min(obstacle["hi"][0], hi - 1)
-            if first <= last:
-                window = [slice(first - lo, last - lo + 1)]
-                window += [slice(a, b + 1) for a, b in zip(obstacle["lo"][1:], obstacle["hi"][1:], strict=True)]
-                blocked[tuple(window)] = True
-    arrays = arrays or {}
-    if "blocked" in arrays:
-        blocked |= arrays["blocked"].astype(bool)
-    periodic[0] = periodic[0] and single
-    return Lattice(sub_shape, periodic=periodic, blocked=blocked, weights=arrays.get("weights"))
-
-
-def _steps(
-    shape: Sequence[int], periodic: Sequence[bool], index: np.ndarray
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(origin, neighbour)`` index pairs for every in-slab step from ``index``, wrapping on periodic axes."""
-    strides = [math.prod(shape[k + 1 :]) for k in range(len(shape))]
-    for n, stride, wrap in zip(shape, strides, periodic, strict=True):
-        if n == 1:
-            continue
-        coord = (index // stride) % n
-        for step in (-1, 1):
-            inside = coord > 0 if step < 0 else coord < n - 1
-            if wrap:
-                yield index, np.where(inside, index + step * stride, index - step * (n - 1) * stride)
-            else:
-                yield index[inside], index[inside] + step * stride
+    wrap = single and bool(Lattice(spec["shape"], periodic=spec.get("periodic", False)).periodic[0])
+    return _rows_lattice(spec, range(lo, hi), wrap, arrays)
 
 
 class SlabWorker:
-    """One slab of a partitioned lattice, with its per-query distances and its component labels.
+    """One slab of a partitioned lattice with its halo rows, its per-query distances and its component labels.
 
     Parameters
     ----------
@@ -145,7 +145,7 @@ class SlabWorker:
     single : bool
         Whether this slab is the whole lattice.
     arrays : dict
-        The slab's rows of the explicit arrays.
+        The explicit arrays at the slab's rows, halo rows included (in the order of :func:`halo_rows`).
     backend : str, optional
         Backend request for the kernels.
     """
@@ -159,68 +159,74 @@ class SlabWorker:
         arrays: Mapping[str, np.ndarray],
         backend: str | None,
     ) -> None:
-        self.lattice = slab_lattice(spec, lo, hi, single, arrays)
+        shape = tuple(int(n) for n in spec["shape"])
+        periodic = Lattice(shape, periodic=spec.get("periodic", False)).periodic[0]
+        rows, self.first = halo_rows(shape[0], periodic and not single, lo, hi)
+        self.halo = _rows_lattice(spec, rows, periodic and single, arrays)
+        self.geometry = Geometry.of(self.halo)
         self.backend = backend
-        self.row_size = math.prod(self.lattice.shape[1:])
-        self.is_open = self.lattice.open_mask_flat()
-        self.cost = None if self.lattice.weights is None else self.lattice.weights.ravel()
-        self.unreached: float = math.inf if self.lattice.weighted else _UNREACHED_STEPS
+        self.lo = lo
+        self.shape = (hi - lo, *shape[1:])
+        self.row_size = math.prod(shape[1:])
+        # the slab's own rows inside the halo lattice
+        self.own = slice(self.first * self.row_size, (self.first + hi - lo) * self.row_size)
         self.query: str | None = None
         self.dist = np.zeros(0)
         self.labels: np.ndarray | None = None
+        self._masks: dict[str, Any] = {}
+
+    def _run(self, call: Callable[[Backend, Any], T]) -> T:
+        """Run ``call(backend, open_mask)`` on the requested backend (with its GPU fallback); masks are kept."""
+
+        def run(be: Backend) -> T:
+            if be.name not in self._masks:
+                self._masks[be.name] = be.open_mask(self.geometry)
+            return call(be, self._masks[be.name])
+
+        result, _ = run_with_fallback(self.backend, run)
+        return result
 
     # --- distances ---------------------------------------------------------------------------------------
 
     def _start(self, query: str, sources: np.ndarray) -> None:
-        """Round one: the single-node kernel from the slab's own sources (local indices)."""
+        """Round one: the multi-source search from the slab's own sources (local indices)."""
         self.query = query
-        if sources.size:
-            field = distance_field(self.lattice, self.lattice.coords_of(sources), backend=self.backend).ravel()
-            if not self.lattice.weighted:
-                field = np.where(field < 0, _UNREACHED_STEPS, field).astype(np.int32)
-            self.dist = np.ascontiguousarray(field)
-        else:
-            dtype = np.float64 if self.lattice.weighted else np.int32
-            self.dist = np.full(self.lattice.vertices, self.unreached, dtype=dtype)
+        seeds = np.asarray(sources, dtype=np.int64) + self.own.start
+        geom, vertices = self.geometry, self.halo.vertices
 
-    def _offer(self, targets: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Lower ``dist[targets]`` to ``values`` where smaller; returns the distinct improved targets."""
-        better = values < self.dist[targets]
-        targets, values = targets[better], values[better]
-        if not targets.size:
-            return targets
-        np.minimum.at(self.dist, targets, values)
-        return np.unique(targets)
+        def search(be: Backend, mask: Any) -> np.ndarray:
+            if self.halo.weighted:
+                costs = be.full(vertices, np.inf, np.float64)
+                be.dijkstra(geom, mask, seeds, -1, costs, False)
+                return be.to_host(costs)
+            steps = be.full(vertices, -1, np.int32)
+            be.bfs(geom, mask, seeds, -1, steps)
+            found = be.to_host(steps)
+            return np.where(found < 0, np.inf, found.astype(np.float64))
 
-    def _entering(self, targets: np.ndarray, base: np.ndarray) -> np.ndarray:
-        if self.cost is None:
-            return base + 1
-        return base + self.cost[targets]
+        self.dist = self._run(search) if seeds.size else np.full(vertices, np.inf)
 
-    def _halo(self, face: np.ndarray | None, row: int) -> np.ndarray:
-        """Offer the boundary row ``row`` the costs through a neighbour's face; returns improved vertices."""
-        if face is None:
-            return np.zeros(0, dtype=np.int64)
-        targets = np.arange(row * self.row_size, (row + 1) * self.row_size, dtype=np.int64)
-        usable = (face < self.unreached) & self.is_open[targets]
-        targets = targets[usable]
-        return self._offer(targets, self._entering(targets, face[usable].astype(self.dist.dtype)))
+    def _take_halos(self, from_prev: np.ndarray | None, from_next: np.ndarray | None) -> np.ndarray:
+        """Lower the halo rows to the neighbours' faces; returns the halo vertices whose value dropped."""
+        lowered = []
+        ends = (0, self.own.start), (self.own.stop, self.halo.vertices)
+        for face, (start, stop) in zip((from_prev, from_next), ends, strict=True):
+            if face is None or start == stop:
+                continue
+            halo = self.dist[start:stop]
+            lowered.append(start + np.flatnonzero(face < halo))
+            np.minimum(halo, face, out=halo)
+        return np.concatenate(lowered) if lowered else np.zeros(0, dtype=np.int64)
 
-    def _relax(self, frontier: np.ndarray) -> None:
-        """Propagate improvements from ``frontier`` through the slab until none is left."""
-        shape, periodic = self.lattice.shape, self.lattice.periodic
-        while frontier.size:
-            origins, targets = [], []
-            for origin, target in _steps(shape, periodic, frontier):
-                origins.append(origin)
-                targets.append(target)
-            if not origins:  # every axis has length 1: nothing to relax inside the slab
-                return
-            origin = np.concatenate(origins)
-            target = np.concatenate(targets)
-            usable = self.is_open[target]
-            origin, target = origin[usable], target[usable]
-            frontier = self._offer(target, self._entering(target, self.dist[origin]))
+    def _relax(self, seeds: np.ndarray) -> None:
+        """Propagate the seeds' costs through the slab (a seeded Dijkstra that only ever lowers values)."""
+
+        def search(be: Backend, mask: Any) -> np.ndarray:
+            costs = be.to_device(self.dist)
+            be.dijkstra(self.geometry, mask, seeds, -1, costs, False)
+            return be.to_host(costs)
+
+        self.dist = self._run(search)
 
     def step(
         self, query: str, sources: np.ndarray, from_prev: np.ndarray | None, from_next: np.ndarray | None
@@ -233,20 +239,25 @@ class SlabWorker:
         fresh = query != self.query
         if fresh:
             self._start(query, sources)
-        improved = np.union1d(self._halo(from_prev, 0), self._halo(from_next, self.lattice.shape[0] - 1))
-        self._relax(improved)
-        return self.dist[: self.row_size].copy(), self.dist[-self.row_size :].copy(), bool(fresh or improved.size)
+        before = self.dist[self.own].copy()
+        seeds = self._take_halos(from_prev, from_next)
+        if seeds.size:
+            self._relax(seeds)
+        own = self.dist[self.own]
+        changed = fresh or not np.array_equal(own, before)
+        return own[: self.row_size].copy(), own[-self.row_size :].copy(), changed
 
     def _external(self) -> np.ndarray:
-        if self.lattice.weighted:
-            return self.dist.copy()
-        return np.where(self.dist == _UNREACHED_STEPS, -1, self.dist).astype(np.int32)
+        own = self.dist[self.own]
+        if self.halo.weighted:
+            return own.copy()
+        return np.where(np.isinf(own), -1, own).astype(np.int32)
 
     def field(self, query: str) -> np.ndarray | None:
         """The slab's converged distances (None when this actor restarted and lost the query)."""
         if query != self.query:
             return None
-        return self._external().reshape(self.lattice.shape)
+        return self._external().reshape(self.shape)
 
     def value(self, query: str, local: int) -> float | None:
         """One converged distance (None when this actor restarted and lost the query)."""
@@ -258,73 +269,48 @@ class SlabWorker:
         """Vertices of the slab with a finite distance (None when this actor restarted and lost the query)."""
         if query != self.query:
             return None
-        return int(np.count_nonzero(self.dist < self.unreached))
+        return int(np.count_nonzero(np.isfinite(self.dist[self.own])))
 
-    def trace(
-        self,
-        query: str,
-        local: int,
-        root: int,
-        lo_row: int,
-        from_prev: np.ndarray | None,
-        from_next: np.ndarray | None,
-    ) -> tuple[list[int], tuple[int, int] | None] | None:
-        """Walk the canonical path back from ``local`` while it stays in this slab.
+    def trace(self, query: str, local: int, root: int) -> tuple[list[int], tuple[int, int] | None] | None:
+        """Walk the canonical path back from ``local`` while it stays in this slab's own rows.
 
-        Each step goes to the first open neighbour, in the neighbour order of :mod:`catalytic.kernels.backend`,
-        whose distance plus the cost of entering the current vertex equals the current vertex's distance; a
-        neighbour across the first or last row is read from the converged halo ``from_prev`` / ``from_next``.
+        The backends' path walk runs on the slab with its halo rows, which hold the converged faces of the
+        neighbours once the rounds stop; it ends at ``root`` (a global index) or at its first step into a halo.
 
         Returns ``(global indices walked, crossing)``: ``crossing`` is ``(-1, column)`` when the walk continues
         in the previous slab's last row, ``(+1, column)`` in the next slab's first row, and None when it reached
-        ``root`` (a global index). Returns None when this actor restarted and lost the query.
+        ``root``. Returns None when this actor restarted and lost the query.
         """
         if query != self.query:
             return None
-        shape, periodic, strides = self.lattice.shape, self.lattice.periodic, self.lattice.strides
-        rows, size = shape[0], self.row_size
-        base = lo_row * size
-        walked = [base + local]
-        v = local
-        for _ in range(self.lattice.vertices):
-            if base + v == root:
-                return walked, None
-            here = self.dist[v]
-            cost = 1 if self.cost is None else self.cost[v]
-            chosen: int | None = None
-            crossing: tuple[int, int] | None = None
-            for k, (n, stride, wrap) in enumerate(zip(shape, strides, periodic, strict=True)):
-                coord = (v // stride) % n
-                for step in (-1, 1):
-                    edge = coord == 0 if step < 0 else coord == n - 1
-                    if k == 0 and edge and not wrap:
-                        face = from_prev if step < 0 else from_next
-                        if face is not None and face[v % size] < self.unreached and face[v % size] + cost == here:
-                            crossing = (step, v % size)
-                            break
-                        continue
-                    if edge and not wrap:
-                        continue
-                    u = v + step * stride if not edge else v - step * (n - 1) * stride
-                    if self.is_open[u] and self.dist[u] < self.unreached and self.dist[u] + cost == here:
-                        chosen = u
-                        break
-                if chosen is not None or crossing is not None:
-                    break
-            if crossing is not None:
-                return walked, crossing
-            if chosen is None:
-                break
-            v = chosen
-            walked.append(base + v)
-        raise RuntimeError(f"no predecessor chain from slab vertex {local} (rows {lo_row}..{lo_row + rows - 1})")
+        base = self.lo * self.row_size - self.own.start  # global index = halo index + base
+        inside = self.own.start <= root - base < self.own.stop
+        target = root - base if inside else -1
+
+        def walk(be: Backend, mask: Any) -> np.ndarray:
+            within = (self.own.start, self.own.stop)
+            return be.trace_path(self.geometry, mask, be.to_device(self.dist), target, local + self.own.start, within)
+
+        path = self._run(walk)
+        end = int(path[-1])
+        if end == target:
+            return [base + int(v) for v in path], None
+        return [base + int(v) for v in path[:-1]], (-1 if end < self.own.start else 1, end % self.row_size)
 
     # --- components --------------------------------------------------------------------------------------
 
     def _labels(self) -> np.ndarray:
+        """The own rows' component labels: the backends' labelling of the slab with its halo rows closed."""
+
+        def label(be: Backend, mask: Any) -> np.ndarray:
+            own_only = mask.copy()
+            own_only[: self.own.start] = 0
+            own_only[self.own.stop :] = 0
+            labels, _ = be.label(self.geometry, own_only)
+            return be.to_host(labels)[self.own].astype(np.int64)
+
         if self.labels is None:
-            labels, _ = components(self.lattice, backend=self.backend)
-            self.labels = labels.ravel().astype(np.int64)
+            self.labels = self._run(label)
         return self.labels
 
     def label_faces(self) -> tuple[int, np.ndarray, np.ndarray]:
@@ -334,7 +320,7 @@ class SlabWorker:
 
     def relabel(self, mapping: np.ndarray) -> np.ndarray:
         """The slab's labels mapped to global labels (``mapping[local]``, 0 stays 0)."""
-        return mapping[self._labels()].reshape(self.lattice.shape)
+        return mapping[self._labels()].reshape(self.shape)
 
     def pid(self) -> int:
         """The actor's process id (tests use it to kill the actor)."""
@@ -381,7 +367,8 @@ class PartitionedLattice:
     address : str, optional
         Ray address; defaults to ``RAY_ADDRESS``, else a local Ray.
     arrays : dict, optional
-        Explicit ``blocked`` / ``weights`` arrays the spec references; each slab receives only its rows.
+        Explicit ``blocked`` / ``weights`` arrays the spec references; each slab receives only its rows and
+        its halo rows.
     backend : str, optional
         Backend request for the kernels on the slabs.
     num_cpus : float, optional
@@ -414,16 +401,17 @@ class PartitionedLattice:
         self.wrap = self.lattice.periodic[0] and len(self.bounds) > 1
         self.rounds = 0
         self.recoveries = 0
-        self._faces: tuple[list[Any], list[Any]] = ([], [])
         ray = connect(address)
         if num_cpus is None:
             num_cpus = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / len(self.bounds))
         explicit = explicit_arrays(self.spec, arrays)
         actor_cls = ray.remote(SlabWorker).options(num_cpus=num_cpus, max_restarts=RETRIES, max_task_retries=RETRIES)
         single = len(self.bounds) == 1
-        # Each slab's rows of the explicit arrays go to the object store once; the driver keeps the references so
-        # that Ray can rerun a restarted actor's constructor with them. Procedural lattices send nothing.
-        self._arrays = [ray.put(slab_arrays(explicit, lo, hi)) if explicit else {} for lo, hi in self.bounds]
+        # Each slab's rows of the explicit arrays (halo rows included) go to the object store once; the driver
+        # keeps the references so that Ray can rerun a restarted actor's constructor with them. Procedural
+        # lattices send nothing.
+        rows = [halo_rows(self.lattice.shape[0], self.wrap, lo, hi)[0] for lo, hi in self.bounds]
+        self._arrays = [ray.put(rows_of(explicit, picked)) if explicit else {} for picked in rows]
         self.actors = [
             actor_cls.remote(self.spec, lo, hi, single, ref, backend)
             for (lo, hi), ref in zip(self.bounds, self._arrays, strict=True)
@@ -460,14 +448,8 @@ class PartitionedLattice:
 
     def _sources(self, sources: Any) -> list[np.ndarray]:
         """Validated sources, as local indices per slab."""
-        allowed = f"one coordinate or a list of coordinates with {self.lattice.ndim} integers each"
-        coords = np.asarray(sources)
-        coords = coords[np.newaxis, :] if coords.ndim == 1 else coords
-        if coords.ndim != 2 or coords.shape[0] == 0:
-            raise CoordinateError("sources", "expected one or more coordinates", allowed)
         per_slab: list[list[int]] = [[] for _ in self.bounds]
-        for i, point in enumerate(coords):
-            index = self.lattice.check_vertex(point, f"sources[{i}]")
+        for index in _open_indices(self.lattice, sources, "sources"):
             k, local = self._slab_of(index)
             per_slab[k].append(local)
         return [np.unique(np.asarray(local, dtype=np.int64)) for local in per_slab]
@@ -497,7 +479,6 @@ class PartitionedLattice:
                 continue
             first_faces = [out[0] for out in outputs]
             last_faces = [out[1] for out in outputs]
-            self._faces = (first_faces, last_faces)  # the converged halos once no slab changes
             self.rounds += 1
             if on_round is not None:
                 on_round(self.rounds)
@@ -606,13 +587,10 @@ class PartitionedLattice:
                 return None
             if value < 0 or not math.isfinite(value):
                 raise NoPathError(tuple(start), tuple(goal))
-            first_faces, last_faces = self._faces
             walked: list[int] = []
             for _ in range(self.lattice.vertices):
                 prev, nxt = self._neighbours(k)
-                from_prev = None if prev is None else last_faces[prev]
-                from_next = None if nxt is None else first_faces[nxt]
-                part = ray.get(self.actors[k].trace.remote(query, local, s, self.bounds[k][0], from_prev, from_next))
+                part = ray.get(self.actors[k].trace.remote(query, local, s))
                 if part is None:
                     return None
                 indices, crossing = part
@@ -674,15 +652,23 @@ class PartitionedLattice:
         return np.concatenate(ray.get(parts), axis=0), count
 
 
-def _validate_sources(spec: Mapping[str, Any], arrays: Mapping[str, Any] | None, points: Any, field: str) -> None:
-    """Check points on the driver before any actor starts (the generators are hashed per point only)."""
-    lattice = lattice_from(spec, arrays)
+def _open_indices(lattice: Lattice, points: Any, field: str) -> list[int]:
+    """Linear indices of one coordinate or a list of them, each checked to be an open vertex of the lattice.
+
+    The generators are hashed per point only, so the driver checks points without materialising the mask.
+    """
     coords = np.asarray(points)
     coords = coords[np.newaxis, :] if coords.ndim == 1 else coords
     if coords.ndim != 2 or coords.shape[0] == 0:
-        raise CoordinateError(field, "expected one or more coordinates", f"coordinates of {lattice.ndim} integers")
-    for i, point in enumerate(coords):
-        lattice.check_vertex(point, field if len(coords) == 1 and field != "sources" else f"{field}[{i}]")
+        allowed = f"one coordinate or a list of coordinates with {lattice.ndim} integers each"
+        raise CoordinateError(field, "expected one or more coordinates", allowed)
+    one = len(coords) == 1 and field != "sources"
+    return [lattice.check_vertex(point, field if one else f"{field}[{i}]") for i, point in enumerate(coords)]
+
+
+def _validate_sources(spec: Mapping[str, Any], arrays: Mapping[str, Any] | None, points: Any, field: str) -> None:
+    """Check points on the driver before any actor starts."""
+    _open_indices(lattice_from(spec, arrays), points, field)
 
 
 def partitioned_distance_field(
@@ -781,7 +767,7 @@ def partitioned_components(
     Examples
     --------
     >>> labels, count = partitioned_components(Lattice((4, 2)).spec(), slabs=2)  # doctest: +SKIP
-    >>> count
+    >>> count  # doctest: +SKIP
     1
     """
     with PartitionedLattice(lattice_spec, slabs, address, arrays=arrays, backend=backend) as part:

@@ -51,16 +51,10 @@ def atomic_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
 
 @njit(cache=True, nogil=True)
 def expand_share(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
-    open_bits: np.ndarray,
-    state: np.ndarray,
+    search: tuple[np.ndarray, ...],
     goal: Int,
     value: Int,
-    current: np.ndarray,
-    following: np.ndarray,
-    following_flags: np.ndarray,
+    frontier: tuple[np.ndarray, ...],
     active: np.ndarray,
     count: Int,
     discovered: np.ndarray,
@@ -69,12 +63,16 @@ def expand_share(
 ) -> tuple[Int, bool, Int]:
     """Expand the ``t``-th of ``threads`` contiguous shares of the groups ``active[:count]``.
 
-    Returns ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely
-    write to the same cache line.
+    ``search`` is ``(shape, strides, periodic, open_bits, state)`` and ``frontier`` is ``(current, following,
+    current_flags, following_flags)``: the bitmaps of this level and the next, and their group flags. Returns
+    ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely write to
+    the same cache line.
 
     Vertices discovered get ``value`` in ``state`` and a bit in ``following``; a group gaining its first bit is
     flagged and its id written to ``discovered[t, :written]``. ``threads > 1`` makes every shared write atomic.
     """
+    shape, strides, periodic, open_bits, state = search
+    current, following, _, following_flags = frontier
     d = shape.shape[0]
     words = current.shape[0]
     shared = threads > 1
@@ -177,47 +175,36 @@ def next_active(
 
 @njit(cache=True, nogil=True)
 def serial_levels(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
-    open_bits: np.ndarray,
-    state: np.ndarray,
+    search: tuple[np.ndarray, ...],
     goal: Int,
-    current: np.ndarray,
-    following: np.ndarray,
-    current_flags: np.ndarray,
-    following_flags: np.ndarray,
+    frontier: tuple[np.ndarray, ...],
     active: np.ndarray,
     count: Int,
     discovered: np.ndarray,
     depth: Int,
     expanded: Int,
     limit: Int,
-) -> tuple[Int, Int, Int, Int, bool]:
-    """Expand levels on this thread while they span fewer than ``limit`` groups.
+) -> tuple[Int, Int, Int, Int, tuple[np.ndarray, ...]]:
+    """Expand levels on this thread while they span fewer than ``limit`` groups (arguments as :func:`expand_share`).
 
-    Returns ``(status, count, depth, expanded, swapped)``: status 0 when the next level is wide (hand it to the
-    threads), 1 when ``goal`` was reached, 2 when the component is exhausted; ``swapped`` says that the roles
-    of ``current`` and ``following`` (and of their flags) are exchanged on return.
+    Returns ``(status, count, depth, expanded, frontier)``: status 0 when the next level is wide (hand it to the
+    threads), 1 when ``goal`` was reached, 2 when the component is exhausted; ``frontier`` with the roles of this
+    level and the next as they stand on return.
     """
     written = np.zeros(1, np.int64)
-    swapped = False
     while count > 0:
         if count >= limit:
-            return 0, count, depth, expanded, swapped
+            return 0, count, depth, expanded, frontier
         size, found, written[0] = expand_share(
-            shape, strides, periodic, open_bits, state, goal, 1 + (depth + 1) % 3, current, following,
-            following_flags, active, count, discovered, 0, 1,
-        )  # fmt: skip
+            search, goal, 1 + (depth + 1) % 3, frontier, active, count, discovered, 0, 1
+        )
         expanded += size
         depth += 1
         if found:
-            return 1, count, depth, expanded, swapped
-        count = next_active(active, current_flags, following_flags, count, discovered, written)
-        current, following = following, current
-        current_flags, following_flags = following_flags, current_flags
-        swapped = not swapped
-    return 2, count, depth, expanded, swapped
+            return 1, count, depth, expanded, frontier
+        count = next_active(active, frontier[2], frontier[3], count, discovered, written)
+        frontier = (frontier[1], frontier[0], frontier[3], frontier[2])
+    return 2, count, depth, expanded, frontier
 
 
 PARALLEL_GROUPS = 64
@@ -245,14 +232,18 @@ def bfs_frugal(
     vertices = int(np.prod(shape))
     words = (vertices + 63) >> 6
     groups = (words + GROUP_WORDS - 1) // GROUP_WORDS
-    current = np.zeros(words, dtype=np.uint64)
-    following = np.zeros(words, dtype=np.uint64)
-    current_flags = np.zeros(groups, dtype=np.uint8)
-    following_flags = np.zeros(groups, dtype=np.uint8)
+    search = (shape, strides, periodic, open_bits, state)
+    # this level's bitmap and the next one's, and their group flags; the roles swap after every level
+    frontier: tuple[np.ndarray, ...] = (
+        np.zeros(words, dtype=np.uint64),
+        np.zeros(words, dtype=np.uint64),
+        np.zeros(groups, dtype=np.uint8),
+        np.zeros(groups, dtype=np.uint8),
+    )
     active = np.empty(groups, dtype=np.int64)
     discovered = np.empty((max(1, threads), groups), dtype=np.int64)
-    current[start >> 6] = np.uint64(1 << (start & 63))
-    current_flags[start >> GROUP_SHIFT] = 1
+    frontier[0][start >> 6] = np.uint64(1 << (start & 63))
+    frontier[2][start >> GROUP_SHIFT] = 1
     active[0] = start >> GROUP_SHIFT
     count: Int = 1
     depth: Int = 0
@@ -261,29 +252,23 @@ def bfs_frugal(
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalytic-frugal") if threads > 1 else None
     try:
         while True:
-            status, count, depth, expanded, swapped = serial_levels(
-                shape, strides, periodic, open_bits, state, goal, current, following, current_flags,
-                following_flags, active, count, discovered, depth, expanded, limit,
-            )  # fmt: skip
-            if swapped:
-                current, following = following, current
-                current_flags, following_flags = following_flags, current_flags
+            status, count, depth, expanded, frontier = serial_levels(
+                search, goal, frontier, active, count, discovered, depth, expanded, limit
+            )
             if status == 1:
                 return int(depth), int(expanded)
             if status == 2 or pool is None:
                 return -1, int(expanded)
-            level = (shape, strides, periodic, open_bits, state, goal, 1 + (depth + 1) % 3, current, following)
-            arrays = (following_flags, active, count, discovered)
-            futures = [pool.submit(expand_share, *level, *arrays, t, threads) for t in range(threads)]
+            level = (search, goal, 1 + (depth + 1) % 3, frontier, active, count, discovered)
+            futures = [pool.submit(expand_share, *level, t, threads) for t in range(threads)]
             shares = [future.result() for future in futures]
             expanded += sum(int(share[0]) for share in shares)
             depth += 1
             if any(share[1] for share in shares):
                 return int(depth), int(expanded)
             written = np.array([share[2] for share in shares], dtype=np.int64)
-            count = next_active(active, current_flags, following_flags, count, discovered, written)
-            current, following = following, current
-            current_flags, following_flags = following_flags, current_flags
+            count = next_active(active, frontier[2], frontier[3], count, discovered, written)
+            frontier = (frontier[1], frontier[0], frontier[3], frontier[2])
     finally:
         if pool is not None:
             pool.shutdown()

@@ -22,6 +22,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from catalytic.kernels._rules import box_holds
+
 Int = int | np.integer[Any]
 """An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
 
@@ -57,6 +59,9 @@ def trailing_zeros(typingctx: Any, word: Any) -> Any:
     return sig, codegen
 
 
+_box_holds = njit(cache=True, nogil=True, inline="always")(box_holds)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _splitmix(seed: np.uint64, index: np.uint64) -> np.uint64:
     z = seed + (index + ONE) * GAMMA
@@ -81,15 +86,8 @@ def _is_open(
     for r in range(seeds.shape[0]):
         if (_splitmix(seeds[r], key) >> SHIFT11) < thresholds[r]:
             return False
-    d = coords.shape[0]
-    for b in range(box_lo.shape[0]):
-        inside = True
-        for k in range(d):
-            c = coords[k]
-            if c < box_lo[b, k] or c > box_hi[b, k]:
-                inside = False
-                break
-        if inside:
+    for b in range(box_lo.shape[0]):  # noqa: SIM110 (numba compiles no all() over a generator)
+        if _box_holds(box_lo, box_hi, b, coords, coords.shape[0]):
             return False
     return True
 
@@ -190,65 +188,49 @@ def _inverse_strides(strides: np.ndarray) -> np.ndarray:
 # --- lattice --------------------------------------------------------------------------------------------
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _open_run(lo: Int, hi: Int, generators: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+    """Write 1 (open) or 0 for the vertices ``lo .. hi - 1`` into ``out[0 .. hi - lo - 1]``.
+
+    ``generators`` is ``(shape, strides, seeds, thresholds, box_lo, box_hi, explicit)``; ``explicit`` is empty
+    without an explicit mask.
+    """
+    shape, strides, seeds, thresholds, box_lo, box_hi, explicit = generators
+    boxed = box_lo.shape[0] > 0  # coordinates are needed for boxes only
+    coords = np.empty(shape.shape[0], np.int64)
+    _set_coords(lo, strides, coords)
+    for i in range(lo, hi):
+        out[i - lo] = 1 if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit) else 0
+        if boxed:
+            _advance(coords, shape)
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def open_mask(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    seeds: np.ndarray,
-    thresholds: np.ndarray,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
-    explicit: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """Write the uint8 open mask into ``out`` (N,)."""
+def open_mask(generators: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+    """Write the uint8 open mask into ``out`` (N,) (``generators`` as for :func:`_open_run`)."""
     n = out.shape[0]
-    d = shape.shape[0]
-    boxed = box_lo.shape[0] > 0  # coordinates are needed for boxes only
-    chunks = (n + CHUNK - 1) // CHUNK
-    for chunk in prange(chunks):
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         hi = min(n, lo + CHUNK)
-        coords = np.empty(d, np.int64)
-        _set_coords(lo, strides, coords)
-        for i in range(lo, hi):
-            out[i] = 1 if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit) else 0
-            if boxed:
-                _advance(coords, shape)
+        _open_run(lo, hi, generators, out[lo:hi])
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def open_bits(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    seeds: np.ndarray,
-    thresholds: np.ndarray,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
-    explicit: np.ndarray,
-    n: Int,
-    out: np.ndarray,
-) -> None:
-    """Write the open mask of ``n`` vertices packed 8 per byte into ``out`` ((n + 7) // 8,)."""
-    d = shape.shape[0]
-    boxed = box_lo.shape[0] > 0  # coordinates are needed for boxes only
-    chunks = (n + CHUNK - 1) // CHUNK
-    for chunk in prange(chunks):
+def open_bits(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> None:
+    """Write the open mask of ``n`` vertices packed 8 per byte into ``out`` ((n + 7) // 8,).
+
+    Each chunk (a multiple of 8 vertices, so it owns whole bytes) is materialised as bytes, then packed.
+    """
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         hi = min(n, lo + CHUNK)
-        coords = np.empty(d, np.int64)
-        _set_coords(lo, strides, coords)
-        byte = np.uint8(0)
-        for i in range(lo, hi):
-            if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit):
-                byte |= np.uint8(1 << (i & 7))
-            if (i & 7) == 7:
-                out[i >> 3] = byte
-                byte = np.uint8(0)
-            if boxed:
-                _advance(coords, shape)
-        if (hi & 7) != 0:
-            out[hi >> 3] = byte
+        flags = np.empty(hi - lo, np.uint8)
+        _open_run(lo, hi, generators, flags)
+        for b in range((hi - lo + 7) >> 3):
+            byte = np.uint8(0)
+            for j in range(min(8, hi - lo - 8 * b)):
+                byte |= np.uint8(flags[8 * b + j] << j)
+            out[(lo >> 3) + b] = byte
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -667,10 +649,11 @@ def dijkstra(
 ) -> tuple[Int, np.ndarray]:
     """Dijkstra (A* towards ``target`` when ``astar``) with keys ``(f, h, index)``.
 
-    ``weights`` is empty for unit costs. A settled vertex is skipped when popped again and never relaxed
-    again, as in the reference backend. Returns ``(expanded, written)``: ``written`` holds every index whose
-    distance this call lowered, each once, so a caller can put ``dist`` back for the next query in time
-    proportional to the search rather than to the lattice.
+    ``weights`` is empty for unit costs. A source starts at 0, or at its entry of ``dist`` when that is finite
+    (a seed). A settled vertex is skipped when popped again and never relaxed again, as in the reference
+    backend. Returns ``(expanded, written)``: ``written`` holds every index whose distance this call wrote in
+    place of inf, each once, so a caller can put ``dist`` back for the next query in time proportional to the
+    search rather than to the lattice.
     """
     n = open_mask.shape[0]
     d = shape.shape[0]
@@ -690,20 +673,19 @@ def dijkstra(
     written = np.empty(capacity, np.int64)
     count = 0
     for s in sources:
-        if dist[s] > 0.0:
-            if dist[s] == np.inf:
-                if count == written.shape[0]:
-                    written = _grow_int(written, count)
-                written[count] = s
-                count += 1
+        if dist[s] == np.inf:
+            if count == written.shape[0]:
+                written = _grow_int(written, count)
+            written[count] = s
+            count += 1
             dist[s] = 0.0
-            h0 = 0.0
-            if heuristic:
-                decompose(s, strides, inverse, coords)
-                h0 = min_weight * _manhattan(coords, goal_coords, shape, periodic)
-            if size == hf.shape[0]:
-                hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
-            size = _heap_push(hf, hh, hk, size, h0, h0, s)
+        h0 = 0.0
+        if heuristic:
+            decompose(s, strides, inverse, coords)
+            h0 = min_weight * _manhattan(coords, goal_coords, shape, periodic)
+        if size == hf.shape[0]:
+            hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
+        size = _heap_push(hf, hh, hk, size, dist[s] + h0, h0, s)
     expanded = 0
     while size > 0:
         size = _heap_pop(hf, hh, hk, size)
@@ -756,10 +738,13 @@ def trace_path(
     weights: np.ndarray,
     root: Int,
     vertex: Int,
+    lo: Int,
+    hi: Int,
 ) -> np.ndarray:
     """The canonical path ``[vertex, ..., root]``; ``weights`` is empty for unit costs.
 
-    Returns an empty array when some vertex on the way has no predecessor (an inconsistent ``dist``).
+    The path also ends at its first vertex outside ``lo .. hi - 1``. Returns an empty array when some vertex on
+    the way has no predecessor (an inconsistent ``dist``).
     """
     d = shape.shape[0]
     weighted = weights.shape[0] > 0
@@ -776,7 +761,7 @@ def trace_path(
             path = _grow_int(path, size)
         path[size] = v
         size += 1
-        if v == root:
+        if v == root or v < lo or v >= hi:
             return path[:size].copy()
         cost = weights[v] if weighted else 1
         decompose(v, strides, inverse, coords)

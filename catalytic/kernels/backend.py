@@ -9,12 +9,16 @@ here, not in the backends:
   open border is skipped; on a periodic axis it wraps.
 * **Canonical path** (:meth:`Backend.trace_path`): walk back from the goal; from vertex ``v`` step to the
   first open neighbour ``u`` in neighour order with ``dist[u] + cost(v) == dist[v]``, where ``cost(v)`` is 1
-  unweighted or ``weights[v]``. Parent arrays are never kept.
+  unweighted or ``weights[v]``. Parent arrays are never kept. A walk given a window of indices also ends at its
+  first vertex outside the window: a slab of a partitioned lattice walks its own rows and stops at its halo.
 * **BFS** expands whole levels and stops after the level that discovers the target; ``expanded`` counts the
   vertices of every level expanded (all vertices at depth < depth(target)).
 * **Dijkstra / A\\*** pop the heap in key order ``(f, h, index)`` (``h = 0`` for Dijkstra), settle a vertex on
   its first pop, relax only on strict improvement and stop when the target is settled; ``expanded`` counts
   settled vertices. A\\*'s ``h`` is the periodic-aware Manhattan distance to the goal times the smallest weight.
+  A source starts at cost 0, or at the cost ``dist`` already holds for it when that is finite (a seed: the cost
+  of a path found elsewhere, such as across a slab's halo); other finite entries are upper bounds that the
+  search lowers and never raises.
 * **Bidirectional BFS** expands whole levels, each time the side with the smaller frontier (the start side on
   a tie); after the first level that labels a vertex already labelled by the other side it stops, and meets at
   the vertex ``w`` of that level minimising ``(d_start(w) + d_goal(w), w)``.
@@ -39,12 +43,13 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from catalytic.errors import BackendUnavailableError, CatalyticError, MethodError
-from catalytic.lattice import Lattice, random_threshold
+from catalytic.lattice import Generators, Lattice, obstacle_generators
 
 __all__ = [
     "BACKEND_NAMES",
     "Backend",
     "Geometry",
+    "HostBackend",
     "backends",
     "fallback_count",
     "get_backend",
@@ -87,21 +92,25 @@ class Geometry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ndim", int(self.shape.shape[0]))
 
+    def generators(self) -> Generators:
+        """The random generators and boxes as :func:`catalytic.lattice.materialise_open` takes them."""
+        randoms = list(zip(self.random_seeds.tolist(), self.random_thresholds.tolist(), strict=True))
+        return randoms, list(zip(self.box_lo.tolist(), self.box_hi.tolist(), strict=True))
+
     @classmethod
     def of(cls, lattice: Lattice) -> Geometry:
         """The geometry of a lattice."""
-        randoms = [o for o in lattice.obstacles if o["kind"] == "random" and o["p"] > 0]
-        boxes = [o for o in lattice.obstacles if o["kind"] == "box"]
+        randoms, boxes = obstacle_generators(lattice.obstacles)
         d = lattice.ndim
         return cls(
             shape=np.asarray(lattice.shape, dtype=np.int64),
             strides=np.asarray(lattice.strides, dtype=np.int64),
             periodic=np.asarray(lattice.periodic, dtype=np.uint8),
             vertices=lattice.vertices,
-            random_seeds=np.asarray([o["seed"] for o in randoms], dtype=np.uint64),
-            random_thresholds=np.asarray([random_threshold(o["p"]) for o in randoms], dtype=np.uint64),
-            box_lo=np.asarray([o["lo"] for o in boxes], dtype=np.int64).reshape(len(boxes), d),
-            box_hi=np.asarray([o["hi"] for o in boxes], dtype=np.int64).reshape(len(boxes), d),
+            random_seeds=np.asarray([seed for seed, _ in randoms], dtype=np.uint64),
+            random_thresholds=np.asarray([threshold for _, threshold in randoms], dtype=np.uint64),
+            box_lo=np.asarray([lo for lo, _ in boxes], dtype=np.int64).reshape(len(boxes), d),
+            box_hi=np.asarray([hi for _, hi in boxes], dtype=np.int64).reshape(len(boxes), d),
             explicit_blocked=None if lattice.blocked is None else lattice.blocked.ravel(),
             weights=None if lattice.weights is None else lattice.weights.ravel(),
             min_weight=lattice.min_weight,
@@ -111,9 +120,18 @@ class Geometry:
 class Backend(abc.ABC):
     """The primitives every algorithm is written over.
 
-    Arrays named "device array" live wherever the backend keeps state (NumPy arrays for CPU backends).
-    ``open_mask`` is a uint8 device array of ``vertices`` entries, 1 where open. Distances are int32 (−1
-    unreached) for unweighted searches and float64 (inf unreached) for weighted ones.
+    Arrays named "device array" live wherever the backend keeps state (NumPy arrays for CPU backends). The
+    parameters the primitives share mean the same everywhere:
+
+    * ``geom``: the :class:`Geometry` of the lattice (N vertices, d axes).
+    * ``open_mask``: uint8 device array (N,), 1 where open, from :meth:`open_mask`; ``open_bits`` the same
+      packed 1 bit per vertex, from :meth:`open_bits`.
+    * ``sources``: host int64 linear indices of open vertices; ``target``: the index a search stops at, −1 to
+      run to exhaustion.
+    * ``dist``: device distances written in place: int32 steps (−1 unreached) for unweighted searches, float64
+      costs (inf unreached) for weighted ones.
+    * ``state``: the frugal search's uint8 ((N + 3) // 4,) array of 2-bit fields, vertex ``i`` at bits
+      ``2 (i & 3)`` of byte ``i >> 2``.
     """
 
     name: ClassVar[str]
@@ -172,7 +190,8 @@ class Backend(abc.ABC):
     def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
         """Dijkstra (or A* towards ``target`` when ``astar``) writing costs into ``dist`` (pre-filled inf).
 
-        Uses ``geom.weights`` when present, unit costs otherwise. Returns ``expanded``.
+        Uses ``geom.weights`` when present, unit costs otherwise. Returns ``expanded``. A source whose entry of
+        ``dist`` is finite starts from that cost, and other finite entries are upper bounds (see the module rules).
         """
 
     def dijkstra_written(
@@ -185,8 +204,14 @@ class Backend(abc.ABC):
         return self.dijkstra(geom, open_mask, sources, target, dist, astar), None
 
     @abc.abstractmethod
-    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
-        """The canonical path from ``vertex`` back to ``root`` (both included) as host int64 indices."""
+    def trace_path(
+        self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int, within: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """The canonical path from ``vertex`` back to ``root`` (both included) as host int64 indices.
+
+        With ``within = (lo, hi)`` the walk also ends at its first vertex outside ``lo .. hi - 1``, which ends the
+        path (``root`` may then be −1: the walk must leave the window).
+        """
 
     # --- frugal (2 bits per vertex) --------------------------------------------------------------------
 
@@ -209,6 +234,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def label(self, geom: Geometry, open_mask: Any) -> tuple[Any, int]:
         """Component labels (int32, or int64 past 2^31 − 1 vertices) numbered by lowest index; and the count."""
+
+
+class HostBackend(Backend):
+    """A backend whose state arrays are host NumPy arrays (``numpy``, ``numba``)."""
+
+    def full(self, n: int, value: float, dtype: Any) -> np.ndarray:
+        """A new host array of ``n`` entries set to ``value``."""
+        return np.full(n, value, dtype=dtype)
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        """The array itself when C-contiguous, else a contiguous copy."""
+        return np.ascontiguousarray(array)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """The array itself (state already lives on the host)."""
+        return np.asarray(array)
 
 
 _REGISTRY: dict[str, type[Backend]] = {}

@@ -20,6 +20,11 @@ Layout shared by the kernels
   labelled.
 * ``control`` (int64, 5 entries): ``[level reached, done, expanded, discovered, hit]``, for the host.
 
+The whole-level BFS and the frugal BFS share one frontier walk (:func:`_expand_level`) and one pair of level
+kernels; they differ only in how a neighbour is claimed (:func:`_claim`): a visited bit and a distance, or a
+2-bit state. The search's arrays travel as ``visited, dist, open_bits, words, frugal``, with one-entry stand-ins
+in the places a search does not read. Both path walks share :func:`_predecessor` the same way.
+
 Uint64 arithmetic of the obstacle hash is done on 32-bit halves: every intermediate fits in 64 bits, so the
 simulator (which runs the kernels on NumPy scalars that warn on overflow) and the device compute the same
 wrapped products.
@@ -34,21 +39,21 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from catalytic.kernels._rules import box_holds
+from catalytic.lattice import MAX_AXES
+
 __all__ = [
-    "bfs_level",
-    "bfs_levels",
     "bidirectional_levels",
     "degree_histogram",
-    "frugal_level",
-    "frugal_levels",
+    "expand_level",
+    "expand_levels",
     "init_frugal",
     "init_visited",
     "label_compress",
     "label_hook",
     "label_init",
     "mark_sources",
-    "open_bits",
-    "open_mask",
+    "open_flags",
     "trace",
     "trace_frugal",
 ]
@@ -65,7 +70,7 @@ _SHIFT30 = np.uint64(30)
 _SHIFT31 = np.uint64(31)
 _BIT = np.uint32(1)
 _FIELD = np.uint32(3)
-_MAX_DEGREE = 21  # 2 * MAX_AXES + 1 histogram bins
+_MAX_DEGREE = 2 * MAX_AXES + 1  # histogram bins
 
 
 # --- device helpers --------------------------------------------------------------------------------------
@@ -98,6 +103,9 @@ def _splitmix64(seed, index):
     return z ^ (z >> _SHIFT31)
 
 
+_box_holds = cuda.jit(device=True)(box_holds)
+
+
 @cuda.jit(device=True)
 def _vertex_open(v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit):
     if has_explicit and explicit[v] != 0:
@@ -105,15 +113,15 @@ def _vertex_open(v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi,
     for r in range(n_random):
         if (_splitmix64(seeds[r], v) >> _SHIFT11) < thresholds[r]:
             return False
-    for b in range(n_boxes):
-        inside = True
+    if n_boxes > 0:
+        coords = cuda.local.array(MAX_AXES, np.int64)
+        rem = v
         for k in range(shape.size):
-            c = (v // strides[k]) % shape[k]
-            if c < box_lo[b, k] or c > box_hi[b, k]:
-                inside = False
-                break
-        if inside:
-            return False
+            coords[k] = rem // strides[k]
+            rem -= coords[k] * strides[k]
+        for b in range(n_boxes):
+            if _box_holds(box_lo, box_hi, b, coords, shape.size):
+                return False
     return True
 
 
@@ -146,11 +154,46 @@ def _bit_claim(words, u):
 
 
 @cuda.jit(device=True)
-def _expand_level(shape, strides, periodic, rings, visited, dist, flags, level, target, other, has_other):
-    """Expand the frontier of ``level`` (ring ``level % 3``); returns (expanded, discovered) of this thread."""
+def _field(words, u):
+    return (words[u >> 4] >> np.uint32(2 * (u & 15))) & _FIELD
+
+
+@cuda.jit(device=True)
+def _bit_open(open_bits, u):
+    return (open_bits[u >> 3] >> np.uint8(u & 7)) & np.uint8(1)
+
+
+@cuda.jit(device=True)
+def _claim(u, depth, visited, dist, open_bits, words, frugal):
+    """Whether this thread labels ``u`` at ``depth``, and label it.
+
+    BFS claims the visited bit (blocked vertices start claimed) and writes ``dist[u]``; the frugal search
+    claims an open vertex's zero 2-bit state by setting it to ``1 + depth % 3``.
+    """
+    if frugal:
+        if _bit_open(open_bits, u) == 0 or _field(words, u) != 0:
+            return False
+        shift = np.uint32(2 * (u & 15))
+        previous = cuda.atomic.or_(words, u >> 4, np.uint32(1 + depth % 3) << shift)
+        return ((previous >> shift) & _FIELD) == 0
+    if _bit_claim(visited, u):
+        dist[u] = depth
+        return True
+    return False
+
+
+@cuda.jit(device=True)
+def _expand_level(
+    shape, strides, periodic, rings, flags, level, target, other, has_other, visited, dist, open_bits, words, frugal
+):
+    """Expand the frontier of ``level`` (ring ``level % 3``); returns (expanded, discovered) of this thread.
+
+    The frontier is a bit ring in both searches (in the frugal one, depths three apart share a state, so the
+    state cannot tell the frontier).
+    """
     tid = cuda.grid(1)
     nthreads = cuda.gridsize(1)
-    nwords = visited.size
+    nwords = rings.shape[1]
     cur = level % 3
     nxt = (level + 1) % 3
     old = (level + 2) % 3
@@ -177,8 +220,7 @@ def _expand_level(shape, strides, periodic, rings, visited, dist, flags, level, 
                         continue
                     for plus in range(2):
                         u = _step(v, c, k, plus, shape, strides, periodic)
-                        if u >= 0 and _bit_claim(visited, u):
-                            dist[u] = depth
+                        if u >= 0 and _claim(u, depth, visited, dist, open_bits, words, frugal):
                             cuda.atomic.or_(rings, (nxt, u >> 5), _BIT << np.uint32(u & 31))
                             flags[0, nxt] = 1
                             discovered += 1
@@ -190,90 +232,56 @@ def _expand_level(shape, strides, periodic, rings, visited, dist, flags, level, 
 
 
 @cuda.jit(device=True)
-def _field(words, u):
-    return (words[u >> 4] >> np.uint32(2 * (u & 15))) & _FIELD
+def _precedes(u, frugal, mask, dist, here, step, integral, words, wanted):
+    """Whether ``u`` precedes the vertex a path walk stands on.
 
-
-@cuda.jit(device=True)
-def _bit_open(open_bits, u):
-    return (open_bits[u >> 3] >> np.uint8(u & 7)) & np.uint8(1)
-
-
-@cuda.jit(device=True)
-def _expand_frugal_level(shape, strides, periodic, open_bits, words, rings, flags, level, goal):
-    """Expand the frontier of ``level`` into 2-bit states ``1 + (level + 1) % 3``; returns (expanded, discovered).
-
-    The frontier itself is a bit ring: depths three apart share a state, so the state cannot tell it.
+    A frugal walk wants an open vertex (bit in ``mask``) whose state is ``wanted``; a distance walk an open
+    vertex (byte in ``mask``) one cost closer: ``dist[u] + step == here``.
     """
-    tid = cuda.grid(1)
-    nthreads = cuda.gridsize(1)
-    nwords = rings.shape[1]
-    cur = level % 3
-    nxt = (level + 1) % 3
-    old = (level + 2) % 3
-    for w in range(tid, nwords, nthreads):
-        rings[old, w] = 0
-    if tid == 0:
-        flags[0, old] = 0
-        flags[1, old] = 0
-    mark = np.uint32(1 + nxt)
-    expanded = 0
-    discovered = 0
-    for w in range(tid, nwords, nthreads):
-        bits = rings[cur, w]
-        b = 0
-        while bits != 0:
-            if bits & _BIT:
-                v = w * 32 + b
-                expanded += 1
-                rem = v
-                for k in range(shape.size):
-                    c = rem // strides[k]
-                    rem -= c * strides[k]
-                    if shape[k] == 1:
-                        continue
-                    for plus in range(2):
-                        u = _step(v, c, k, plus, shape, strides, periodic)
-                        if u < 0 or _bit_open(open_bits, u) == 0 or _field(words, u) != 0:
-                            continue
-                        shift = np.uint32(2 * (u & 15))
-                        previous = cuda.atomic.or_(words, u >> 4, mark << shift)
-                        if ((previous >> shift) & _FIELD) == 0:
-                            cuda.atomic.or_(rings, (nxt, u >> 5), _BIT << np.uint32(u & 31))
-                            flags[0, nxt] = 1
-                            discovered += 1
-                            if u == goal:
-                                flags[1, nxt] = 1
-            bits = bits >> _BIT
-            b += 1
-    return expanded, discovered
+    if frugal:
+        return _bit_open(mask, u) != 0 and _field(words, u) == wanted
+    if mask[u] == 0:
+        return False
+    if integral:
+        return dist[u] >= 0 and dist[u] + 1 == here
+    return dist[u] != np.inf and dist[u] + step == here
+
+
+@cuda.jit(device=True)
+def _predecessor(v, shape, strides, periodic, frugal, mask, dist, here, step, integral, words, wanted):
+    """The first neighbour of ``v`` in canonical order that :func:`_precedes` accepts, or −1."""
+    rem = v
+    for k in range(shape.size):
+        c = rem // strides[k]
+        rem -= c * strides[k]
+        for plus in range(2):
+            u = _step(v, c, k, plus, shape, strides, periodic)
+            if u >= 0 and _precedes(u, frugal, mask, dist, here, step, integral, words, wanted):
+                return u
+    return -1
 
 
 # --- lattice ---------------------------------------------------------------------------------------------
 
 
 @cuda.jit
-def open_mask(shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit, out):
-    """``out[v] = 1`` where vertex ``v`` is open: the hash generators, the inclusive boxes, the explicit mask."""
-    for v in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        is_open = _vertex_open(
-            v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit
-        )
-        out[v] = 1 if is_open else 0
+def open_flags(
+    shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit, n, per, out
+):
+    """The open mask: ``per = 1`` writes 1 or 0 per vertex, ``per = 8`` packs 8 vertices a byte (bit ``v & 7``).
 
-
-@cuda.jit
-def open_bits(shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit, n, out):
-    """The open mask packed 8 vertices per byte (bit ``v & 7`` of byte ``v >> 3``); one thread per byte."""
-    for byte in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+    A vertex is open unless the hash generators, the inclusive boxes or the explicit mask block it; one thread
+    writes one entry of ``out``.
+    """
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         packed = 0
-        for b in range(8):
-            v = byte * 8 + b
+        for b in range(per):
+            v = i * per + b
             if v < n and _vertex_open(
                 v, shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit
             ):
                 packed |= 1 << b
-        out[byte] = packed
+        out[i] = packed
 
 
 @cuda.jit
@@ -286,16 +294,11 @@ def degree_histogram(shape, strides, periodic, open_mask, histogram):
         if open_mask[v] == 0:
             continue
         degree = 0
-        rem = v
         for k in range(shape.size):
-            c = rem // strides[k]
-            rem -= c * strides[k]
             # A periodic axis of length 2 reaches one vertex both ways; one of length 1 reaches v itself.
-            if shape[k] == 1:
-                continue
-            for plus in range(2):
-                if plus == 1 and shape[k] == 2 and periodic[k] != 0:
-                    continue
+            sides = 0 if shape[k] == 1 else (1 if shape[k] == 2 and periodic[k] != 0 else 2)
+            c = (v // strides[k]) % shape[k]
+            for plus in range(sides):
                 u = _step(v, c, k, plus, shape, strides, periodic)
                 if u >= 0 and open_mask[u] != 0:
                     degree += 1
@@ -305,7 +308,7 @@ def degree_histogram(shape, strides, periodic, open_mask, histogram):
             cuda.atomic.add(histogram, i, local[i])
 
 
-# --- whole-level BFS -------------------------------------------------------------------------------------
+# --- whole-level BFS and frugal BFS ----------------------------------------------------------------------
 
 
 @cuda.jit
@@ -333,17 +336,32 @@ def mark_sources(sources, visited, rings, dist):
 
 
 @cuda.jit
-def bfs_level(shape, strides, periodic, rings, visited, dist, flags, control, level, target, other, has_other):
+def init_frugal(words, rings, start):
+    """Label ``start`` at depth 0 (state 1) and make it the level-0 frontier."""
+    if cuda.grid(1) == 0:
+        cuda.atomic.or_(words, start >> 4, _BIT << np.uint32(2 * (start & 15)))
+        cuda.atomic.or_(rings, (0, start >> 5), _BIT << np.uint32(start & 31))
+
+
+@cuda.jit
+def expand_level(
+    shape, strides, periodic, rings, flags, control, level, target, other, has_other, visited, dist, open_bits,
+    words, frugal,
+):  # fmt: skip
     """One level per launch (the bidirectional search, and the fallback when cooperative launch is off)."""
     expanded, discovered = _expand_level(
-        shape, strides, periodic, rings, visited, dist, flags, level, target, other, has_other
-    )
+        shape, strides, periodic, rings, flags, level, target, other, has_other, visited, dist, open_bits, words,
+        frugal,
+    )  # fmt: skip
     cuda.atomic.add(control, 2, expanded)
     cuda.atomic.add(control, 3, discovered)
 
 
 @cuda.jit
-def bfs_levels(shape, strides, periodic, rings, visited, dist, flags, control, level, target, max_levels, other):
+def expand_levels(
+    shape, strides, periodic, rings, flags, control, level, target, max_levels, visited, dist, open_bits, words,
+    frugal,
+):  # fmt: skip
     """Up to ``max_levels`` levels in one cooperative launch, with a grid-wide barrier between levels.
 
     Every thread reads the same flags after the barrier, so all of them leave the loop together.
@@ -354,7 +372,9 @@ def bfs_levels(shape, strides, periodic, rings, visited, dist, flags, control, l
     discovered = 0
     done = 0
     for _ in range(max_levels):
-        e, d = _expand_level(shape, strides, periodic, rings, visited, dist, flags, level, target, other, 0)
+        e, d = _expand_level(
+            shape, strides, periodic, rings, flags, level, target, dist, 0, visited, dist, open_bits, words, frugal
+        )
         expanded += e
         discovered += d
         grid.sync()
@@ -394,14 +414,11 @@ def bidirectional_levels(
         level = level_start if side == 0 else level_goal
         if tid == 0:
             counts[side, (level + 2) % 3] = 0
-        if side == 0:
-            e, d = _expand_level(
-                shape, strides, periodic, rings[0], visited[0], dist_start, flags[0], level, -1, dist_goal, 1
-            )
-        else:
-            e, d = _expand_level(
-                shape, strides, periodic, rings[1], visited[1], dist_goal, flags[1], level, -1, dist_start, 1
-            )
+        own, other = (dist_start, dist_goal) if side == 0 else (dist_goal, dist_start)
+        e, d = _expand_level(
+            shape, strides, periodic, rings[side], flags[side], level, -1, other, 1, visited[side], own,
+            visited[side], visited[side], False,
+        )  # fmt: skip
         expanded += e
         if d > 0:
             cuda.atomic.add(counts, (side, (level + 1) % 3), d)
@@ -420,50 +437,6 @@ def bidirectional_levels(
         control[1] = level_goal
         control[2] = done
         control[4] = side
-
-
-# --- frugal BFS (2 bits per vertex) ----------------------------------------------------------------------
-
-
-@cuda.jit
-def init_frugal(words, rings, start):
-    """Label ``start`` at depth 0 (state 1) and make it the level-0 frontier."""
-    if cuda.grid(1) == 0:
-        cuda.atomic.or_(words, start >> 4, _BIT << np.uint32(2 * (start & 15)))
-        cuda.atomic.or_(rings, (0, start >> 5), _BIT << np.uint32(start & 31))
-
-
-@cuda.jit
-def frugal_level(shape, strides, periodic, open_bits, words, rings, flags, control, level, goal):
-    """One frugal level per launch."""
-    expanded, discovered = _expand_frugal_level(shape, strides, periodic, open_bits, words, rings, flags, level, goal)
-    cuda.atomic.add(control, 2, expanded)
-    cuda.atomic.add(control, 3, discovered)
-
-
-@cuda.jit
-def frugal_levels(shape, strides, periodic, open_bits, words, rings, flags, control, level, goal, max_levels):
-    """Up to ``max_levels`` frugal levels in one cooperative launch (as :func:`bfs_levels`)."""
-    grid = cuda.cg.this_grid()
-    tid = cuda.grid(1)
-    expanded = 0
-    discovered = 0
-    done = 0
-    for _ in range(max_levels):
-        e, d = _expand_frugal_level(shape, strides, periodic, open_bits, words, rings, flags, level, goal)
-        expanded += e
-        discovered += d
-        grid.sync()
-        level += 1
-        if flags[0, level % 3] == 0 or flags[1, level % 3] != 0:
-            done = 1
-            break
-    cuda.atomic.add(control, 2, expanded)
-    cuda.atomic.add(control, 3, discovered)
-    if tid == 0:
-        control[0] = level
-        control[1] = done
-        control[4] = flags[1, level % 3]
 
 
 # --- components ------------------------------------------------------------------------------------------
@@ -518,39 +491,27 @@ def label_compress(parent):
 
 
 @cuda.jit
-def trace(shape, strides, periodic, open_mask, dist, weights, weighted, integral, root, vertex, out, count):
-    """Canonical path ``vertex .. root`` into ``out``; ``count[0]`` is its length, −1 without a predecessor,
-    −2 when ``out`` is too short."""
+def trace(shape, strides, periodic, open_mask, dist, weights, weighted, integral, root, vertex, lo, hi, out, count):
+    """Canonical path ``vertex .. root`` into ``out``; it also ends at its first vertex outside ``lo .. hi - 1``.
+
+    ``count[0]`` is its length, −1 without a predecessor, −2 when ``out`` is too short.
+    """
     if cuda.grid(1) != 0:
         return
     v = vertex
     out[0] = v
     size = 1
-    while v != root:
+    while v != root and v >= lo and v < hi:
         if size >= out.size:
             count[0] = -2
             return
-        here = dist[v]
         step = 1.0
         if weighted:
             step = weights[v]
-        found = -1
-        rem = v
-        for k in range(shape.size):
-            c = rem // strides[k]
-            rem -= c * strides[k]
-            for plus in range(2):
-                u = _step(v, c, k, plus, shape, strides, periodic)
-                if found < 0 and u >= 0 and open_mask[u] != 0:
-                    if integral:
-                        if dist[u] >= 0 and dist[u] + 1 == here:
-                            found = u
-                    elif dist[u] != np.inf and dist[u] + step == here:
-                        found = u
-        if found < 0:
+        v = _predecessor(v, shape, strides, periodic, False, open_mask, dist, dist[v], step, integral, open_mask, 0)
+        if v < 0:
             count[0] = -1
             return
-        v = found
         out[size] = v
         size += 1
     count[0] = size
@@ -565,18 +526,9 @@ def trace_frugal(shape, strides, periodic, open_bits, words, start, goal, length
     out[0] = v
     for r in range(length, 0, -1):
         wanted = np.uint32(1 + (r - 1) % 3)
-        found = -1
-        rem = v
-        for k in range(shape.size):
-            c = rem // strides[k]
-            rem -= c * strides[k]
-            for plus in range(2):
-                u = _step(v, c, k, plus, shape, strides, periodic)
-                if found < 0 and u >= 0 and _bit_open(open_bits, u) != 0 and _field(words, u) == wanted:
-                    found = u
-        if found < 0:
+        v = _predecessor(v, shape, strides, periodic, True, open_bits, words, 0, 0.0, 1, words, wanted)
+        if v < 0:
             count[0] = -1
             return
-        v = found
         out[length - r + 1] = v
     count[0] = length + 1 if v == start else -1

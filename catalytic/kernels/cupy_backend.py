@@ -289,17 +289,18 @@ class CupyBackend(Backend):
 
     # --- lattice ----------------------------------------------------------------------------------------
 
+    def _open_flags(self, geom: Geometry, per: int) -> Any:
+        out = self.xp.empty((geom.vertices + per - 1) // per, dtype=np.uint8)
+        self._launch(self.k.open_flags, out.size, *self._device(geom).generators(), geom.vertices, per, out)
+        return out
+
     def open_mask(self, geom: Geometry) -> Any:
         """uint8 (N,), 1 where open, computed on the device from the generators, boxes and explicit mask."""
-        out = self.xp.empty(geom.vertices, dtype=np.uint8)
-        self._launch(self.k.open_mask, geom.vertices, *self._device(geom).generators(), out)
-        return out
+        return self._open_flags(geom, 1)
 
     def open_bits(self, geom: Geometry) -> Any:
         """The open mask packed 1 bit per vertex (bit ``i & 7`` of byte ``i >> 3``), computed on the device."""
-        out = self.xp.empty((geom.vertices + 7) // 8, dtype=np.uint8)
-        self._launch(self.k.open_bits, out.size, *self._device(geom).generators(), geom.vertices, out)
-        return out
+        return self._open_flags(geom, 8)
 
     def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:
         """int64 (2d + 1,): open vertices counted by their number of distinct open neighbours."""
@@ -317,14 +318,42 @@ class CupyBackend(Backend):
         self._launch(self.k.mark_sources, sources.size, self.to_device(sources), visited, rings, dist)
         return visited, rings
 
-    def _run_levels(self, fused_call: Any, level_call: Any, control: Any, flags: Any) -> np.ndarray:
-        """Run levels until the frontier empties or the target is hit; returns the host copy of ``control``."""
+    def _search(
+        self, visited: Any = None, dist: Any = None, open_bits: Any = None, words: Any = None
+    ) -> tuple[Any, ...]:
+        """``(visited, dist, open_bits, words, frugal)`` for the level kernels: a BFS gives ``visited`` and ``dist``,
+        the frugal search ``open_bits`` and ``words``.
+
+        The slots a search does not read get one-entry stand-ins of the same types, never the search's own arrays:
+        the simulator copies every argument to its device and back, and a second copy would undo the first.
+        """
+        xp = self.xp
+        return (
+            xp.zeros(1, dtype=np.uint32) if visited is None else visited,
+            xp.zeros(1, dtype=np.int32) if dist is None else dist,
+            xp.zeros(1, dtype=np.uint8) if open_bits is None else open_bits,
+            xp.zeros(1, dtype=np.uint32) if words is None else words,
+            words is not None,
+        )
+
+    def _run_levels(self, geom: Geometry, rings: Any, target: int, search: tuple[Any, ...]) -> np.ndarray:
+        """Run levels until the frontier empties or the target is hit; returns the host copy of ``control``.
+
+        ``search`` comes from :meth:`_search`.
+        """
+        no_other = self.xp.zeros(1, dtype=np.int32)
+        flags = self.xp.zeros((2, 3), dtype=np.int32)
+        control = self.xp.zeros(5, dtype=np.int64)
+        common = (*self._device(geom).axes(), rings, flags, control)
+        nwords = rings.shape[1]
         level = 0
         discovered = 0
         while True:
             if self.fused:
                 try:
-                    fused_call(level)
+                    self._launch_cooperative(
+                        self.k.expand_levels, nwords, *common, level, target, self.levels_per_launch, *search
+                    )
                 except _NoCooperativeLaunch:
                     continue  # nothing ran; the same level again, one launch at a time
                 state = self.to_host(control)
@@ -332,7 +361,7 @@ class CupyBackend(Backend):
                 if state[_CONTROL_DONE]:
                     return state
             else:
-                level_call(level)
+                self._launch(self.k.expand_level, nwords, *common, level, target, no_other, 0, *search)
                 level += 1
                 state = self.to_host(control)
                 state[_CONTROL_LEVEL] = level
@@ -351,22 +380,7 @@ class CupyBackend(Backend):
             dist[self.to_device(sources)] = 0
             return 0
         visited, rings = self._bfs_state(geom, open_mask, sources, dist)
-        axes = self._device(geom).axes()
-        flags = self.xp.zeros((2, 3), dtype=np.int32)
-        control = self.xp.zeros(5, dtype=np.int64)
-        no_other = self.xp.zeros(1, dtype=np.int32)
-        nwords = visited.size
-        common = (*axes, rings, visited, dist, flags, control)
-
-        def fused(level: int) -> None:
-            self._launch_cooperative(
-                self.k.bfs_levels, nwords, *common, level, target, self.levels_per_launch, no_other
-            )
-
-        def single(level: int) -> None:
-            self._launch(self.k.bfs_level, nwords, *common, level, target, no_other, 0)
-
-        state = self._run_levels(fused, single, control, flags)
+        state = self._run_levels(geom, rings, target, self._search(visited=visited, dist=dist))
         return int(state[_CONTROL_EXPANDED])
 
     def bidirectional(
@@ -448,18 +462,17 @@ class CupyBackend(Backend):
             side = 0 if frontier[0] <= frontier[1] else 1
             control[_CONTROL_DISCOVERED] = 0
             self._launch(
-                self.k.bfs_level,
+                self.k.expand_level,
                 nwords,
                 *axes,
                 rings[side],
-                visited[side],
-                dists[side],
                 flags[side],
                 control,
                 levels[side],
                 -1,
                 dists[1 - side],
                 1,
+                *self._search(visited=visited[side], dist=dists[side]),
             )
             levels[side] += 1
             expanded += frontier[side]
@@ -481,8 +494,10 @@ class CupyBackend(Backend):
         dist[...] = self.to_device(host_dist)
         return int(expanded)
 
-    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
-        """The canonical path ``[vertex, ..., root]`` walked by one device thread.
+    def trace_path(
+        self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int, within: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """The canonical path ``[vertex, ..., root]`` walked by one device thread (ending early outside ``within``).
 
         Raises
         ------
@@ -498,6 +513,7 @@ class CupyBackend(Backend):
             capacity = int(here / geom.min_weight * (1 + 1e-9)) + 2 if math.isfinite(here) else 1
         capacity = max(1, min(capacity, geom.vertices))
         weights = self._weights(geom) if weighted else self.xp.zeros(1, dtype=np.float64)
+        lo, hi = (0, geom.vertices) if within is None else within
         for size in (capacity, geom.vertices):
             out = self.xp.empty(size, dtype=np.int64)
             count = self.xp.zeros(1, dtype=np.int64)
@@ -511,6 +527,8 @@ class CupyBackend(Backend):
                 int(integral),
                 root,
                 vertex,
+                lo,
+                hi,
                 out,
                 count,
             )
@@ -546,18 +564,7 @@ class CupyBackend(Backend):
         try:
             if start == goal:
                 return 0, 0
-            axes = self._device(geom).axes()
-            flags = self.xp.zeros((2, 3), dtype=np.int32)
-            control = self.xp.zeros(5, dtype=np.int64)
-            common = (*axes, open_bits, words, rings, flags, control)
-
-            def fused(level: int) -> None:
-                self._launch_cooperative(self.k.frugal_levels, nwords, *common, level, goal, self.levels_per_launch)
-
-            def single(level: int) -> None:
-                self._launch(self.k.frugal_level, nwords, *common, level, goal)
-
-            result = self._run_levels(fused, single, control, flags)
+            result = self._run_levels(geom, rings, goal, self._search(open_bits=open_bits, words=words))
             expanded = int(result[_CONTROL_EXPANDED])
             if not result[_CONTROL_HIT]:
                 return -1, expanded

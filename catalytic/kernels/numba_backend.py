@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from catalytic.errors import InvalidInputError
-from catalytic.kernels.backend import Backend, Geometry, register_backend
+from catalytic.kernels.backend import Geometry, HostBackend, register_backend
 
 __all__ = ["NumbaBackend"]
 
@@ -83,8 +83,12 @@ def _generators(geom: Geometry) -> tuple[np.ndarray, ...]:
 
 
 @register_backend
-class NumbaBackend(Backend):
+class NumbaBackend(HostBackend):
     """Compiled CPU primitives (numba ``njit``, ``cache=True``, ``nogil=True``).
+
+    The parameters mean what :class:`catalytic.kernels.backend.Backend` says; each method notes only how it
+    runs. Masks, bit packing, the degree histogram and the labels split the lattice over numba's threads; the
+    searches and path walks run on the calling thread.
 
     Examples
     --------
@@ -108,34 +112,10 @@ class NumbaBackend(Backend):
             return f"numba cannot be imported: {exc}"
         return None
 
-    # --- arrays ---------------------------------------------------------------------------------------
-
-    def full(self, n: int, value: float, dtype: Any) -> np.ndarray:
-        """A new host array of ``n`` entries set to ``value``."""
-        return np.full(n, value, dtype=dtype)
-
-    def to_device(self, array: np.ndarray) -> np.ndarray:
-        """The array itself when C-contiguous, else a contiguous copy."""
-        return np.ascontiguousarray(array)
-
-    def to_host(self, array: Any) -> np.ndarray:
-        """The array itself (state already lives on the host)."""
-        return np.asarray(array)
-
     # --- lattice ----------------------------------------------------------------------------------------
 
     def open_mask(self, geom: Geometry) -> np.ndarray:
-        """Materialise the uint8 open mask (N,) in parallel from the generators, boxes and explicit mask.
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-
-        Returns
-        -------
-        numpy.ndarray
-            uint8 (N,), 1 where open.
+        """The uint8 open mask (N,), materialised in parallel over chunks of the lattice.
 
         Examples
         --------
@@ -144,21 +124,11 @@ class NumbaBackend(Backend):
         [1, 1, 1]
         """
         out = np.empty(geom.vertices, dtype=np.uint8)
-        _kernels().open_mask(*_generators(geom), out)
+        _kernels().open_mask(_generators(geom), out)
         return out
 
     def open_bits(self, geom: Geometry) -> np.ndarray:
-        """The open mask packed 1 bit per vertex (bit ``i & 7`` of byte ``i >> 3``), computed in parallel.
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-
-        Returns
-        -------
-        numpy.ndarray
-            uint8 ((N + 7) // 8,); padding bits past N are 0.
+        """The open mask packed 1 bit per vertex (padding bits past N are 0), computed in parallel.
 
         Examples
         --------
@@ -167,23 +137,11 @@ class NumbaBackend(Backend):
         [255, 3]
         """
         out = np.empty((geom.vertices + 7) // 8, dtype=np.uint8)
-        _kernels().open_bits(*_generators(geom), geom.vertices, out)
+        _kernels().open_bits(_generators(geom), geom.vertices, out)
         return out
 
     def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:
-        """How many open vertices have k distinct open neighbours, k = 0 .. 2d (self-loops excluded).
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-        open_mask : numpy.ndarray
-            uint8 (N,) from :meth:`open_mask`.
-
-        Returns
-        -------
-        numpy.ndarray
-            int64 (2d + 1,).
+        """int64 (2d + 1,): open vertices counted by their number of distinct open neighbours, in parallel.
 
         Examples
         --------
@@ -199,25 +157,7 @@ class NumbaBackend(Backend):
     # --- searches ---------------------------------------------------------------------------------------
 
     def bfs(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
-        """Multi-source whole-level BFS writing steps into ``dist`` (pre-filled with −1).
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-        open_mask : numpy.ndarray
-            uint8 (N,).
-        sources : numpy.ndarray
-            Linear indices of open sources, all at depth 0.
-        target : int
-            Stop after the level that discovers it; −1 runs to exhaustion.
-        dist : numpy.ndarray
-            int32 (N,), −1 where unreached; written in place.
-
-        Returns
-        -------
-        int
-            ``expanded``: the vertices of every level expanded.
+        """Multi-source whole-level BFS; a wide level runs bit-parallel over 64-vertex words.
 
         Examples
         --------
@@ -231,42 +171,14 @@ class NumbaBackend(Backend):
         queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
         low, high = _faces(geom)
-        return int(
-            _kernels().bfs(
-                geom.shape,
-                geom.strides,
-                geom.periodic,
-                open_mask,
-                seeds,
-                int(target),
-                dist,
-                queue,
-                low,
-                high,
-                BITWISE_RATIO,
-            )
-        )
+        axes = (geom.shape, geom.strides, geom.periodic)
+        expanded = _kernels().bfs(*axes, open_mask, seeds, int(target), dist, queue, low, high, BITWISE_RATIO)
+        return int(expanded)
 
     def bidirectional(
         self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any
     ) -> tuple[int, int, int]:
-        """Bidirectional whole-level BFS, expanding the smaller frontier (the start side on ties).
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-        open_mask : numpy.ndarray
-            uint8 (N,).
-        start, goal : int
-            Linear indices of open vertices.
-        dist_start, dist_goal : numpy.ndarray
-            int32 (N,) pre-filled with −1; the depths from each side are written in place.
-
-        Returns
-        -------
-        tuple of int
-            ``(length, meet, expanded)``; ``(-1, -1, expanded)`` when unreachable.
+        """Bidirectional whole-level BFS over two queues, expanding the smaller frontier (the start side on ties).
 
         Examples
         --------
@@ -287,27 +199,7 @@ class NumbaBackend(Backend):
         return int(length), int(meet), int(expanded)
 
     def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
-        """Dijkstra, or A* towards ``target``, with heap keys ``(f, h, index)``.
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice; ``geom.weights`` gives the cost of entering each vertex (unit costs when None).
-        open_mask : numpy.ndarray
-            uint8 (N,).
-        sources : numpy.ndarray
-            Linear indices of open sources, all at cost 0.
-        target : int
-            Stop once it is settled; −1 runs to exhaustion.
-        dist : numpy.ndarray
-            float64 (N,) pre-filled with inf; costs are written in place.
-        astar : bool
-            Use the heuristic ``min_weight`` × periodic-aware Manhattan distance to ``target``.
-
-        Returns
-        -------
-        int
-            ``expanded``: the number of settled vertices.
+        """Dijkstra, or A* towards ``target``, over a binary heap keyed ``(f, h, index)``.
 
         Examples
         --------
@@ -332,26 +224,10 @@ class NumbaBackend(Backend):
         )  # fmt: skip
         return int(expanded), written
 
-    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
-        """The canonical path from ``vertex`` back to ``root``, both included.
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-        open_mask : numpy.ndarray
-            uint8 (N,).
-        dist : numpy.ndarray
-            int32 steps from :meth:`bfs` or float64 costs from :meth:`dijkstra`.
-        root : int
-            The source the path ends at (``dist[root] == 0``).
-        vertex : int
-            A reached vertex the path starts from.
-
-        Returns
-        -------
-        numpy.ndarray
-            int64 ``[vertex, ..., root]``.
+    def trace_path(
+        self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int, within: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """The canonical path ``[vertex, ..., root]`` (int32 steps or float64 costs), walked in compiled code.
 
         Raises
         ------
@@ -372,8 +248,9 @@ class NumbaBackend(Backend):
         weights = _NO_WEIGHTS
         if geom.weights is not None and np.asarray(dist).dtype.kind == "f":
             weights = geom.weights
+        lo, hi = (0, geom.vertices) if within is None else within
         path: np.ndarray = _kernels().trace_path(
-            geom.shape, geom.strides, geom.periodic, open_mask, dist, weights, int(root), int(vertex)
+            geom.shape, geom.strides, geom.periodic, open_mask, dist, weights, int(root), int(vertex), int(lo), int(hi)
         )
         if path.shape[0] == 0:
             raise InvalidInputError(
@@ -384,23 +261,7 @@ class NumbaBackend(Backend):
     # --- frugal (2 bits per vertex) --------------------------------------------------------------------
 
     def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
-        """BFS from ``start`` to ``goal`` keeping ``1 + depth mod 3`` in 2 bits per vertex.
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-        open_bits : numpy.ndarray
-            uint8 ((N + 7) // 8,) from :meth:`open_bits`.
-        start, goal : int
-            Linear indices of open vertices.
-        state : numpy.ndarray
-            uint8 ((N + 3) // 4,), zeroed; vertex ``i`` owns bits ``2 (i & 3)`` of byte ``i >> 2``.
-
-        Returns
-        -------
-        tuple of int
-            ``(length, expanded)``; length −1 when unreachable.
+        """Frugal BFS over bitmap frontiers, each wide level split over threads (see the module notes).
 
         Examples
         --------
@@ -421,30 +282,14 @@ class NumbaBackend(Backend):
     def trace_path_frugal(
         self, geom: Geometry, open_bits: Any, state: Any, start: int, goal: int, length: int
     ) -> np.ndarray:
-        """The canonical path ``[goal, ..., start]`` rebuilt from the state of :meth:`bfs_frugal`.
+        """The canonical path ``[goal, ..., start]`` from the state of :meth:`bfs_frugal`, walked in compiled code.
 
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice.
-        open_bits : numpy.ndarray
-            uint8 ((N + 7) // 8,).
-        state : numpy.ndarray
-            The 2-bit state left by :meth:`bfs_frugal`.
-        start, goal : int
-            The search's endpoints.
-        length : int
-            The length :meth:`bfs_frugal` returned (>= 0).
-
-        Returns
-        -------
-        numpy.ndarray
-            int64 (length + 1,), equal to :meth:`trace_path` on the full BFS distances.
+        Equal to :meth:`trace_path` on the full BFS distances.
 
         Raises
         ------
         InvalidInputError
-            When ``state`` does not hold a path of ``length`` steps from ``start`` to ``goal``.
+            When ``length`` is negative or ``state`` holds no path of ``length`` steps from ``start`` to ``goal``.
 
         Examples
         --------
@@ -471,21 +316,7 @@ class NumbaBackend(Backend):
     # --- structure --------------------------------------------------------------------------------------
 
     def label(self, geom: Geometry, open_mask: Any) -> tuple[np.ndarray, int]:
-        """Connected components of the open vertices, numbered 1..count by lowest linear index.
-
-        Parameters
-        ----------
-        geom : Geometry
-            The lattice; periodic axes connect across the wrap.
-        open_mask : numpy.ndarray
-            uint8 (N,).
-
-        Returns
-        -------
-        labels : numpy.ndarray
-            int32 (int64 past 2^31 − 1 vertices) (N,), 0 where blocked.
-        count : int
-            The number of components.
+        """Component labels numbered 1..count by lowest linear index, slabs of axis 0 labelled in parallel.
 
         Examples
         --------

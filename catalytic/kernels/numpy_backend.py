@@ -25,14 +25,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from catalytic.errors import InvalidInputError
-from catalytic.kernels.backend import Backend, Geometry, register_backend
-from catalytic.lattice import splitmix64
+from catalytic.kernels.backend import Geometry, HostBackend, register_backend
+from catalytic.lattice import materialise_open
 
 __all__ = ["NumpyBackend"]
-
-# Random obstacles are hashed in chunks so that a large lattice never needs several uint64 temporaries of
-# its full size at once.
-_HASH_CHUNK = 1 << 22
 
 
 def _steps(geom: Geometry, index: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -96,7 +92,7 @@ def _state_mark(state: np.ndarray, index: np.ndarray, value: int) -> None:
 
 
 @register_backend
-class NumpyBackend(Backend):
+class NumpyBackend(HostBackend):
     """The reference backend: host NumPy arrays, level-synchronous BFS, ``heapq`` Dijkstra and A\\*.
 
     Examples
@@ -116,24 +112,12 @@ class NumpyBackend(Backend):
         """Always usable: NumPy is a core dependency."""
         return None
 
-    # --- arrays ---------------------------------------------------------------------------------------
-
-    def full(self, n: int, value: float, dtype: Any) -> np.ndarray:
-        """A new host array of ``n`` entries set to ``value``."""
-        return np.full(n, value, dtype=dtype)
-
-    def to_device(self, array: np.ndarray) -> np.ndarray:
-        """The array itself when contiguous, else a contiguous copy."""
-        return np.ascontiguousarray(array)
-
-    def to_host(self, array: Any) -> np.ndarray:
-        """The array itself (host memory already)."""
-        return np.asarray(array)
-
     # --- lattice ----------------------------------------------------------------------------------------
 
     def open_mask(self, geom: Geometry) -> np.ndarray:
-        """uint8 (N,), 1 where open: random generators, then inclusive boxes, then the explicit mask.
+        """uint8 (N,), 1 where open: the random generators, the inclusive boxes and the explicit mask.
+
+        Built by :func:`catalytic.lattice.materialise_open`, the mask of :meth:`Lattice.open_mask`.
 
         Examples
         --------
@@ -142,18 +126,8 @@ class NumpyBackend(Backend):
         >>> NumpyBackend().open_mask(geom).tolist()
         [0, 0, 1, 1, 1, 1]
         """
-        blocked = np.zeros(geom.vertices, dtype=np.bool_)
-        for seed, threshold in zip(geom.random_seeds.tolist(), geom.random_thresholds.tolist(), strict=True):
-            for start in range(0, geom.vertices, _HASH_CHUNK):
-                stop = min(start + _HASH_CHUNK, geom.vertices)
-                hashes = splitmix64(seed, np.arange(start, stop, dtype=np.uint64))
-                blocked[start:stop] |= (hashes >> np.uint64(11)) < np.uint64(threshold)
-        grid = blocked.reshape(tuple(geom.shape.tolist()))
-        for lo, hi in zip(geom.box_lo.tolist(), geom.box_hi.tolist(), strict=True):
-            grid[tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))] = True
-        if geom.explicit_blocked is not None:
-            blocked |= geom.explicit_blocked
-        return (~blocked).astype(np.uint8)
+        is_open = materialise_open(geom.shape.tolist(), geom.generators(), geom.explicit_blocked)
+        return is_open.reshape(-1).view(np.uint8)
 
     def open_bits(self, geom: Geometry) -> np.ndarray:
         """The open mask packed 1 bit per vertex, bit ``i & 7`` of byte ``i >> 3``."""
@@ -264,7 +238,8 @@ class NumpyBackend(Backend):
 
         Heap keys are ``(g + h, h, index)``; a vertex is settled on its first pop and never relaxed again;
         relaxation needs a strict improvement; the search stops right after settling ``target`` (or runs to
-        exhaustion when ``target < 0``). Returns the number of settled vertices.
+        exhaustion when ``target < 0``). Returns the number of settled vertices. A source starts at 0, or at its
+        entry of ``dist`` when that is finite (a seed).
 
         Examples
         --------
@@ -282,9 +257,10 @@ class NumpyBackend(Backend):
         settled = np.zeros(geom.vertices, dtype=np.bool_)
         heap: list[tuple[float, float, int]] = []
         for source in sorted({int(s) for s in np.asarray(sources).tolist()}):
-            dist[source] = 0.0
+            g = float(dist[source]) if math.isfinite(dist[source]) else 0.0
+            dist[source] = g
             h = _heuristic(axes, geom.min_weight, source, target) if guided else 0.0
-            heap.append((0.0 + h, h, source))
+            heap.append((g + h, h, source))
         heapq.heapify(heap)
         expanded = 0
         while heap:
@@ -306,11 +282,13 @@ class NumpyBackend(Backend):
                     heapq.heappush(heap, (cost + h, h, v))
         return expanded
 
-    def trace_path(self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int) -> np.ndarray:
+    def trace_path(
+        self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int, within: tuple[int, int] | None = None
+    ) -> np.ndarray:
         """The canonical path ``[vertex, ..., root]``: each step to the first open neighbour one cost closer.
 
         ``cost(v)`` is 1 for an int32 field, ``weights[v]`` for a float64 field of a weighted lattice and 1.0
-        otherwise.
+        otherwise. With ``within = (lo, hi)`` the path also ends at its first vertex outside ``lo .. hi - 1``.
 
         Raises
         ------
@@ -329,11 +307,12 @@ class NumpyBackend(Backend):
         weights = None if integral else geom.weights
         unreached = -1 if integral else math.inf
         axes = _axes(geom)
+        lo, hi = (0, geom.vertices) if within is None else within
         path = [vertex]
         v = vertex
         # A chain can be no longer than the lattice; a longer walk means ``dist`` is not a search result.
         for _ in range(geom.vertices):
-            if v == root:
+            if v == root or not lo <= v < hi:
                 return np.asarray(path, dtype=np.int64)
             step = 1 if integral else (1.0 if weights is None else float(weights[v]))
             here = dist[v]

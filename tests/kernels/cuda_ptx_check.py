@@ -38,18 +38,28 @@ def main() -> int:
 
     i64, u64, u32, u8, i32, f64 = nt.int64, nt.uint64, nt.uint32, nt.uint8, nt.int32, nt.float64
     axes = (array(i64), array(i64), array(i64))
-    generators = (array(i64), array(i64), array(u64), array(u64), i64, array(i64, 2), array(i64, 2), i64)
-    generators += (array(u8), i64)
-    level = (array(u32, 2), array(u32), array(i32), array(i32, 2), array(i64))
-    frugal = (array(u8), array(u32), array(u32, 2), array(i32, 2), array(i64))
+    generators = (
+        array(i64),
+        array(i64),
+        array(u64),
+        array(u64),
+        i64,
+        array(i64, 2),
+        array(i64, 2),
+        i64,
+        array(u8),
+        i64,
+    )
+    ring = (array(u32, 2), array(i32, 2), array(i64))  # rings, flags, control
+    # (visited, dist, open_bits, words, frugal): BFS and the frugal search pass the same types
+    search = (array(u32), array(i32), array(u8), array(u32), nt.boolean)
     signatures = [
-        (k.open_mask, (*generators, array(u8))),
-        (k.open_bits, (*generators, i64, array(u8))),
+        (k.open_flags, (*generators, i64, i64, array(u8))),
         (k.degree_histogram, (*axes, array(u8), array(i64))),
         (k.init_visited, (array(u8), array(u32))),
         (k.mark_sources, (array(i64), array(u32), array(u32, 2), array(i32))),
-        (k.bfs_level, (*axes, *level, i64, i64, array(i32), i64)),
-        (k.bfs_levels, (*axes, *level, i64, i64, i64, array(i32))),
+        (k.expand_level, (*axes, *ring, i64, i64, array(i32), i64, *search)),
+        (k.expand_levels, (*axes, *ring, i64, i64, i64, *search)),
         (
             k.bidirectional_levels,
             (
@@ -65,13 +75,11 @@ def main() -> int:
             ),
         ),
         (k.init_frugal, (array(u32), array(u32, 2), i64)),
-        (k.frugal_level, (*axes, *frugal, i64, i64)),
-        (k.frugal_levels, (*axes, *frugal, i64, i64, i64)),
         (k.label_init, (array(i32),)),
         (k.label_hook, (*axes, array(u8), array(i32), array(i32))),
         (k.label_compress, (array(i32),)),
-        (k.trace, (*axes, array(u8), array(i32), array(f64), i64, i64, i64, i64, array(i64), array(i64))),
-        (k.trace, (*axes, array(u8), array(f64), array(f64), i64, i64, i64, i64, array(i64), array(i64))),
+        (k.trace, (*axes, array(u8), array(i32), array(f64), i64, i64, i64, i64, i64, i64, array(i64), array(i64))),
+        (k.trace, (*axes, array(u8), array(f64), array(f64), i64, i64, i64, i64, i64, i64, array(i64), array(i64))),
         (k.trace_frugal, (*axes, array(u8), array(u32), i64, i64, i64, array(i64), array(i64))),
     ]
     failed = 0

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from catalytic.service import db as queries
+from catalytic.service.admission import memory_limit
 from catalytic.service.auth import ApiKeyMiddleware
 from catalytic.service.bodies import BodyParser
 from catalytic.service.cache import ResultCache, lattice_lru
@@ -321,6 +322,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
         database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
         emit = _outbox()
+        limit = memory_limit(settings.memory_limit_bytes)
+        job_memory = max(0, limit[0] - settings.memory_reserved_bytes) // settings.web_workers
         runner = JobRunner(
             database,
             settings.cores_per_process,
@@ -339,6 +342,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             result_ttl_s=settings.result_ttl_s,
             worker_max_rss=settings.job_worker_max_rss_bytes,
             worker_max_jobs=settings.job_worker_max_jobs,
+            memory_budget=job_memory,
         )
         state = ServiceState(
             settings=settings,
@@ -374,6 +378,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sweeper = ResultSweeper(database, store_config(settings), settings.result_ttl_s, settings.result_sweep_s)
         sweeper.start()
         state.sweeper = sweeper
+        state.memory_limit = limit
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)
         worker = await _webhook_worker(settings) if settings.run_webhook_worker else None

@@ -29,6 +29,7 @@ from typing import Any
 
 from catalytic.service import db as queries
 from catalytic.service import defaults
+from catalytic.service.admission import MemoryGate, spec_job_bytes
 from catalytic.service.compute import serve_tasks
 from catalytic.service.lifeline import run_child
 from catalytic.service.metrics import (
@@ -225,6 +226,9 @@ class JobRunner:
         How long a result is kept after its job finished (RESULT_TTL).
     worker_max_rss, worker_max_jobs : int
         When a worker process is replaced (JOB_WORKER_MAX_RSS_BYTES, JOB_WORKER_MAX_JOBS; 0: never).
+    memory_budget : int, optional
+        Bytes the jobs running here may need together (:mod:`catalytic.service.admission`): a job waits in
+        the queue until its estimate fits beside the running ones. None: no gate.
     clock : callable
         Epoch seconds; tests inject their own.
     """
@@ -245,6 +249,7 @@ class JobRunner:
         result_ttl_s: float = defaults.RESULT_TTL_S,
         worker_max_rss: int = 0,
         worker_max_jobs: int = 0,
+        memory_budget: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = database
@@ -263,6 +268,7 @@ class JobRunner:
         self.clock = clock
         self.results = None if results is None else dict(results)
         self.result_ttl_s = float(result_ttl_s)
+        self.memory = None if memory_budget is None else MemoryGate(memory_budget)
         # Jobs queued or running here, whose leases this process renews; _lost: leases found ended or taken.
         self._owned: set[str] = set()
         self._lost: set[str] = set()
@@ -328,8 +334,15 @@ class JobRunner:
     async def _consume(self, slot: WorkerSlot) -> None:
         while True:
             job_id, task = await self._queue.get()
+            needed = spec_job_bytes(task["operation"], task["spec"]) if self.memory is not None else 0
             try:
-                await self._run(slot, job_id, task)
+                if self.memory is not None:
+                    await self.memory.acquire(needed)
+                try:
+                    await self._run(slot, job_id, task)
+                finally:
+                    if self.memory is not None:
+                        await self.memory.release(needed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -60,6 +60,8 @@ class ServiceState:
     warm_up: asyncio.Future[None] | None = None
     sweeper: Any = None
     """The results sweeper (:class:`catalytic.service.results.ResultSweeper`), started with the app."""
+    memory_limit: tuple[int, str] = (0, "unknown")
+    """The memory limit jobs are admitted against, and its source (:func:`catalytic.service.admission.memory_limit`)."""
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work on the thread pool within the request time limit (504 past it)."""

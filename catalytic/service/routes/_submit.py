@@ -8,7 +8,8 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from catalytic.service import db as queries
-from catalytic.service.errors import Unavailable
+from catalytic.service.admission import spec_job_bytes
+from catalytic.service.errors import PayloadTooLarge, Unavailable
 from catalytic.service.state import ResolvedLattice, ServiceState
 
 __all__ = ["submit_job"]
@@ -21,9 +22,28 @@ async def submit_job(
 
     Raises
     ------
+    PayloadTooLarge
+        The job's memory estimate is over what this server process may give jobs (413, naming the limit).
     Unavailable
         The local queue is full (503 with Retry-After).
     """
+    gate = st.runner.memory
+    needed = spec_job_bytes(operation, resolved.lattice.spec())
+    if gate is not None and not gate.fits_ever(needed):
+        limit, source = st.memory_limit
+        raise PayloadTooLarge(
+            f"the {operation} job would need about {needed} bytes at its peak, over the {gate.budget} bytes "
+            f"this server process gives jobs (memory limit {limit} bytes from {source}, less "
+            f"CATALYTIC_MEMORY_RESERVED_BYTES={st.settings.memory_reserved_bytes}, shared by "
+            f"{st.settings.web_workers} server processes)",
+            fields=[
+                {
+                    "field": "shape",
+                    "message": f"about {needed} bytes for {resolved.lattice.vertices} vertices",
+                    "allowed": f"at most {gate.budget} bytes",
+                }
+            ],
+        )
     if not st.runner.has_capacity():
         raise Unavailable(
             f"the job queue is full ({st.runner.pending} jobs queued or running)", st.settings.retry_after_s

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -27,6 +28,12 @@ JSON = {"content-type": "application/json"}
 def _blocked(count: int, side: int) -> list[list[int]]:
     rng = np.random.default_rng(7)
     return rng.integers(0, side, size=(count, 2)).tolist()
+
+
+def _fields(response: httpx.Response) -> list[str]:
+    """The fields an error answer names (``errors`` of problem details; ``fields`` of the older shape)."""
+    body = response.json()
+    return [entry["field"] for entry in body.get("errors", body.get("fields", []))]
 
 
 async def _create(service: Service, body: dict[str, Any]) -> Any:
@@ -81,9 +88,9 @@ async def test_large_bad_bodies_answer_as_small_ones(make_settings: Any) -> None
             answers[name] = []
             for body in bad:
                 refused = await _create(service, body)
-                answers[name].append((refused.status_code, [f["field"] for f in refused.json()["fields"]]))
+                answers[name].append((refused.status_code, [f["field"] for f in refused.json()["errors"]]))
             not_json = await service.client.post("/api/lattice/create", content=b"{" * (2 * OFFLOAD), headers=JSON)
-            answers[name].append((not_json.status_code, [f["field"] for f in not_json.json()["fields"]]))
+            answers[name].append((not_json.status_code, [f["field"] for f in not_json.json()["errors"]]))
             assert service.state.bodies.offloaded == (len(bad) + 1 if offload == OFFLOAD else 0)
             assert await service.state.db.fetchval("SELECT COUNT(*) FROM service_lattices") == 0
     assert answers["parse process"] == answers["on the loop"]

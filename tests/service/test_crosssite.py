@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from service.service_helpers import Service, start_service
 
@@ -11,6 +12,12 @@ pytestmark = pytest.mark.anyio
 
 EVIL = "http://evil.example"
 JSON = {"content-type": "application/json"}
+
+
+def _code(response: httpx.Response) -> str:
+    """The error code of an error answer (``code`` of problem details; ``error`` of the older shape)."""
+    body = response.json()
+    return str(body.get("code", body.get("error")))
 
 
 async def _counts(service: Service) -> tuple[int, int]:
@@ -33,7 +40,7 @@ async def test_bodies_other_than_json_are_415_and_change_nothing(make_settings: 
             ):
                 refused = await client.post(path, content=body, headers=headers)
                 assert refused.status_code == 415, (path, content_type, refused.text)
-                assert refused.json()["error"] == "unsupported_media_type"
+                assert refused.json()["code"] == "unsupported_media_type"
         assert await _counts(service) == (0, 0)
         assert await service.state.db.fetchval("SELECT COUNT(*) FROM service_jobs") == 0
         for content_type in ("application/json", "application/json; charset=utf-8", "application/merge-patch+json"):
@@ -65,7 +72,7 @@ async def test_a_foreign_origin_cannot_change_state(make_settings: Any) -> None:
             for origin in (EVIL, "null", "http://127.0.0.1.evil.example"):
                 refused = await client.request(method, path, json=body, headers={"origin": origin})
                 assert refused.status_code == 403, (method, path, origin, refused.text)
-                assert refused.json()["error"] == "forbidden"
+                assert refused.json()["code"] == "forbidden"
         assert await _counts(service) == (1, 0)
         assert await service.state.db.fetchval("SELECT COUNT(*) FROM service_jobs") == 0
         # Reading is not changing: a foreign page gets no CORS headers, so it cannot read the answer anyway.
@@ -107,7 +114,7 @@ async def test_a_keyless_service_serves_only_loopback_host_names(make_settings: 
             for method, path in (("GET", "/health"), ("GET", "/api/lattices"), ("POST", "/api/lattice/create")):
                 refused = await client.request(method, path, json={"shape": [3]}, headers={"host": host})
                 assert refused.status_code == 403, (host, path, refused.text)
-                assert refused.json()["error"] == "forbidden"
+                assert refused.json()["code"] == "forbidden"
         for host in ("localhost", "LOCALHOST:8080", "127.0.0.1:8080", "[::1]:8080", "::1"):
             assert (await client.get("/api/lattices", headers={"host": host})).status_code == 200, host
         assert await _counts(service) == (0, 0)

@@ -138,12 +138,8 @@ class SlabWorker:
 
     Parameters
     ----------
-    spec : dict
-        The whole lattice's spec.
-    lo, hi : int
-        The slab's rows on axis 0.
-    single : bool
-        Whether this slab is the whole lattice.
+    spec, lo, hi, single
+        As for :func:`slab_lattice`.
     arrays : dict
         The explicit arrays at the slab's rows, halo rows included (in the order of :func:`halo_rows`).
     backend : str, optional
@@ -533,30 +529,34 @@ class PartitionedLattice:
     def path_length(
         self, start: Sequence[int], goal: Sequence[int], *, on_round: Callable[[int], None] | None = None
     ) -> float:
-        """Shortest path length from ``start`` to ``goal`` (hops as an int, or the cost when weighted).
+        """The length of :meth:`shortest_path`'s path (hops as an int, or the cost when weighted), not walked.
 
         Only the goal's value travels back to the driver; the field stays on the slabs.
 
         Raises
         ------
-        CoordinateError, BlockedVertexError
-            An endpoint outside the lattice or blocked.
+        CoordinateError, BlockedVertexError, NoPathError
+            As :meth:`shortest_path`.
+        """
+        g = self.lattice.check_vertex(goal, "goal")
+        value = self._query([list(start)], lambda query: self._goal_value(query, g, start, goal), on_round)
+        return value if self.lattice.weighted else int(value)
+
+    def _goal_value(self, query: str, g: int, start: Sequence[int], goal: Sequence[int]) -> float | None:
+        """The converged value at ``g``; None when its actor lost the query.
+
+        Raises
+        ------
         NoPathError
-            The goal is unreachable.
+            ``g`` is unreachable.
         """
         import ray
 
-        g = self.lattice.check_vertex(goal, "goal")
         k, local = self._slab_of(g)
-
-        def collect(query: str) -> float | None:
-            value: float | None = ray.get(self.actors[k].value.remote(query, local))
-            return value
-
-        value = self._query([list(start)], collect, on_round)
-        if value < 0 or not math.isfinite(value):
+        value: float | None = ray.get(self.actors[k].value.remote(query, local))
+        if value is not None and (value < 0 or not math.isfinite(value)):
             raise NoPathError(tuple(start), tuple(goal))
-        return value if self.lattice.weighted else int(value)
+        return value
 
     def shortest_path(
         self, start: Sequence[int], goal: Sequence[int], *, on_round: Callable[[int], None] | None = None
@@ -581,12 +581,10 @@ class PartitionedLattice:
         g = self.lattice.check_vertex(goal, "goal")
 
         def collect(query: str) -> tuple[list[int], float, int] | None:
-            k, local = self._slab_of(g)
-            value = ray.get(self.actors[k].value.remote(query, local))
+            value = self._goal_value(query, g, start, goal)
             if value is None:
                 return None
-            if value < 0 or not math.isfinite(value):
-                raise NoPathError(tuple(start), tuple(goal))
+            k, local = self._slab_of(g)
             walked: list[int] = []
             for _ in range(self.lattice.vertices):
                 prev, nxt = self._neighbours(k)
@@ -701,7 +699,7 @@ def partitioned_distance_field(
     Raises
     ------
     CoordinateError, BlockedVertexError
-        A source outside the lattice or blocked.
+        As :func:`catalytic.distance_field`, checked on the driver before any actor starts.
 
     Examples
     --------
@@ -733,10 +731,8 @@ def partitioned_shortest_path(
 
     Raises
     ------
-    CoordinateError, BlockedVertexError
-        An endpoint outside the lattice or blocked.
-    NoPathError
-        The goal is unreachable.
+    CoordinateError, BlockedVertexError, NoPathError
+        As :meth:`PartitionedLattice.shortest_path`; the endpoints are checked before any actor starts.
 
     Examples
     --------

@@ -26,11 +26,14 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from catalytic.kernels._numba_kernels import Int, advance_axes, decompose, neighbour, trailing_zeros
+from catalytic.kernels._numba_kernels import Axes, Int, advance_axes, decompose, neighbour, trailing_zeros
 
 GROUP_SHIFT = 12
 """log2 of the vertices per group (64 words of 64 bits)."""
 GROUP_WORDS = 1 << (GROUP_SHIFT - 6)
+
+Search = tuple[Axes, np.ndarray, np.ndarray]
+"""A frugal search's lattice, open bits and 2-bit state: ``(axes, open_bits, state)``."""
 
 
 @intrinsic
@@ -51,7 +54,7 @@ def atomic_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
 
 @njit(cache=True, nogil=True)
 def expand_share(
-    search: tuple[np.ndarray, ...],
+    search: Search,
     goal: Int,
     value: Int,
     frontier: tuple[np.ndarray, ...],
@@ -63,7 +66,7 @@ def expand_share(
 ) -> tuple[Int, bool, Int]:
     """Expand the ``t``-th of ``threads`` contiguous shares of the groups ``active[:count]``.
 
-    ``search`` is ``(shape, strides, periodic, open_bits, state)`` and ``frontier`` is ``(current, following,
+    ``search`` is ``(axes, open_bits, state)`` and ``frontier`` is ``(current, following,
     current_flags, following_flags)``: the bitmaps of this level and the next, and their group flags. Returns
     ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely write to
     the same cache line.
@@ -71,7 +74,7 @@ def expand_share(
     Vertices discovered get ``value`` in ``state`` and a bit in ``following``; a group gaining its first bit is
     flagged and its id written to ``discovered[t, :written]``. ``threads > 1`` makes every shared write atomic.
     """
-    shape, strides, periodic, open_bits, state = search
+    (shape, strides, periodic), open_bits, state = search
     current, following, _, following_flags = frontier
     d = shape.shape[0]
     words = current.shape[0]
@@ -175,7 +178,7 @@ def next_active(
 
 @njit(cache=True, nogil=True)
 def serial_levels(
-    search: tuple[np.ndarray, ...],
+    search: Search,
     goal: Int,
     frontier: tuple[np.ndarray, ...],
     active: np.ndarray,
@@ -212,9 +215,7 @@ PARALLEL_GROUPS = 64
 
 
 def bfs_frugal(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_bits: np.ndarray,
     state: np.ndarray,
     start: int,
@@ -229,10 +230,10 @@ def bfs_frugal(
     state[start >> 2] |= np.uint8(1 << (2 * (start & 3)))
     if start == goal:
         return 0, 0
-    vertices = int(np.prod(shape))
+    vertices = int(np.prod(axes[0]))
     words = (vertices + 63) >> 6
     groups = (words + GROUP_WORDS - 1) // GROUP_WORDS
-    search = (shape, strides, periodic, open_bits, state)
+    search: Search = (axes, open_bits, state)
     # this level's bitmap and the next one's, and their group flags; the roles swap after every level
     frontier: tuple[np.ndarray, ...] = (
         np.zeros(words, dtype=np.uint64),

@@ -26,6 +26,8 @@ from catalytic.kernels._rules import box_holds
 
 Int = int | np.integer[Any]
 """An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
+Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A lattice's ``(shape, strides, periodic)``: int64, int64 and uint8 arrays of one entry per axis."""
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -234,8 +236,9 @@ def open_bits(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> No
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def degree_histogram(shape: np.ndarray, strides: np.ndarray, periodic: np.ndarray, open_mask: np.ndarray) -> np.ndarray:
+def degree_histogram(axes: Axes, open_mask: np.ndarray) -> np.ndarray:
     """Count open vertices by their number of distinct open neighbours."""
+    shape, strides, periodic = axes
     n = open_mask.shape[0]
     d = shape.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
@@ -340,11 +343,17 @@ def _spread(
                 out[a - q - 1] |= (frontier[a] & (face[a] ^ flip)) << back
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _enqueue(u: Int, step: Int, dist: np.ndarray, queue: np.ndarray, tail: Int) -> Int:
+    """Label ``u`` at depth ``step`` and append it to ``queue[tail]``; returns the new tail."""
+    dist[u] = step
+    queue[tail] = u
+    return tail + 1
+
+
 @njit(cache=True, nogil=True)
 def bfs(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_mask: np.ndarray,
     sources: np.ndarray,
     target: Int,
@@ -367,9 +376,10 @@ def bfs(
 
     Both discover the same set per level and write the same depth, so ``dist`` is identical either way.
     """
+    shape, strides, periodic = axes
     d = shape.shape[0]
     n = dist.shape[0]
-    tail = 0
+    tail: Int = 0
     for s in sources:
         if dist[s] < 0:
             dist[s] = 0
@@ -388,7 +398,7 @@ def bfs(
     seen = np.zeros(0, np.uint64)  # visited or known blocked; allocated at the first bit-parallel level
     frontier = np.zeros(0, np.uint64)
     reached = np.zeros(0, np.uint64)
-    head = 0
+    head: Int = 0
     found = False
     while head < tail and not found:
         level_end = tail
@@ -436,9 +446,7 @@ def bfs(
                     x = base + int(trailing_zeros(fresh))  # type: ignore[call-arg]
                     fresh &= fresh - ONE
                     if x < n and open_mask[x]:
-                        dist[x] = step
-                        queue[tail] = x
-                        tail += 1
+                        tail = _enqueue(x, step, dist, queue, tail)
                         if x == target:
                             found = True
             continue
@@ -450,9 +458,7 @@ def bfs(
                 for side in range(2):
                     u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
                     if dist[u] < 0 and open_mask[u]:
-                        dist[u] = step
-                        queue[tail] = u
-                        tail += 1
+                        tail = _enqueue(u, step, dist, queue, tail)
                         if seen.shape[0] != 0:
                             seen[u >> 6] |= ONE << np.uint64(u & 63)
                         if u == target:
@@ -462,9 +468,7 @@ def bfs(
 
 @njit(cache=True, nogil=True, inline="always")
 def _expand_level(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     inverse: np.ndarray,
     coords: np.ndarray,
     open_mask: np.ndarray,
@@ -475,6 +479,7 @@ def _expand_level(
     other: np.ndarray,
 ) -> tuple[Int, Int, Int]:
     """Expand ``queue[head:tail]`` of one side; returns (new tail, best touch sum, best touch vertex)."""
+    shape, strides, periodic = axes
     best_sum: Int = np.int64(-1)
     best_vertex: Int = np.int64(-1)
     end = tail
@@ -486,9 +491,7 @@ def _expand_level(
             for side in range(2):
                 u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
                 if mine[u] < 0 and open_mask[u]:
-                    mine[u] = step
-                    queue[end] = u
-                    end += 1
+                    end = _enqueue(u, step, mine, queue, end)
                     if other[u] >= 0:
                         total = np.int64(step) + other[u]
                         if best_vertex < 0 or total < best_sum or (total == best_sum and u < best_vertex):
@@ -499,9 +502,7 @@ def _expand_level(
 
 @njit(cache=True, nogil=True)
 def bidirectional(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_mask: np.ndarray,
     start: Int,
     goal: Int,
@@ -511,6 +512,7 @@ def bidirectional(
     queue_goal: np.ndarray,
 ) -> tuple[Int, Int, Int]:
     """Bidirectional whole-level BFS; returns ``(length, meet, expanded)``."""
+    shape, strides = axes[0], axes[1]
     if start == goal:
         dist_start[start] = 0
         dist_goal[goal] = 0
@@ -522,31 +524,18 @@ def bidirectional(
     dist_goal[goal] = 0
     queue_start[0] = start
     queue_goal[0] = goal
-    s_head: Int = 0
-    s_tail: Int = 1
-    g_head: Int = 0
-    g_tail: Int = 1
+    heads = np.zeros(2, np.int64)  # each side's queue[head:tail] is its frontier
+    tails = np.ones(2, np.int64)
     expanded = 0
     while True:
-        if s_tail - s_head <= g_tail - g_head:
-            end, total, meet = _expand_level(
-                shape, strides, periodic, inverse, coords, open_mask, queue_start, s_head, s_tail,
-                dist_start, dist_goal,
-            )  # fmt: skip
-            expanded += s_tail - s_head
-            s_head, s_tail = s_tail, end
-            empty = s_head == s_tail
-        else:
-            end, total, meet = _expand_level(
-                shape, strides, periodic, inverse, coords, open_mask, queue_goal, g_head, g_tail,
-                dist_goal, dist_start,
-            )  # fmt: skip
-            expanded += g_tail - g_head
-            g_head, g_tail = g_tail, end
-            empty = g_head == g_tail
+        side = 0 if tails[0] - heads[0] <= tails[1] - heads[1] else 1
+        queue, mine, other = (queue_start, dist_start, dist_goal) if side == 0 else (queue_goal, dist_goal, dist_start)
+        end, total, meet = _expand_level(axes, inverse, coords, open_mask, queue, heads[side], tails[side], mine, other)
+        expanded += tails[side] - heads[side]
+        heads[side], tails[side] = tails[side], end
         if meet >= 0:
             return total, meet, expanded
-        if empty:
+        if heads[side] == tails[side]:
             return -1, -1, expanded
 
 
@@ -619,6 +608,25 @@ def _grow_int(array: np.ndarray, size: Int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _heap_add(
+    f: np.ndarray, h: np.ndarray, key: np.ndarray, size: Int, fv: float, hv: float, kv: Int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Int]:
+    """:func:`_heap_push`, doubling the heap's arrays first when they are full."""
+    if size == f.shape[0]:
+        f, h, key = _grow_float(f, size), _grow_float(h, size), _grow_int(key, size)
+    return f, h, key, _heap_push(f, h, key, size, fv, hv, kv)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _note(written: np.ndarray, count: Int, index: Int) -> tuple[np.ndarray, Int]:
+    """Append ``index`` to ``written[:count]``, doubling the array when it is full."""
+    if count == written.shape[0]:
+        written = _grow_int(written, count)
+    written[count] = index
+    return written, count + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _axis_distance(c: Int, t: Int, n: Int, wraps: Int) -> Int:
     delta = abs(c - t)
     if wraps and n - delta < delta:
@@ -636,9 +644,7 @@ def _manhattan(coords: np.ndarray, goal_coords: np.ndarray, shape: np.ndarray, p
 
 @njit(cache=True, nogil=True)
 def dijkstra(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_mask: np.ndarray,
     weights: np.ndarray,
     sources: np.ndarray,
@@ -655,6 +661,7 @@ def dijkstra(
     place of inf, each once, so a caller can put ``dist`` back for the next query in time proportional to the
     search rather than to the lattice.
     """
+    shape, strides, periodic = axes
     n = open_mask.shape[0]
     d = shape.shape[0]
     weighted = weights.shape[0] > 0
@@ -671,21 +678,16 @@ def dijkstra(
     size: Int = 0
     settled = np.zeros(n, np.uint8)
     written = np.empty(capacity, np.int64)
-    count = 0
+    count: Int = 0
     for s in sources:
         if dist[s] == np.inf:
-            if count == written.shape[0]:
-                written = _grow_int(written, count)
-            written[count] = s
-            count += 1
+            written, count = _note(written, count, s)
             dist[s] = 0.0
         h0 = 0.0
         if heuristic:
             decompose(s, strides, inverse, coords)
             h0 = min_weight * _manhattan(coords, goal_coords, shape, periodic)
-        if size == hf.shape[0]:
-            hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
-        size = _heap_push(hf, hh, hk, size, dist[s] + h0, h0, s)
+        hf, hh, hk, size = _heap_add(hf, hh, hk, size, dist[s] + h0, h0, s)
     expanded = 0
     while size > 0:
         size = _heap_pop(hf, hh, hk, size)
@@ -709,10 +711,7 @@ def dijkstra(
                 gu = gv + (weights[u] if weighted else 1.0)
                 if gu < dist[u]:
                     if dist[u] == np.inf:
-                        if count == written.shape[0]:
-                            written = _grow_int(written, count)
-                        written[count] = u
-                        count += 1
+                        written, count = _note(written, count, u)
                     dist[u] = gu
                     hu = 0.0
                     if heuristic:
@@ -722,17 +721,28 @@ def dijkstra(
                             - _axis_distance(coords[k], goal_coords[k], shape[k], periodic[k])
                             + _axis_distance(c_new, goal_coords[k], shape[k], periodic[k])
                         )
-                    if size == hf.shape[0]:
-                        hf, hh, hk = _grow_float(hf, size), _grow_float(hh, size), _grow_int(hk, size)
-                    size = _heap_push(hf, hh, hk, size, gu + hu, hu, u)
+                    hf, hh, hk, size = _heap_add(hf, hh, hk, size, gu + hu, hu, u)
     return expanded, written[:count]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _walk_step(v: Int, j: Int, coords: np.ndarray, axes: Axes) -> Int:
+    """The ``j``-th neighbour of ``v`` in canonical order for a path walk, or −1 for none.
+
+    A step off an open border gives none; the self-step of a periodic axis of length 1 is kept (the walk's test
+    then refuses it), exactly as the reference walks every neighbour in :func:`_neighbours` order.
+    """
+    shape, strides, periodic = axes
+    k = j >> 1
+    u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
+    if u == v and not (periodic[k] and shape[k] == 1):
+        return -1
+    return u
 
 
 @njit(cache=True, nogil=True)
 def trace_path(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_mask: np.ndarray,
     dist: np.ndarray,
     weights: np.ndarray,
@@ -746,6 +756,7 @@ def trace_path(
     The path also ends at its first vertex outside ``lo .. hi - 1``. Returns an empty array when some vertex on
     the way has no predecessor (an inconsistent ``dist``).
     """
+    shape, strides = axes[0], axes[1]
     d = shape.shape[0]
     weighted = weights.shape[0] > 0
     inverse = _inverse_strides(strides)
@@ -767,12 +778,9 @@ def trace_path(
         decompose(v, strides, inverse, coords)
         previous: Int = np.int64(-1)
         for j in range(2 * d):
-            k = j >> 1
-            u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
-            if u == v and not (periodic[k] and shape[k] == 1):
-                continue
+            u = _walk_step(v, j, coords, axes)
             # dist[u] >= 0 excludes an unreached int32 neighbour (-1) next to a second source (0)
-            if open_mask[u] and dist[u] >= 0 and dist[u] + cost == dist[v]:
+            if u >= 0 and open_mask[u] and dist[u] >= 0 and dist[u] + cost == dist[v]:
                 previous = u
                 break
         if previous < 0:
@@ -782,9 +790,7 @@ def trace_path(
 
 @njit(cache=True, nogil=True)
 def trace_path_frugal(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_bits: np.ndarray,
     state: np.ndarray,
     start: Int,
@@ -795,6 +801,7 @@ def trace_path_frugal(
 
     Returns an empty array when the state does not hold a path of ``length`` steps.
     """
+    shape, strides = axes[0], axes[1]
     d = shape.shape[0]
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
@@ -806,11 +813,8 @@ def trace_path_frugal(
         decompose(v, strides, inverse, coords)
         previous: Int = np.int64(-1)
         for j in range(2 * d):
-            k = j >> 1
-            u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], j & 1)
-            if u == v and not (periodic[k] and shape[k] == 1):
-                continue
-            if (open_bits[u >> 3] >> (u & 7)) & 1 and (state[u >> 2] >> (2 * (u & 3))) & 3 == wanted:
+            u = _walk_step(v, j, coords, axes)
+            if u >= 0 and (open_bits[u >> 3] >> (u & 7)) & 1 and (state[u >> 2] >> (2 * (u & 3))) & 3 == wanted:
                 previous = u
                 break
         if previous < 0:
@@ -845,9 +849,7 @@ def _merge(parent: np.ndarray, a: Int, b: Int) -> Int:
 
 @njit(cache=True, nogil=True)
 def _label_slab(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_mask: np.ndarray,
     out: np.ndarray,
     parent: np.ndarray,
@@ -862,6 +864,7 @@ def _label_slab(
     one its lowest vertex opened. Blocked vertices hold −1 meanwhile, so a neighbour's label alone tells
     whether it is open. Edges leaving the slab along axis 0 are left to :func:`_join_slabs`.
     """
+    shape, strides, periodic = axes
     d = shape.shape[0]
     line = shape[d - 1]
     line_wraps = periodic[d - 1] and line > 2
@@ -917,14 +920,13 @@ def _label_slab(
 
 @njit(cache=True, nogil=True)
 def _join_slabs(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     out: np.ndarray,
     parent: np.ndarray,
     bounds: np.ndarray,
 ) -> None:
     """Merge the classes joined by axis-0 edges between slabs (``bounds``: first rows) and across its wrap."""
+    shape, strides, periodic = axes
     row = strides[0]
     n0 = shape[0]
     for b in range(1, bounds.shape[0] - 1):
@@ -941,9 +943,7 @@ def _join_slabs(
 
 @njit(cache=True, nogil=True, parallel=True)
 def label(
-    shape: np.ndarray,
-    strides: np.ndarray,
-    periodic: np.ndarray,
+    axes: Axes,
     open_mask: np.ndarray,
     out: np.ndarray,
     parent: np.ndarray,
@@ -956,6 +956,7 @@ def label(
     numbered in label order, which is the order of their lowest vertices, so the result does not depend on
     the split.
     """
+    shape, strides = axes[0], axes[1]
     n = open_mask.shape[0]
     n0 = shape[0]
     # a 1-D lattice is a single line, labelled in one piece
@@ -965,8 +966,8 @@ def label(
         bounds[b] = b * n0 // parts
     used = np.zeros(parts, np.int64)
     for b in prange(parts):
-        used[b] = _label_slab(shape, strides, periodic, open_mask, out, parent, bounds[b], bounds[b + 1])
-    _join_slabs(shape, strides, periodic, out, parent, bounds)
+        used[b] = _label_slab(axes, open_mask, out, parent, bounds[b], bounds[b + 1])
+    _join_slabs(axes, out, parent, bounds)
     count = 0
     for b in range(parts):
         first = bounds[b] * strides[0]

@@ -69,6 +69,11 @@ def _threads() -> int:
     return int(numba.get_num_threads())
 
 
+def _axes(geom: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(shape, strides, periodic)`` tuple every compiled kernel takes first."""
+    return geom.shape, geom.strides, geom.periodic
+
+
 def _generators(geom: Geometry) -> tuple[np.ndarray, ...]:
     explicit = _NO_MASK if geom.explicit_blocked is None else np.ascontiguousarray(geom.explicit_blocked)
     return (
@@ -151,7 +156,7 @@ class NumbaBackend(HostBackend):
         >>> backend.degree_histogram(geom, backend.open_mask(geom)).tolist()
         [0, 0, 4, 0, 0]
         """
-        result: np.ndarray = _kernels().degree_histogram(geom.shape, geom.strides, geom.periodic, open_mask)
+        result: np.ndarray = _kernels().degree_histogram(_axes(geom), open_mask)
         return result
 
     # --- searches ---------------------------------------------------------------------------------------
@@ -171,8 +176,7 @@ class NumbaBackend(HostBackend):
         queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
         low, high = _faces(geom)
-        axes = (geom.shape, geom.strides, geom.periodic)
-        expanded = _kernels().bfs(*axes, open_mask, seeds, int(target), dist, queue, low, high, BITWISE_RATIO)
+        expanded = _kernels().bfs(_axes(geom), open_mask, seeds, int(target), dist, queue, low, high, BITWISE_RATIO)
         return int(expanded)
 
     def bidirectional(
@@ -193,7 +197,7 @@ class NumbaBackend(HostBackend):
         queue_start = np.empty(geom.vertices, dtype=dtype)
         queue_goal = np.empty(geom.vertices, dtype=dtype)
         length, meet, expanded = _kernels().bidirectional(
-            geom.shape, geom.strides, geom.periodic, open_mask, int(start), int(goal), dist_start, dist_goal,
+            _axes(geom), open_mask, int(start), int(goal), dist_start, dist_goal,
             queue_start, queue_goal,
         )  # fmt: skip
         return int(length), int(meet), int(expanded)
@@ -219,7 +223,7 @@ class NumbaBackend(HostBackend):
         weights = _NO_WEIGHTS if geom.weights is None else geom.weights
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
         expanded, written = _kernels().dijkstra(
-            geom.shape, geom.strides, geom.periodic, open_mask, weights, seeds, int(target), dist, bool(astar),
+            _axes(geom), open_mask, weights, seeds, int(target), dist, bool(astar),
             float(geom.min_weight),
         )  # fmt: skip
         return int(expanded), written
@@ -250,7 +254,7 @@ class NumbaBackend(HostBackend):
             weights = geom.weights
         lo, hi = (0, geom.vertices) if within is None else within
         path: np.ndarray = _kernels().trace_path(
-            geom.shape, geom.strides, geom.periodic, open_mask, dist, weights, int(root), int(vertex), int(lo), int(hi)
+            _axes(geom), open_mask, dist, weights, int(root), int(vertex), int(lo), int(hi)
         )
         if path.shape[0] == 0:
             raise InvalidInputError(
@@ -274,9 +278,7 @@ class NumbaBackend(HostBackend):
         """
         from catalytic.kernels import _numba_frugal
 
-        length, expanded = _numba_frugal.bfs_frugal(
-            geom.shape, geom.strides, geom.periodic, open_bits, state, int(start), int(goal), _threads()
-        )
+        length, expanded = _numba_frugal.bfs_frugal(_axes(geom), open_bits, state, int(start), int(goal), _threads())
         return int(length), int(expanded)
 
     def trace_path_frugal(
@@ -305,7 +307,7 @@ class NumbaBackend(HostBackend):
         if length < 0:
             raise InvalidInputError("length", f"{length} is negative", "the length of a found path, >= 0")
         path: np.ndarray = _kernels().trace_path_frugal(
-            geom.shape, geom.strides, geom.periodic, open_bits, state, int(start), int(goal), int(length)
+            _axes(geom), open_bits, state, int(start), int(goal), int(length)
         )
         if path.shape[0] == 0:
             raise InvalidInputError(
@@ -330,5 +332,5 @@ class NumbaBackend(HostBackend):
         dtype = _index_dtype(geom.vertices)
         out = np.empty(geom.vertices, dtype=dtype)
         parent = np.empty(geom.vertices, dtype=dtype)
-        count = _kernels().label(geom.shape, geom.strides, geom.periodic, open_mask, out, parent, _threads())
+        count = _kernels().label(_axes(geom), open_mask, out, parent, _threads())
         return out, int(count)

@@ -77,9 +77,8 @@ def test_bfs_level_modes_agree(lattice: Lattice, data: st.DataObject) -> None:
     for ratio in (0, 1, 10**9):
         dist = np.full(geom.vertices, -1, np.int32)
         queue = np.empty(geom.vertices, np.int64)
-        expanded = kernels.bfs(
-            geom.shape, geom.strides, geom.periodic, mask, sources, target, dist, queue, low, high, ratio
-        )
+        axes = (geom.shape, geom.strides, geom.periodic)
+        expanded = kernels.bfs(axes, mask, sources, target, dist, queue, low, high, ratio)
         assert expanded == ref_expanded, ratio
         np.testing.assert_array_equal(dist, ref_dist, err_msg=f"ratio {ratio}")
 
@@ -241,7 +240,7 @@ def test_wide_label_dtype_gives_the_same_labels() -> None:
     narrow, count = FAST.label(geom, mask)
     wide = np.empty(geom.vertices, dtype=np.int64)
     scratch = np.empty(geom.vertices, dtype=np.int64)
-    assert kernels.label(geom.shape, geom.strides, geom.periodic, mask, wide, scratch, 3) == count
+    assert kernels.label((geom.shape, geom.strides, geom.periodic), mask, wide, scratch, 3) == count
     np.testing.assert_array_equal(wide, narrow)
 
 
@@ -255,7 +254,7 @@ def test_frugal_answer_does_not_depend_on_thread_count() -> None:
     answers = []
     for threads in (1, 2, 3):
         state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
-        answer = frugal.bfs_frugal(geom.shape, geom.strides, geom.periodic, bits, state, start, goal, threads)
+        answer = frugal.bfs_frugal((geom.shape, geom.strides, geom.periodic), bits, state, start, goal, threads)
         answers.append((answer, state))
     assert answers[0][0] == answers[1][0] == answers[2][0]
     np.testing.assert_array_equal(answers[0][1], answers[1][1])

@@ -3,10 +3,10 @@
 #   webhooks: catalytic worker --host 0.0.0.0 --port 8081  (/health, /ready, /metrics)
 # Build: docker build -t catalytic:0.1.0 .   (the GPU variant is Dockerfile.gpu)
 #
-# Stage "build" installs the package with its service and Ray-client (RAY_ADDRESS) dependencies into a
-# virtualenv; the final stage copies only that virtualenv onto a fresh base (no pip, no compiler), runs as an
-# unprivileged user, and compiles the numba kernels into the image with `catalytic warmup`, for a generic CPU so
-# the cache is valid on every node.
+# Stage "build" installs the package with its service, Ray-client (RAY_ADDRESS) and results-bucket
+# (RESULTS_S3_BUCKET: boto3) dependencies into a virtualenv; the final stage copies only that virtualenv onto a
+# fresh base (no pip, no compiler), runs as an unprivileged user, and compiles the numba kernels into the image
+# with `catalytic warmup`, for a generic CPU so the cache is valid on every node.
 ARG PYTHON_BASE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_BASE} AS build
@@ -16,7 +16,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY catalytic ./catalytic
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir ".[service,distributed]" \
+ && /opt/venv/bin/pip install --no-cache-dir ".[service,distributed,s3]" \
  && /opt/venv/bin/python -m pip uninstall --yes pip
 
 FROM ${PYTHON_BASE}

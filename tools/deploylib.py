@@ -114,7 +114,7 @@ def container_env(docs: Iterable[Doc], container: Doc, secrets: Mapping[str, Map
     """The environment Kubernetes would give a container: ConfigMaps of ``envFrom``, then ``env`` in order.
 
     ``$(NAME)`` references are expanded as the kubelet does. Secret values are not in the manifests; they come
-    from ``secrets`` (name -> key -> value), and a missing one is an error.
+    from ``secrets`` (name -> key -> value), and a missing one is an error unless its reference is optional.
     """
     docs = list(docs)
     env: dict[str, str] = {}
@@ -129,7 +129,11 @@ def container_env(docs: Iterable[Doc], container: Doc, secrets: Mapping[str, Map
             continue
         ref = item["valueFrom"]
         if "secretKeyRef" in ref:
-            env[item["name"]] = secrets[ref["secretKeyRef"]["name"]][ref["secretKeyRef"]["key"]]
+            secret_ref = ref["secretKeyRef"]
+            value = secrets.get(secret_ref["name"], {}).get(secret_ref["key"])
+            if value is None and secret_ref.get("optional"):
+                continue  # as the kubelet does: an optional reference to a missing Secret or key sets nothing
+            env[item["name"]] = secrets[secret_ref["name"]][secret_ref["key"]]
         elif "configMapKeyRef" in ref:
             cm = one(docs, "ConfigMap", ref["configMapKeyRef"]["name"])
             env[item["name"]] = cm["data"][ref["configMapKeyRef"]["key"]]

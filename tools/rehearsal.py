@@ -4,7 +4,8 @@ The rendered manifests' own commands and environment start, in the stated rollou
 command, then the API Deployment's container 3 times and the worker Deployment's container 2 times, against a
 real PostgreSQL and Redis. Only what :data:`DIFFERENCES` lists is changed. A small round-robin stands in for the
 Service in front of the three APIs. Then: create a lattice, read it and query it on every replica, run a job and
-receive its signed webhook, kill the API running a job and see another finish it, stop Redis and keep answering.
+receive its signed webhook, kill the API running a job and see another finish it, run a job whose result goes to
+the results bucket (a moto S3 server on loopback) and download it from every replica, stop Redis and keep answering.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ DIFFERENCES = {
     "lease lengths": "JOB_LEASE_SECONDS=3 (30 in the manifests), so a job takeover happens within seconds",
     "mounted paths": "the API-keys Secret file: a temporary file; the NUMBA_CACHE_DIR emptyDir and the image's cache "
     "(--seed-from): one directory, var/numba-generic, kept between rehearsals like an image layer",
+    "results bucket": "RESULTS_S3_ENDPOINT_URL added: a moto S3 server on loopback holding the bucket that "
+    "RESULTS_S3_BUCKET names (the manifests reach AWS's endpoint for RESULTS_S3_REGION); the Secret "
+    "catalytic-results-s3: keys that server accepts",
 }
 NUMBA_CACHE = ROOT / "var" / "numba-generic"
 IMAGE_CACHE = "/opt/catalytic/numba-cache"
@@ -48,6 +52,8 @@ SLOW_JOB = {
     "params": {"start": [0, 0, 0], "goal": [63, 63, 63], "method": "dijkstra"},
     "backend": "numpy",
 }
+# A distance field of int32 just over RESULT_DB_MAX_BYTES (8 MiB, the manifests' default): it goes to the bucket.
+LARGE_FIELD = {"lattice": {"shape": [130, 128, 128]}, "sources": [[0, 0, 0]]}
 
 
 def _free_port() -> int:
@@ -122,12 +128,32 @@ class Rehearsal:
     workers: list[Process] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     key: str = "rehearsal-key"
+    bucket_url: str = ""
 
     def _secrets(self) -> dict[str, dict[str, str]]:
         return {
             "catalytic-db-app": {"uri": self.database_url},
             "catalytic-secrets": {"redis-url": self.redis_url, "api-keys": self.key},
+            "catalytic-results-s3": {"access-key-id": "rehearsal", "secret-access-key": "rehearsal"},
         }
+
+    def config(self) -> dict[str, str]:
+        """The rendered settings ConfigMap's data."""
+        (config,) = [
+            d for d in self.docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("catalytic-config")
+        ]
+        data: dict[str, str] = config["data"]
+        return data
+
+    def bucket(self) -> Any:
+        """A boto3 client of the local S3 server, and the bucket's name."""
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=self.bucket_url, region_name=self.config()["RESULTS_S3_REGION"],
+            aws_access_key_id="rehearsal", aws_secret_access_key="rehearsal",
+        )  # fmt: skip
+        return client, self.config()["RESULTS_S3_BUCKET"]
 
     def _env(self, container: Doc, metrics_port: int) -> dict[str, str]:
         env = container_env(self.docs, container, self._secrets())
@@ -141,6 +167,8 @@ class Rehearsal:
             "WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8",
             "JOB_LEASE_SECONDS": "3",
         }
+        if self.bucket_url and "RESULTS_S3_BUCKET" in env:
+            env["RESULTS_S3_ENDPOINT_URL"] = self.bucket_url
         return local_environment(env)
 
     def _local_command(self, container: Doc, port: int) -> list[str]:
@@ -283,6 +311,8 @@ def scenario(run: Rehearsal) -> dict[str, Any]:
         assert verified["type"] == "job.succeeded" and verified["data"]["job_id"] == location.rsplit("/", 1)[1]
         report["webhook"] = "job.succeeded, signature verified"
 
+        report["bucket_result"] = _bucket_result(run, front, headers)
+
         run.stop_redis()
         fresh = front.request("POST", "/api/lattice/create", json={"shape": [7, 7]})
         assert fresh.status_code == 201, fresh.text
@@ -296,6 +326,34 @@ def scenario(run: Rehearsal) -> dict[str, Any]:
         receiver.stop()
         front.close()
     return report
+
+
+def _bucket_result(run: Rehearsal, front: RoundRobin, headers: dict[str, str]) -> str:
+    """A job whose array result goes to the bucket, downloaded byte-identical from every live replica."""
+    import hashlib
+
+    submitted = front.request("POST", "/api/lattice/distance-field", json=LARGE_FIELD)
+    assert submitted.status_code == 202, submitted.text
+    location = submitted.headers["location"]
+    final = _wait(
+        lambda: (s := front.request("GET", location).json())["status"] in ("succeeded", "failed", "cancelled") and s,
+        "the large-result job",
+        timeout=300,
+    )
+    assert final["status"] == "succeeded", final
+    answer = front.request("GET", f"{location}/result").json()
+    assert answer["array"]["stored_in"] == "results_store", answer
+    client, bucket = run.bucket()
+    prefix = run.config()["RESULTS_S3_PREFIX"]
+    (stored,) = client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    assert stored["Size"] == answer["array"]["bytes"], (stored, answer)
+    live = [p for p in run.apis if p.popen is not None and p.popen.poll() is None]
+    for process in live:
+        with httpx.Client(base_url=f"http://127.0.0.1:{process.port}", headers=headers, timeout=120) as replica:
+            download = replica.get(answer["array_url"])
+            assert download.status_code == 200, download.text
+            assert hashlib.sha256(download.content).hexdigest() == answer["array"]["sha256"]
+    return f"{stored['Size']} bytes at s3://{bucket}/{stored['Key']}, downloaded identically from {len(live)} replicas"
 
 
 def _owner(run: Rehearsal, job_id: str) -> int:
@@ -318,9 +376,24 @@ def rehearsal(workdir: Path, database_url: str, redis_url: str, stop_redis: Call
     """Render prod, run the migration command, start the APIs and workers; stop them all on exit."""
     run = Rehearsal(workdir, database_url, redis_url, stop_redis, docs=render("prod"))
     run.report["differences"] = DIFFERENCES
+    port = _free_port()
+    s3 = Process("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], local_environment({}),
+                 workdir / "s3.log", port)  # fmt: skip
     try:
+        s3.start(workdir)
+        run.bucket_url = f"http://127.0.0.1:{port}"
+        client, bucket = run.bucket()
+        _wait(lambda: _accepts(port), "the local S3 server", timeout=60)
+        client.create_bucket(Bucket=bucket)
         run.migrate()
         run.start()
         yield run
     finally:
         run.report["exit_codes"] = run.stop()
+        s3.stop()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

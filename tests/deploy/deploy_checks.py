@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import ipaddress
 import json
 import re
@@ -17,6 +18,7 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -32,6 +34,12 @@ OWN_IMAGES = {
 }
 # Variables the manifests may set that numba itself reads (the image compiles its kernels for this CPU name).
 NUMBA_VARIABLES = ("NUMBA_CACHE_DIR", "NUMBA_CPU_NAME")
+# Variables botocore's credential chain reads (the results bucket's keys, components/results-bucket).
+BOTO_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Keys of the Secrets operators make from the rendered objects: CloudNativePG's "<cluster>-app" (its
+# documentation's list), cert-manager's Certificate secrets.
+CNPG_APP_KEYS = frozenset({"username", "password", "host", "port", "dbname", "pgpass", "uri", "jdbc-uri"})
+TLS_KEYS = frozenset({"tls.crt", "tls.key", "ca.crt"})
 # (group/version, kind) -> schema file under ../shared/crds: JSON Schemas of the whole object, or a KubeRay CRD.
 CRD_FILES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com/servicemonitor_v1.json",
@@ -220,6 +228,10 @@ def settings_read() -> frozenset[str]:
 
     numba_source = Path(numba.core.config.__file__).read_text(encoding="utf-8")
     names |= {name for name in NUMBA_VARIABLES if f'"{name}"' in numba_source}
+    boto = importlib.util.find_spec("botocore")
+    if boto is not None and boto.origin is not None:
+        credentials = (Path(boto.origin).parent / "credentials.py").read_text(encoding="utf-8")
+        names |= {name for name in BOTO_VARIABLES if f"'{name}'" in credentials}
     return frozenset(names)
 
 
@@ -290,7 +302,7 @@ def _container_problems(docs: list[Doc], owner: str, container: Doc) -> list[str
             problems.append(f"{where}: METRICS_HOST binds loopback, so nothing outside the pod can scrape it")
         if env.get("CATALYTIC_MIGRATE_ON_START", "true").lower() not in ("false", "0", "no", "off"):
             problems.append(f"{where}: serves with migrate-on-start; the migration Job migrates")
-    for key in env:
+    for key in env.keys() | {item["name"] for item in container.get("env", [])}:
         if key not in settings_read():
             problems.append(f"{where}: {key} is not a setting the code reads")
     return problems
@@ -379,8 +391,9 @@ def network_problems(docs: Iterable[Doc]) -> list[str]:
                     continue
                 name = policy["metadata"]["name"]
                 ports = {p.get("port") for p in rule.get("ports", [])}
-                if not ports or not ports <= {80, 443}:
-                    problems.append(f"NetworkPolicy/{name}: ipBlock egress on ports {sorted(ports)}, not 80/443")
+                allowed = {80, 443, bucket_port(docs) or 443}
+                if not ports or not ports <= allowed:
+                    problems.append(f"NetworkPolicy/{name}: ipBlock egress on ports {sorted(ports)}, not {allowed}")
                 cidr = ipaddress.ip_network(block["cidr"])
                 excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
                 for net in excepted:
@@ -448,3 +461,168 @@ def secret_problems(docs: Iterable[Doc]) -> list[str]:
         for d in find(docs, "Secret")
         if d.get("data") or d.get("stringData")
     ]
+
+
+# ---------------------------------------------------------------------------------------------- secrets and results
+
+
+def _secrets_made(docs: list[Doc]) -> dict[str, frozenset[str] | None]:
+    """Secret name -> the keys it will hold, for every Secret the rendered objects make (None: keys unknown)."""
+    made: dict[str, frozenset[str] | None] = {}
+    for external in find(docs, "ExternalSecret"):
+        spec = external["spec"]
+        name = spec.get("target", {}).get("name", external["metadata"]["name"])
+        template = spec.get("target", {}).get("template", {}).get("data")
+        if template is not None:
+            made[name] = frozenset(template)
+        elif spec.get("dataFrom"):
+            made[name] = None
+        else:
+            made[name] = frozenset(item["secretKey"] for item in spec.get("data", []))
+    for cluster in find(docs, "Cluster"):
+        made[f"{cluster['metadata']['name']}-app"] = CNPG_APP_KEYS
+    for certificate in find(docs, "Certificate"):
+        made[certificate["spec"]["secretName"]] = TLS_KEYS
+    return made
+
+
+def _secret_references(docs: list[Doc]) -> list[tuple[str, str, str | None, bool]]:
+    """(where, secret, key or None for the whole Secret, optional) for every reference to a Secret."""
+    found: list[tuple[str, str, str | None, bool]] = []
+    for doc in workloads(docs):
+        owner = f"{doc['kind']}/{doc['metadata']['name']}"
+        for container in containers(doc):
+            where = f"{owner}/{container['name']}"
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    found.append((f"{where} env {item['name']}", ref["name"], ref["key"], bool(ref.get("optional"))))
+            for source in container.get("envFrom", []):
+                ref = source.get("secretRef")
+                if ref:
+                    found.append((f"{where} envFrom", ref["name"], None, bool(ref.get("optional"))))
+        for volume in pod_spec(doc).get("volumes", []):
+            secret = volume.get("secret")
+            if secret:
+                keys = [item["key"] for item in secret.get("items", [])] or [None]
+                optional = bool(secret.get("optional"))
+                found += [(f"{owner} volume {volume['name']}", secret["secretName"], k, optional) for k in keys]
+    for cluster in find(docs, "Cluster"):
+        credentials = cluster["spec"].get("backup", {}).get("barmanObjectStore", {}).get("s3Credentials", {})
+        for field, ref in credentials.items():
+            if isinstance(ref, dict) and "name" in ref:
+                found.append((f"Cluster/{cluster['metadata']['name']} {field}", ref["name"], ref["key"], False))
+    return found
+
+
+def secret_reference_problems(docs: Iterable[Doc]) -> list[str]:
+    """Every Secret a pod or operator object refers to is made by the rendered objects (an ExternalSecret,
+    CloudNativePG, cert-manager) with the key it names; an optional reference may name a Secret that is absent,
+    but not a key its Secret lacks."""
+    docs = list(docs)
+    made = _secrets_made(docs)
+    problems = []
+    for where, name, key, optional in _secret_references(docs):
+        if name not in made:
+            if not optional:
+                problems.append(f"{where}: Secret {name} is made by nothing in the rendering")
+            continue
+        keys = made[name]
+        if key is not None and keys is not None and key not in keys:
+            problems.append(f"{where}: Secret {name} has no key {key} (it holds {sorted(keys)})")
+    return problems
+
+
+def _service_config(docs: list[Doc]) -> dict[str, str]:
+    for config in find(docs, "ConfigMap"):
+        if config["metadata"]["name"].startswith("catalytic-config"):
+            data: dict[str, str] = config.get("data", {})
+            return data
+    return {}
+
+
+def bucket_port(docs: Iterable[Doc]) -> int | None:
+    """The TCP port of the results bucket's endpoint (RESULTS_S3_ENDPOINT_URL, else AWS's 443); None: no bucket."""
+    config = _service_config(list(docs))
+    if not config.get("RESULTS_S3_BUCKET", "").strip():
+        return None
+    endpoint = urlsplit(config.get("RESULTS_S3_ENDPOINT_URL", "").strip() or "https://s3.amazonaws.com")
+    return endpoint.port or (80 if endpoint.scheme == "http" else 443)
+
+
+def _egress_allows(docs: list[Doc], labels: dict[str, str], port: int) -> bool:
+    for policy in find(docs, "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        if policy["spec"]["podSelector"].get("matchExpressions") or not selector.items() <= labels.items():
+            continue
+        for rule in policy["spec"].get("egress", []):
+            ports = [p for p in rule.get("ports", []) if p.get("protocol", "TCP") == "TCP"]
+            if not rule.get("ports") or any(p.get("port") == port for p in ports):
+                return True
+    return False
+
+
+def _image_extras(image: str) -> set[str]:
+    dockerfile = ROOT / ("Dockerfile.gpu" if image.endswith("-gpu") else "Dockerfile")
+    found = re.search(r'pip install [^\n]*"\.\[([a-z0-9,]+)\]"', dockerfile.read_text(encoding="utf-8"))
+    return set(found.group(1).split(",")) if found else set()
+
+
+def results_store_problems(docs: Iterable[Doc]) -> list[str]:
+    """Where each API Deployment keeps large job results, and that it can.
+
+    With RESULTS_S3_BUCKET: the image installs boto3 (the ``s3`` extra), the pods get both keys of the bucket's
+    Secret (or run under pod identity), and egress reaches the endpoint's port. Without: RESULTS_DIR is an
+    absolute path on a writable volume, one that every replica shares when the Deployment may run several.
+    """
+    docs = list(docs)
+    config = _service_config(docs)
+    port = bucket_port(docs)
+    made = _secrets_made(docs)
+    problems = []
+    for deployment in find(docs, "Deployment"):
+        spec = pod_spec(deployment)
+        for container in spec["containers"]:
+            if command_of(container)[:2] != ["catalytic", "serve"]:
+                continue
+            where = f"Deployment/{deployment['metadata']['name']}/{container['name']}"
+            if port is not None:
+                if "s3" not in _image_extras(str(container["image"])):
+                    problems.append(f"{where}: the image {container['image']} lacks the s3 extra (boto3)")
+                refs = {
+                    item["name"]: item["valueFrom"]["secretKeyRef"]
+                    for item in container.get("env", [])
+                    if "secretKeyRef" in item.get("valueFrom", {})
+                }
+                identity = any(
+                    key.endswith(("role-arn", "gcp-service-account", "client-id"))
+                    for account in find(docs, "ServiceAccount", spec.get("serviceAccountName", "default"))
+                    for key in account["metadata"].get("annotations", {})
+                )
+                for variable in BOTO_VARIABLES:
+                    ref = refs.get(variable)
+                    if not identity and (ref is None or ref["name"] not in made):
+                        problems.append(f"{where}: {variable} comes from no Secret the rendering makes")
+                labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+                if not _egress_allows(docs, labels, port):
+                    problems.append(f"{where}: no egress to the results bucket on TCP {port}")
+                continue
+            results_dir = config.get("RESULTS_DIR", "")
+            mounts = {m["mountPath"].rstrip("/"): m for m in container.get("volumeMounts", [])}
+            mount = next((m for path, m in mounts.items() if (results_dir + "/").startswith(path + "/")), None)
+            if not results_dir.startswith("/") or mount is None or mount.get("readOnly"):
+                problems.append(f"{where}: RESULTS_DIR {results_dir!r} is not on a writable volume")
+                continue
+            volume = next(v for v in spec.get("volumes", []) if v["name"] == mount["name"])
+            shared = "persistentVolumeClaim" in volume
+            most = max(
+                [deployment["spec"].get("replicas", 1)]
+                + [h["spec"]["maxReplicas"] for h in find(docs, "HorizontalPodAutoscaler")
+                   if h["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]]
+            )  # fmt: skip
+            if most > 1 and not shared:
+                problems.append(
+                    f"{where}: up to {most} replicas keep results in their own {results_dir}: one that did not "
+                    "run a job cannot serve its result (set RESULTS_S3_BUCKET, or a shared volume)"
+                )
+    return problems

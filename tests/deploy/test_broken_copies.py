@@ -32,6 +32,11 @@ def _set(target: dict[str, Any], key: str, value: Any) -> None:
     target[key] = value
 
 
+def _env_item(docs: list[Doc], name: str) -> dict[str, Any]:
+    item: dict[str, Any] = next(e for e in _api(docs)["env"] if e["name"] == name)
+    return item
+
+
 BREAKAGES: dict[str, tuple[Callable[[list[Doc]], None], Callable[[list[Doc]], list[str]], str]] = {
     "probe path not a route": (
         lambda d: _set(_api(d)["readinessProbe"]["httpGet"], "path", "/readyz"),
@@ -143,6 +148,46 @@ BREAKAGES: dict[str, tuple[Callable[[list[Doc]], None], Callable[[list[Doc]], li
         lambda d: _set(_worker(d)["securityContext"], "readOnlyRootFilesystem", False),
         checks.shape_problems,
         "not restricted",
+    ),
+    "Secret key misspelled": (
+        lambda d: _set(_env_item(d, "AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"], "key", "secret-key"),
+        checks.secret_reference_problems,
+        "has no key secret-key",
+    ),
+    "Secret made by nothing": (
+        lambda d: d.remove(one(d, "ExternalSecret", "catalytic-secrets")),
+        checks.secret_reference_problems,
+        "Secret catalytic-secrets is made by nothing",
+    ),
+    "environment variable from a Secret the code never reads": (
+        lambda d: _set(_env_item(d, "AWS_ACCESS_KEY_ID"), "name", "AWS_ACCESS_KEY"),
+        checks.consistency_problems,
+        "AWS_ACCESS_KEY is not a setting the code reads",
+    ),
+    "results bucket unreachable": (
+        lambda d: d.remove(one(d, "NetworkPolicy", "api-results-egress")),
+        checks.results_store_problems,
+        "no egress to the results bucket on TCP 443",
+    ),
+    "results bucket endpoint on a port egress does not allow": (
+        lambda d: _set(_config(d), "RESULTS_S3_ENDPOINT_URL", "https://objects.example:9000"),
+        checks.results_store_problems,
+        "no egress to the results bucket on TCP 9000",
+    ),
+    "results bucket without credentials": (
+        lambda d: _api(d)["env"].remove(_env_item(d, "AWS_SECRET_ACCESS_KEY")),
+        checks.results_store_problems,
+        "AWS_SECRET_ACCESS_KEY comes from no Secret",
+    ),
+    "results in each replica's own directory": (
+        lambda d: _config(d).pop("RESULTS_S3_BUCKET"),
+        checks.results_store_problems,
+        "keep results in their own /var/lib/catalytic/results",
+    ),
+    "results directory on the read-only root": (
+        lambda d: (_config(d).pop("RESULTS_S3_BUCKET"), _set(_config(d), "RESULTS_DIR", "catalytic-results")),
+        checks.results_store_problems,
+        "RESULTS_DIR 'catalytic-results' is not on a writable volume",
     ),
     "plaintext secret": (
         lambda d: d.append(

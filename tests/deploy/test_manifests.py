@@ -48,6 +48,17 @@ def test_network_policies_deny_by_default_and_allow_dns(overlay: str) -> None:
     assert checks.network_problems(rendered(overlay)) == []
 
 
+def test_every_secret_reference_names_a_made_secret_and_key(overlay: str) -> None:
+    assert checks.secret_reference_problems(rendered(overlay)) == []
+
+
+def test_large_results_have_a_store_every_replica_can_serve_from(overlay: str) -> None:
+    docs = rendered(overlay)
+    assert checks.results_store_problems(docs) == []
+    bucket = checks.bucket_port(docs)
+    assert (bucket is None) == (overlay == "dev"), "dev keeps results in its one pod; the others in the bucket"
+
+
 def test_no_secret_values_in_the_repository(overlay: str) -> None:
     docs = rendered(overlay)
     assert checks.secret_problems(docs) == []

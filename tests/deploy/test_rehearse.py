@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 def test_the_differences_are_only_the_allowed_ones() -> None:
     assert set(DIFFERENCES) == {
         "ports", "bind address", "DATABASE_URL", "REDIS_URL", "WEBHOOK_ALLOW_CIDRS", "lease lengths", "mounted paths",
+        "results bucket",
     }  # fmt: skip
 
 
@@ -30,6 +31,7 @@ def test_prod_rehearsal(pg_url: str, tmp_path: Path) -> None:
         assert report["worker"].startswith("worker --host 127.0.0.1 --port")
         assert report["replicas_answering"] == 3 and report["finished_by"] != report["killed"]
         assert report["webhook"] == "job.succeeded, signature verified"
+        assert report["bucket_result"].endswith("downloaded identically from 2 replicas"), report["bucket_result"]
         assert report["after_redis_stopped"] == "answering"
         assert report["init"] and report["init"][0].startswith("warmup --seed-from")
         # uvicorn raises SIGTERM again after its graceful shutdown, so a served process ends by that signal.

@@ -6,6 +6,8 @@ whichever of them ran it. Callers add only where it ran (``executor``) and wheth
 
 Answers, by operation (every one has ``elapsed_ms``, measured where the operation ran):
 
+``backend`` is always the backend that ran: after a GPU failure under ``auto``, ``numba``.
+
 * ``shortest_path``: ``found``, ``path`` (coordinates), ``length``, ``cost``, ``expanded``, ``method``,
   ``backend``; only ``found: false`` when the goal is unreachable.
 * ``distance_field``: ``shape``, ``dtype``, ``reached``, ``max``, ``backend``; the field is the array.
@@ -24,7 +26,6 @@ import numpy as np
 
 from catalytic.errors import MethodError, NoPathError
 from catalytic.kernels import analyze, components, distance_field, shortest_path
-from catalytic.kernels.backend import resolve_backend
 from catalytic.lattice import Lattice
 
 __all__ = ["MAX_SIZES", "OPERATIONS", "check_operation", "component_sizes", "run_operation"]
@@ -99,22 +100,24 @@ def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answ
 
 
 def _distance_field(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
-    field = distance_field(lattice, params["sources"], backend=options["backend"])
+    ran: dict[str, Any] = {}
+    field = distance_field(lattice, params["sources"], backend=options["backend"], report=ran)
     reached = np.isfinite(field) if field.dtype.kind == "f" else field >= 0
     answer = {
         "shape": list(field.shape),
         "dtype": str(field.dtype),
         "reached": int(np.count_nonzero(reached)),
         "max": float(field[reached].max()) if reached.any() else None,
-        "backend": resolve_backend(options["backend"])[0],
+        "backend": ran["backend"],
     }
     return answer, field
 
 
 def _components(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
-    labels, count = components(lattice, backend=options["backend"])
+    ran: dict[str, Any] = {}
+    labels, count = components(lattice, backend=options["backend"], report=ran)
     answer = component_sizes(labels, count, options["max_sizes"])
-    answer["backend"] = resolve_backend(options["backend"])[0]
+    answer["backend"] = ran["backend"]
     return answer, labels
 
 

@@ -535,7 +535,9 @@ def _source_indices(lattice: Lattice, sources: Any) -> np.ndarray:
     return np.unique(indices).astype(np.int64)
 
 
-def distance_field(lattice: Lattice, sources: Any, backend: str | None = None) -> np.ndarray:
+def distance_field(
+    lattice: Lattice, sources: Any, backend: str | None = None, *, report: dict[str, Any] | None = None
+) -> np.ndarray:
     """Multi-source distance field.
 
     Parameters
@@ -545,6 +547,8 @@ def distance_field(lattice: Lattice, sources: Any, backend: str | None = None) -
         One coordinate, or a list of coordinates; all start at distance 0.
     backend : str, optional
         As for :func:`shortest_path`.
+    report : dict, optional
+        When given, ``report["backend"]`` is set to the backend that ran (after a GPU fallback: ``numba``).
 
     Returns
     -------
@@ -575,12 +579,18 @@ def distance_field(lattice: Lattice, sources: Any, backend: str | None = None) -
             be.bfs(geom, mask, indices, -1, dist)
         return be.to_host(dist)
 
-    field_values, _ = run_with_fallback(backend, run)
+    field_values, used = run_with_fallback(backend, run)
+    if report is not None:
+        report["backend"] = used
     return field_values.reshape(lattice.shape)
 
 
-def components(lattice: Lattice, backend: str | None = None) -> tuple[np.ndarray, int]:
+def components(
+    lattice: Lattice, backend: str | None = None, *, report: dict[str, Any] | None = None
+) -> tuple[np.ndarray, int]:
     """Connected components of the open vertices.
+
+    ``report``, when given, gets ``report["backend"]``: the backend that ran, as for :func:`distance_field`.
 
     Returns
     -------
@@ -601,7 +611,9 @@ def components(lattice: Lattice, backend: str | None = None) -> tuple[np.ndarray
         labels, count = be.label(geom, mask)
         return be.to_host(labels), int(count)
 
-    (labels, count), _ = run_with_fallback(backend, run)
+    (labels, count), used = run_with_fallback(backend, run)
+    if report is not None:
+        report["backend"] = used
     return labels.reshape(lattice.shape), count
 
 

@@ -16,9 +16,10 @@ import pytest
 
 from catalytic.errors import BackendUnavailableError, MethodError
 from catalytic.kernels import backend as registry
-from catalytic.kernels import cupy_backend, distance_field, shortest_path
+from catalytic.kernels import components, cupy_backend, distance_field, shortest_path
 from catalytic.kernels.numba_backend import NumbaBackend
 from catalytic.lattice import Lattice
+from catalytic.operations import run_operation
 
 CUPY_INSTALLED = importlib.util.find_spec("cupy") is not None
 
@@ -65,6 +66,10 @@ class _FailingGpu(NumbaBackend):
         raise _gpu_error()
 
     def bidirectional(self, *args: Any, **kwargs: Any) -> tuple[int, int, int]:
+        type(self).calls += 1
+        raise _gpu_error()
+
+    def label(self, *args: Any, **kwargs: Any) -> tuple[Any, int]:
         type(self).calls += 1
         raise _gpu_error()
 
@@ -188,6 +193,20 @@ def test_auto_falls_back_to_numba_once_warned_and_counted(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "falling back to numba" in r.message]
     assert len(warnings) == 1
     assert "CUDARuntimeError" in warnings[0].getMessage()
+
+
+def test_answers_name_the_backend_that_ran_after_a_fallback(failing_gpu: type[_FailingGpu]) -> None:
+    ran: dict[str, Any] = {}
+    distance_field(_lattice(), [(0, 0)], report=ran)
+    assert ran == {"backend": "numba"}
+    components(_lattice(), report=ran)
+    assert ran == {"backend": "numba"}
+    for operation, params in (("distance_field", {"sources": [[0, 0]]}), ("components", {})):
+        answer, _ = run_operation(_lattice(), operation, params)
+        assert answer["backend"] == "numba", operation
+    assert failing_gpu.calls == 4
+    components(_lattice(), backend="numpy", report=ran)
+    assert ran == {"backend": "numpy"}
 
 
 def test_fallback_listeners_are_told(failing_gpu: type[_FailingGpu], monkeypatch: pytest.MonkeyPatch) -> None:

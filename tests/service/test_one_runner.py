@@ -42,7 +42,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "components": {},
     "analyze": {},
 }
-WHERE = ("elapsed_ms", "executor", "cached")
+WHERE = ("elapsed_ms", "executor", "cached", "startup_ms")
 """What a caller adds about where and when the answer was made; everything else must agree."""
 
 
@@ -107,6 +107,8 @@ def test_cli_answers_like_the_runner(command: str, capsys: pytest.CaptureFixture
     expected, _ = run_operation(LATTICE, operation, PARAMS[operation], max_sizes=CLI_MAX_SIZES)
     if command == "path":
         assert (printed.pop("start"), printed.pop("goal")) == (START, GOAL)
+    # Loading the kernels is timed apart from the computation.
+    assert isinstance(printed["startup_ms"], float) and printed["startup_ms"] >= 0
     assert _same(printed) == _same(expected)
 
 

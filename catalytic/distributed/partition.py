@@ -207,7 +207,7 @@ class SlabWorker:
         lowered = []
         ends = (0, self.own.start), (self.own.stop, self.halo.vertices)
         for face, (start, stop) in zip((from_prev, from_next), ends, strict=True):
-            if face is None or start == stop:
+            if face is None:  # no neighbour on that side, and no halo row
                 continue
             halo = self.dist[start:stop]
             lowered.append(start + np.flatnonzero(face < halo))

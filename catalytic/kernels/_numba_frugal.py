@@ -18,13 +18,14 @@ for any thread count, and equal to the queue-based reference.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from catalytic.kernels._numba_kernels import Axes, Int, advance_axes, decompose, neighbour, trailing_zeros
 
@@ -36,9 +37,23 @@ Search = tuple[Axes, np.ndarray, np.ndarray]
 """A frugal search's lattice, open bits and 2-bit state: ``(axes, open_bits, state)``."""
 
 
+_PYTHON_ATOMICS = threading.Lock()
+
+
+def atomic_or(array: np.ndarray, index: Int, value: Any) -> Any:
+    """``array[index] |= value`` as one atomic read-modify-write; returns the old value.
+
+    Compiled code issues one atomic instruction (:func:`_atomic_rmw_or`); this body, under a lock, runs only
+    where the kernels run as Python (``NUMBA_DISABLE_JIT=1``).
+    """
+    with _PYTHON_ATOMICS:
+        old = array[index]
+        array[index] = old | value
+        return old
+
+
 @intrinsic
-def atomic_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
-    """``array[index] |= value`` as one atomic read-modify-write; returns the old value."""
+def _atomic_rmw_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
     if not isinstance(array, types.Array) or not isinstance(array.dtype, types.Integer):
         return None
     sig = array.dtype(array, types.intp, array.dtype)
@@ -50,6 +65,15 @@ def atomic_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
         return builder.atomic_rmw("or", pointer, args[2], "monotonic")
 
     return sig, codegen
+
+
+@overload(atomic_or)
+def _atomic_or_compiled(array: Any, index: Any, value: Any) -> Any:
+    # numba wants the implementation's parameters exactly as the overload declares them, annotations included
+    def swap(array: Any, index: Any, value: Any) -> Any:
+        return _atomic_rmw_or(array, index, value)  # type: ignore[call-arg]
+
+    return swap if isinstance(array, types.Array) and isinstance(array.dtype, types.Integer) else None
 
 
 @njit(cache=True, nogil=True)
@@ -97,7 +121,7 @@ def expand_share(
                 continue
             current[w] = np.uint64(0)
             while word != 0:
-                bit = np.int64(trailing_zeros(word))  # type: ignore[call-arg]
+                bit = np.int64(trailing_zeros(word))
                 word &= word - np.uint64(1)
                 v = (w << 6) + bit
                 size += 1

@@ -18,7 +18,8 @@ here, not in the backends:
   settled vertices. A\\*'s ``h`` is the periodic-aware Manhattan distance to the goal times the smallest weight.
   A source starts at cost 0, or at the cost ``dist`` already holds for it when that is finite (a seed: the cost
   of a path found elsewhere, such as across a slab's halo); other finite entries are upper bounds that the
-  search lowers and never raises.
+  search lowers and never raises. It spreads only from the sources and from what it lowers, so seeding a
+  finished field gives the field of its sources and the seeds together.
 * **Bidirectional BFS** expands whole levels, each time the side with the smaller frontier (the start side on
   a tie); after the first level that labels a vertex already labelled by the other side it stops, and meets at
   the vertex ``w`` of that level minimising ``(d_start(w) + d_goal(w), w)``.

@@ -15,7 +15,9 @@ from catalytic.distributed import (
     partitioned_distance_field,
     partitioned_shortest_path,
 )
-from catalytic.errors import BlockedVertexError, NoPathError
+from catalytic.distributed._runtime import explicit_arrays, rows_of
+from catalytic.distributed.partition import SlabWorker, _merge_labels, halo_rows, slab_bounds
+from catalytic.errors import BlockedVertexError, CoordinateError, InvalidTypeError, MaskError, NoPathError, WeightsError
 from catalytic.kernels import components, distance_field, shortest_path
 from catalytic.lattice import Lattice
 
@@ -163,3 +165,162 @@ def test_a_slab_actor_killed_mid_run_still_gives_the_exact_field(ray_cluster: di
         np.testing.assert_array_equal(
             serpentine.coords, shortest_path(lattice, (0, 0), (15, 14), method="bfs", backend="numpy").coords
         )
+
+
+# --- slabs in this process ---------------------------------------------------------------------------------
+
+
+class _Slabs:
+    """Slab workers held in this process and driven as the Ray driver drives its actors, round by round."""
+
+    def __init__(self, lattice: Lattice, slabs: int, arrays: dict[str, np.ndarray], backend: str) -> None:
+        self.lattice = lattice
+        self.bounds = slab_bounds(lattice.shape[0], slabs)
+        self.wrap = lattice.periodic[0] and len(self.bounds) > 1
+        self.row_size = lattice.vertices // lattice.shape[0]
+        explicit = explicit_arrays(lattice.spec(), arrays)
+        single = len(self.bounds) == 1
+        self.workers = [
+            SlabWorker(
+                lattice.spec(), lo, hi, single, rows_of(explicit, halo_rows(lattice.shape[0], self.wrap, lo, hi)[0]),
+                backend,
+            )
+            for lo, hi in self.bounds
+        ]  # fmt: skip
+
+    def neighbours(self, k: int) -> tuple[int | None, int | None]:
+        last = len(self.bounds) - 1
+        return (k - 1 if k > 0 else (last if self.wrap else None)), (k + 1 if k < last else (0 if self.wrap else None))
+
+    def slab_of(self, index: int) -> tuple[int, int]:
+        k = next(k for k, (lo, hi) in enumerate(self.bounds) if lo <= index // self.row_size < hi)
+        return k, index - self.bounds[k][0] * self.row_size
+
+    def converge(self, query: str, sources: list[int]) -> int:
+        per_slab: list[list[int]] = [[] for _ in self.bounds]
+        for index in sources:
+            k, local = self.slab_of(index)
+            per_slab[k].append(local)
+        first: list[Any] = [None] * len(self.workers)
+        last: list[Any] = [None] * len(self.workers)
+        rounds = 0
+        while True:
+            outputs = []
+            for k, worker in enumerate(self.workers):
+                prev, nxt = self.neighbours(k)
+                halos = (None if prev is None else last[prev], None if nxt is None else first[nxt])
+                outputs.append(worker.step(query, np.asarray(per_slab[k], dtype=np.int64), *halos))
+            rounds += 1
+            first, last = [out[0] for out in outputs], [out[1] for out in outputs]
+            if not any(out[2] for out in outputs):
+                return rounds
+
+    def walk(self, query: str, start: int, goal: int) -> list[int]:
+        k, local = self.slab_of(goal)
+        walked: list[int] = []
+        while True:
+            part = self.workers[k].trace(query, local, start)
+            assert part is not None
+            indices, crossing = part
+            walked.extend(indices)
+            if crossing is None:
+                return walked[::-1]
+            side, column = crossing
+            prev, nxt = self.neighbours(k)
+            k = prev if side < 0 else nxt  # type: ignore[assignment]
+            rows = self.bounds[k][1] - self.bounds[k][0]
+            local = (rows - 1) * self.row_size + column if side < 0 else column
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize(("lattice", "arrays"), _cases())
+def test_slab_workers_in_this_process_give_the_single_node_answers(
+    lattice: Lattice, arrays: dict[str, np.ndarray], backend: str
+) -> None:
+    for slabs in (1, 3, 4):
+        part = _Slabs(lattice, slabs, arrays, backend)
+        sources = [int(lattice.index_of(point)) for point in _open_vertices(lattice, 2, slabs)]
+        rounds = part.converge("field", sources)
+        assert rounds >= (1 if slabs == 1 else 2)
+        field = np.concatenate([worker.field("field") for worker in part.workers], axis=0)
+        np.testing.assert_array_equal(field, distance_field(lattice, lattice.coords_of(sources), backend="numpy"))
+        assert sum(worker.reached("field") for worker in part.workers) == np.count_nonzero(
+            np.isfinite(field) & (field >= 0)
+        )
+        start, goal = (int(lattice.index_of(point)) for point in _open_vertices(lattice, 2, 10 + slabs))
+        part.converge("path", [start])
+        method = "dijkstra" if lattice.weighted else "bfs"
+        try:
+            single = shortest_path(lattice, lattice.coords_of(start), lattice.coords_of(goal), method, "numpy")
+        except NoPathError:
+            k, local = part.slab_of(goal)
+            assert part.workers[k].value("path", local) in (-1.0, np.inf)
+        else:
+            np.testing.assert_array_equal(lattice.coords_of(part.walk("path", start, goal)), single.coords)
+        faces = [worker.label_faces() for worker in part.workers]
+        counts = [count for count, _, _ in faces]
+        base = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        edges = []
+        for k in range(len(part.workers)):
+            nxt = part.neighbours(k)[1]
+            if nxt is not None:
+                touching = (faces[k][2] > 0) & (faces[nxt][1] > 0)
+                edges.append((base[k] + faces[k][2][touching] - 1, base[nxt] + faces[nxt][1][touching] - 1))
+        final, count = _merge_labels(counts, edges)
+        labels = np.concatenate(
+            [
+                worker.relabel(np.concatenate([[0], final[base[k] : base[k + 1]]]).astype(np.int64))
+                for k, worker in enumerate(part.workers)
+            ],
+            axis=0,
+        )
+        expected_labels, expected_count = components(lattice, backend="numpy")
+        assert count == expected_count
+        np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_a_slab_holds_its_halo_rows_and_answers_only_its_query() -> None:
+    whole = Lattice((6, 4), periodic=[True, False], obstacles=[{"kind": "random", "p": 0.3, "seed": 3}])
+    assert halo_rows(6, True, 0, 2) == ([5, 0, 1, 2], 1)
+    worker = SlabWorker(whole.spec(), 0, 2, False, {}, "numpy")
+    np.testing.assert_array_equal(worker.halo.open_mask(), whole.open_mask()[[5, 0, 1, 2]])
+    assert worker.halo.periodic == (False, False)
+    # a slab without sources of its own starts unreached and takes its distances from the halos
+    first, last, changed = worker.step("q", np.zeros(0, dtype=np.int64), None, None)
+    assert changed and np.isinf(first).all() and np.isinf(last).all()
+    face = np.where(whole.open_mask()[5], 3.0, np.inf)
+    first, _, changed = worker.step("q", np.zeros(0, dtype=np.int64), face, None)
+    assert changed
+    np.testing.assert_array_equal(first, np.where(whole.open_mask()[0] & whole.open_mask()[5], 4.0, first))
+    assert worker.step("q", np.zeros(0, dtype=np.int64), face, None)[2] is False
+    for lost in (worker.field("other"), worker.value("other", 0), worker.reached("other"), worker.trace("other", 0, 0)):
+        assert lost is None
+    assert worker.pid() > 0
+
+
+def test_explicit_arrays_refuse_what_they_cannot_decode() -> None:
+    spec = Lattice((2, 3), blocked=np.zeros((2, 3), dtype=bool)).spec()
+    with pytest.raises(InvalidTypeError, match="arrays"):
+        explicit_arrays(spec, {"mask": np.zeros((2, 3), dtype=bool)})
+    with pytest.raises(InvalidTypeError, match=r"arrays\.blocked"):
+        explicit_arrays(spec, {"blocked": [[False] * 3] * 2})
+    with pytest.raises(MaskError, match=r"arrays\.blocked"):
+        explicit_arrays(spec, {"blocked": b"\x00\x00"})
+    with pytest.raises(WeightsError, match=r"arrays\.weights"):
+        explicit_arrays(spec, {"weights": b"\x00" * 8})
+    np.testing.assert_array_equal(
+        rows_of({"weights": np.arange(6.0).reshape(3, 2)}, [2, 0])["weights"], [[4.0, 5.0], [0.0, 1.0]]
+    )
+
+
+def test_sources_are_checked_before_the_slabs_start() -> None:
+    lattice = Lattice((4, 3), blocked=np.eye(4, 3, dtype=bool))
+    spec, arrays = lattice.spec(), {"blocked": lattice.blocked}
+    with pytest.raises(CoordinateError, match="sources"):
+        partitioned_distance_field(spec, np.zeros((0, 2), dtype=np.int64), arrays=arrays)
+    with pytest.raises(BlockedVertexError, match=r"sources\[1\]"):
+        partitioned_distance_field(spec, [(0, 1), (1, 1)], arrays=arrays)
+    with pytest.raises(BlockedVertexError, match="goal"):
+        partitioned_shortest_path(spec, (0, 1), (2, 2), arrays=arrays)
+    with pytest.raises(InvalidTypeError, match="slabs"):
+        PartitionedLattice(spec, slabs=0, arrays=arrays)

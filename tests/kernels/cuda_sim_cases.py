@@ -154,6 +154,28 @@ def test_dijkstra_and_trace(lattice: Lattice, astar: bool) -> None:
     )
 
 
+def test_seeded_dijkstra_and_windowed_trace(lattice: Lattice) -> None:
+    # what a slab of a partitioned lattice asks: Dijkstra from seeds at their own costs, then a walk that stops
+    # at its first step out of the slab's own rows
+    ref, gpu, geom = NumpyBackend(), _device_backend({}), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    mask, ref_mask = gpu.open_mask(geom), ref.open_mask(geom)
+    for seeds, costs in (([start, goal], [1.5, 4.0]), ([start], [1.5])):
+        want = ref.full(geom.vertices, np.inf, np.float64)
+        want[seeds] = costs
+        got = gpu.to_device(want.copy())
+        expanded = ref.dijkstra(geom, ref_mask, np.asarray(seeds), -1, want, False)
+        assert gpu.dijkstra(geom, mask, np.asarray(seeds), -1, got, False) == expanded
+        np.testing.assert_array_equal(gpu.to_host(got), want)
+    reached = np.flatnonzero(np.isfinite(want))
+    middle = int(reached[reached.size // 2])
+    for within in (None, (max(0, middle - 5), middle + 1)):
+        np.testing.assert_array_equal(
+            gpu.trace_path(geom, mask, got, start, middle, within),
+            ref.trace_path(geom, ref_mask, want, start, middle, within),
+        )
+
+
 @pytest.mark.parametrize(("name", "options"), SEARCH_CASES)
 def test_frugal(name: str, options: dict[str, Any]) -> None:
     lattice = LATTICES[name]()
@@ -288,3 +310,70 @@ def test_without_cooperative_launch_searches_run_level_by_level(caplog: pytest.L
     assert fallback.bfs(geom, fallback.open_mask(geom), np.asarray([start]), goal, got) == want_expanded
     np.testing.assert_array_equal(fallback.to_host(got), want)
     assert not fallback.fused
+
+
+def test_refused_fields_and_stepped_rounds_without_a_path() -> None:
+    gpu, ref = _device_backend({"fused": False}), NumpyBackend()
+    geom = Geometry.of(Lattice((1, 5), obstacles=[{"kind": "box", "lo": [0, 2], "hi": [0, 2]}]))
+    mask = gpu.open_mask(geom)
+    sides = [gpu.full(geom.vertices, -1, np.int32) for _ in range(2)]
+    want = ref.bidirectional(geom, ref.open_mask(geom), 0, 4, *(ref.full(5, -1, np.int32) for _ in range(2)))
+    assert gpu.bidirectional(geom, mask, 0, 4, *sides) == want == (-1, -1, 2)
+    with pytest.raises(ValueError, match="no predecessor chain"):
+        gpu.trace_path(geom, mask, gpu.to_device(np.array([0, 1, -1, -1, 3], dtype=np.int32)), 0, 4)
+    with pytest.raises(ValueError, match="no canonical walk"):
+        gpu.trace_path_frugal(geom, gpu.open_bits(geom), gpu.full(2, 0, np.uint8), 0, 1, 1)
+
+
+def test_bidirectional_falls_back_to_one_launch_per_round() -> None:
+    from catalytic.kernels import cupy_backend
+
+    class Unfused(cupy_backend.CupyBackend):
+        def _launch_cooperative(self, kernel: Any, items: int, *args: Any) -> None:
+            self.fused = False
+            raise cupy_backend._NoCooperativeLaunch
+
+    lattice = LATTICES["2d"]()
+    ref, geom = NumpyBackend(), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    on_device = os.environ.get("CATALYTIC_CUDA_DEVICE") == "1"
+    gpu = Unfused(xp=None if on_device else np, host_backend="numpy")
+    got = [gpu.full(geom.vertices, -1, np.int32) for _ in range(2)]
+    want = [ref.full(geom.vertices, -1, np.int32) for _ in range(2)]
+    assert gpu.bidirectional(geom, gpu.open_mask(geom), start, goal, *got) == ref.bidirectional(
+        geom, ref.open_mask(geom), start, goal, *want
+    )
+    assert not gpu.fused
+    np.testing.assert_array_equal(gpu.to_host(got[0]), want[0])
+
+
+class _CooperativeKernel:
+    """A kernel whose cooperative build succeeds and holds at most ``fits`` blocks at once on the device."""
+
+    def __init__(self, fits: int) -> None:
+        self.fits = fits
+        self.grids: list[int] = []
+
+    def typeof_pyval(self, value: Any) -> Any:
+        return type(value)
+
+    def compile(self, argtypes: tuple[Any, ...]) -> Any:
+        return self
+
+    def max_cooperative_grid_blocks(self, block: int) -> int:
+        return self.fits
+
+    def __getitem__(self, launch: tuple[int, int]) -> Callable[..., None]:
+        self.grids.append(launch[0])
+        return lambda *args: None
+
+
+def test_a_cooperative_grid_is_capped_at_what_the_device_holds() -> None:
+    gpu = _device_backend({})
+    gpu.simulated = False  # take the device path of the launcher
+    kernel = _CooperativeKernel(fits=3)
+    gpu._launch_cooperative(kernel, 10**6, 1)
+    gpu._launch_cooperative(kernel, 10**6, 2)  # the bound is worked out once per kernel and argument types
+    gpu._launch_cooperative(_CooperativeKernel(fits=10**6), 1, 1)
+    assert kernel.grids == [3, 3]
+    assert len(gpu._cooperative) == 2

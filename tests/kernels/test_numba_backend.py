@@ -286,3 +286,19 @@ def test_second_source_is_not_a_predecessor() -> None:
     assert FAST.trace_path(geom, mask, dist, 0, 2).tolist() == [2, 1, 0]
     with pytest.raises(InvalidInputError):
         FAST.trace_path(geom, mask, dist, 0, 5)
+
+
+def test_past_the_face_budget_every_level_runs_vertex_by_vertex(monkeypatch: pytest.MonkeyPatch) -> None:
+    from catalytic.kernels import numba_backend
+
+    lattice = Lattice((40, 30), periodic=[True, False], obstacles=[{"kind": "random", "p": 0.2, "seed": 5}])
+    geom = Geometry.of(lattice)
+    mask = FAST.open_mask(geom)
+    start = int(np.flatnonzero(mask)[0])
+    monkeypatch.setattr(numba_backend, "FACE_BYTES_LIMIT", 0)
+    low, high = numba_backend._faces(geom)
+    assert low.shape == high.shape == (0, 0)
+    dist, expanded = _bfs(FAST, geom, mask, [start], -1)
+    ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, [start], -1)
+    assert expanded == ref_expanded
+    np.testing.assert_array_equal(dist, ref_dist)

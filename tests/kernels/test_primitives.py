@@ -248,6 +248,81 @@ def test_astar_heuristic_is_periodic_aware(backend: Backend) -> None:
     assert expanded == 3
 
 
+def _seeded(backend: Backend, lattice: Lattice, start: np.ndarray, sources: list[int]) -> np.ndarray:
+    geom, open_mask = _open(backend, lattice)
+    dist = backend.to_device(start.copy())
+    backend.dijkstra(geom, open_mask, np.asarray(sources, dtype=np.int64), -1, dist, False)
+    return backend.to_host(dist)
+
+
+@given(data=st.data())
+def test_dijkstra_seeds_start_at_their_cost(backend: Backend, reference: Backend, data: st.DataObject) -> None:
+    lattice = data.draw(lattices())
+    seeds = data.draw(st.lists(endpoints(lattice), min_size=1, max_size=3, unique=True))
+    offsets = data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.25, 7.0]), min_size=len(seeds), max_size=len(seeds)))
+    start = np.full(lattice.vertices, np.inf)
+    start[seeds] = offsets
+    got = _seeded(backend, lattice, start, seeds)
+    # each vertex: the cheapest seed's cost plus the cost of the path from it
+    fields = [
+        offset + nx_distances(lattice, [seed], weighted=True) for seed, offset in zip(seeds, offsets, strict=True)
+    ]
+    np.testing.assert_allclose(got, np.min(fields, axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(got, _seeded(reference, lattice, start, seeds))
+
+
+@given(data=st.data())
+def test_dijkstra_from_seeds_finishes_a_finished_field(
+    backend: Backend, reference: Backend, data: st.DataObject
+) -> None:
+    # How a slab of a partitioned lattice takes its halo: a finished field holds upper bounds, the seeds lower
+    # them, and the result is bit for bit the field of every source at once.
+    lattice = data.draw(lattices())
+    if lattice.open_vertices < 2:
+        return
+    picked = data.draw(st.lists(endpoints(lattice), min_size=2, max_size=4, unique=True))
+    sources, seeds = picked[:1], picked[1:]
+    offsets = data.draw(st.lists(st.sampled_from([0.5, 1.0, 3.0, 6.5]), min_size=len(seeds), max_size=len(seeds)))
+    finished = _seeded(backend, lattice, np.full(lattice.vertices, np.inf), sources)
+    lowered = finished.copy()
+    lowered[seeds] = np.minimum(lowered[seeds], offsets)
+    start = np.full(lattice.vertices, np.inf)
+    start[seeds] = offsets
+    at_once = _seeded(backend, lattice, start, sources + seeds)
+    np.testing.assert_array_equal(_seeded(backend, lattice, lowered, seeds), at_once)
+    np.testing.assert_array_equal(at_once, _seeded(reference, lattice, start, sources + seeds))
+
+
+def test_dijkstra_spreads_only_what_it_lowers(backend: Backend) -> None:
+    lattice = Lattice((1, 6))
+    # from the seed at 0: vertex 1 drops from 9.0 to 1.0 and spreads; vertex 2 keeps its smaller 1.5, which is
+    # no news, so nothing spreads past it (a finished field would already hold 2.5 at vertex 3)
+    start = np.array([0.0, 9.0, 1.5, 7.0, np.inf, np.inf])
+    assert _seeded(backend, lattice, start, [0]).tolist() == [0.0, 1.0, 1.5, 7.0, np.inf, np.inf]
+    start[3] = np.inf
+    assert _seeded(backend, lattice, start, [0, 2]).tolist() == [0.0, 1.0, 1.5, 2.5, 3.5, 4.5]
+
+
+@given(data=st.data())
+def test_trace_path_ends_at_its_first_step_out_of_the_window(
+    backend: Backend, reference: Backend, data: st.DataObject
+) -> None:
+    lattice = data.draw(lattices(weighted=False))
+    start, goal = data.draw(endpoints(lattice)), data.draw(endpoints(lattice))
+    dist, _ = _bfs(reference, lattice, [start], -1)
+    if dist[goal] < 0:
+        return
+    full = _trace(reference, lattice, dist, start, goal).tolist()
+    lo = data.draw(st.integers(0, goal))
+    hi = data.draw(st.integers(goal + 1, lattice.vertices))
+    outside = [i for i, v in enumerate(full) if not lo <= v < hi]
+    expected = full[: outside[0] + 1] if outside else full
+    geom, open_mask = _open(backend, lattice)
+    for root in (start, -1) if outside else (start,):
+        got = backend.trace_path(geom, open_mask, backend.to_device(dist), root, goal, (lo, hi))
+        assert got.tolist() == expected
+
+
 # --- bidirectional BFS --------------------------------------------------------------------------------------
 
 

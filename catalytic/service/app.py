@@ -320,7 +320,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         die_with_parent()
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate, settings.database_url, sqlite_path=settings.sqlite_path)
-        database = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
+        database = await open_database(
+            settings.database_url, sqlite_path=settings.sqlite_path, sqlite_synchronous=settings.sqlite_synchronous
+        )
         emit = _outbox()
         limit = memory_limit(settings.memory_limit_bytes)
         job_memory = max(0, limit[0] - settings.memory_reserved_bytes) // settings.web_workers

@@ -19,6 +19,7 @@ MAX_LATTICES: Final = 10_000
 BACKEND: Final = "auto"
 COMPUTE_POOL: Final = "process"
 SQLITE_PATH: Final = "catalytic.db"
+SQLITE_SYNCHRONOUS: Final = "FULL"
 
 MAX_BODY_BYTES: Final = 64 * 2**20
 PARSE_OFFLOAD_BYTES: Final = 32 * 2**10

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         default=defaults.SQLITE_PATH,
         validation_alias=AliasChoices("CATALYTIC_SQLITE_PATH", "SQLITE_PATH", "sqlite_path"),
     )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        default=defaults.SQLITE_SYNCHRONOUS,
+        validation_alias=AliasChoices("CATALYTIC_SQLITE_SYNCHRONOUS", "SQLITE_SYNCHRONOUS", "sqlite_synchronous"),
+    )
+    """SQLite's ``PRAGMA synchronous`` for the embedded file (WAL mode): FULL syncs at each commit, NORMAL at
+    checkpoints only (a power cut may lose the last commits; a crashed process loses nothing)."""
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
     backend: Literal["auto", "numpy", "numba", "cupy"] = Field(
         default=defaults.BACKEND, validation_alias=_env("CATALYTIC_BACKEND")

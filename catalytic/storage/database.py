@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import fcntl
 import logging
+import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 __all__ = ["Connection", "Database", "is_postgres_url", "open_database", "sqlite_file"]
 
@@ -37,6 +40,21 @@ _SQLITE_PREFIX = "sqlite:///"
 # Placeholders are rewritten outside quoted literals and identifiers only.
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\d+)")
 _BUSY_TIMEOUT_MS = 30_000
+_T = TypeVar("_T")
+# A statement whose arguments carry more bytes than this, or an executemany of more rows, runs on the writer's
+# thread: copying it into the file would hold the event loop for longer than a turn.
+_INLINE_MAX_BYTES = 256 * 1024
+_INLINE_MAX_ROWS = 1000
+# How long a statement on the event loop waits for a write lock held by another process before it moves to the
+# writer's thread (where the full busy timeout applies). Other processes hold the lock for a fraction of a
+# millisecond per transaction, so a short wait nearly always wins it; the move costs a turn of the event loop,
+# with this process's other writers queued behind it.
+_INLINE_BUSY_MS = 2
+# Commits between two passive checkpoints (each commit adds a few pages to the WAL; SQLite's own default is to
+# checkpoint at 1000 pages, during the commit that crosses it).
+_CHECKPOINT_EVERY = 200
+_WRITING = re.compile(r"\b(?:INSERT|UPDATE|DELETE|REPLACE|RETURNING)\b", re.IGNORECASE)
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class Connection(Protocol):
@@ -240,34 +258,76 @@ class _Owner:
 _sqlite_owner: contextvars.ContextVar[_Owner | None] = contextvars.ContextVar("catalytic_sqlite_owner", default=None)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(exc) or "busy" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _reads_only(sql: str) -> bool:
+    return sql.lstrip()[:6].upper().startswith(("SELECT", "WITH")) and not _WRITING.search(sql)
+
+
+def _large(args: Iterable[Any]) -> bool:
+    size = 0
+    for value in args:
+        if isinstance(value, bytes | bytearray | memoryview | str):
+            size += len(value)
+    return size > _INLINE_MAX_BYTES
+
+
+def _rows(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    cursor = conn.execute(_to_sqlite_sql(sql), tuple(args))
+    try:
+        return [dict(r) for r in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def _rowcount(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
+    cursor = conn.execute(_to_sqlite_sql(sql), tuple(args))
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def _many(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    conn.executemany(_to_sqlite_sql(sql), rows).close()
+
+
+def _patiently(fn: Callable[..., _T], conn: sqlite3.Connection, *args: Any) -> _T:
+    """``fn(conn, *args)`` with the busy timeout on: off the event loop, a write lock held elsewhere is waited for."""
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {_INLINE_BUSY_MS}")
+
+
 class _SqliteConnection:
-    """The single aiosqlite connection while this task holds the lock."""
+    """The writing connection while this task holds the lock (the ``Connection`` a transaction yields)."""
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
         self.committed: list[AfterCommit] = []
 
     def after_commit(self, callback: AfterCommit) -> None:
         self.committed.append(callback)
 
     async def execute(self, sql: str, *args: Any) -> str:
-        cursor = await self._conn.execute(_to_sqlite_sql(sql), args)
-        try:
-            return _status(sql, cursor.rowcount)
-        finally:
-            await cursor.close()
+        return _status(sql, await self._db._write(_rowcount, sql, args, large=_large(args)))
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(_to_sqlite_sql(sql), [tuple(a) for a in args])
+        rows = [tuple(a) for a in args]
+        large = len(rows) > _INLINE_MAX_ROWS or _large(v for row in rows for v in row)
+        await self._db._write(_many, sql, rows, large=large)
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        cursor = await self._conn.execute(_to_sqlite_sql(sql), args)
-        try:
-            return [dict(r) for r in await cursor.fetchall()]
-        finally:
-            await cursor.close()
+        return await self._db._write(_rows, sql, args, large=_large(args))
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self.fetch(sql, *args)
@@ -278,74 +338,263 @@ class _SqliteConnection:
         return None if row is None else next(iter(row.values()), None)
 
 
+class _Gate:
+    """A lock for the writing connection that a task takes at once whenever it is free, waiters or not.
+
+    ``asyncio.Lock`` hands a released lock to its first waiter, which runs one event-loop turn later; holders that
+    never yield (nearly every transaction here) would then pass the lock on at one transaction per turn, and a
+    queue of N writers would take N turns of a loop busy with everything else. Here a release wakes every waiter
+    and the first to run takes the lock: a queue of short transactions drains in one turn.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._held = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class SqliteDatabase(Database):
-    """An embedded SQLite file (WAL mode); one connection, calls and transactions serialised by a lock."""
+    """An embedded SQLite file in WAL mode: one writing connection, one reading connection.
+
+    Writes run one transaction at a time: a :class:`_Gate` within the process, a ``flock`` on a file beside the
+    database across processes (:func:`_open_writers_file`), then ``BEGIN IMMEDIATE`` (the file's write lock).
+    Their statements run on the event loop itself. Each takes microseconds, and a transaction that never yields
+    holds the write lock for its own work only; run on a thread instead, every statement would also wait for a
+    turn of a busy event loop while the lock is held, and under load those waits, not the writes, made the queue
+    (bench/results/load.md). What could wait goes to the writer's own thread: the wait for another process to let
+    the lock go, a write lock held by a process that does not queue on the file (SQLite's busy timeout applies
+    there only), statements carrying large arguments, a commit that syncs the log (``synchronous`` FULL or EXTRA),
+    and checkpoints, which are taken off the commit path (``wal_autocheckpoint`` off, a passive checkpoint every
+    ``_CHECKPOINT_EVERY`` commits).
+
+    Reads outside a transaction go to the reading connection on a thread of its own: in WAL mode they see the last
+    commit, and they neither wait for writes nor hold them up. An in-memory database has one connection for both.
+    """
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self._wrapped = _SqliteConnection(conn)
-        self._lock = asyncio.Lock()
+    def __init__(
+        self,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection | None,
+        writers_file: int | None = None,
+        *,
+        commit_syncs: bool = False,
+    ) -> None:
+        self._writer = writer
+        self._commit_syncs = commit_syncs
+        self._reader = reader
+        self._writers_file = writers_file
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="catalytic-sqlite-writer")
+        self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="catalytic-sqlite-reader")
+        self._lock = _Gate()
+        self._pending: asyncio.Future[Any] | None = None
+        self._commits = 0
+        self._checkpoint: asyncio.Future[Any] | None = None
 
     def _check_not_nested(self) -> None:
         owner = _sqlite_owner.get()
         if owner is not None and owner.active and owner.db is self:
             raise RuntimeError("inside Database.transaction(), run statements on the connection it yields")
 
+    async def _write(self, fn: Callable[..., _T], *args: Any, large: bool = False) -> _T:
+        """``fn(writer, *args)`` on the event loop; on the writer's thread when it is large or must wait for a lock."""
+        if not large:
+            try:
+                return fn(self._writer, *args)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(self._writer_thread, _patiently, fn, self._writer, *args)
+        return cast(_T, await self._pending)
+
+    async def _take_writers_file(self) -> None:
+        """Take the lock that queues the writing processes of this file (see :func:`_open_writers_file`).
+
+        It is only ever taken on the event loop, by the task about to write. Taken on a thread, it would be held
+        for the turn of the loop that resumes the task, and two busy processes would hand it to each other at one
+        transaction per turn. A thread only waits for the lock to be let go, then the task tries again.
+        """
+        fd = self._writers_file
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                await loop.run_in_executor(self._writer_thread, _wait_until_free, fd)
+
+    def _release_writers_file(self) -> None:
+        if self._writers_file is not None:
+            fcntl.flock(self._writers_file, fcntl.LOCK_UN)
+
+    async def _rollback(self) -> None:
+        pending = self._pending
+        if pending is not None and not pending.done():
+            # Cancelled while a statement runs on the writer's thread: roll back after it, on the same thread.
+            rollback = asyncio.get_running_loop().run_in_executor(self._writer_thread, self._writer.execute, "ROLLBACK")
+            await asyncio.shield(rollback)
+        elif self._writer.in_transaction:
+            self._writer.execute("ROLLBACK")
+
     @asynccontextmanager
-    async def _exclusive(self, immediate: bool) -> AsyncIterator[_SqliteConnection]:
+    async def _exclusive(self) -> AsyncIterator[_SqliteConnection]:
         self._check_not_nested()
         async with self._lock:
             owner = _Owner(self)
             token = _sqlite_owner.set(owner)
+            self._pending = None
             try:
-                # BEGIN IMMEDIATE takes the file's write lock up front: a second process waits rather than failing
-                # half-way through, which makes every transaction a single-writer section.
-                await self._conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                await self._take_writers_file()
                 try:
-                    yield self._wrapped
-                except BaseException:
-                    await self._conn.execute("ROLLBACK")
-                    raise
-                await self._conn.execute("COMMIT")
+                    # BEGIN IMMEDIATE takes the file's write lock up front: another process waits rather than
+                    # failing half-way through, which makes every transaction a single-writer section.
+                    await self._write(_rowcount, "BEGIN IMMEDIATE", ())
+                    scoped = _SqliteConnection(self)
+                    try:
+                        yield scoped
+                        # A commit that syncs the WAL to disk waits for the disk: that wait goes to the thread.
+                        await self._write(_rowcount, "COMMIT", (), large=self._commit_syncs)
+                    except BaseException:
+                        await self._rollback()
+                        raise
+                finally:
+                    self._release_writers_file()
             finally:
                 owner.active = False
                 _sqlite_owner.reset(token)
+        self._after_write_commit()
+
+    def _after_write_commit(self) -> None:
+        self._commits += 1
+        if self._reader is None or self._commits < _CHECKPOINT_EVERY:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._commits = 0
+        # PASSIVE never waits for readers or writers; the loop does not wait for it either.
+        self._checkpoint = asyncio.get_running_loop().run_in_executor(
+            self._reader_thread, _rows, self._reader, "PRAGMA wal_checkpoint(PASSIVE)", ()
+        )
+        self._checkpoint.add_done_callback(_log_failure)
+
+    async def _read(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        if self._reader is None or not _reads_only(sql):
+            async with self._exclusive() as conn:
+                return await conn.fetch(sql, *args)
+        self._check_not_nested()
+        return await asyncio.get_running_loop().run_in_executor(self._reader_thread, _rows, self._reader, sql, args)
 
     async def execute(self, sql: str, *args: Any) -> str:
-        async with self._exclusive(immediate=True) as conn:
+        async with self._exclusive() as conn:
             return await conn.execute(sql, *args)
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        async with self._exclusive(immediate=True) as conn:
+        async with self._exclusive() as conn:
             await conn.executemany(sql, args)
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        async with self._exclusive(immediate=False) as conn:
-            return await conn.fetch(sql, *args)
+        return await self._read(sql, args)
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        async with self._exclusive(immediate=False) as conn:
-            return await conn.fetchrow(sql, *args)
+        rows = await self._read(sql, args)
+        return rows[0] if rows else None
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with self._exclusive(immediate=False) as conn:
-            return await conn.fetchval(sql, *args)
+        rows = await self._read(sql, args)
+        return next(iter(rows[0].values()), None) if rows else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._exclusive(immediate=True):
-            scoped = _SqliteConnection(self._conn)
+        async with self._exclusive() as scoped:
             yield scoped
         _run_after_commit(scoped.committed)
 
     async def close(self) -> None:
-        await self._conn.close()
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if self._checkpoint is not None:
+                await asyncio.gather(self._checkpoint, return_exceptions=True)
+            if self._reader is not None:
+                await loop.run_in_executor(self._reader_thread, self._reader.close)
+            await loop.run_in_executor(self._writer_thread, self._writer.close)
+            if self._writers_file is not None:
+                os.close(self._writers_file)
+                self._writers_file = None
+        self._reader_thread.shutdown(wait=False)
+        self._writer_thread.shutdown(wait=False)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("SQLite checkpoint failed: %s", future.exception())
+
+
+def _open_writers_file(path: str) -> int:
+    """The file beside the database whose ``flock`` queues the processes that write to it.
+
+    SQLite's own wait for a write lock held by another process polls, sleeping 1, 2, 5, 10 ms and longer between
+    tries, and a poller keeps losing to a process that writes often; a waiter on ``flock`` sleeps in the kernel
+    and wakes when the lock is let go. (The database file itself is not used: closing any descriptor of it would
+    drop SQLite's own POSIX locks.)
+    """
+    return os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _wait_until_free(fd: int) -> None:
+    """Block until no other process holds ``fd``'s ``flock``; this thread holds it for an instant only."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _sqlite_connect(path: str, synchronous: str) -> tuple[sqlite3.Connection, sqlite3.Connection | None]:
+    """The writing and (for a file) reading connections, both in autocommit mode: transactions are explicit."""
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    writer = connect()
+    if path == ":memory:":
+        writer.execute(f"PRAGMA busy_timeout = {_INLINE_BUSY_MS}")
+        return writer, None
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute(f"PRAGMA synchronous = {synchronous}")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute(f"PRAGMA busy_timeout = {_INLINE_BUSY_MS}")
+    return writer, connect()
 
 
 async def open_database(
-    url: str | None, *, sqlite_path: str = "catalytic.db", min_size: int = 1, max_size: int = 10
+    url: str | None,
+    *,
+    sqlite_path: str = "catalytic.db",
+    min_size: int = 1,
+    max_size: int = 10,
+    sqlite_synchronous: str = "FULL",
 ) -> Database:
     """Open PostgreSQL (asyncpg pool) or an embedded SQLite file.
 
@@ -357,6 +606,9 @@ async def open_database(
         The SQLite file used when ``url`` is empty.
     min_size, max_size : int
         PostgreSQL pool bounds.
+    sqlite_synchronous : str
+        SQLite's ``PRAGMA synchronous`` for a file: ``FULL`` syncs the WAL at every commit; ``NORMAL`` only at
+        checkpoints, so a power cut (not a crashed process) can lose the last commits, never consistency.
 
     Returns
     -------
@@ -366,7 +618,7 @@ async def open_database(
     Raises
     ------
     ValueError
-        When ``url`` has an unsupported scheme.
+        When ``url`` has an unsupported scheme, or ``sqlite_synchronous`` is not a SQLite mode.
 
     Examples
     --------
@@ -385,16 +637,13 @@ async def open_database(
 
         pool = await asyncpg.create_pool(str(url), min_size=min_size, max_size=max_size)
         return PostgresDatabase(pool, str(url))
-    import aiosqlite
-
+    if sqlite_synchronous.upper() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"sqlite_synchronous: {sqlite_synchronous!r} (allowed: {', '.join(SYNCHRONOUS_MODES)})")
     path = sqlite_file(url, sqlite_path)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: the driver never opens transactions on its own; _exclusive() does, explicitly.
-    conn = await aiosqlite.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-    conn.row_factory = sqlite3.Row
-    await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    if path != ":memory:":
-        await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    return SqliteDatabase(conn)
+    writer, reader = await asyncio.to_thread(_sqlite_connect, path, sqlite_synchronous.upper())
+    mode = sqlite_synchronous.upper()
+    writers_file = None if reader is None else _open_writers_file(path)
+    # In WAL mode FULL and EXTRA sync the log at every commit; NORMAL and OFF leave that to the checkpoints.
+    return SqliteDatabase(writer, reader, writers_file, commit_syncs=reader is not None and mode in ("FULL", "EXTRA"))

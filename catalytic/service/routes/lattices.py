@@ -10,7 +10,8 @@ from starlette.responses import JSONResponse, Response
 
 from catalytic.service import compute, defaults
 from catalytic.service import db as queries
-from catalytic.service.errors import NotFound, ServiceError, Unavailable
+from catalytic.service.errors import NotFound, ServiceError
+from catalytic.service.lattice_limit import store_within_limit
 from catalytic.service.metrics import (
     ACTIVE_LATTICES,
     BACKEND_FALLBACKS,
@@ -28,6 +29,7 @@ from catalytic.service.schemas import (
 )
 from catalytic.service.state import ResolvedLattice, ServiceState, read_model, service
 from catalytic.service.telemetry import note_lattice_size
+from catalytic.storage import Connection
 
 __all__ = [
     "analyze",
@@ -40,9 +42,6 @@ __all__ = [
     "shortest_path",
 ]
 
-# Serialises lattice creation across PostgreSQL replicas so MAX_LATTICES holds exactly.
-_CREATE_LOCK_KEY = 0x6C617474
-
 
 async def create_lattice(request: Request) -> Response:
     """POST /api/lattice/create: store a lattice; 201 with its counts and memory report."""
@@ -52,19 +51,18 @@ async def create_lattice(request: Request) -> Response:
     counts = await st.compute(compute.lattice_counts, lattice)
     arrays = await st.compute(compute.array_bytes, lattice)
     record = {"id": queries.new_id("lat"), "spec": lattice.spec(), **counts, "created_at": time.time()}
-    async with st.db.transaction() as conn:
-        if st.db.dialect == "postgresql":
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _CREATE_LOCK_KEY)
-        stored = await queries.count_lattices(conn)
-        if stored >= st.settings.max_lattices:
-            raise Unavailable(
-                f"MAX_LATTICES ({st.settings.max_lattices}) lattices are stored", st.settings.retry_after_s
-            )
+
+    async def write(conn: Connection) -> None:
         await queries.insert_lattice(conn, record, arrays)
         if st.emit is not None:
             await st.emit(conn, "lattice.created", _event(record))
+
+    settings = st.settings
+    stored = await store_within_limit(
+        st.db, settings.max_lattices, settings.retry_after_s, queries.count_lattices, write
+    )
     st.lattices.put(record["id"], lattice)
-    ACTIVE_LATTICES.set(stored + 1)
+    ACTIVE_LATTICES.set(stored)
     MEMORY_EFFICIENCY_RATIO.set(float(counts["memory"]["memory_efficiency_ratio"]))
     location = f"/api/lattice/{record['id']}"
     return JSONResponse(_info(record, with_spec=False), status_code=201, headers={"Location": location})

@@ -1,4 +1,4 @@
-"""One small async database interface over PostgreSQL (asyncpg) and an embedded SQLite file (aiosqlite).
+"""One small async database interface over PostgreSQL (asyncpg) and an embedded SQLite file (sqlite3).
 
 SQL is written once with asyncpg-style ``$1, $2`` placeholders; the SQLite side rewrites them to ``?1, ?2``.
 Conventions shared by every table: timestamps are float epoch seconds, JSON payloads are TEXT, ids are TEXT.
@@ -7,7 +7,8 @@ Conventions shared by every table: timestamps are float epoch seconds, JSON payl
 
     Database                      the handle an application keeps
     ├── PostgresDatabase          asyncpg pool; one pooled connection per call or per transaction
-    └── SqliteDatabase            one aiosqlite connection; a lock makes each call or transaction exclusive
+    └── SqliteDatabase            a writing connection (statements on the event loop, waits on its thread) and a
+                                  reading one on a thread of its own; each write or transaction is exclusive
     Connection                    what ``Database.transaction()`` yields (execute, fetch, fetchrow, fetchval,
                                   after_commit)
 """

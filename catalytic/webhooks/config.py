@@ -5,6 +5,7 @@ variable                     meaning                                     default
 ===========================  ==========================================  =======================================
 DATABASE_URL                 postgresql://... or sqlite:///path          unset: the SQLite file SQLITE_PATH
 SQLITE_PATH                  the embedded database file                  catalytic.db
+SQLITE_SYNCHRONOUS           SQLite's PRAGMA synchronous (FULL, NORMAL)  FULL
 WEBHOOK_ALLOW_CIDRS          comma-separated networks exempt from the    none
                              private-address refusal
 WEBHOOK_RETRY_SCHEDULE       seconds before each attempt, comma list     0,5,300,1800,7200,18000,36000,36000
@@ -14,7 +15,9 @@ WEBHOOK_DISABLE_AFTER        seconds of continuous failure that disable  432000 
 WEBHOOK_MAX_PAYLOAD_BYTES    largest serialised event                    262144
 WEBHOOK_CONNECT_TIMEOUT      seconds to connect                          5
 WEBHOOK_TOTAL_TIMEOUT        seconds for a whole attempt                 15
-WEBHOOK_LEASE_SECONDS        how long a claimed delivery stays claimed   60
+WEBHOOK_LEASE_SECONDS        how long a claimed delivery stays claimed   15
+                             without a renewal (renewed every third of
+                             it while its attempt runs)
 WEBHOOK_BATCH_SIZE           deliveries claimed per round                100
 WEBHOOK_CONCURRENCY          attempts in flight per round                64
 WEBHOOK_ROUNDS_IN_FLIGHT     rounds a worker runs side by side           2
@@ -32,9 +35,9 @@ WEBHOOK_SECRET_GRACE         seconds an old secret keeps signing after   86400
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -48,6 +51,7 @@ DEFAULT_DISABLE_AFTER_S = 5 * 86400.0
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 DEFAULT_SECRET_GRACE_S = 86400.0
 DEFAULT_IDLE_MAX_S = 30.0
+DEFAULT_LEASE_S = 15.0
 MAX_RESPONSE_EXCERPT_BYTES = 16 * 1024
 MAX_RETRY_AFTER_S = 86400.0
 
@@ -71,6 +75,10 @@ class WebhookConfig(BaseSettings):
 
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     sqlite_path: str = Field(default="catalytic.db", validation_alias=AliasChoices("SQLITE_PATH", "sqlite_path"))
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        default="FULL",
+        validation_alias=AliasChoices("CATALYTIC_SQLITE_SYNCHRONOUS", "SQLITE_SYNCHRONOUS", "sqlite_synchronous"),
+    )
     allow_cidrs: Annotated[tuple[str, ...], NoDecode] = ()
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     retry_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
@@ -78,7 +86,7 @@ class WebhookConfig(BaseSettings):
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=16 * 2**20)
     connect_timeout: float = Field(default=5.0, gt=0, le=60)
     total_timeout: float = Field(default=15.0, gt=0, le=300)
-    lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    lease_seconds: float = Field(default=DEFAULT_LEASE_S, gt=0, le=3600)
     batch_size: int = Field(default=100, ge=1, le=10_000)
     concurrency: int = Field(default=64, ge=1, le=1024)
     rounds_in_flight: int = Field(default=2, ge=1, le=16)
@@ -119,18 +127,11 @@ class WebhookConfig(BaseSettings):
             raise ValueError("WEBHOOK_RETRY_SCHEDULE: delays are seconds (allowed: numbers >= 0)")
         return parsed
 
-    @model_validator(mode="after")
-    def _lease_outlives_a_round(self) -> WebhookConfig:
-        # A lease shorter than a round would let a second worker claim a delivery that is still being sent. A round
-        # sends its batch in waves of `concurrency` attempts, each wave bounded by the total timeout.
-        waves = -(-self.batch_size // self.concurrency)
-        longest = waves * self.total_timeout
-        if self.lease_seconds <= longest:
-            raise ValueError(
-                f"WEBHOOK_LEASE_SECONDS: must exceed the longest round, {waves} wave(s) of WEBHOOK_TOTAL_TIMEOUT "
-                f"(allowed: > {longest:g}; or raise WEBHOOK_CONCURRENCY, lower WEBHOOK_BATCH_SIZE)"
-            )
-        return self
+    @property
+    def longest_round_s(self) -> float:
+        """The longest a round's attempts can take: its batch in waves of ``concurrency``, each bounded by the
+        total timeout. Leases are renewed while a round runs, so a lease may be shorter than this."""
+        return -(-self.batch_size // self.concurrency) * self.total_timeout
 
     @property
     def max_attempts(self) -> int:

@@ -1,12 +1,14 @@
 """The delivery worker: claim due deliveries, send them signed, record the outcome, retry or give up.
 
 One round (:meth:`Worker.run_once`) claims up to ``batch_size`` due deliveries under a lease, sends them
-concurrently, and records every attempt in one transaction. On PostgreSQL the claim is
-``SELECT ... FOR UPDATE SKIP LOCKED`` inside an ``UPDATE``, so concurrent workers never claim the same delivery;
-on SQLite the claim is an ``UPDATE ... RETURNING`` under the file's single write lock. The lease outlives an
-attempt's time limit, so while it holds nobody else sends that delivery; a worker that dies mid-round leaves its
-leases to expire and the deliveries are sent again (at least once). The attempt counter moves at claim time, so
-a message that kills workers still runs out of attempts.
+concurrently, and records the attempts as they finish, one transaction at a time (those that finished while the
+last one was written go in the next). On PostgreSQL the claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` inside an
+``UPDATE``, so concurrent workers never claim the same delivery; on SQLite the claim is an ``UPDATE ... RETURNING``
+under the file's single write lock. While a worker lives it renews the leases of the deliveries it has claimed and
+not yet recorded, every third of a lease, so nobody else sends them. A worker that dies leaves its leases to
+expire, and what it had claimed but not recorded is sent again (at least once): with attempts recorded as they
+finish, that is what was in flight, and it goes out again within a lease (``WEBHOOK_LEASE_SECONDS``). The attempt
+counter moves at claim time, so a message that kills workers still runs out of attempts.
 
 Between rounds an idle worker sleeps until the first of: a wake-up (a PostgreSQL notification, a Redis message or
 an emit in this process; see :mod:`catalytic.webhooks.wakeup`), the moment the earliest pending delivery falls
@@ -111,6 +113,9 @@ UPDATE deliveries
 SET status = $4, next_attempt_at = $5, lease_until = NULL, claimed_by = NULL, last_attempt_at = $6,
     last_status_code = $7, last_error = $8, response_excerpt = $9, delivered_at = $10, updated_at = $6
 WHERE id = $1 AND created_at = $2 AND claimed_by = $3
+"""
+_RENEW = """
+UPDATE deliveries SET lease_until = $1 WHERE claimed_by = $2 AND status = 'pending' AND id IN ({ids})
 """
 _ATTEMPT = """
 INSERT INTO delivery_attempts (id, delivery_id, event_id, endpoint_id, attempt, outcome, status_code, error,
@@ -239,9 +244,12 @@ class Worker:
         self._next_gauge = 0.0
         self._progress: list[float] = []
         self.last_round_ok = False
-        self.stall_limit_s = self.config.lease_seconds + self.config.idle_max_s + STALL_MARGIN_S
-        """Seconds without progress of a delivery loop after which it counts as stuck: a round lasts less than
-        a lease, an idle wait at most ``idle_max_s``."""
+        self._leased: dict[str, float] = {}
+        """Deliveries claimed here and not yet recorded (id: creation time), whose leases the heartbeat renews."""
+        longest = max(self.config.lease_seconds, self.config.longest_round_s)
+        self.stall_limit_s = longest + self.config.idle_max_s + STALL_MARGIN_S
+        """Seconds without progress of a delivery loop after which it counts as stuck: a round lasts at most a
+        lease or its waves of attempts, whichever is longer, and an idle wait at most ``idle_max_s``."""
 
     # ------------------------------------------------------------------ one round
 
@@ -252,18 +260,72 @@ class Worker:
         claims = await self._claim(now)
         if not claims:
             return 0
-        events, endpoints = await self._load(claims)
-        addresses = await self._resolve_all(endpoints.values())
+        try:
+            events, endpoints = await self._load(claims)
+            addresses = await self._resolve_all(endpoints.values())
+        except BaseException:
+            self._forget(claims)
+            raise
         limit = asyncio.Semaphore(self.config.concurrency)
+        finished: list[AttemptResult] = []
+        arrived = asyncio.Event()
+        running = len(claims)
 
-        async def attempt(claim: _Claim) -> AttemptResult:
-            async with limit:
-                endpoint = endpoints.get(claim.endpoint_id)
-                return await self._attempt(claim, events.get(claim.event_id), endpoint, addresses)
+        async def attempt(claim: _Claim) -> None:
+            nonlocal running
+            try:
+                async with limit:
+                    endpoint = endpoints.get(claim.endpoint_id)
+                    finished.append(await self._attempt(claim, events.get(claim.event_id), endpoint, addresses))
+            finally:
+                running -= 1
+                arrived.set()
 
-        results = await asyncio.gather(*(attempt(c) for c in claims))
-        await self._record(results)
-        return len(results)
+        tasks = [asyncio.create_task(attempt(c)) for c in claims]
+        try:
+            # A delivery sent but not recorded is sent again should this worker die: record each as it finishes.
+            while running or finished:
+                await arrived.wait()
+                arrived.clear()
+                done, finished[:] = finished[:], []
+                if done:
+                    await self._record(done)
+                    self._forget(r.claim for r in done)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._forget(claims)
+        for task in tasks:
+            task.result()
+        return len(claims)
+
+    def _forget(self, claims: Iterable[_Claim]) -> None:
+        for claim in claims:
+            self._leased.pop(claim.delivery_id, None)
+
+    async def renew_leases(self) -> int:
+        """Extend the leases of the deliveries claimed here and not yet recorded; returns how many were renewed."""
+        leased = sorted(self._leased)
+        if not leased:
+            return 0
+        until = self._clock() + self.config.lease_seconds
+        renewed = 0
+        for start in range(0, len(leased), 500):
+            chunk = leased[start : start + 500]
+            sql = _RENEW.format(ids=placeholders(3, len(chunk)))
+            status = await self.db.execute(sql, until, self.worker_id, *chunk)
+            renewed += int(status.rsplit(" ", 1)[-1])
+        return renewed
+
+    async def _heartbeat(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.lease_seconds / 3)
+            try:
+                await self.renew_leases()
+            except Exception as exc:  # the database went away: the next beat tries again, the leases may lapse
+                logger.warning("renewing delivery leases failed (%s: %s)", type(exc).__name__, exc)
 
     async def _maintain(self, now: float) -> None:
         if now >= self._next_maintenance:
@@ -281,9 +343,11 @@ class Worker:
         sql = _CLAIM_POSTGRES if self.db.dialect == "postgresql" else _CLAIM_SQLITE
         async with self.db.transaction() as conn:
             rows = await conn.fetch(sql, now, now + self.config.lease_seconds, self.worker_id, self.config.batch_size)
-        return [
+        claims = [
             _Claim(r["id"], r["event_id"], r["endpoint_id"], int(r["attempts"]), float(r["created_at"])) for r in rows
         ]
+        self._leased.update((c.delivery_id, c.created_at) for c in claims)
+        return claims
 
     async def _load(self, claims: list[_Claim]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         event_ids = sorted({c.event_id for c in claims})
@@ -517,15 +581,20 @@ class Worker:
         """Run rounds until :meth:`stop`; database outages are waited out with a growing pause.
 
         ``rounds_in_flight`` rounds run side by side, so one round's database writes overlap another's HTTP
-        exchanges; their claims never overlap. Alongside them a listener turns notifications into wake-ups.
+        exchanges; their claims never overlap. Alongside them a listener turns notifications into wake-ups, and a
+        heartbeat renews the leases of what is claimed and not yet recorded.
         """
         forget = wakeup.wake_in_process(self._wake)
         listening = self._listener()
         listener = None if listening is None else asyncio.create_task(listening, name="catalytic-webhook-listener")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="catalytic-webhook-leases")
         try:
             self._progress = [time.monotonic()] * self.config.rounds_in_flight
             await asyncio.gather(*(self._round_loop(index) for index in range(self.config.rounds_in_flight)))
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             forget()
             if listener is not None:
                 listener.cancel()
@@ -628,7 +697,9 @@ async def _open_with_retry(config: WebhookConfig) -> Database:
     pause = config.poll_interval
     while True:
         try:
-            return await open_database(config.database_url, sqlite_path=config.sqlite_path)
+            return await open_database(
+                config.database_url, sqlite_path=config.sqlite_path, sqlite_synchronous=config.sqlite_synchronous
+            )
         except OSError as exc:
             logger.warning("database not reachable (%s); retrying in %.1f s", exc, pause)
             await asyncio.sleep(pause)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from standardwebhooks import Webhook
-from webhook_harness import config, script, sqlite_env
+from webhook_harness import config, script, sqlite_env, wait_for
 
 from catalytic.webhooks import metrics
 from catalytic.webhooks.receiver import ReceivedRequest, Reply
@@ -445,20 +445,64 @@ def test_run_forever_wakes_stops_and_reports_the_queue(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_config_refuses_a_lease_shorter_than_a_round() -> None:
+def test_config_checks_and_a_lease_may_be_shorter_than_a_round() -> None:
     from pydantic import ValidationError
 
     from catalytic.webhooks.config import WebhookConfig
 
-    with pytest.raises(ValidationError, match="WEBHOOK_LEASE_SECONDS"):
-        WebhookConfig(lease_seconds=20, total_timeout=15)
-    with pytest.raises(ValidationError, match="WEBHOOK_LEASE_SECONDS"):
-        WebhookConfig(batch_size=1000, concurrency=10, total_timeout=1, lease_seconds=60)
+    with pytest.raises(ValidationError, match="lease_seconds"):
+        WebhookConfig(lease_seconds=0)
     with pytest.raises(ValidationError, match="WEBHOOK_RETRY_SCHEDULE"):
-        WebhookConfig(retry_schedule="5,-1")
+        WebhookConfig(retry_schedule="5,-1")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="WEBHOOK_ALLOW_CIDRS"):
-        WebhookConfig(allow_cidrs="10.0.0.0/33")
-    assert WebhookConfig(batch_size=1000, concurrency=10, total_timeout=1, lease_seconds=101).max_attempts == 8
+        WebhookConfig(allow_cidrs="10.0.0.0/33")  # type: ignore[arg-type]
+    # Leases are renewed while a round runs, so a round may outlast one.
+    short = WebhookConfig(batch_size=1000, concurrency=10, total_timeout=1, lease_seconds=2)
+    assert (short.longest_round_s, short.max_attempts) == (100.0, 8)
+    assert Worker(None, short).stall_limit_s == 100.0 + short.idle_max_s + 30.0  # type: ignore[arg-type]
+
+
+def test_a_running_attempt_keeps_its_lease_and_finished_ones_are_recorded_at_once(tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def respond(request: ReceivedRequest) -> Reply:
+        if request.path == "/slow":
+            await release.wait()
+        return Reply(204)
+
+    async def run() -> None:
+        async with sqlite_env(tmp_path, respond) as env:
+            await env.endpoint("/slow")
+            await env.endpoint("/fast")
+            await env.emit()
+            lease = 0.6
+            owner = Worker(env.db, config(lease_seconds=lease, total_timeout=10))
+            rival = Worker(env.db, config(lease_seconds=lease))
+            task = asyncio.create_task(owner.run_forever())
+            try:
+                await asyncio.sleep(3 * lease)  # eight renewals later the slow attempt is still running
+                assert sorted(r.path for r in env.receiver.requests) == ["/fast", "/slow"]
+                state = {d["url"].rsplit("/", 1)[-1]: d["status"] for d in await list_deliveries(env.db)}
+                assert state == {"fast": "succeeded", "slow": "pending"}  # recorded without waiting for the slow one
+                lease_until = await env.db.fetchval("SELECT lease_until FROM deliveries WHERE status = 'pending'")
+                assert lease_until > time.time()  # renewed: the first lease ran out two leases ago
+                assert await rival.run_once() == 0
+                release.set()
+                await wait_for(lambda: len(env.receiver.requests) == 2, 5, "nothing more")
+                for _ in range(100):
+                    if {d["status"] for d in await list_deliveries(env.db)} == {"succeeded"}:
+                        break
+                    await asyncio.sleep(0.02)
+                assert {d["status"] for d in await list_deliveries(env.db)} == {"succeeded"}
+                assert await owner.renew_leases() == 0
+            finally:
+                owner.stop()
+                await asyncio.wait_for(task, 5)
+                await owner.aclose()
+                await rival.aclose()
+            assert len(env.receiver.requests) == 2
+
+    asyncio.run(run())
 
 
 def test_a_resolver_that_hangs_counts_as_unresolvable(tmp_path: Path) -> None:

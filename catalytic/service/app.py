@@ -30,13 +30,13 @@ from catalytic.service.auth import ApiKeyMiddleware
 from catalytic.service.bodies import BodyParser
 from catalytic.service.cache import ResultCache, lattice_lru
 from catalytic.service.crosssite import CrossSiteMiddleware
-from catalytic.service.errors import exception_handlers
+from catalytic.service.errors import NotFound, UnexpectedErrors, exception_handlers
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import JobRunner, replica_id
 from catalytic.service.lifeline import die_with_parent
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
-from catalytic.service.openapi import DOCS_HTML, Endpoint, openapi_document
+from catalytic.service.openapi import DOCS_HTML, DOCS_INIT_JS, Endpoint, Limits, docs_asset, openapi_document
 from catalytic.service.pool import ProcessPool
 from catalytic.service.probes import Probes
 from catalytic.service.results import ResultSweeper, store_config
@@ -50,8 +50,10 @@ from catalytic.service.schemas import (
     HealthResponse,
     JobAccepted,
     JobRequest,
+    JobResult,
     JobStatus,
     LatticeCreate,
+    LatticeDeleted,
     LatticeInfo,
     LatticeList,
     PathRequest,
@@ -69,6 +71,7 @@ __all__ = ["ENDPOINTS", "create_app"]
 log = logging.getLogger("catalytic.service")
 
 _JOB_ERRORS = (404, 413, 503)
+_WEBHOOKS_PREFIX = "/api/webhooks"
 _HOT_PATHS = ("/api/lattice/path", "/api/lattice/analyze", "/api/lattice/components")
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/health", health.health, "Liveness", responses={200: HealthResponse}, open=True, tag="operations"),
@@ -97,7 +100,10 @@ ENDPOINTS: list[Endpoint] = [
         "List lattices",
         responses={200: LatticeList},
         errors=(422,),
-        query=(("limit", "integer", "page size"), ("cursor", "string", "next_cursor of the last page")),
+        query=(
+            ("limit", {"type": "integer", "minimum": 1, "x-limit": "page_limit"}, "page size"),
+            ("cursor", "string", "next_cursor of the last page"),
+        ),
     ),
     Endpoint(
         "GET",
@@ -112,7 +118,7 @@ ENDPOINTS: list[Endpoint] = [
         "/api/lattice/{lattice_id}",
         lattices.delete_lattice,
         "Delete a lattice",
-        responses={200: None},
+        responses={200: LatticeDeleted},
         errors=(404,),
     ),
     Endpoint(
@@ -180,10 +186,11 @@ ENDPOINTS: list[Endpoint] = [
         "/api/jobs/{job_id}/result",
         jobs.get_job_result,
         "Job result (JSON, or .npy with ?format=npy)",
-        responses={200: None},
-        errors=(404, 409),
+        responses={200: JobResult},
+        errors=(404, 409, 410),
         query=(("format", "string", "npy for the array result"),),
         tag="jobs",
+        media_types={200: "application/x-npy"},
     ),
     Endpoint(
         "DELETE",
@@ -197,18 +204,72 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
+async def _docs(request: Request) -> Response:
+    return HTMLResponse(DOCS_HTML)
+
+
+async def _docs_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name == "init.js":
+        return Response(DOCS_INIT_JS, media_type="text/javascript")
+    try:
+        content, media_type = docs_asset(name)
+    except KeyError:
+        raise NotFound(f"no asset {name!r}") from None
+    return Response(content, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
+
+
 def _routes(document: dict[str, Any], webhook_routes: list[BaseRoute]) -> list[BaseRoute]:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(DOCS_HTML)
-
     # Routing tries routes in order: the hottest ones go first.
     ordered = sorted(ENDPOINTS, key=lambda ep: ep.path not in _HOT_PATHS)
     routes: list[BaseRoute] = [Route(ep.path, ep.endpoint, methods=[ep.method]) for ep in ordered]
-    routes += [Route("/openapi.json", openapi, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+    routes += [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", _docs, methods=["GET"]),
+        Route("/docs/assets/{name}", _docs_asset, methods=["GET"]),
+    ]
     return routes + webhook_routes
+
+
+def _webhook_endpoints(prefix: str) -> list[Endpoint]:
+    """The webhook routes as the API document describes them (their tables live in catalytic.webhooks.api)."""
+    from catalytic.webhooks.api import OPERATIONS, ROUTES
+
+    described = []
+    for path, methods in ROUTES.items():
+        for method, endpoint in methods.items():
+            operation = OPERATIONS[path][method]
+            summary = (endpoint.__doc__ or "").strip().splitlines()[0].partition(": ")[2] or endpoint.__name__
+            described.append(
+                Endpoint(
+                    method,
+                    prefix + path,
+                    endpoint,
+                    summary,
+                    operation.request,
+                    operation.responses,
+                    operation.errors,
+                    tag="webhooks",
+                    query_model=operation.query,
+                    operation_id=f"webhooks_{endpoint.__name__}",
+                    body_optional=operation.body_optional,
+                    max_body_bytes=operation.max_body_bytes,
+                )
+            )
+    return described
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_vertices=settings.max_vertices,
+        inline_max_vertices=settings.inline_max_vertices,
+        max_request_memory_bytes=settings.max_request_memory_bytes,
+        max_page_limit=settings.max_page_limit,
+    )
 
 
 def _webhook_routes(app_state: Any, settings: Settings) -> list[BaseRoute]:
@@ -217,7 +278,7 @@ def _webhook_routes(app_state: Any, settings: Settings) -> list[BaseRoute]:
     from catalytic.webhooks.config import WebhookConfig
 
     config = WebhookConfig(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
-    return routes(lambda: app_state.service.db, config=config, prefix="/api/webhooks")
+    return routes(lambda: app_state.service.db, config=config, prefix=_WEBHOOKS_PREFIX)
 
 
 def _outbox() -> Any:
@@ -309,7 +370,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     configure_logging(settings.log_level)
     keys = settings.api_keys
-    document = openapi_document(ENDPOINTS)
+    document = openapi_document([*ENDPOINTS, *_webhook_endpoints(_WEBHOOKS_PREFIX)], _limits(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -426,6 +487,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=_routes(document, webhook_routes),
         middleware=[
             Middleware(RequestMiddleware, templates=templates),
+            Middleware(UnexpectedErrors),
             *_cross_site(settings),
             Middleware(ApiKeyMiddleware, keys=keys),
         ],

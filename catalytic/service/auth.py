@@ -8,13 +8,16 @@ which ``catalytic serve`` allows only on a loopback address.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["OPEN_PATHS", "ApiKeyMiddleware", "key_matches"]
+from catalytic.problems import problem_response
+
+__all__ = ["OPEN_PATHS", "OPEN_PREFIXES", "ApiKeyMiddleware", "key_matches"]
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+OPEN_PREFIXES = ("/docs/",)
+"""Paths under these are open too: the assets of the /docs page."""
 
 
 def key_matches(candidate: str, keys: Iterable[str]) -> bool:
@@ -24,6 +27,10 @@ def key_matches(candidate: str, keys: Iterable[str]) -> bool:
     for key in keys:
         found |= hmac.compare_digest(given, key.encode())
     return found
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def _presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -45,7 +52,7 @@ class ApiKeyMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys or _is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         presented = _presented_key(scope["headers"])
@@ -53,16 +60,5 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         message = "missing API key" if presented is None else "invalid API key"
-        body = json.dumps({"error": "unauthorized", "message": message, "fields": []}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="catalytic"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        headers = {"WWW-Authenticate": 'Bearer realm="catalytic"'}
+        await problem_response(scope, 401, "unauthorized", message, headers=headers)(scope, receive, send)

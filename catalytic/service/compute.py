@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from catalytic.errors import InvalidTypeError, MaskError, WeightsError
+from catalytic.errors import BlockedVertexError, InvalidTypeError, MaskError, WeightsError
 from catalytic.lattice import Lattice
 from catalytic.operations import run_operation
 
@@ -24,6 +24,7 @@ __all__ = [
     "answer_bodies",
     "array_bytes",
     "build_lattice",
+    "check_open_vertices",
     "decode_blocked",
     "decode_weights",
     "estimate_bytes",
@@ -56,9 +57,7 @@ def decode_blocked(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
         return np.unpackbits(packed, count=vertices, bitorder="little").astype(bool).reshape(shape)
     mask = np.zeros(shape, dtype=bool)
     if len(value):
-        coords = np.asarray(value, dtype=np.int64)
-        if coords.ndim != 2 or coords.shape[1] != len(shape):
-            raise MaskError("blocked", "coordinates of the wrong length", f"lists of {len(shape)} integers")
+        coords = _coordinate_rows(value, shape)
         bounds = np.asarray(shape, dtype=np.int64)
         outside = (coords < 0) | (coords >= bounds)
         if outside.any():
@@ -68,6 +67,24 @@ def decode_blocked(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
             )
         mask[tuple(coords.T)] = True
     return mask
+
+
+def _coordinate_rows(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Blocked coordinates as an ``(n, d)`` int64 array; a ragged row or an out-of-range number is named."""
+    try:
+        coords = np.asarray(value, dtype=np.int64)
+    except (ValueError, OverflowError, TypeError):
+        coords = None
+    if coords is not None and coords.ndim == 2 and coords.shape[1] == len(shape):
+        return coords
+    allowed = f"lists of {len(shape)} integers with 0 <= c[k] < {list(shape)}"
+    for row, coord in enumerate(value):
+        if not isinstance(coord, list | tuple | np.ndarray) or len(coord) != len(shape):
+            raise MaskError(f"blocked[{row}]", f"{coord!r} is not a coordinate of {len(shape)} integers", allowed)
+        for k, c in enumerate(coord):
+            if not isinstance(c, int | np.integer) or not 0 <= c < shape[k]:
+                raise MaskError(f"blocked[{row}][{k}]", f"{c!r} lies outside the lattice", allowed)
+    raise MaskError("blocked", "is not a list of coordinates", allowed)
 
 
 def decode_weights(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -82,11 +99,30 @@ def decode_weights(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
         return np.frombuffer(raw, dtype="<f8").reshape(shape)
     try:
         weights = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise WeightsError("weights", "is not a rectangular list of numbers", allowed) from None
     if weights.shape != shape:
         raise WeightsError("weights", f"shape {list(weights.shape)} does not match the lattice", allowed)
     return weights
+
+
+def check_open_vertices(lattice: Lattice, coords: list[list[int]], field: str) -> None:
+    """Refuse coordinates outside ``lattice`` or on a blocked vertex, naming ``field[i]`` of the first bad one.
+
+    Each vertex is looked up alone, so that checking a job's sources never materialises a large lattice's mask
+    in the server process.
+
+    Raises
+    ------
+    CoordinateError, InvalidTypeError
+        A coordinate of the wrong length or outside the lattice.
+    BlockedVertexError
+        A blocked vertex.
+    """
+    indices = lattice.index_of(coords, field).tolist()
+    for i, index in enumerate(indices):
+        if not lattice.is_open(index):
+            raise BlockedVertexError(f"{field}[{i}]", f"{coords[i]} is blocked", "an open vertex")
 
 
 def array_bytes(lattice: Lattice) -> dict[str, bytes]:

@@ -1,33 +1,52 @@
-"""HTTP error answers: one JSON body shape, and the mapping from library errors to status codes.
+"""HTTP error answers: the mapping from library errors to status codes, each answered as problem details.
+
+Every error the service answers, a route's, a middleware's, Starlette's own 404 and 405 and anything unexpected,
+has one body: RFC 9457 problem details (``application/problem+json``, :mod:`catalytic.problems`) with the stable
+``code``, the request id and the bad fields (``errors``). Raise one of these classes, or a library error, and the
+handlers here render it.
 
 ::
 
-    ServiceError          422       an answer other than 2xx, with a machine-readable ``error`` code
+    ServiceError          422       an answer other than 2xx, with a machine-readable ``code``
     ├── Forbidden         403       a foreign Origin on a state-changing request, a Host not allowed
     ├── NotFound          404       unknown lattice or job id
     ├── PayloadTooLarge   413       body, vertex or memory budget exceeded
     ├── UnsupportedMediaType 415    a body that is not ``application/json``
-    ├── Unavailable       503       MAX_LATTICES reached, job queue full (always with Retry-After)
+    ├── Unavailable       503       MAX_LATTICES reached, job queue full, backend missing (always with Retry-After)
     ├── Conflict          409       a job that already finished cannot be cancelled
     └── Timeout           504       an inline computation ran past the request time limit
 
 Library errors map as: InvalidInputError / InvalidTypeError → 422 (VertexBudgetError → 413),
-MemoryBudgetError → 413, pydantic ValidationError → 422 with one entry per field.
+MemoryBudgetError → 413, BackendUnavailableError → 503 with Retry-After, pydantic ValidationError → 422 with
+one entry per field, Starlette's HTTPException → its status (404 ``not_found``, 405 ``method_not_allowed``);
+anything else → 500 ``internal`` through :class:`UnexpectedErrors`, logged with its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from catalytic.errors import InvalidInputError, InvalidTypeError, MemoryBudgetError, VertexBudgetError
+from catalytic.errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    InvalidTypeError,
+    MemoryBudgetError,
+    VertexBudgetError,
+)
+from catalytic.problems import problem_response, set_request_id, validation_problems
+from catalytic.service import defaults
+from catalytic.service.logs import REQUEST_ID
 
 __all__ = [
+    "BackendUnavailable",
     "Conflict",
     "Forbidden",
     "NotFound",
@@ -35,9 +54,11 @@ __all__ = [
     "ServiceError",
     "Timeout",
     "Unavailable",
+    "UnexpectedErrors",
     "UnsupportedMediaType",
     "error_response",
     "exception_handlers",
+    "invalid_body",
     "validation_fields",
 ]
 
@@ -45,7 +66,7 @@ log = logging.getLogger("catalytic.service")
 
 
 class ServiceError(Exception):
-    """An HTTP answer carrying a status, an error code, a message and optional field details."""
+    """An HTTP answer carrying a status, a code, a message (the ``detail``) and optional field details."""
 
     status = 422
     code = "invalid_input"
@@ -93,8 +114,14 @@ class Unavailable(ServiceError):
     status = 503
     code = "unavailable"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    def __init__(self, message: str, retry_after: int, *, fields: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, fields=fields, headers={"Retry-After": str(retry_after)})
+
+
+class BackendUnavailable(Unavailable):
+    """A backend asked for by name that this server cannot run (no GPU here); another replica may have it."""
+
+    code = "backend_unavailable"
 
 
 class Conflict(ServiceError):
@@ -112,59 +139,93 @@ class Timeout(ServiceError):
 
 
 def error_response(
+    scope: Mapping[str, Any],
     status: int,
     code: str,
     message: str,
     fields: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """The one JSON error body: ``{"error": code, "message": ..., "fields": [{field, message, allowed}]}``."""
-    body = {"error": code, "message": message, "fields": fields or []}
-    return JSONResponse(body, status_code=status, headers=headers)
+    """The one error body: RFC 9457 problem details (:mod:`catalytic.problems`) for the request of ``scope``."""
+    return problem_response(scope, status, code, message, fields or [], headers)
 
 
-def validation_fields(exc: ValidationError) -> list[dict[str, Any]]:
-    """One ``{field, message, allowed}`` entry per pydantic error, with dotted field paths."""
-    out = []
-    for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        ctx = err.get("ctx") or {}
-        allowed = ", ".join(
-            f"{k} {v}" for k, v in ctx.items() if k in {"ge", "gt", "le", "lt", "min_length", "max_length", "expected"}
-        )
-        out.append({"field": field or "body", "message": err["msg"], "allowed": allowed or None})
-    return out
+def validation_fields(
+    exc: ValidationError, model: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """One ``{field, message, allowed}`` entry per pydantic error, with full field paths (``params.goal``)."""
+    return validation_problems(exc, model, prefix)
+
+
+def invalid_body(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> ServiceError:
+    """The 422 for a body (or the part of it at ``prefix``) that ``model`` refused, naming every bad field."""
+    return ServiceError("the request body does not match its schema", fields=validation_fields(exc, model, prefix))
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+    return error_response(request.scope, exc.status, exc.code, exc.message, exc.fields, exc.headers)
 
 
 async def _invalid_input(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InvalidInputError | InvalidTypeError)
     if isinstance(exc, VertexBudgetError):
-        return error_response(413, "too_large", str(exc), [exc.to_dict()])
-    return error_response(422, "invalid_input", str(exc), [exc.to_dict()])
+        return error_response(request.scope, 413, "too_large", str(exc), [exc.to_dict()])
+    return error_response(request.scope, 422, "invalid_input", str(exc), [exc.to_dict()])
 
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ValidationError)
     fields = validation_fields(exc)
-    return error_response(422, "invalid_input", "the request body does not match its schema", fields)
+    return error_response(request.scope, 422, "invalid_input", "the request body does not match its schema", fields)
 
 
 async def _memory_budget(request: Request, exc: Exception) -> Response:
-    return error_response(413, "too_large", str(exc), [{"field": "lattice", "message": str(exc), "allowed": None}])
+    fields = [{"field": "lattice", "message": str(exc), "allowed": None}]
+    return error_response(request.scope, 413, "too_large", str(exc), fields)
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> Response:
+    # Another replica (a GPU pod behind the same Service) may have the backend: worth a retry, so 503.
+    return error_response(
+        request.scope,
+        503,
+        "backend_unavailable",
+        f"the backend asked for cannot run on this server: {exc}",
+        [{"field": "backend", "message": str(exc), "allowed": "auto, or a backend this server has"}],
+        {"Retry-After": str(_retry_after(request))},
+    )
+
+
+def _retry_after(request: Request) -> int:
+    state = getattr(request.app.state, "service", None)
+    return int(state.settings.retry_after_s) if state is not None else defaults.RETRY_AFTER_S
 
 
 async def _bad_json(request: Request, exc: Exception) -> Response:
     return error_response(
+        request.scope,
         422,
         "invalid_json",
         f"the body is not valid JSON: {exc}",
         [{"field": "body", "message": str(exc), "allowed": "a JSON object"}],
     )
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    # Starlette's own refusals: no route for the path (404), a route without this method (405, with Allow).
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 404:
+        detail = f"no route {request.url.path!r}; the routes are listed in /openapi.json"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path!r}"
+    else:
+        detail = exc.detail
+    return error_response(request.scope, status, _HTTP_CODES.get(status, f"http_{status}"), detail, [], exc.headers)
 
 
 def exception_handlers() -> dict[Any, Any]:
@@ -175,5 +236,41 @@ def exception_handlers() -> dict[Any, Any]:
         InvalidTypeError: _invalid_input,
         ValidationError: _validation,
         MemoryBudgetError: _memory_budget,
+        BackendUnavailableError: _backend_unavailable,
         json.JSONDecodeError: _bad_json,
+        HTTPException: _http_exception,
     }
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler answered becomes a 500 problem, logged with its traceback.
+
+    It also puts the request id (set by the request middleware around it) into the scope, so every problem
+    answer below it, the webhook routes' included, carries it. Place it right inside the request middleware.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            set_request_id(scope, request_id)
+        started = False
+
+        async def send_tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if started:
+                raise  # the answer is under way: only the server can end it now
+            detail = "an unexpected error occurred; the server's log has its traceback under this request id"
+            await error_response(scope, 500, "internal", detail)(scope, receive, send)

@@ -1,73 +1,182 @@
-"""The OpenAPI 3.1 document, built from the route table and the pydantic models, and the /docs page."""
+"""The OpenAPI 3.1 document, built from the route tables and the pydantic models, and the /docs page.
+
+The document states the limits a request must keep, as configured: the vertex budget on a lattice's axis
+lengths and coordinates, the body size of each route, the page size, and all of them together under
+``info.x-limits``, so that a generated client or a fuzzer reads them from the document. Every error answer is
+described by one schema, ``Problem`` (RFC 9457 problem details, ``application/problem+json``).
+
+/docs serves Swagger UI from the files of the ``flask-swagger-ui`` wheel (the UI's own distribution; Flask is
+never imported): the page and its assets come from this server, nothing from the network.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+import mimetypes
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from catalytic import __version__
-from catalytic.service.schemas import ErrorResponse
+from catalytic.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from catalytic.service.schemas import MAX_AXES, PARAMS_MODELS, JobRequest, Problem
 
-__all__ = ["DOCS_HTML", "Endpoint", "openapi_document"]
+__all__ = ["DOCS_ASSETS", "DOCS_HTML", "DOCS_INIT_JS", "Endpoint", "Limits", "docs_asset", "openapi_document"]
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 _ERROR_TEXT = {
     401: "Missing or invalid API key",
+    403: "A Host that is not served, or a foreign Origin on a state-changing request",
     404: "Unknown id",
     409: "Conflicts with the resource's state",
+    410: "The result expired (RESULT_TTL) and was deleted",
     413: "Body, vertex or memory budget exceeded",
+    415: "A body that is not JSON",
     422: "Invalid input (field-level messages)",
-    503: "Capacity exhausted (Retry-After)",
+    503: "Capacity exhausted or backend missing (Retry-After)",
     504: "Past the request time limit",
 }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configured limits the document states (from :class:`catalytic.service.settings.Settings`)."""
+
+    max_body_bytes: int
+    max_vertices: int
+    inline_max_vertices: int
+    max_request_memory_bytes: int
+    max_page_limit: int
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """One route: where it lives, what it takes and what it answers."""
 
-    method: Literal["GET", "POST", "DELETE"]
+    method: str
+    """GET, POST, PATCH or DELETE."""
     path: str
     endpoint: Callable[..., Any]
     summary: str
     request: type[BaseModel] | None = None
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
-    query: tuple[tuple[str, str, str], ...] = ()
+    query: tuple[tuple[str, dict[str, Any] | str, str], ...] = ()
     open: bool = False
     tag: str = "lattices"
+    query_model: type[BaseModel] | None = None
+    """Query parameters described by a model (its fields, their schemas and defaults)."""
+    operation_id: str | None = None
+    """Defaults to the endpoint function's name."""
+    body_optional: bool = False
+    max_body_bytes: int | None = None
+    """The route's own body limit; None: the service's (``Limits.max_body_bytes``)."""
+    media_types: dict[int, str] = field(default_factory=dict)
+    """Success answers of another media type than JSON, by status (a schema-less download)."""
 
 
-def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
-    params = [
-        {"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+def _parameters(endpoint: Endpoint, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
         for name in endpoint.path.split("/")
         if name.startswith("{")
     ]
-    params += [
-        {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
-        for n, t, d in endpoint.query
-    ]
+    for name, schema, description in endpoint.query:
+        typed = {"type": schema} if isinstance(schema, str) else schema
+        params.append({"name": name, "in": "query", "required": False, "schema": typed, "description": description})
+    if endpoint.query_model is not None:
+        model_schema = endpoint.query_model.model_json_schema(ref_template=REF_TEMPLATE)
+        required = set(model_schema.get("required", []))
+        for name, prop in model_schema["properties"].items():
+            info = endpoint.query_model.model_fields[name]
+            entry = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            if info.description:
+                entry["description"] = info.description
+            params.append(entry)
     return params
 
 
-def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
-    """An OpenAPI 3.1 document with a request and response schema per route."""
-    models: set[type[BaseModel]] = {ErrorResponse}
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _state_limits(parts: list[dict[str, Any]], limits: Limits) -> None:
+    """Write the configured bounds where the models and routes marked them (``x-limit``)."""
+    for node in _walk(parts):
+        kind = node.pop("x-limit", None)
+        if kind == "coordinate":
+            node["maximum"] = limits.max_vertices - 1
+        elif kind == "axis":
+            node["maximum"] = limits.max_vertices
+        elif kind == "page_limit":
+            node["maximum"] = limits.max_page_limit
+        elif kind == "vertices":
+            node["x-max-vertices"] = limits.max_vertices
+            node["description"] = (
+                f"Axis lengths, 1 to {MAX_AXES} axes; their product, the vertex count, is at most "
+                f"{limits.max_vertices} (413 past it). Over {limits.inline_max_vertices} vertices a computation "
+                f"runs as a job (202), and one that would need more than {limits.max_request_memory_bytes} bytes "
+                "is refused (413)."
+            )
+
+
+def _job_params(schemas: dict[str, Any]) -> None:
+    """State what a job's ``params`` holds for each ``operation``, as JSON Schema conditionals."""
+    job = schemas.get(JobRequest.__name__)
+    if job is None:
+        return
+    job["allOf"] = [
+        {
+            "if": {"properties": {"operation": {"const": operation}}, "required": ["operation"]},
+            "then": {"properties": {"params": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}},
+        }
+        for operation, model in PARAMS_MODELS.items()
+    ]
+
+
+def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) -> dict[str, Any]:
+    """An OpenAPI 3.1 document with a request and response schema per route and the configured limits.
+
+    Parameters
+    ----------
+    endpoints : list of Endpoint
+        Every route to describe.
+    limits : Limits, optional
+        The configured limits; without them the document states only what the models check.
+
+    Returns
+    -------
+    dict
+        The document, JSON-able.
+    """
+    models: set[type[BaseModel]] = {Problem}
     for ep in endpoints:
         if ep.request is not None:
             models.add(ep.request)
         models.update(m for m in ep.responses.values() if m is not None)
+    if JobRequest in models:
+        models.update(PARAMS_MODELS.values())
     ordered = sorted(models, key=lambda m: m.__name__)
-    refs, top = models_json_schema([(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}")
+    refs, top = models_json_schema([(m, "validation") for m in ordered], ref_template=REF_TEMPLATE)
     schemas = dict(top.get("$defs", {}))
+    _job_params(schemas)
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         return refs[(model, "validation")]
 
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": ref(Problem)}}
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
         responses: dict[str, Any] = {}
@@ -75,34 +184,63 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "description": model.__doc__.strip().splitlines()[0] if model and model.__doc__ else "OK"
             }
+            content: dict[str, Any] = {}
             if model is not None:
-                entry["content"] = {"application/json": {"schema": ref(model)}}
+                content["application/json"] = {"schema": ref(model)}
+            if status in ep.media_types:
+                content[ep.media_types[status]] = {"schema": {"type": "string", "format": "binary"}}
+            if content:
+                entry["content"] = content
             responses[str(status)] = entry
-        errors = set(ep.errors) | ({422} if ep.request is not None else set()) | (set() if ep.open else {401})
+        errors = set(ep.errors) | {403} | (set() if ep.open else {401})
+        if ep.request is not None:
+            errors |= {413, 415, 422}
+        if ep.query or ep.query_model is not None:
+            errors.add(422)
         for status in sorted(errors):
-            responses[str(status)] = {
-                "description": _ERROR_TEXT[status],
-                "content": {"application/json": {"schema": ref(ErrorResponse)}},
-            }
+            responses[str(status)] = {"description": _ERROR_TEXT[status], "content": problem}
         operation: dict[str, Any] = {
             "summary": ep.summary,
-            "operationId": ep.endpoint.__name__,
+            "operationId": ep.operation_id or ep.endpoint.__name__,
             "tags": [ep.tag],
-            "parameters": _parameters(ep),
+            "parameters": _parameters(ep, schemas),
             "responses": responses,
         }
         if ep.request is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(ep.request)}}}
+            body_limit = ep.max_body_bytes or (limits.max_body_bytes if limits is not None else None)
+            operation["requestBody"] = {
+                "required": not ep.body_optional,
+                "content": {"application/json": {"schema": ref(ep.request)}},
+                "description": "JSON" + (f", at most {body_limit} bytes (413 past it)" if body_limit else ""),
+            }
+            if body_limit:
+                operation["requestBody"]["x-max-body-bytes"] = body_limit
         if ep.open:
             operation["security"] = []
         paths.setdefault(ep.path, {})[ep.method.lower()] = operation
+    if limits is not None:
+        _state_limits([schemas, paths], limits)
+    for node in _walk([schemas, paths]):
+        node.pop("x-limit", None)
+    info: dict[str, Any] = {
+        "title": "catalytic",
+        "version": __version__,
+        "description": "Shortest paths, distance fields and components on implicit d-dimensional lattices. "
+        "Every error is RFC 9457 problem details (application/problem+json) with a stable `code`, the "
+        "`request_id` and the bad fields in `errors`.",
+    }
+    if limits is not None:
+        info["x-limits"] = {
+            "max_body_bytes": limits.max_body_bytes,
+            "max_vertices": limits.max_vertices,
+            "inline_max_vertices": limits.inline_max_vertices,
+            "max_request_memory_bytes": limits.max_request_memory_bytes,
+            "max_page_limit": limits.max_page_limit,
+            "axes": [1, MAX_AXES],
+        }
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "catalytic",
-            "version": __version__,
-            "description": "Shortest paths, distance fields and components on implicit d-dimensional lattices.",
-        },
+        "info": info,
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -115,41 +253,55 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
     }
 
 
+DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "index.css", "favicon-32x32.png", "favicon-16x16.png")
+"""The Swagger UI files /docs/assets/{name} serves (a fixed list: no other path reaches the disk)."""
+
+_ASSET_PACKAGE = "flask_swagger_ui"
+
+
+@cache
+def _assets_dir() -> Path:
+    # find_spec locates the package without importing it (its __init__ would import Flask).
+    spec = importlib.util.find_spec(_ASSET_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the {_ASSET_PACKAGE} package (Swagger UI's files) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "dist"
+
+
+@cache
+def docs_asset(name: str) -> tuple[bytes, str]:
+    """The bytes and media type of one Swagger UI file named in :data:`DOCS_ASSETS`.
+
+    Raises
+    ------
+    KeyError
+        A name not in the list.
+    FileNotFoundError
+        The Swagger UI package is not installed.
+    """
+    if name not in DOCS_ASSETS:
+        raise KeyError(name)
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return (_assets_dir() / name).read_bytes(), media_type
+
+
 DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>catalytic API</title>
-<style>
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
-h1{margin-bottom:.2rem} .op{border:1px solid #ddd;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}
-.m{display:inline-block;min-width:4.5rem;font-weight:700}
-.GET{color:#1565c0} .POST{color:#2e7d32} .DELETE{color:#c62828}
-code,pre{font:13px ui-monospace,monospace} pre{background:#f6f8fa;padding:.6rem;overflow:auto;max-height:24rem}
-details summary{cursor:pointer}
-</style></head><body>
-<h1>catalytic API</h1><p id="info">Loading <a href="/openapi.json">/openapi.json</a>…</p><div id="ops"></div>
-<h2>Schemas</h2><div id="schemas"></div>
-<script>
-fetch("/openapi.json").then(r => r.json()).then(doc => {
-  const esc = s => String(s).replace(/[&<>]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;"}[c]));
-  document.getElementById("info").innerHTML = esc(doc.info.description) + " Version " + esc(doc.info.version) +
-    ". Machine-readable: <a href='/openapi.json'>/openapi.json</a>.";
-  const ops = document.getElementById("ops");
-  for (const [path, methods] of Object.entries(doc.paths)) {
-    for (const [method, op] of Object.entries(methods)) {
-      const m = method.toUpperCase();
-      const body = op.requestBody ? op.requestBody.content["application/json"].schema.$ref.split("/").pop() : null;
-      const codes = Object.entries(op.responses)
-        .map(([c, r]) => "<li><b>" + c + "</b> " + esc(r.description) + "</li>").join("");
-      ops.insertAdjacentHTML("beforeend", "<div class='op'><span class='m " + m + "'>" + m + "</span><code>" +
-        esc(path) + "</code> — " + esc(op.summary) +
-        (body ? "<br>Body: <a href='#" + body + "'>" + body + "</a>" : "") +
-        "<ul>" + codes + "</ul></div>");
-    }
-  }
-  const schemas = document.getElementById("schemas");
-  for (const [name, schema] of Object.entries(doc.components.schemas)) {
-    schemas.insertAdjacentHTML("beforeend", "<details id='" + name + "'><summary>" + esc(name) + "</summary><pre>" +
-      esc(JSON.stringify(schema, null, 2)) + "</pre></details>");
-  }
-});
-</script></body></html>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"><link rel="stylesheet" href="/docs/assets/index.css">
+<link rel="icon" type="image/png" href="/docs/assets/favicon-32x32.png" sizes="32x32">
+</head><body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/assets/init.js"></script>
+</body></html>
 """
+
+DOCS_INIT_JS = """window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout",
+  validatorUrl: null
+});
+"""
+"""The page's one script of its own, served as a file (/docs/assets/init.js) so the page needs no inline script."""

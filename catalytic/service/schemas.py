@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 __all__ = [
     "AnalyzeRequest",
@@ -12,22 +12,40 @@ __all__ = [
     "ComponentsRequest",
     "ComponentsResponse",
     "DistanceFieldRequest",
-    "ErrorResponse",
+    "FieldProblem",
     "HealthResponse",
     "JobAccepted",
     "JobRequest",
+    "JobResult",
     "JobStatus",
     "LatticeCreate",
+    "LatticeDeleted",
     "LatticeInfo",
     "LatticeList",
     "PathRequest",
     "PathResponse",
+    "Problem",
     "ReadyResponse",
     "TransformRequest",
     "TransformResponse",
 ]
 
-Coordinate = Annotated[list[StrictInt], Field(min_length=1, max_length=10)]
+INT64_MAX = 2**63 - 1
+MAX_AXES = 10
+"""A lattice has 1 to 10 axes."""
+
+# "x-limit" marks a bound that comes from the settings: the API document states the configured value there
+# (catalytic.service.openapi); the models themselves check only what holds whatever the settings say.
+CoordinateValue = Annotated[StrictInt, Field(ge=0, le=INT64_MAX, json_schema_extra={"x-limit": "coordinate"})]
+Coordinate = Annotated[
+    list[CoordinateValue],
+    Field(
+        min_length=1,
+        max_length=MAX_AXES,
+        description="A vertex: one integer per axis, 0 <= c[k] < shape[k].",
+    ),
+]
+AxisLength = Annotated[StrictInt, Field(ge=1, le=INT64_MAX, json_schema_extra={"x-limit": "axis"})]
 Method = Literal["auto", "bfs", "bidirectional", "astar", "dijkstra"]
 BackendName = Literal["auto", "numpy", "numba", "cupy"]
 Operation = Literal["shortest_path", "distance_field", "components", "analyze"]
@@ -59,8 +77,17 @@ Obstacle = Annotated[RandomObstacles | BoxObstacle, Field(discriminator="kind")]
 class LatticeCreate(_Model):
     """A lattice: shape, periodic axes, obstacle generators, an optional explicit mask and weights."""
 
-    shape: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=1, max_length=10)]
-    periodic: StrictBool | Annotated[list[StrictBool], Field(min_length=1, max_length=10)] = False
+    shape: Annotated[
+        list[AxisLength],
+        Field(
+            min_length=1,
+            max_length=MAX_AXES,
+            description="Axis lengths, 1 to 10 axes; their product, the vertex count, is within the vertex budget "
+            "(413 past it).",
+            json_schema_extra={"x-limit": "vertices"},
+        ),
+    ]
+    periodic: StrictBool | Annotated[list[StrictBool], Field(min_length=1, max_length=MAX_AXES)] = False
     obstacles: Annotated[list[Obstacle], Field(max_length=1024)] = []
     blocked: list[Coordinate] | str | None = Field(
         None,
@@ -139,7 +166,9 @@ class AnalyzeResponse(BaseModel):
     edges: int
     components: int
     largest_component: int
-    degree_histogram: list[int]
+    degree_histogram: dict[Annotated[str, StringConstraints(pattern=r"^[0-9]+$")], int] = Field(
+        description="Open vertices by degree: the degree (as a JSON object key) and how many open vertices have it."
+    )
     diameter: dict[str, Any]
     backend: str | None = None
     elapsed_ms: float | None = None
@@ -172,7 +201,11 @@ class JobRequest(_Model):
     operation: Operation
     lattice_id: str | None = Field(None, max_length=64)
     lattice: LatticeCreate | None = None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="shortest_path: ShortestPathParams; distance_field: DistanceFieldParams; components and "
+        "analyze: none ({}).",
+    )
     backend: BackendName | None = None
 
     @model_validator(mode="after")
@@ -204,13 +237,21 @@ class JobStatus(BaseModel):
 
 
 TransformOp = Literal["xor", "add", "rotate", "permute"]
+DTYPE_PATTERN = (
+    r"^[<>=|]?(?:[biufc][0-9]{1,2}|[?bBhHiIlLqQpPefdgFDG]|bool|u?int(?:8|16|32|64)?|float(?:16|32|64|96|128)?"
+    r"|complex(?:64|128|192|256)?|half|single|double|longdouble)$"
+)
 
 
 class TransformRequest(_Model):
     """An array (base64 of its C-order bytes, with dtype and shape) and the reversible operation(s) to apply."""
 
     data: str
-    dtype: str = Field(max_length=32)
+    dtype: str = Field(
+        max_length=32,
+        pattern=DTYPE_PATTERN,
+        description="A NumPy dtype of booleans, integers, floats or complex numbers: float64, <u4, |b1, ...",
+    )
     shape: Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(max_length=32)]
     op: TransformOp | Annotated[list[TransformOp], Field(min_length=1, max_length=16)]
     seed: Annotated[StrictInt, Field(ge=0, le=2**64 - 1)] = 0
@@ -226,12 +267,43 @@ class TransformResponse(BaseModel):
     seed: int
 
 
-class ErrorResponse(BaseModel):
-    """Every error: a code, a message and the offending fields with their allowed ranges."""
+class FieldProblem(BaseModel):
+    """One bad field of a request."""
 
-    error: str
+    field: str = Field(description="Its full path in the request: params.goal, obstacles[0].p; body for the body.")
     message: str
-    fields: list[dict[str, Any]]
+    allowed: str | None = Field(description="What the field may hold, when that can be said.")
+
+
+class Problem(BaseModel):
+    """Every error: RFC 9457 problem details (application/problem+json) with a code, the request id and fields."""
+
+    type: str = Field(description="urn:catalytic:problem:<code>")
+    title: str
+    status: Annotated[int, Field(ge=400, le=599)]
+    detail: str
+    instance: str | None = Field(description="The request's path.")
+    code: str = Field(description="Stable and machine-readable: invalid_input, too_large, not_found, ...")
+    request_id: str | None = Field(description="Also in the X-Request-ID header, and in the server's log lines.")
+    errors: list[FieldProblem]
+
+
+class LatticeDeleted(BaseModel):
+    """The lattice is gone, with its arrays."""
+
+    id: str
+    deleted: bool
+
+
+class JobResult(BaseModel):
+    """A succeeded job's answer; an array result is downloaded from ``array.url`` (.npy)."""
+
+    id: str
+    operation: str
+    result: dict[str, Any]
+    array_url: str | None
+    array: dict[str, Any] | None
+    expires_at: float | None
 
 
 class HealthResponse(BaseModel):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from catalytic.lattice import Lattice
@@ -19,7 +20,7 @@ from catalytic.service import compute
 from catalytic.service import db as queries
 from catalytic.service.bodies import BodyParser
 from catalytic.service.cache import LRU, ResultCache
-from catalytic.service.errors import NotFound, PayloadTooLarge, Timeout
+from catalytic.service.errors import BackendUnavailable, NotFound, PayloadTooLarge, Timeout, invalid_body
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import Emit, JobRunner
 from catalytic.service.pool import Outcome, ProcessPool
@@ -102,6 +103,26 @@ class ServiceState:
             f"the computation ran past the request time limit of {self.settings.request_timeout_s} s; "
             "submit it as a job (POST /api/jobs)"
         )
+
+    async def check_backend(self, backend: str | None, *, job: bool) -> None:
+        """Refuse (503 with Retry-After) a backend asked for by name that this server cannot run.
+
+        Another replica may have it (GPU pods behind the same Service), hence 503 and not 422. A job runs on the
+        Ray cluster when ``RAY_ADDRESS`` is set, where the workers' backends count, not this server's.
+        """
+        if backend is None or backend == "auto" or (job and os.environ.get("RAY_ADDRESS")):
+            return
+        from catalytic.kernels.backend import backends
+
+        available = await asyncio.to_thread(backends)  # probes once per process; a probe may import CuPy
+        if backend not in available:
+            raise BackendUnavailable(
+                f"the {backend} backend cannot run on this server (it has: {', '.join(available)})",
+                self.settings.retry_after_s,
+                fields=[
+                    {"field": "backend", "message": "not available here", "allowed": ", ".join(["auto", *available])}
+                ],
+            )
 
     def check_size(self, vertices: int, weighted: bool) -> None:
         """Refuse (413) a lattice over the per-request vertex or memory budget."""
@@ -207,6 +228,9 @@ async def read_model(request: Request, model: type[M]) -> M:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks) or b"{}"
-    if st.bodies is None:
-        return model.model_validate_json(raw)
-    return await st.bodies.parse(model, raw)
+    try:
+        if st.bodies is None:
+            return model.model_validate_json(raw)
+        return await st.bodies.parse(model, raw)
+    except ValidationError as exc:
+        raise invalid_body(exc, model) from None

@@ -18,17 +18,19 @@ GET       /api/webhooks/events/{event_id}                  one event with its de
 ========  ===============================================  ===============================================
 
 The endpoint functions live in :mod:`catalytic.webhooks.routes`, one module per resource; :data:`ROUTES` lists
-them all. Errors are JSON: 422 with one entry per bad field, 404 for an unknown id, 409 for a conflicting state,
-413 for an oversized body. Authentication is the mounting app's: pass its middleware to :func:`routes`, or
-wrap the app.
+them all. Errors are problem details (:mod:`catalytic.problems`): 422 naming each bad field, 404 for an unknown
+id, 409 for a conflicting state, 413 for an oversized body. Authentication is the mounting app's: pass its
+middleware to :func:`routes`, or wrap the app.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
+from pydantic import BaseModel
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,8 +41,20 @@ from catalytic.webhooks.config import WebhookConfig
 from catalytic.webhooks.routes import endpoints, events, replay
 from catalytic.webhooks.routes._http import ANSWERED, MAX_BODY_BYTES, ApiContext, error_response
 from catalytic.webhooks.safety import Resolver, system_resolver
+from catalytic.webhooks.schemas import (
+    Delivery,
+    DeliveryList,
+    EndpointList,
+    EndpointView,
+    EndpointWithSecret,
+    Event,
+    EventQueued,
+    Replayed,
+    ReplayedOne,
+    SecretRotated,
+)
 
-__all__ = ["MAX_BODY_BYTES", "ROUTES", "routes"]
+__all__ = ["MAX_BODY_BYTES", "OPERATIONS", "ROUTES", "Operation", "routes"]
 
 Endpoint = Callable[[Request, ApiContext], Awaitable[Response]]
 
@@ -58,12 +72,47 @@ ROUTES: Final[dict[str, dict[str, Endpoint]]] = {
 }
 
 
+@dataclass(frozen=True)
+class Operation:
+    """What one route takes and answers, for the API document (the mounting app builds it)."""
+
+    responses: dict[int, type[BaseModel] | None]
+    request: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    body_optional: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+# Keyed like ROUTES: path under the prefix, then method.
+OPERATIONS: Final[dict[str, dict[str, Operation]]] = {
+    "": {
+        "POST": Operation({201: EndpointWithSecret}, endpoints.EndpointCreate),
+        "GET": Operation({200: EndpointList}, query=endpoints.PageQuery),
+    },
+    "/events/{event_id}": {"GET": Operation({200: Event}, errors=(404,))},
+    "/{endpoint_id}": {
+        "GET": Operation({200: EndpointView}, errors=(404,)),
+        "PATCH": Operation({200: EndpointView}, endpoints.EndpointUpdate, errors=(404,)),
+        "DELETE": Operation({204: None}, errors=(404,)),
+    },
+    "/{endpoint_id}/rotate-secret": {
+        "POST": Operation({200: SecretRotated}, endpoints.RotateSecret, errors=(404,), body_optional=True)
+    },
+    "/{endpoint_id}/test": {"POST": Operation({202: EventQueued}, errors=(404, 409))},
+    "/{endpoint_id}/replay": {"POST": Operation({202: Replayed}, replay.ReplaySince, errors=(404,))},
+    "/{endpoint_id}/deliveries": {"GET": Operation({200: DeliveryList}, query=events.DeliveryQuery, errors=(404,))},
+    "/{endpoint_id}/deliveries/{delivery_id}": {"GET": Operation({200: Delivery}, errors=(404,))},
+    "/{endpoint_id}/deliveries/{delivery_id}/replay": {"POST": Operation({202: ReplayedOne}, errors=(404, 409))},
+}
+
+
 def _bind(endpoint: Endpoint, ctx: ApiContext) -> Callable[[Request], Awaitable[Response]]:
     async def answer(request: Request) -> Response:
         try:
             return await endpoint(request, ctx)
         except ANSWERED as exc:
-            return error_response(exc)
+            return error_response(request, exc)
 
     answer.__name__ = endpoint.__name__
     return answer

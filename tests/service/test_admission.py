@@ -77,8 +77,8 @@ async def test_a_job_that_could_never_fit_is_refused_up_front_naming_the_limit(m
         refused = await service.client.post("/api/lattice/distance-field", json=body)
         assert refused.status_code == 413, refused.text
         answer = refused.json()
-        assert str(600 * 2**20) in answer["message"] and "setting" in answer["message"]
-        assert answer["fields"][0]["field"] == "shape" and str(budget) in answer["fields"][0]["allowed"]
+        assert str(600 * 2**20) in answer["detail"] and "setting" in answer["detail"]
+        assert answer["errors"][0]["field"] == "shape" and str(budget) in answer["errors"][0]["allowed"]
         assert await service.state.db.fetchval("SELECT COUNT(*) FROM service_jobs") == 0
         fits = await service.client.post("/api/lattice/distance-field", json={**body, "lattice": {"shape": [50, 50]}})
         assert fits.status_code == 202

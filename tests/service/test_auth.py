@@ -18,10 +18,10 @@ async def test_keys_are_required_outside_open_paths(make_settings: Any, caplog: 
     async for service in start_service(make_settings(CATALYTIC_API_KEYS="alpha-key, beta-key", LOG_LEVEL="DEBUG")):
         client = service.client
         missing = await client.post("/api/lattice/create", json={"shape": [3]})
-        assert missing.status_code == 401 and missing.json()["message"] == "missing API key"
+        assert missing.status_code == 401 and missing.json()["detail"] == "missing API key"
         assert missing.headers["www-authenticate"].startswith("Bearer")
         wrong = await client.get("/api/lattices", headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401 and wrong.json()["message"] == "invalid API key"
+        assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid API key"
         assert (await client.get("/api/lattices", headers={"Authorization": "Basic alpha-key"})).status_code == 401
         assert (await client.get("/api/webhooks")).status_code == 401
         bearer = await client.post(

@@ -148,7 +148,7 @@ async def test_expired_results_and_their_files_are_swept(make_settings: Any, tmp
         assert outcome == {"records": 1, "files": 1, "store_bytes": 0}
         assert list(results.iterdir()) == []
         gone = await service.client.get(f"/api/jobs/{job['id']}/result")
-        assert gone.status_code == 410 and "RESULT_TTL" in gone.json()["message"]
+        assert gone.status_code == 410 and "RESULT_TTL" in gone.json()["detail"]
         assert (await service.client.get(f"/api/jobs/{job['id']}")).json()["status"] == "succeeded"
 
 

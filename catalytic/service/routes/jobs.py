@@ -12,11 +12,13 @@ import base64
 import time
 from collections.abc import Iterator
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from catalytic.service import db as queries
-from catalytic.service.errors import Conflict, NotFound, ServiceError
+from catalytic.service.compute import check_open_vertices
+from catalytic.service.errors import Conflict, NotFound, ServiceError, invalid_body
 from catalytic.service.jobs import job_event, job_timings
 from catalytic.service.results import ResultNotStored, open_store, store_config
 from catalytic.service.routes._submit import submit_job
@@ -37,13 +39,19 @@ async def create_job(request: Request) -> Response:
     """POST /api/jobs: queue an operation; 202 with the job id and a Location header."""
     st = service(request)
     body = await read_model(request, JobRequest)
-    params = PARAMS_MODELS[body.operation].model_validate(body.params).model_dump()
+    params_model = PARAMS_MODELS[body.operation]
+    try:
+        params = params_model.model_validate(body.params).model_dump()
+    except ValidationError as exc:
+        raise invalid_body(exc, params_model, ("params",)) from None
     resolved = await st.resolve(body.lattice_id, body.lattice)
+    # Bad input is refused now (422), not accepted and failed later: endpoints and sources in range and open.
     if body.operation == "shortest_path":
-        resolved.lattice.index_of(params["start"], "params.start")
-        resolved.lattice.index_of(params["goal"], "params.goal")
+        resolved.lattice.check_vertex(params["start"], "params.start")
+        resolved.lattice.check_vertex(params["goal"], "params.goal")
     elif body.operation == "distance_field":
-        resolved.lattice.index_of(params["sources"], "params.sources")
+        await st.compute(check_open_vertices, resolved.lattice, params["sources"], "params.sources")
+    await st.check_backend(body.backend, job=True)
     return await submit_job(st, body.operation, resolved, params, body.backend)
 
 

@@ -141,7 +141,9 @@ async def _computation(
     """Run an operation inline (compute processes or threads, time limit), or as a job when it is too large."""
     st = service(request)
     lattice = resolved.lattice
-    if lattice.vertices > st.settings.inline_max_vertices:
+    as_job = lattice.vertices > st.settings.inline_max_vertices
+    await st.check_backend(backend, job=as_job)
+    if as_job:
         return await submit_job(st, operation, resolved, params, backend)
     t0 = time.perf_counter()
     outcome = await st.run_inline(resolved, operation, params, backend)
@@ -221,5 +223,6 @@ async def distance_field(request: Request) -> Response:
     st = service(request)
     body = await read_model(request, DistanceFieldRequest)
     resolved = await st.resolve(body.lattice_id, body.lattice)
-    resolved.lattice.index_of(body.sources, "sources")
+    await st.compute(compute.check_open_vertices, resolved.lattice, body.sources, "sources")
+    await st.check_backend(body.backend, job=True)
     return await submit_job(st, "distance_field", resolved, {"sources": body.sources}, body.backend)

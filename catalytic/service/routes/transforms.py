@@ -25,7 +25,7 @@ def _array(body: TransformRequest) -> np.ndarray:
     allowed = "a numpy dtype of booleans, integers, floats or complex numbers, e.g. float64 or <u4"
     try:
         dtype = np.dtype(body.dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):  # NumPy's dtype parser raises each of these for bad text
         raise InvalidTypeError("dtype", f"{body.dtype!r} is not a dtype", allowed) from None
     if dtype.kind not in _KINDS:
         raise InvalidTypeError("dtype", f"{body.dtype!r} is not a numeric dtype", allowed)

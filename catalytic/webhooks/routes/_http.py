@@ -1,12 +1,13 @@
 """What every webhook route shares: the context of one mounted API, its error answers, and reading requests.
 
-An error answers ``{"error": code, "detail": ...}``: 422 ``validation_error`` with one entry per bad field,
-404 ``not_found``, 409 for a conflicting state, 413 ``body_too_large``.
+An error answers with the problem details every catalytic API answers with (:mod:`catalytic.problems`): 422
+``invalid_input`` naming each bad field in ``errors``, 404 ``not_found``, 409 for a conflicting state
+(``endpoint_disabled``, ``delivery_pending``), 413 ``too_large``. A body is parsed by pydantic's JSON parser,
+whose nesting limit turns a body nested a thousand deep into a 422, not a RecursionError.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from catalytic.errors import InvalidInputError, InvalidTypeError
+from catalytic.problems import problem_response, validation_problems
 from catalytic.storage import Connection, Database
 from catalytic.webhooks import store
 from catalytic.webhooks.config import WebhookConfig
@@ -64,13 +66,14 @@ class ApiContext:
 
 
 class HTTPError(Exception):
-    """An answer other than 2xx: a status, an error code and its detail."""
+    """An answer other than 2xx: a status, an error code, its detail and the bad fields."""
 
-    def __init__(self, status: int, code: str, detail: Any) -> None:
+    def __init__(self, status: int, code: str, detail: str, errors: Sequence[dict[str, Any]] = ()) -> None:
         super().__init__(code)
         self.status = status
         self.code = code
         self.detail = detail
+        self.errors = list(errors)
 
 
 def not_found(what: str, value: str) -> HTTPError:
@@ -78,56 +81,46 @@ def not_found(what: str, value: str) -> HTTPError:
     return HTTPError(404, "not_found", f"no {what} with id {value!r}")
 
 
-def invalid(field: str, message: str) -> HTTPError:
+def invalid(field: str, message: str, allowed: str | None = None) -> HTTPError:
     """The 422 for one bad ``field``."""
-    return HTTPError(422, "validation_error", [{"field": field, "message": message}])
+    return HTTPError(
+        422, "invalid_input", f"{field}: {message}", [{"field": field, "message": message, "allowed": allowed}]
+    )
 
 
 # The errors a route answers with JSON; anything else is a bug and propagates.
 ANSWERED = (HTTPError, ValidationError, InvalidInputError, InvalidTypeError)
 
 
-def error_response(exc: HTTPError | ValidationError | InvalidInputError | InvalidTypeError) -> JSONResponse:
-    """The JSON answer to one of the :data:`ANSWERED` errors a route raised."""
+def error_response(
+    request: Request, exc: HTTPError | ValidationError | InvalidInputError | InvalidTypeError
+) -> JSONResponse:
+    """The problem details answer to one of the :data:`ANSWERED` errors a route raised."""
     if isinstance(exc, HTTPError):
-        status, code, detail = exc.status, exc.code, exc.detail
-    elif isinstance(exc, ValidationError):
-        status, code, detail = 422, "validation_error", _field_errors(exc)
-    else:
-        status, code, detail = 422, "validation_error", [exc.to_dict()]
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+        return problem_response(request.scope, exc.status, exc.code, exc.detail, exc.errors)
+    if isinstance(exc, ValidationError):
+        return problem_response(request.scope, 422, "invalid_input", "invalid input", validation_problems(exc))
+    return problem_response(request.scope, 422, "invalid_input", str(exc), [exc.to_dict()])
 
 
-def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
-
-
-async def _json_body(request: Request, *, optional: bool) -> Any:
+async def _json_body(request: Request, *, optional: bool) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPError(413, "body_too_large", f"the body is {declared} bytes (allowed: at most {MAX_BODY_BYTES})")
+        raise HTTPError(413, "too_large", f"the body is {declared} bytes (allowed: at most {MAX_BODY_BYTES})")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            raise HTTPError(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes (allowed: at most that)")
+            raise HTTPError(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes (allowed: at most that)")
     if not raw.strip():
         if optional:
-            return {}
-        raise invalid("body", "a JSON object is required")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise invalid("body", f"invalid JSON: {exc}") from exc
+            return b"{}"
+        raise invalid("body", "a JSON object is required", "a JSON object")
+    return bytes(raw)
 
 
-def _parse(model: type[_Model], data: Any) -> _Model:
-    if not isinstance(data, dict):
-        raise invalid("body", "must be a JSON object")
-    return model.model_validate(data)
+def _refused(exc: ValidationError, model: type[BaseModel]) -> HTTPError:
+    return HTTPError(422, "invalid_input", "the request does not match its schema", validation_problems(exc, model))
 
 
 async def read_body(request: Request, model: type[_Model], *, optional: bool = False) -> _Model:
@@ -135,12 +128,19 @@ async def read_body(request: Request, model: type[_Model], *, optional: bool = F
 
     An empty body reads as ``{}`` when ``optional``, and is refused otherwise.
     """
-    return _parse(model, await _json_body(request, optional=optional))
+    raw = await _json_body(request, optional=optional)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _refused(exc, model) from None
 
 
 def read_query(request: Request, model: type[_Model]) -> _Model:
     """The query string validated against ``model`` (422 on error)."""
-    return _parse(model, dict(request.query_params))
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise _refused(exc, model) from None
 
 
 async def endpoint_or_404(conn: Connection, endpoint_id: str) -> dict[str, Any]:

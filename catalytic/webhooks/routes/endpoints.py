@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 MAX_DESCRIPTION = 1000
+MAX_OFFSET = 2**63 - 1
 
 EventType = Literal[
     "job.succeeded", "job.failed", "job.cancelled", "lattice.created", "lattice.deleted", "webhook.test",
@@ -78,7 +79,7 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Endpoints to skip (a 64-bit SQL integer).")
 
 
 async def create(request: Request, ctx: ApiContext) -> Response:

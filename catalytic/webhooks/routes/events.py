@@ -29,7 +29,7 @@ class DeliveryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: DeliveryStatus | None = None
-    since: float | None = Field(default=None, ge=0)
+    since: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
 
 

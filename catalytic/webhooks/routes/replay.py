@@ -17,7 +17,7 @@ class ReplaySince(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: float = Field(ge=0)
+    since: float = Field(ge=0, allow_inf_nan=False)
 
 
 async def replay_one(request: Request, ctx: ApiContext) -> Response:

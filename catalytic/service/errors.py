@@ -19,7 +19,9 @@ handlers here render it.
 Library errors map as: InvalidInputError / InvalidTypeError → 422 (VertexBudgetError → 413),
 MemoryBudgetError → 413, BackendUnavailableError → 503 with Retry-After, pydantic ValidationError → 422 with
 one entry per field, Starlette's HTTPException → its status (404 ``not_found``, 405 ``method_not_allowed``);
-anything else → 500 ``internal`` through :class:`UnexpectedErrors`, logged with its traceback.
+DatabaseUnavailable (the database refused or lost the connection) → 503 ``database_unavailable`` with Retry-After,
+from a handler or from :class:`UnexpectedErrors`; anything else → 500 ``internal`` through :class:`UnexpectedErrors`,
+logged with its traceback.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from catalytic.errors import (
 from catalytic.problems import problem_response, set_request_id, validation_problems
 from catalytic.service import defaults
 from catalytic.service.logs import REQUEST_ID
+from catalytic.storage import DatabaseUnavailable
 
 __all__ = [
     "BackendUnavailable",
@@ -197,6 +200,16 @@ async def _backend_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+def _outage(scope: Mapping[str, Any], retry_after: int) -> JSONResponse:
+    # The database is restarting or out of reach: the request changed nothing and can be sent again as it is.
+    message = "the database cannot be reached now; retry after the delay given"
+    return error_response(scope, 503, "database_unavailable", message, [], {"Retry-After": str(retry_after)})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    return _outage(request.scope, _retry_after(request))
+
+
 def _retry_after(request: Request) -> int:
     state = getattr(request.app.state, "service", None)
     return int(state.settings.retry_after_s) if state is not None else defaults.RETRY_AFTER_S
@@ -237,6 +250,7 @@ def exception_handlers() -> dict[Any, Any]:
         ValidationError: _validation,
         MemoryBudgetError: _memory_budget,
         BackendUnavailableError: _backend_unavailable,
+        DatabaseUnavailable: _database_unavailable,
         json.JSONDecodeError: _bad_json,
         HTTPException: _http_exception,
     }
@@ -268,6 +282,12 @@ class UnexpectedErrors:
 
         try:
             await self.app(scope, receive, send_tracked)
+        except DatabaseUnavailable as exc:
+            # Raised where no handler reaches (the middleware reading API keys, say): still an outage, not a fault.
+            log.warning("database unavailable answering %s %s: %s", scope["method"], scope["path"], exc)
+            if started:
+                raise
+            await _outage(scope, defaults.RETRY_AFTER_S)(scope, receive, send)
         except Exception:
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             if started:

@@ -6,13 +6,21 @@ with ``$1, $2`` placeholders. :func:`migrate` applies the Alembic migrations in 
 
 from __future__ import annotations
 
-from catalytic.storage.database import Connection, Database, is_postgres_url, open_database, sqlite_file
+from catalytic.storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    is_postgres_url,
+    open_database,
+    sqlite_file,
+)
 from catalytic.storage.migrate import migrate
 from catalytic.storage.partitions import ensure_month_partitions
 
 __all__ = [
     "Connection",
     "Database",
+    "DatabaseUnavailable",
     "ensure_month_partitions",
     "is_postgres_url",
     "migrate",

@@ -23,13 +23,13 @@ import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
-__all__ = ["Connection", "Database", "is_postgres_url", "open_database", "sqlite_file"]
+__all__ = ["Connection", "Database", "DatabaseUnavailable", "is_postgres_url", "open_database", "sqlite_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,26 +184,60 @@ class Database(ABC):
         """Close every connection."""
 
 
+class DatabaseUnavailable(ConnectionError):
+    """The database cannot be reached now: refused, lost or restarting. Nothing was committed by the failed call;
+    the same call can be tried again later."""
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` from asyncpg means the server could not be reached (not that a statement was wrong)."""
+    import asyncpg
+
+    lost = (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.TooManyConnectionsError,
+    )
+    return isinstance(exc, lost) and not isinstance(exc, DatabaseUnavailable)
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if _connection_lost(exc):
+            raise DatabaseUnavailable(f"the database cannot be reached: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
 class _AsyncpgQueries:
-    """The query methods on an asyncpg connection or pool (``_queries``), rows returned as dicts."""
+    """The query methods on an asyncpg connection or pool (``_queries``), rows returned as dicts; a lost or refused
+    connection raises :class:`DatabaseUnavailable`."""
 
     _queries: Any
 
     async def execute(self, sql: str, *args: Any) -> str:
-        return str(await self._queries.execute(sql, *args))
+        with _reachable():
+            return str(await self._queries.execute(sql, *args))
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._queries.executemany(sql, list(args))
+        with _reachable():
+            await self._queries.executemany(sql, list(args))
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._queries.fetch(sql, *args)]
+        with _reachable():
+            return [dict(r) for r in await self._queries.fetch(sql, *args)]
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        row = await self._queries.fetchrow(sql, *args)
+        with _reachable():
+            row = await self._queries.fetchrow(sql, *args)
         return None if row is None else dict(row)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._queries.fetchval(sql, *args)
+        with _reachable():
+            return await self._queries.fetchval(sql, *args)
 
 
 class _PgConnection(_AsyncpgQueries):
@@ -230,9 +264,20 @@ class PostgresDatabase(_AsyncpgQueries, Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            scoped = _PgConnection(conn)
-            yield scoped
+        raised: BaseException | None = None
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                scoped = _PgConnection(conn)
+                try:
+                    yield scoped
+                except BaseException as exc:
+                    raised = exc
+                    raise
+        except Exception as exc:
+            # The body's own exception passes as it is; losing the server at BEGIN, COMMIT or ROLLBACK is an outage.
+            if exc is not raised and _connection_lost(exc):
+                raise DatabaseUnavailable(f"the database cannot be reached: {type(exc).__name__}: {exc}") from exc
+            raise
         _run_after_commit(scoped.committed)
 
     async def dedicated_connection(self) -> Any:

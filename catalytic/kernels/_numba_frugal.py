@@ -67,7 +67,7 @@ def _atomic_rmw_or(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
     return sig, codegen
 
 
-@overload(atomic_or)
+@overload(atomic_or, inline="always")
 def _atomic_or_compiled(array: Any, index: Any, value: Any) -> Any:
     # numba wants the implementation's parameters exactly as the overload declares them, annotations included
     def swap(array: Any, index: Any, value: Any) -> Any:

@@ -70,7 +70,7 @@ def _cttz(typingctx: Any, word: Any) -> Any:
     return sig, codegen
 
 
-@overload(trailing_zeros)
+@overload(trailing_zeros, inline="always")
 def _trailing_zeros_compiled(word: Any) -> Any:
     # numba wants the implementation's parameters exactly as the overload declares them, annotations included
     def count(word: Any) -> Any:

@@ -9,8 +9,9 @@ no equal lattice holds one (the call is cold). Graph peers are timed by each doc
 their A* with the Manhattan heuristic beside their BFS. The first call of every row is reported as ``first``;
 the compile cost of a fresh process is measured in a subprocess.
 
-The suite refuses to publish (writes nothing, exits 1) when a profile's stages add up to more than its total,
-when an end-to-end row was not checked cold on every call, or when one is faster than building the mask alone.
+A full run refuses to publish (writes nothing, exits 1) when a profile's stages add up to more than its total
+or an end-to-end row was not checked cold on every call; a quick run, whose timings mean nothing, lists them
+under ``publication_problems`` instead.
 
 Every row's answer (path length, component count, distance-field digest) is checked against the answer
 most rows give; a row that disagrees is flagged.
@@ -73,11 +74,14 @@ def main(argv: Sequence[str]) -> int:
         gc.collect()
     cold = cold_runs(cfg) if not args.no_cold and "numba" in available else []
     problems = publication_problems(cases)
-    if problems:
+    if problems and not cfg.quick:
         print("not published: " + "; ".join(problems), file=sys.stderr)
         return 1
+    if problems:
+        print("a full run would not publish this: " + "; ".join(problems), file=sys.stderr)
     targets = evaluate_targets(cases)
     result = payload(cases, references, targets, cold, cfg, available)
+    result["publication_problems"] = problems
     json_path, md_path = write_results("kernels", result, render(cases, targets, cold, cfg), load_started=started)
     print(f"wrote {json_path} and {md_path}")
     if result["disagreements"]:

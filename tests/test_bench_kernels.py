@@ -91,16 +91,22 @@ def test_publication_problems_name_each_figure_that_cannot_be_right() -> None:
     assert "more than the total" in publication_problems({"5d-corner": case})[0]
 
 
-def test_the_suite_writes_nothing_when_a_figure_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_run_writes_nothing_when_a_figure_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def refused_case(cfg: object) -> Case:
-        case = Case("3d-200", {"shape": SHAPE}, {})
+        facts = {"shape": list(SHAPE), "obstacle_density": 0.2, "vertices": 216, "open_vertices": 170}
+        facts |= {"start": [0, 0, 0], "goal": [5, 5, 5], "load_average_at_start": [0.0, 0.0, 0.0]}
+        facts |= {"start_substituted": False, "goal_substituted": False}
+        case = Case("3d-200", {"shape": SHAPE}, facts)
         case.profile["components"] = {"label": 2.0, "python_overhead": -1.0, "python_overhead_se": 0.0}
         return case
 
     monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
     monkeypatch.setitem(suite_kernels.RUNNERS, "3d-200", refused_case)
-    assert suite_kernels.main(["--quick", "--only", "3d-200", "--no-cold"]) == 1
+    assert suite_kernels.main(["--only", "3d-200", "--no-cold"]) == 1
     assert list(tmp_path.iterdir()) == []
+    assert suite_kernels.main(["--quick", "--only", "3d-200", "--no-cold"]) == 0  # a quick run lists them
+    stored = json.loads((tmp_path / "kernels.json").read_text(encoding="utf-8"))
+    assert "more than the total" in stored["publication_problems"][0]
 
 
 def test_published_end_to_end_rows_were_checked_cold() -> None:

@@ -71,6 +71,34 @@ def load_facts(started: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def wait_for_quiet(threshold: float, minutes: float, poll_s: float = 60.0) -> dict[str, Any]:
+    """Wait until the 1-minute load average is under ``threshold``, polling every ``poll_s``, at most ``minutes``.
+
+    Returns what happened (``quiet``, the loads seen, the seconds waited); a run that starts anyway is marked
+    noisy by :func:`load_facts` when the load stays over the core count.
+    """
+    seen: list[float] = []
+    started = time.monotonic()
+    while True:
+        current = load_average()[:1]
+        seen += current
+        if not current or current[0] < threshold:
+            return {
+                "threshold": threshold,
+                "quiet": True,
+                "loads_seen": seen,
+                "waited_s": round(time.monotonic() - started),
+            }
+        if time.monotonic() - started + poll_s > minutes * 60:
+            return {
+                "threshold": threshold,
+                "quiet": False,
+                "loads_seen": seen,
+                "waited_s": round(time.monotonic() - started),
+            }
+        time.sleep(poll_s)
+
+
 def load_line(load: dict[str, Any]) -> str:
     """One Markdown line on the load average of a run, and a warning when the run was noisy."""
     before = load["before"][0] if load["before"] else "not recorded"

@@ -7,15 +7,22 @@ served the same way in the same run:
 * ``cached_path``: the same path query on a stored 5-D 10^5 lattice again and again (answered from L1).
 * ``uncached_path``: a different start/goal pair on every request (distinct pairs of open vertices).
 * ``create_delete``: create a small lattice, delete it, repeat (database writes).
+* ``create_delete_postgres`` (with ``--database-url``): the same against a fresh database on that PostgreSQL.
+* ``create_delete_sqlite_normal``: the same on SQLite with ``CATALYTIC_SQLITE_SYNCHRONOUS=NORMAL``.
+* ``*_before`` (with ``--baseline-rev``): the create + delete rows served by the library as it was at that
+  revision, in the same run: the baseline of the write-path changes.
 
 wrk runs with 2 threads and 100 connections; a Lua ``done`` hook reports requests, errors and latency
 percentiles. Targets (2 cores, 2 workers, 100 connections): cached path >= 10,000 req/s and >= 50 % of bare
-with p95 < 50 ms; uncached 5-D path p95 < 25 ms; no errors.
+with p95 < 50 ms; uncached 5-D path p95 < 25 ms; create + delete p95 < 200 ms on SQLite and PostgreSQL; no
+errors. Before measuring, the suite waits (``--quiet-load``, ``--quiet-minutes``) for the 1-minute load average
+to fall under a threshold, and records what it saw.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -30,7 +37,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.common import markdown_table, write_results
+from bench.common import REPO, begin_run, markdown_table, wait_for_quiet, write_results
 
 SHAPE = [10, 10, 10, 10, 10]
 OBSTACLES = [{"kind": "random", "p": 0.2, "seed": 1}]
@@ -225,6 +232,78 @@ end
 """
 
 
+def _baseline_tree(rev: str, workdir: Path) -> Path:
+    """The ``catalytic`` package as it was at ``rev``, unpacked under ``workdir`` (put first on PYTHONPATH)."""
+    tree = workdir / f"baseline-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "catalytic"], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _fresh_database(url: str, name: str) -> str:
+    """A new, empty database ``name`` on the server of ``url``; its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def _postgres_settings(url: str) -> dict[str, str]:
+    import asyncpg
+
+    async def read() -> dict[str, str]:
+        conn = await asyncpg.connect(url)
+        try:
+            names = ("server_version", "fsync", "synchronous_commit", "max_connections", "shared_buffers")
+            return {name: str(await conn.fetchval(f"SHOW {name}")) for name in names}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def _write_case(
+    wrk: str, env: dict[str, str], workdir: Path, name: str, seconds: int, *, database_url: str | None = None,
+    tree: Path | None = None, extra: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """create + delete at 100 connections against a fresh ``catalytic serve --workers 2`` (its own database)."""
+    case_env = dict(env) | (extra or {})
+    case_env["CATALYTIC_SQLITE_PATH"] = str(workdir / f"{name}.db")
+    if tree is not None:
+        case_env["PYTHONPATH"] = os.pathsep.join([str(tree), str(REPO)])
+    if database_url is not None:
+        case_env["DATABASE_URL"] = _fresh_database(database_url, f"bench_load_{name}")
+        subprocess.run([sys.executable, "-m", "catalytic.cli", "migrate"], env=case_env, check=True, cwd=workdir)
+    port = _free_port()
+    server = Server(
+        [sys.executable, "-m", "catalytic.cli", "serve", "--workers", "2", "--port", str(port)],
+        case_env, port, "/ready", workdir / f"{name}.log",
+    )  # fmt: skip
+    try:
+        _wrk(wrk, f"{server.base}/", _CREATE_DELETE, 2, CONNECTIONS, workdir, "warmup", server.process.pid)
+        row = _wrk(wrk, f"{server.base}/", _CREATE_DELETE, seconds, CONNECTIONS, workdir, name, server.process.pid)
+    finally:
+        server.stop()
+        if database_url is not None:
+            asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "bench_load_{name}" WITH (FORCE)'))
+    row["database"] = "postgresql" if database_url else "sqlite"
+    row["code"] = "baseline" if tree is not None else "current"
+    return row
+
+
 def _open_points(count: int) -> list[list[int]]:
     from catalytic import Lattice
 
@@ -269,6 +348,19 @@ def _targets(rows: dict[str, dict[str, Any]], load: tuple[float, float]) -> list
             f"connections on {cores} cores queue about 100 x {quiet['p50_ms']:.1f} / {cores} = {queueing:.0f} ms "
             f"(measured p50 {uncached['p50_ms']:.0f} ms)",
         ),
+        *[
+            (
+                f"create + delete p95 < 200 ms ({label})", rows[name]["p95_ms"] < 200,
+                f"{rows[name]['p95_ms']:.0f} ms at {rows[name]['req_per_s']:.0f} req/s" + (
+                    f" (before: {rows[name + '_before']['p95_ms']:.0f} ms at "
+                    f"{rows[name + '_before']['req_per_s']:.0f} req/s)" if name + "_before" in rows else ""),
+                f"at 100 connections the latency is about connections / rate (Little's law): "
+                f"{rows[name]['server_cpu_ms_per_request']:.2f} ms of server CPU per request on {cores} cores shared "
+                f"with wrk; {machine}",
+            )
+            for name, label in (("create_delete", "SQLite"), ("create_delete_postgres", "PostgreSQL"))
+            if name in rows
+        ],
         (
             "0 errors", all(r["errors"] == 0 for r in rows.values()),
             ", ".join(f"{k}: {r['errors']}" for k, r in rows.items()), "see error_detail in load.json",
@@ -278,7 +370,11 @@ def _targets(rows: dict[str, dict[str, Any]], load: tuple[float, float]) -> list
 
 
 def _report(
-    rows: dict[str, dict[str, Any]], targets: list[dict[str, Any]], load: tuple[float, float], seconds: int
+    rows: dict[str, dict[str, Any]],
+    targets: list[dict[str, Any]],
+    load: tuple[float, float],
+    seconds: int,
+    setup: dict[str, Any],
 ) -> tuple[dict[str, Any], str]:
     """The JSON payload and the Markdown body of the result files."""
     header = [
@@ -300,7 +396,8 @@ def _report(
     table = [[r[c] for c in columns] for r in rows.values()]
     verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"], t["cause"] or ""] for t in targets]
     payload = {
-        "setup": {
+        "setup": setup
+        | {
             "tool": "wrk 4.1 (2 threads, Lua done hook for percentiles)",
             "server": "catalytic serve --workers 2 (uvicorn, uvloop, httptools), SQLite, no Redis, LOG_LEVEL=WARNING, "
             "inline computations in compute processes (CATALYTIC_COMPUTE_POOL=process)",
@@ -317,7 +414,12 @@ def _report(
         f"cached_path alternate over {ROUNDS} rounds and the median round is shown; uncached_path runs {ROUNDS} "
         f"rounds and the round with the median p95 is shown (p95 of each round: "
         f"{', '.join(f'{v:.1f}' for v in rows['uncached_path']['rounds_p95_ms'])} ms). "
-        "`uncached_path_2conn` is the uncached query at 2 connections (service time without queueing).\n\n"
+        "`uncached_path_2conn` is the uncached query at 2 connections (service time without queueing). "
+        "The create + delete rows each run against a fresh server and database: `create_delete` on SQLite "
+        "(synchronous FULL, the default), `create_delete_sqlite_normal` with CATALYTIC_SQLITE_SYNCHRONOUS=NORMAL, "
+        "`create_delete_postgres` on PostgreSQL; rows ending `_before` are served by the library at "
+        f"{setup.get('baseline_rev') or 'no baseline'} (before the write-path changes), in this same run. "
+        f"Quiet wait: {json.dumps(setup.get('quiet_wait'))}.\n\n"
         + markdown_table(header, table)
         + "\n\n"
         + markdown_table(["target", "verdict", "measured", "cause (measured in this run)"], verdicts)
@@ -330,8 +432,14 @@ def main(argv: list[str]) -> int:
     """Run the load suite and write bench/results/load.{json,md}."""
     parser = argparse.ArgumentParser(prog="python -m bench load")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each measured wrk run")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL server for the create + delete row")
+    parser.add_argument("--baseline-rev", default=None, help="also serve create + delete with catalytic/ at this rev")
+    parser.add_argument("--quiet-load", type=float, default=1.5, help="wait for a 1-minute load under this")
+    parser.add_argument("--quiet-minutes", type=float, default=30.0, help="at most this long (0: do not wait)")
     args = parser.parse_args(argv)
     wrk = _ensure_wrk()
+    quiet = wait_for_quiet(args.quiet_load, args.quiet_minutes) if args.quiet_minutes > 0 else None
+    begin_run()  # the load before the measured run, not before the wait
     workdir = Path(tempfile.mkdtemp(prefix="catalytic-load-"))
     env = {
         k: v
@@ -398,16 +506,31 @@ def main(argv: list[str]) -> int:
         }
         rows["uncached_path_2conn"] = _wrk(wrk, url, script.replace("local counter = 0", "local counter = 1000000"),
                                            args.seconds, 2, workdir, "uncached_path_2conn", service_pid)  # fmt: skip
-        rows["create_delete"] = _wrk(
-            wrk, f"{service.base}/", _CREATE_DELETE, args.seconds, CONNECTIONS, workdir, "create_delete", service_pid
-        )
+        service.stop()
+        tree = _baseline_tree(args.baseline_rev, workdir) if args.baseline_rev else None
+        # Each write row on a fresh server and database; a baseline row right before its current one.
+        cases: list[tuple[str, str | None, dict[str, str] | None]] = [("create_delete", None, None)]
+        if args.database_url:
+            cases.append(("create_delete_postgres", args.database_url, None))
+        cases.append(("create_delete_sqlite_normal", None, {"CATALYTIC_SQLITE_SYNCHRONOUS": "NORMAL"}))
+        for name, database, extra in cases:
+            if tree is not None and extra is None:
+                rows[f"{name}_before"] = _write_case(
+                    wrk, env, workdir, f"{name}_before", args.seconds, database_url=database, tree=tree
+                )
+            rows[name] = _write_case(wrk, env, workdir, name, args.seconds, database_url=database, extra=extra)
     finally:
         bare.stop()
         service.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     load = (load_before, os.getloadavg()[0])
     targets = _targets(rows, load)
-    payload, markdown = _report(rows, targets, load, args.seconds)
+    setup = {
+        "baseline_rev": args.baseline_rev,
+        "quiet_wait": quiet,
+        "postgres": _postgres_settings(args.database_url) if args.database_url else None,
+    }
+    payload, markdown = _report(rows, targets, load, args.seconds, setup)
     write_results("load", payload, markdown)
     print(markdown)
     return 0

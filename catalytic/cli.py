@@ -1,4 +1,5 @@
-"""The ``catalytic`` command: ``serve``, ``worker``, ``migrate``, ``warmup``; ``path``, ``analyze``, ``components``.
+"""The ``catalytic`` command: ``serve``, ``worker``, ``migrate``, ``warmup``, ``keys``; ``path``, ``analyze``,
+``components``.
 
 Exit status: 0 on success, 1 when ``path`` finds no path, 2 on bad input or a refused configuration.
 """
@@ -81,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="also compare every answer with the numpy backend's (exit 1 if any differ)"
     )
     warmup.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    keys = commands.add_parser("keys", help="manage the API keys of the api_keys table (stored as digests)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    add = key_commands.add_parser("add", help="make a key for a tenant; prints it once")
+    add.add_argument("tenant", help="the tenant the key belongs to")
+    add.add_argument("--label", default="", help="free text shown by keys list (who holds the key)")
+    key_commands.add_parser("list", help="ids, tenants, labels and dates of the keys (never a key)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id (every server stops taking it within 5 s)")
+    revoke.add_argument("key_id", help="the id keys add printed")
 
     path = commands.add_parser("path", help="one shortest path")
     _lattice_arguments(path)
@@ -237,6 +247,42 @@ def _migrate() -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from catalytic.service import keys
+    from catalytic.service.logs import configure_logging
+    from catalytic.service.settings import Settings
+    from catalytic.storage import migrate, open_database
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    migrate(settings.database_url, sqlite_path=settings.sqlite_path)
+
+    async def run() -> int:
+        db = await open_database(settings.database_url, sqlite_path=settings.sqlite_path)
+        try:
+            if args.keys_command == "add":
+                try:
+                    key_id, key = await keys.add_key(db, args.tenant, args.label)
+                except ValueError as exc:
+                    print(f"catalytic keys add: {exc}", file=sys.stderr)
+                    return 2
+                # The key itself goes to stdout only, this once; it is stored as a digest.
+                print(json.dumps({"id": key_id, "tenant": args.tenant, "key": key}))
+                return 0
+            if args.keys_command == "list":
+                for row in await keys.list_keys(db):
+                    print(json.dumps(row))
+                return 0
+            if await keys.revoke_key(db, args.key_id):
+                return 0
+            print(f"catalytic keys revoke: no valid key {args.key_id!r}", file=sys.stderr)
+            return 2
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
 def _lattice(args: argparse.Namespace) -> Any:
     from catalytic.lattice import Lattice
 
@@ -359,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate()
     if args.command == "warmup":
         return _warmup(args)
+    if args.command == "keys":
+        return _keys(args)
     return _one_off(args)
 
 

@@ -33,6 +33,7 @@ from catalytic.service.crosssite import CrossSiteMiddleware
 from catalytic.service.errors import NotFound, UnexpectedErrors, exception_handlers
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.jobs import JobRunner, replica_id
+from catalytic.service.keys import KeyRing
 from catalytic.service.lifeline import die_with_parent
 from catalytic.service.logs import configure_logging
 from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_metrics_server
@@ -65,6 +66,7 @@ from catalytic.service.schemas import (
 from catalytic.service.settings import Settings
 from catalytic.service.state import ServiceState
 from catalytic.service.telemetry import RequestMiddleware
+from catalytic.tenancy import parse_key_lines
 
 __all__ = ["ENDPOINTS", "create_app"]
 
@@ -284,8 +286,8 @@ def _webhook_routes(app_state: Any, settings: Settings) -> list[BaseRoute]:
 def _outbox() -> Any:
     from catalytic.webhooks.store import emit
 
-    async def record(conn: Any, event_type: str, data: dict[str, Any]) -> None:
-        await emit(conn, event_type, data)
+    async def record(conn: Any, event_type: str, data: dict[str, Any], *, tenant: str) -> None:
+        await emit(conn, event_type, data, tenant=tenant)
 
     return record
 
@@ -369,7 +371,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    keys = settings.api_keys
+    keys = KeyRing(parse_key_lines(",".join(settings.api_keys)))
     document = openapi_document([*ENDPOINTS, *_webhook_endpoints(_WEBHOOKS_PREFIX)], _limits(settings))
 
     @contextlib.asynccontextmanager
@@ -429,6 +431,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         state.bodies = BodyParser(settings.cores_per_process, settings.parse_offload_bytes, settings.max_vertices)
         app.state.service = state
+        await keys.attach(database)
         runner.start()
         _count_fallbacks()
         # Loads the compiled kernels off the event loop now, so the first request does not pay for it.
@@ -445,8 +448,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)
         worker = await _webhook_worker(settings) if settings.run_webhook_worker else None
-        if keys:
-            log.info("API keys required (%d configured)", len(keys))
+        if keys.required:
+            log.info("API keys required (%d configured, %d in the table)", len(keys.configured), len(keys.table))
         else:
             log.warning("no API keys configured: serving without authentication (loopback only)")
         log.info(

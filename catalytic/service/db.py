@@ -1,4 +1,9 @@
-"""Queries for lattices, their uploaded arrays, jobs and job results (schema: migrations 0002_service, 0003_job_leases).
+"""Queries for lattices, their uploaded arrays, jobs and job results (schema: migrations 0002_service, 0003_job_leases,
+0005_tenants).
+
+Lattices, jobs and results belong to a tenant (:mod:`catalytic.tenancy`). Every query a route runs for a client
+names the client's tenant, so another tenant's id reads as unknown; the job runner's own queries (claim, lease,
+finish) go by job id alone.
 
 SQL uses ``$n`` placeholders on both PostgreSQL and SQLite (the storage layer translates). Timestamps are
 float epoch seconds, JSON is stored as text, ids are text.
@@ -11,6 +16,8 @@ import secrets
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from catalytic.tenancy import IMPLICIT_TENANT
 
 __all__ = [
     "Queries",
@@ -32,6 +39,7 @@ __all__ = [
     "insert_job",
     "insert_lattice",
     "job_status",
+    "lattice_exists",
     "list_lattices",
     "new_id",
     "renew_lease",
@@ -52,10 +60,10 @@ class Queries(Protocol):
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
 
 
-_LATTICE_COLUMNS = "id, spec, vertices, open_vertices, edges, memory, created_at"
+_LATTICE_COLUMNS = "id, spec, vertices, open_vertices, edges, memory, created_at, tenant"
 _JOB_COLUMNS = (
     "id, operation, lattice_id, spec, params, backend, status, progress, error, owner, created_at, started_at, "
-    "finished_at, has_array, lease_expires_at, attempts"
+    "finished_at, has_array, lease_expires_at, attempts, tenant"
 )
 # A queued job whose owner never renewed its lease counts as leased for one lease from its creation.
 _LEASE = "COALESCE(lease_expires_at, created_at + $3)"
@@ -75,26 +83,40 @@ def _lattice(row: Mapping[str, Any]) -> dict[str, Any]:
         "edges": int(row["edges"]),
         "memory": json.loads(row["memory"]),
         "created_at": float(row["created_at"]),
+        "tenant": row["tenant"],
     }
 
 
-async def get_lattice(db: Queries, lattice_id: str) -> dict[str, Any] | None:
-    """A stored lattice, or None when unknown or deleted."""
-    row = await db.fetchrow(f"SELECT {_LATTICE_COLUMNS} FROM service_lattices WHERE id = $1", lattice_id)
+async def get_lattice(db: Queries, lattice_id: str, tenant: str) -> dict[str, Any] | None:
+    """A stored lattice of ``tenant``, or None when unknown, deleted or another tenant's."""
+    row = await db.fetchrow(
+        f"SELECT {_LATTICE_COLUMNS} FROM service_lattices WHERE id = $1 AND tenant = $2", lattice_id, tenant
+    )
     return None if row is None else _lattice(row)
 
 
-async def list_lattices(db: Queries, cursor: str | None, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` lattices with ids after ``cursor``, in id (creation) order."""
+async def lattice_exists(db: Queries, lattice_id: str, tenant: str) -> bool:
+    """Whether ``tenant`` has a lattice stored under ``lattice_id`` (one indexed read)."""
+    found = await db.fetchval("SELECT 1 FROM service_lattices WHERE id = $1 AND tenant = $2", lattice_id, tenant)
+    return found is not None
+
+
+async def list_lattices(db: Queries, tenant: str, cursor: str | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` lattices of ``tenant`` with ids after ``cursor``, in id (creation) order."""
     rows = await db.fetch(
-        f"SELECT {_LATTICE_COLUMNS} FROM service_lattices WHERE id > $1 ORDER BY id LIMIT $2", cursor or "", limit
+        f"SELECT {_LATTICE_COLUMNS} FROM service_lattices WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
+        tenant,
+        cursor or "",
+        limit,
     )
     return [_lattice(r) for r in rows]
 
 
-async def count_lattices(db: Queries) -> int:
-    """How many lattices are stored."""
-    return int(await db.fetchval("SELECT COUNT(*) FROM service_lattices"))
+async def count_lattices(db: Queries, tenant: str | None = None) -> int:
+    """How many lattices are stored: ``tenant``'s, or every tenant's when None."""
+    if tenant is None:
+        return int(await db.fetchval("SELECT COUNT(*) FROM service_lattices"))
+    return int(await db.fetchval("SELECT COUNT(*) FROM service_lattices WHERE tenant = $1", tenant))
 
 
 async def oldest_queued_job_created_at(db: Queries) -> float | None:
@@ -116,7 +138,7 @@ async def results_bytes(db: Queries) -> int:
 async def insert_lattice(db: Queries, record: Mapping[str, Any], arrays: Mapping[str, bytes]) -> None:
     """Store a lattice and its uploaded arrays (call inside a transaction)."""
     await db.execute(
-        f"INSERT INTO service_lattices ({_LATTICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        f"INSERT INTO service_lattices ({_LATTICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         record["id"],
         json.dumps(record["spec"]),
         record["vertices"],
@@ -124,6 +146,7 @@ async def insert_lattice(db: Queries, record: Mapping[str, Any], arrays: Mapping
         record["edges"],
         json.dumps(record["memory"]),
         record["created_at"],
+        record.get("tenant", IMPLICIT_TENANT),
     )
     await insert_arrays(db, record["id"], arrays)
 
@@ -142,9 +165,11 @@ async def fetch_arrays(db: Queries, owner_id: str) -> dict[str, bytes]:
     return {r["name"]: bytes(r["data"]) for r in rows}
 
 
-async def delete_lattice(db: Queries, lattice_id: str) -> bool:
-    """Delete a lattice and its arrays (call inside a transaction); False when it did not exist."""
-    deleted = await db.fetchval("DELETE FROM service_lattices WHERE id = $1 RETURNING id", lattice_id)
+async def delete_lattice(db: Queries, lattice_id: str, tenant: str) -> bool:
+    """Delete a lattice of ``tenant`` and its arrays (call inside a transaction); False when it did not exist."""
+    deleted = await db.fetchval(
+        "DELETE FROM service_lattices WHERE id = $1 AND tenant = $2 RETURNING id", lattice_id, tenant
+    )
     if deleted is None:
         return False
     await db.execute("DELETE FROM service_arrays WHERE owner_id = $1", lattice_id)
@@ -163,10 +188,10 @@ def _job(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def insert_job(db: Queries, job: Mapping[str, Any]) -> None:
-    """Record a queued job."""
+    """Record a queued job of ``job["tenant"]`` (the implicit tenant when absent)."""
     await db.execute(
         "INSERT INTO service_jobs (id, operation, lattice_id, spec, params, backend, status, progress, owner, "
-        "created_at, has_array) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0.0, $7, $8, 0)",
+        "created_at, has_array, tenant) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0.0, $7, $8, 0, $9)",
         job["id"],
         job["operation"],
         job["lattice_id"],
@@ -175,12 +200,18 @@ async def insert_job(db: Queries, job: Mapping[str, Any]) -> None:
         job["backend"],
         job["owner"],
         job["created_at"],
+        job.get("tenant", IMPLICIT_TENANT),
     )
 
 
-async def get_job(db: Queries, job_id: str) -> dict[str, Any] | None:
-    """A job record, or None."""
-    row = await db.fetchrow(f"SELECT {_JOB_COLUMNS} FROM service_jobs WHERE id = $1", job_id)
+async def get_job(db: Queries, job_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+    """A job record, or None; with ``tenant`` given, None for another tenant's job too."""
+    if tenant is None:
+        row = await db.fetchrow(f"SELECT {_JOB_COLUMNS} FROM service_jobs WHERE id = $1", job_id)
+    else:
+        row = await db.fetchrow(
+            f"SELECT {_JOB_COLUMNS} FROM service_jobs WHERE id = $1 AND tenant = $2", job_id, tenant
+        )
     return None if row is None else _job(row)
 
 
@@ -297,7 +328,8 @@ async def finish_job(
     if body is not None:
         await db.execute(
             "INSERT INTO service_results (job_id, body, npy, created_at, array_ref, array_sha256, array_bytes, "
-            "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "expires_at, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+            "(SELECT tenant FROM service_jobs WHERE id = $1))",
             job_id,
             json.dumps(body),
             None if array is None else array.get("npy"),
@@ -310,13 +342,15 @@ async def finish_job(
     return True
 
 
-async def cancel_job(db: Queries, job_id: str, now: float) -> bool:
-    """Cancel a queued or running job (inside a transaction); False when it had already finished."""
+async def cancel_job(db: Queries, job_id: str, now: float, tenant: str | None = None) -> bool:
+    """Cancel a queued or running job (of ``tenant`` when given; inside a transaction); False when it had already
+    finished."""
     cancelled = await db.fetchval(
         "UPDATE service_jobs SET status = 'cancelled', finished_at = $2 "
-        "WHERE id = $1 AND status IN ('queued', 'running') RETURNING id",
+        "WHERE id = $1 AND tenant = COALESCE($3, tenant) AND status IN ('queued', 'running') RETURNING id",
         job_id,
         now,
+        tenant,
     )
     return cancelled is not None
 

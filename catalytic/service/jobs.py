@@ -56,8 +56,9 @@ __all__ = [
 
 log = logging.getLogger("catalytic.service")
 
-Emit = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
-"""``emit(conn, event_type, data)``: records an event in the same transaction as the state change."""
+Emit = Callable[..., Awaitable[Any]]
+"""``emit(conn, event_type, data, tenant=...)``: records an event for ``tenant``'s webhook endpoints in the same
+transaction as the state change."""
 
 
 def replica_id() -> str:
@@ -479,7 +480,8 @@ class JobRunner:
         # Every completion goes through here, inside the transaction that records it (outbox).
         if self.emit is not None:
             job = await queries.get_job(conn, job_id)
-            await self.emit(conn, f"job.{status}", job_event(job))
+            assert job is not None
+            await self.emit(conn, f"job.{status}", job_event(job), tenant=job["tenant"])
 
     async def renew_leases(self) -> None:
         """Extend the lease of every job queued or running here; note those that ended or were taken over."""

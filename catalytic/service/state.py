@@ -159,16 +159,17 @@ class ServiceState:
             return compute.build_lattice(spec, self.settings.max_vertices)
         return await self.compute(compute.build_lattice, spec, self.settings.max_vertices)
 
-    async def stored(self, lattice_id: str, *, known_to_exist: bool = False) -> ResolvedLattice:
-        """A stored lattice, checked against the database on every call so a deleted id is never served.
+    async def stored(self, lattice_id: str, tenant: str, *, known_to_exist: bool = False) -> ResolvedLattice:
+        """A stored lattice of ``tenant``, checked against the database on every call so a deleted id (or another
+        tenant's) is never served.
 
         A lattice already materialised in L1 needs only the existence check (free while the embedded database
         is unchanged, one indexed read otherwise); the stored record is read only to materialise it.
         """
         cached = self.lattices.get(lattice_id)
-        if cached is not None and (known_to_exist or await self.exists(lattice_id)):
+        if cached is not None and (known_to_exist or await self.exists(lattice_id, tenant)):
             return ResolvedLattice(cached, f"id:{lattice_id}", lattice_id, {})
-        record = await queries.get_lattice(self.db, lattice_id)
+        record = await queries.get_lattice(self.db, lattice_id, tenant)
         if record is None:
             raise NotFound(
                 f"no lattice {lattice_id!r}", fields=[{"field": "lattice_id", "message": "unknown id", "allowed": None}]
@@ -183,22 +184,26 @@ class ServiceState:
             self.lattices.put(lattice_id, lattice)
         return ResolvedLattice(lattice, f"id:{lattice_id}", lattice_id, arrays)
 
-    async def exists(self, lattice_id: str) -> bool:
-        """Whether a lattice id is stored now: one indexed read, skipped while the embedded database is unchanged."""
+    async def exists(self, lattice_id: str, tenant: str) -> bool:
+        """Whether ``tenant`` has a lattice stored under this id now: one indexed read, skipped while the embedded
+        database is unchanged."""
         token = self.existing.token()
-        if self.existing.known(lattice_id, token):
+        # Remembered per tenant: another tenant's id is unknown here, exactly as a missing one.
+        held = f"{tenant}/{lattice_id}"
+        if self.existing.known(held, token):
             return True
-        found = await self.db.fetchval("SELECT 1 FROM service_lattices WHERE id = $1", lattice_id) is not None
+        found = await queries.lattice_exists(self.db, lattice_id, tenant)
         if found:
-            self.existing.remember(lattice_id, token)
+            self.existing.remember(held, token)
         return found
 
     async def resolve(
-        self, lattice_id: str | None, inline: LatticeCreate | None, *, known_to_exist: bool = False
+        self, lattice_id: str | None, inline: LatticeCreate | None, tenant: str, *, known_to_exist: bool = False
     ) -> ResolvedLattice:
-        """The lattice a computation request names (``known_to_exist``: this request has just run :meth:`exists`)."""
+        """The lattice a computation request of ``tenant`` names (``known_to_exist``: this request has just run
+        :meth:`exists`)."""
         if lattice_id is not None:
-            return await self.stored(lattice_id, known_to_exist=known_to_exist)
+            return await self.stored(lattice_id, tenant, known_to_exist=known_to_exist)
         assert inline is not None
         lattice = await self.build(inline)
         return ResolvedLattice(lattice, f"spec:{lattice.digest()}", None, compute.array_bytes(lattice))

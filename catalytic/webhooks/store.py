@@ -5,6 +5,10 @@ transaction, so a job's completion and its notification commit (or vanish) toget
 each pending delivery at least once. Whatever makes deliveries due (:func:`emit`, :func:`replay_delivery`,
 :func:`replay_failed`) also wakes idle workers when its transaction commits (:mod:`catalytic.webhooks.wakeup`).
 
+Endpoints, events and deliveries belong to a tenant (:mod:`catalytic.tenancy`): an event reaches only its
+tenant's endpoints, and a function given ``tenant`` sees only that tenant's rows (None: any tenant's, for
+the worker and for callers that checked the tenant already).
+
 Delivery states::
 
     pending ──▶ succeeded                  a 2xx answer
@@ -25,6 +29,7 @@ from typing import Any, Final, TypeVar
 
 from catalytic.errors import InvalidInputError, InvalidTypeError
 from catalytic.storage import Connection
+from catalytic.tenancy import IMPLICIT_TENANT
 from catalytic.webhooks.config import DEFAULT_MAX_PAYLOAD_BYTES
 from catalytic.webhooks.signing import generate_secret
 from catalytic.webhooks.wakeup import announce
@@ -73,6 +78,7 @@ _PARAMETERS: Final = {
     "conn": "conn : Connection\n        A connection or transaction.",
     "transaction": "conn : Connection\n        A transaction.",
     "endpoint_id": "endpoint_id : str\n        The endpoint id.",
+    "tenant": "tenant : str, optional\n        Only this tenant's rows; None: any tenant's.",
     "now": "now : float\n        Epoch seconds.",
 }
 
@@ -80,7 +86,8 @@ _Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
 def _shared_parameters(function: _Function) -> _Function:
-    """Fill the ``%(conn)s``, ``%(transaction)s``, ``%(endpoint_id)s`` and ``%(now)s`` entries of a docstring."""
+    """Fill the ``%(conn)s``, ``%(transaction)s``, ``%(endpoint_id)s``, ``%(tenant)s`` and ``%(now)s`` entries of a
+    docstring."""
     function.__doc__ = (function.__doc__ or "") % _PARAMETERS
     return function
 
@@ -89,6 +96,14 @@ async def _changed_rows(conn: Connection, sql: str, *args: Any) -> int:
     """Run an INSERT, UPDATE or DELETE; how many rows it changed (from its status, e.g. ``UPDATE 3``)."""
     status = await conn.execute(sql, *args)
     return int(status.rsplit(" ", 1)[-1])
+
+
+def _of_tenant(sql: str, args: list[Any], tenant: str | None) -> str:
+    """``sql`` (a query whose WHERE clause is last) limited to ``tenant``'s rows when one is given."""
+    if tenant is None:
+        return sql
+    args.append(tenant)
+    return f"{sql} AND tenant = ${len(args)}"
 
 
 def new_id(prefix: str) -> str:
@@ -138,8 +153,10 @@ async def emit(
     endpoint_ids: Sequence[str] | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ignore_filter: bool = False,
+    tenant: str = IMPLICIT_TENANT,
 ) -> str:
-    """Record an event and one pending delivery per enabled, subscribed endpoint, on the caller's connection.
+    """Record an event and one pending delivery per enabled, subscribed endpoint of ``tenant``, on the caller's
+    connection.
 
     Call it inside the transaction that records what happened (a job's completion, say): the event then exists
     exactly when that change does.
@@ -161,6 +178,8 @@ async def emit(
         The largest serialised payload accepted.
     ignore_filter : bool
         Deliver whatever the endpoints' type filters say (the test event sent to one endpoint).
+    tenant : str
+        The tenant whose job or lattice caused the event; only its endpoints receive it.
 
     Returns
     -------
@@ -194,23 +213,27 @@ async def emit(
     if size > max_payload_bytes:
         raise InvalidInputError("data", f"the event payload is {size} bytes", f"at most {max_payload_bytes} bytes")
     await conn.execute(
-        "INSERT INTO events (id, type, payload, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO events (id, type, payload, created_at, tenant) VALUES ($1, $2, $3, $4, $5)",
         event_id,
         event_type,
         payload,
         moment,
+        tenant,
     )
-    endpoints = await conn.fetch("SELECT id, url, event_types FROM webhook_endpoints WHERE enabled = TRUE")
+    endpoints = await conn.fetch(
+        "SELECT id, url, event_types FROM webhook_endpoints WHERE enabled = TRUE AND tenant = $1", tenant
+    )
     only = set(endpoint_ids) if endpoint_ids is not None else None
     rows = [
-        (new_id("dlv"), event_id, ep["id"], ep["url"], event_type, moment, moment)
+        (new_id("dlv"), event_id, ep["id"], ep["url"], event_type, moment, moment, tenant)
         for ep in endpoints
         if (only is None or ep["id"] in only) and (ignore_filter or subscribed(ep["event_types"], event_type))
     ]
     if rows:
         await conn.executemany(
             "INSERT INTO deliveries (id, event_id, endpoint_id, endpoint_url, event_type, status, attempts, "
-            "next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $7)",
+            "next_attempt_at, created_at, updated_at, tenant) "
+            "VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $7, $8)",
             rows,
         )
         await announce(conn)
@@ -286,9 +309,15 @@ def _types_json(event_types: Iterable[str]) -> str:
 
 @_shared_parameters
 async def create_endpoint(
-    conn: Connection, url: str, event_types: Sequence[str] = (), description: str = "", *, now: float
+    conn: Connection,
+    url: str,
+    event_types: Sequence[str] = (),
+    description: str = "",
+    *,
+    now: float,
+    tenant: str = IMPLICIT_TENANT,
 ) -> tuple[dict[str, Any], str]:
-    """Insert an enabled endpoint with a fresh secret.
+    """Insert an enabled endpoint of ``tenant`` with a fresh secret.
 
     Parameters
     ----------
@@ -301,6 +330,8 @@ async def create_endpoint(
         Free text.
     now : float
         Creation time, epoch seconds.
+    tenant : str
+        Its owner; it receives only this tenant's events.
 
     Returns
     -------
@@ -322,57 +353,67 @@ async def create_endpoint(
     secret = generate_secret()
     endpoint_id = new_id("ep")
     await conn.execute(
-        "INSERT INTO webhook_endpoints (id, url, description, event_types, secrets, enabled, created_at, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)",
+        "INSERT INTO webhook_endpoints (id, url, description, event_types, secrets, enabled, created_at, updated_at, "
+        "tenant) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6, $7)",
         endpoint_id,
         url,
         description,
         _types_json(event_types),
         json.dumps([{"secret": secret, "expires_at": None}]),
         now,
+        tenant,
     )
     return await _stored_view(conn, endpoint_id), secret
 
 
 @_shared_parameters
-async def get_endpoint(conn: Connection, endpoint_id: str) -> dict[str, Any] | None:
+async def get_endpoint(conn: Connection, endpoint_id: str, tenant: str | None = None) -> dict[str, Any] | None:
     """The endpoint's stored row, secrets included (for signing; never return it to a client), or None.
 
     Parameters
     ----------
     %(conn)s
     %(endpoint_id)s
+    %(tenant)s
 
     Returns
     -------
     dict or None
     """
-    return await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id)
+    args: list[Any] = [endpoint_id]
+    return await conn.fetchrow(_of_tenant("SELECT * FROM webhook_endpoints WHERE id = $1", args, tenant), *args)
 
 
 @_shared_parameters
-async def list_endpoints(conn: Connection, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Endpoint views, oldest first.
+async def list_endpoints(
+    conn: Connection, *, limit: int = 100, offset: int = 0, tenant: str = IMPLICIT_TENANT
+) -> list[dict[str, Any]]:
+    """The endpoint views of ``tenant``, oldest first.
 
     Parameters
     ----------
     %(conn)s
     limit, offset : int
         The page.
+    tenant : str
+        Whose endpoints.
 
     Returns
     -------
     list of dict
     """
     rows = await conn.fetch(
-        "SELECT * FROM webhook_endpoints ORDER BY created_at, id LIMIT $1 OFFSET $2", int(limit), int(offset)
+        "SELECT * FROM webhook_endpoints WHERE tenant = $3 ORDER BY created_at, id LIMIT $1 OFFSET $2",
+        int(limit),
+        int(offset),
+        tenant,
     )
     return [endpoint_view(r) for r in rows]
 
 
 @_shared_parameters
 async def update_endpoint(
-    conn: Connection, endpoint_id: str, changes: dict[str, Any], *, now: float
+    conn: Connection, endpoint_id: str, changes: dict[str, Any], *, now: float, tenant: str | None = None
 ) -> dict[str, Any] | None:
     """Apply ``changes`` (url, event_types, description, enabled) to an endpoint.
 
@@ -386,6 +427,7 @@ async def update_endpoint(
     changes : dict
         The fields to change, already validated (the URL checked).
     %(now)s
+    %(tenant)s
 
     Returns
     -------
@@ -397,7 +439,7 @@ async def update_endpoint(
     InvalidInputError
         For an unknown event type.
     """
-    row = await get_endpoint(conn, endpoint_id)
+    row = await get_endpoint(conn, endpoint_id, tenant)
     if row is None:
         return None
     url = changes.get("url", row["url"])
@@ -446,7 +488,7 @@ async def _bury_pending(conn: Connection, endpoint_id: str, reason: str, now: fl
 
 
 @_shared_parameters
-async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float) -> bool:
+async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float, tenant: str | None = None) -> bool:
     """Delete an endpoint; its pending deliveries become dead, and every delivery's history stays.
 
     Parameters
@@ -454,20 +496,24 @@ async def delete_endpoint(conn: Connection, endpoint_id: str, *, now: float) -> 
     %(transaction)s
     %(endpoint_id)s
     %(now)s
+    %(tenant)s
 
     Returns
     -------
     bool
         False for an unknown id.
     """
-    if not await _changed_rows(conn, "DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id):
+    args: list[Any] = [endpoint_id]
+    if not await _changed_rows(conn, _of_tenant("DELETE FROM webhook_endpoints WHERE id = $1", args, tenant), *args):
         return False
     await _bury_pending(conn, endpoint_id, "endpoint deleted", now)
     return True
 
 
 @_shared_parameters
-async def rotate_secret(conn: Connection, endpoint_id: str, *, now: float, grace_s: float) -> str | None:
+async def rotate_secret(
+    conn: Connection, endpoint_id: str, *, now: float, grace_s: float, tenant: str | None = None
+) -> str | None:
     """Give the endpoint a new secret; the previous ones keep signing for at most ``grace_s`` seconds more.
 
     Parameters
@@ -477,13 +523,14 @@ async def rotate_secret(conn: Connection, endpoint_id: str, *, now: float, grace
     %(now)s
     grace_s : float
         How long the old secrets keep signing (0 retires them at once).
+    %(tenant)s
 
     Returns
     -------
     str or None
         The new secret, or None for an unknown id.
     """
-    row = await get_endpoint(conn, endpoint_id)
+    row = await get_endpoint(conn, endpoint_id, tenant)
     if row is None:
         return None
     secret = generate_secret()
@@ -538,7 +585,7 @@ async def disable_endpoint(
     row = await get_endpoint(conn, endpoint_id)
     assert row is not None
     data = {"endpoint_id": endpoint_id, "url": row["url"], "reason": reason, "failing_since": row["first_failure_at"]}
-    await emit(conn, "endpoint.disabled", data, now=now, max_payload_bytes=max_payload_bytes)
+    await emit(conn, "endpoint.disabled", data, now=now, max_payload_bytes=max_payload_bytes, tenant=row["tenant"])
     return True
 
 
@@ -573,6 +620,7 @@ async def list_deliveries(
     status: str | None = None,
     since: float | None = None,
     limit: int = 100,
+    tenant: str | None = None,
 ) -> list[dict[str, Any]]:
     """Deliveries, newest first, each with its attempts (``attempt_log``).
 
@@ -585,6 +633,7 @@ async def list_deliveries(
         Only deliveries created at or after this time.
     limit : int
         At most this many.
+    %(tenant)s
 
     Returns
     -------
@@ -592,7 +641,9 @@ async def list_deliveries(
     """
     clauses: list[str] = []
     args: list[Any] = []
-    for column, value in (("endpoint_id", endpoint_id), ("event_id", event_id), ("status", status)):
+    for column, value in (
+        ("endpoint_id", endpoint_id), ("event_id", event_id), ("status", status), ("tenant", tenant)
+    ):  # fmt: skip
         if value is not None:
             args.append(value)
             clauses.append(f"{column} = ${len(args)}")
@@ -608,7 +659,7 @@ async def list_deliveries(
 
 
 @_shared_parameters
-async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
+async def get_delivery(conn: Connection, delivery_id: str, tenant: str | None = None) -> dict[str, Any] | None:
     """One delivery with its attempts, or None.
 
     Parameters
@@ -616,17 +667,20 @@ async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | N
     %(conn)s
     delivery_id : str
         The delivery id.
+    %(tenant)s
 
     Returns
     -------
     dict or None
     """
-    row = await conn.fetchrow(f"SELECT {_DELIVERY_FIELDS} FROM deliveries WHERE id = $1", delivery_id)
+    args: list[Any] = [delivery_id]
+    sql = _of_tenant(f"SELECT {_DELIVERY_FIELDS} FROM deliveries WHERE id = $1", args, tenant)
+    row = await conn.fetchrow(sql, *args)
     return None if row is None else (await _with_attempts(conn, [row]))[0]
 
 
 @_shared_parameters
-async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
+async def get_event(conn: Connection, event_id: str, tenant: str | None = None) -> dict[str, Any] | None:
     """One event (its payload parsed) with its deliveries and their attempts, or None.
 
     Parameters
@@ -634,15 +688,19 @@ async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
     %(conn)s
     event_id : str
         The event id (the ``webhook-id`` receivers saw).
+    %(tenant)s
 
     Returns
     -------
     dict or None
     """
-    row = await conn.fetchrow("SELECT id, type, payload, created_at FROM events WHERE id = $1", event_id)
+    args: list[Any] = [event_id]
+    row = await conn.fetchrow(
+        _of_tenant("SELECT id, type, payload, created_at FROM events WHERE id = $1", args, tenant), *args
+    )
     if row is None:
         return None
-    deliveries = await list_deliveries(conn, event_id=event_id, limit=10_000)
+    deliveries = await list_deliveries(conn, event_id=event_id, limit=10_000, tenant=tenant)
     return {"id": row["id"], "type": row["type"], "created_at": row["created_at"],
             "payload": json.loads(row["payload"]), "deliveries": deliveries}  # fmt: skip
 

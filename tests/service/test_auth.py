@@ -28,8 +28,11 @@ async def test_keys_are_required_outside_open_paths(make_settings: Any, caplog: 
             "/api/lattice/create", json={"shape": [3]}, headers={"Authorization": "Bearer alpha-key"}
         )
         assert bearer.status_code == 201
-        header = await client.get("/api/lattices", headers={"X-API-Key": "beta-key"})
+        header = await client.get("/api/lattices", headers={"X-API-Key": "alpha-key"})
         assert header.status_code == 200 and len(header.json()["items"]) == 1
+        # Two bare keys are two tenants: the other key sees none of the first one's lattices.
+        other = await client.get("/api/lattices", headers={"X-API-Key": "beta-key"})
+        assert other.status_code == 200 and other.json()["items"] == []
         webhooks = await client.get("/api/webhooks", headers={"X-API-Key": "beta-key"})
         assert webhooks.status_code == 200
         for path in ("/health", "/ready", "/openapi.json", "/docs"):

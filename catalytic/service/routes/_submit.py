@@ -16,9 +16,14 @@ __all__ = ["submit_job"]
 
 
 async def submit_job(
-    st: ServiceState, operation: str, resolved: ResolvedLattice, params: dict[str, Any], backend: str | None
+    st: ServiceState,
+    operation: str,
+    resolved: ResolvedLattice,
+    params: dict[str, Any],
+    backend: str | None,
+    tenant: str,
 ) -> JSONResponse:
-    """Record a queued job and hand it to this replica's runner; answers 202 with a Location header.
+    """Record a queued job of ``tenant`` and hand it to this replica's runner; answers 202 with a Location header.
 
     Raises
     ------
@@ -63,6 +68,7 @@ async def submit_job(
                 "backend": backend,
                 "owner": st.runner.owner,
                 "created_at": time.time(),
+                "tenant": tenant,
             },
         )
         if resolved.lattice_id is None:

@@ -24,6 +24,7 @@ from catalytic.service.results import ResultNotStored, open_store, store_config
 from catalytic.service.routes._submit import submit_job
 from catalytic.service.schemas import PARAMS_MODELS, JobRequest
 from catalytic.service.state import ServiceState, read_model, service
+from catalytic.tenancy import tenant_of
 
 __all__ = ["ResultGone", "cancel_job", "create_job", "get_job", "get_job_result"]
 
@@ -44,7 +45,8 @@ async def create_job(request: Request) -> Response:
         params = params_model.model_validate(body.params).model_dump()
     except ValidationError as exc:
         raise invalid_body(exc, params_model, ("params",)) from None
-    resolved = await st.resolve(body.lattice_id, body.lattice)
+    tenant = tenant_of(request.scope)
+    resolved = await st.resolve(body.lattice_id, body.lattice, tenant)
     # Bad input is refused now (422), not accepted and failed later: endpoints and sources in range and open.
     if body.operation == "shortest_path":
         resolved.lattice.check_vertex(params["start"], "params.start")
@@ -52,7 +54,7 @@ async def create_job(request: Request) -> Response:
     elif body.operation == "distance_field":
         await st.compute(check_open_vertices, resolved.lattice, params["sources"], "params.sources")
     await st.check_backend(body.backend, job=True)
-    return await submit_job(st, body.operation, resolved, params, body.backend)
+    return await submit_job(st, body.operation, resolved, params, body.backend, tenant)
 
 
 def _status(job: dict) -> dict:
@@ -69,7 +71,7 @@ def _status(job: dict) -> dict:
 
 
 async def _job(request: Request) -> dict:
-    job = await queries.get_job(service(request).db, request.path_params["job_id"])
+    job = await queries.get_job(service(request).db, request.path_params["job_id"], tenant_of(request.scope))
     if job is None:
         raise NotFound(f"no job {request.path_params['job_id']!r}")
     return job
@@ -150,15 +152,16 @@ async def cancel_job(request: Request) -> Response:
     """DELETE /api/jobs/{id}: cancel a queued or running job; the replica running it kills its worker."""
     st = service(request)
     job_id = request.path_params["job_id"]
+    tenant = tenant_of(request.scope)
     async with st.db.transaction() as conn:
-        if not await queries.cancel_job(conn, job_id, time.time()):
-            job = await queries.get_job(conn, job_id)
+        if not await queries.cancel_job(conn, job_id, time.time(), tenant):
+            job = await queries.get_job(conn, job_id, tenant)
             if job is None:
                 raise NotFound(f"no job {job_id!r}")
             raise Conflict(f"job {job_id} already {job['status']}")
         job = await queries.get_job(conn, job_id)
         assert job is not None
         if st.emit is not None:
-            await st.emit(conn, "job.cancelled", job_event(job))
+            await st.emit(conn, "job.cancelled", job_event(job), tenant=tenant)
     st.runner.cancel(job_id)
     return JSONResponse(_status(job))

@@ -30,6 +30,7 @@ from catalytic.service.schemas import (
 from catalytic.service.state import ResolvedLattice, ServiceState, read_model, service
 from catalytic.service.telemetry import note_lattice_size
 from catalytic.storage import Connection
+from catalytic.tenancy import tenant_of
 
 __all__ = [
     "analyze",
@@ -50,12 +51,14 @@ async def create_lattice(request: Request) -> Response:
     lattice = await st.build(body)
     counts = await st.compute(compute.lattice_counts, lattice)
     arrays = await st.compute(compute.array_bytes, lattice)
+    tenant = tenant_of(request.scope)
     record = {"id": queries.new_id("lat"), "spec": lattice.spec(), **counts, "created_at": time.time()}
+    record["tenant"] = tenant
 
     async def write(conn: Connection) -> None:
         await queries.insert_lattice(conn, record, arrays)
         if st.emit is not None:
-            await st.emit(conn, "lattice.created", _event(record))
+            await st.emit(conn, "lattice.created", _event(record), tenant=tenant)
 
     settings = st.settings
     stored = await store_within_limit(
@@ -82,7 +85,7 @@ def _info(record: dict[str, Any], *, with_spec: bool) -> dict[str, Any]:
 async def get_lattice(request: Request) -> Response:
     """GET /api/lattice/{id}."""
     st = service(request)
-    record = await queries.get_lattice(st.db, request.path_params["lattice_id"])
+    record = await queries.get_lattice(st.db, request.path_params["lattice_id"], tenant_of(request.scope))
     if record is None:
         raise NotFound(f"no lattice {request.path_params['lattice_id']!r}")
     return JSONResponse(_info(record, with_spec=True))
@@ -104,7 +107,7 @@ async def list_lattices(request: Request) -> Response:
     """GET /api/lattices?limit=&cursor=: lattices in creation order, one page at a time."""
     st = service(request)
     limit = _limit(request, st)
-    rows = await queries.list_lattices(st.db, request.query_params.get("cursor"), limit + 1)
+    rows = await queries.list_lattices(st.db, tenant_of(request.scope), request.query_params.get("cursor"), limit + 1)
     page = rows[:limit]
     next_cursor = page[-1]["id"] if len(rows) > limit else None
     return JSONResponse({"items": [_info(r, with_spec=True) for r in page], "next_cursor": next_cursor})
@@ -114,11 +117,12 @@ async def delete_lattice(request: Request) -> Response:
     """DELETE /api/lattice/{id}: removes the lattice and its arrays everywhere (every replica re-checks ids)."""
     st = service(request)
     lattice_id = request.path_params["lattice_id"]
+    tenant = tenant_of(request.scope)
     async with st.db.transaction() as conn:
-        if not await queries.delete_lattice(conn, lattice_id):
+        if not await queries.delete_lattice(conn, lattice_id, tenant):
             raise NotFound(f"no lattice {lattice_id!r}")
         if st.emit is not None:
-            await st.emit(conn, "lattice.deleted", {"id": lattice_id, "deleted_at": time.time()})
+            await st.emit(conn, "lattice.deleted", {"id": lattice_id, "deleted_at": time.time()}, tenant=tenant)
         remaining = await queries.count_lattices(conn)
     st.lattices.pop(lattice_id)
     ACTIVE_LATTICES.set(remaining)
@@ -144,7 +148,7 @@ async def _computation(
     as_job = lattice.vertices > st.settings.inline_max_vertices
     await st.check_backend(backend, job=as_job)
     if as_job:
-        return await submit_job(st, operation, resolved, params, backend)
+        return await submit_job(st, operation, resolved, params, backend, tenant_of(request.scope))
     t0 = time.perf_counter()
     outcome = await st.run_inline(resolved, operation, params, backend)
     LATTICE_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - t0)
@@ -155,8 +159,8 @@ async def _computation(
     return Response(outcome.fresh, media_type="application/json")
 
 
-async def _cached(st: ServiceState, lattice_id: str | None, key: str) -> bytes | None:
-    if lattice_id is not None and not await st.exists(lattice_id):
+async def _cached(st: ServiceState, lattice_id: str | None, tenant: str, key: str) -> bytes | None:
+    if lattice_id is not None and not await st.exists(lattice_id, tenant):
         raise NotFound(
             f"no lattice {lattice_id!r}", fields=[{"field": "lattice_id", "message": "unknown id", "allowed": None}]
         )
@@ -167,16 +171,17 @@ async def shortest_path(request: Request) -> Response:
     """POST /api/lattice/path: the canonical shortest path, or ``{"found": false}`` when unreachable."""
     st = service(request)
     body = await read_model(request, PathRequest)
+    tenant = tenant_of(request.scope)
     query = f"{body.backend}|{body.method}|{body.start}|{body.goal}"
     if body.lattice_id is not None:
         key = f"path|id:{body.lattice_id}|{query}"
-        hit = await _cached(st, body.lattice_id, key)
+        hit = await _cached(st, body.lattice_id, tenant, key)
         if hit is not None:
             held = st.lattices.get(body.lattice_id)
             note_lattice_size(request.scope, None if held is None else held.vertices)
             return Response(hit, media_type="application/json")
     # A stored id was checked by _cached just now; it is not checked twice.
-    resolved = await st.resolve(body.lattice_id, body.lattice, known_to_exist=body.lattice_id is not None)
+    resolved = await st.resolve(body.lattice_id, body.lattice, tenant, known_to_exist=body.lattice_id is not None)
     note_lattice_size(request.scope, resolved.lattice.vertices)
     key = f"path|{resolved.key}|{query}"
     if body.lattice_id is None:
@@ -194,12 +199,13 @@ async def shortest_path(request: Request) -> Response:
 
 async def _structure(request: Request, operation: str, body: AnalyzeRequest | ComponentsRequest) -> Response:
     st = service(request)
+    tenant = tenant_of(request.scope)
     prefix = f"{operation}|{body.backend}"
     if body.lattice_id is not None:
-        hit = await _cached(st, body.lattice_id, f"{prefix}|id:{body.lattice_id}")
+        hit = await _cached(st, body.lattice_id, tenant, f"{prefix}|id:{body.lattice_id}")
         if hit is not None:
             return Response(hit, media_type="application/json")
-    resolved = await st.resolve(body.lattice_id, body.lattice, known_to_exist=body.lattice_id is not None)
+    resolved = await st.resolve(body.lattice_id, body.lattice, tenant, known_to_exist=body.lattice_id is not None)
     key = f"{prefix}|{resolved.key}"
     if body.lattice_id is None:
         hit = await st.cache.get(key)
@@ -222,7 +228,8 @@ async def distance_field(request: Request) -> Response:
     """POST /api/lattice/distance-field: always a job (202 + Location); the field is a .npy result."""
     st = service(request)
     body = await read_model(request, DistanceFieldRequest)
-    resolved = await st.resolve(body.lattice_id, body.lattice)
+    tenant = tenant_of(request.scope)
+    resolved = await st.resolve(body.lattice_id, body.lattice, tenant)
     await st.compute(compute.check_open_vertices, resolved.lattice, body.sources, "sources")
     await st.check_backend(body.backend, job=True)
-    return await submit_job(st, "distance_field", resolved, {"sources": body.sources}, body.backend)
+    return await submit_job(st, "distance_field", resolved, {"sources": body.sources}, body.backend, tenant)

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from catalytic.errors import InvalidInputError, InvalidTypeError
 from catalytic.problems import problem_response, validation_problems
 from catalytic.storage import Connection, Database
+from catalytic.tenancy import tenant_of
 from catalytic.webhooks import store
 from catalytic.webhooks.config import WebhookConfig
 from catalytic.webhooks.safety import IPNetwork, Resolver, validate_url
@@ -143,18 +144,18 @@ def read_query(request: Request, model: type[_Model]) -> _Model:
         raise _refused(exc, model) from None
 
 
-async def endpoint_or_404(conn: Connection, endpoint_id: str) -> dict[str, Any]:
-    """The endpoint's stored row; 404 for an unknown id."""
-    row = await store.get_endpoint(conn, endpoint_id)
+async def endpoint_or_404(conn: Connection, endpoint_id: str, tenant: str) -> dict[str, Any]:
+    """The endpoint's stored row; 404 for an unknown id or another tenant's, alike."""
+    row = await store.get_endpoint(conn, endpoint_id, tenant)
     if row is None:
         raise not_found("endpoint", endpoint_id)
     return row
 
 
 async def delivery_or_404(conn: Connection, request: Request) -> dict[str, Any]:
-    """The delivery the path names, with its attempts; 404 for an unknown id or one of another endpoint."""
+    """The delivery the path names, with its attempts; 404 for an unknown id or one of another endpoint or tenant."""
     endpoint_id, delivery_id = request.path_params["endpoint_id"], request.path_params["delivery_id"]
-    found = await store.get_delivery(conn, delivery_id)
+    found = await store.get_delivery(conn, delivery_id, tenant_of(request.scope))
     if found is None or found["endpoint_id"] != endpoint_id:
         raise not_found("delivery", delivery_id)
     return found

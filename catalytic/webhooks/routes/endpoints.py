@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from catalytic.tenancy import tenant_of
 from catalytic.webhooks import store
 from catalytic.webhooks.routes._http import (
     MAX_LIMIT,
@@ -87,20 +88,24 @@ async def create(request: Request, ctx: ApiContext) -> Response:
     body = await read_body(request, EndpointCreate)
     await ctx.check_url(body.url)
     async with ctx.database().transaction() as conn:
-        view, secret = await store.create_endpoint(conn, body.url, body.event_types, body.description, now=ctx.clock())
+        view, secret = await store.create_endpoint(
+            conn, body.url, body.event_types, body.description, now=ctx.clock(), tenant=tenant_of(request.scope)
+        )
     return JSONResponse({**view, "secret": secret}, status_code=201)
 
 
 async def list_all(request: Request, ctx: ApiContext) -> Response:
     """GET /api/webhooks?limit=&offset=: endpoints, oldest first, one page at a time."""
     query = read_query(request, PageQuery)
-    items = await store.list_endpoints(ctx.database(), limit=query.limit, offset=query.offset)
+    items = await store.list_endpoints(
+        ctx.database(), limit=query.limit, offset=query.offset, tenant=tenant_of(request.scope)
+    )
     return JSONResponse({"endpoints": items, "limit": query.limit, "offset": query.offset})
 
 
 async def get_one(request: Request, ctx: ApiContext) -> Response:
     """GET /api/webhooks/{id}: one endpoint, without its secrets."""
-    row = await endpoint_or_404(ctx.database(), request.path_params["endpoint_id"])
+    row = await endpoint_or_404(ctx.database(), request.path_params["endpoint_id"], tenant_of(request.scope))
     return JSONResponse(store.endpoint_view(row))
 
 
@@ -114,7 +119,7 @@ async def update(request: Request, ctx: ApiContext) -> Response:
     if "url" in changes:
         await ctx.check_url(changes["url"])
     async with ctx.database().transaction() as conn:
-        view = await store.update_endpoint(conn, endpoint_id, changes, now=ctx.clock())
+        view = await store.update_endpoint(conn, endpoint_id, changes, now=ctx.clock(), tenant=tenant_of(request.scope))
     if view is None:
         raise not_found("endpoint", endpoint_id)
     return JSONResponse(view)
@@ -124,7 +129,7 @@ async def delete(request: Request, ctx: ApiContext) -> Response:
     """DELETE /api/webhooks/{id}: 204; the endpoint's pending deliveries become dead."""
     endpoint_id = request.path_params["endpoint_id"]
     async with ctx.database().transaction() as conn:
-        found = await store.delete_endpoint(conn, endpoint_id, now=ctx.clock())
+        found = await store.delete_endpoint(conn, endpoint_id, now=ctx.clock(), tenant=tenant_of(request.scope))
     if not found:
         raise not_found("endpoint", endpoint_id)
     return Response(status_code=204)
@@ -137,7 +142,7 @@ async def rotate(request: Request, ctx: ApiContext) -> Response:
     grace = ctx.settings.secret_grace if body.grace_seconds is None else body.grace_seconds
     now = ctx.clock()
     async with ctx.database().transaction() as conn:
-        secret = await store.rotate_secret(conn, endpoint_id, now=now, grace_s=grace)
+        secret = await store.rotate_secret(conn, endpoint_id, now=now, grace_s=grace, tenant=tenant_of(request.scope))
     if secret is None:
         raise not_found("endpoint", endpoint_id)
     return JSONResponse({"secret": secret, "previous_secrets_expire_at": now + grace})
@@ -146,16 +151,17 @@ async def rotate(request: Request, ctx: ApiContext) -> Response:
 async def send_test(request: Request, ctx: ApiContext) -> Response:
     """POST /api/webhooks/{id}/test: 202 with the id of a ``webhook.test`` event queued for this endpoint."""
     endpoint_id = request.path_params["endpoint_id"]
+    tenant = tenant_of(request.scope)
     now = ctx.clock()
     async with ctx.database().transaction() as conn:
-        row = await endpoint_or_404(conn, endpoint_id)
+        row = await endpoint_or_404(conn, endpoint_id, tenant)
         if not row["enabled"]:
             raise HTTPError(409, "endpoint_disabled", f"endpoint {endpoint_id!r} is disabled; enable it first")
         data = {"endpoint_id": endpoint_id, "message": "a test event from catalytic"}
         # A test always reaches the endpoint it was sent to, whatever the endpoint's type filter says.
         event_id = await store.emit(
             conn, "webhook.test", data, now=now, endpoint_ids=[endpoint_id],
-            max_payload_bytes=ctx.settings.max_payload_bytes, ignore_filter=True,
+            max_payload_bytes=ctx.settings.max_payload_bytes, ignore_filter=True, tenant=tenant,
         )  # fmt: skip
     ctx.queued()
     return JSONResponse({"event_id": event_id}, status_code=202)

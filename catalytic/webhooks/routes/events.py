@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from catalytic.tenancy import tenant_of
 from catalytic.webhooks import store
 from catalytic.webhooks.routes._http import (
     MAX_LIMIT,
@@ -38,7 +39,7 @@ async def deliveries(request: Request, ctx: ApiContext) -> Response:
     endpoint_id = request.path_params["endpoint_id"]
     query = read_query(request, DeliveryQuery)
     conn = ctx.database()
-    await endpoint_or_404(conn, endpoint_id)
+    await endpoint_or_404(conn, endpoint_id, tenant_of(request.scope))
     items = await store.list_deliveries(
         conn, endpoint_id=endpoint_id, status=query.status, since=query.since, limit=query.limit
     )
@@ -53,7 +54,7 @@ async def one_delivery(request: Request, ctx: ApiContext) -> Response:
 async def event(request: Request, ctx: ApiContext) -> Response:
     """GET /api/webhooks/events/{event_id}: one event with its deliveries."""
     event_id = request.path_params["event_id"]
-    found = await store.get_event(ctx.database(), event_id)
+    found = await store.get_event(ctx.database(), event_id, tenant_of(request.scope))
     if found is None:
         raise not_found("event", event_id)
     return JSONResponse(found)

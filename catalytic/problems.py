@@ -59,6 +59,7 @@ _TITLES = {
     413: "Content too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
     504: "Timed out",

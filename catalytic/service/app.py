@@ -40,6 +40,7 @@ from catalytic.service.metrics import ACTIVE_LATTICES, BACKEND_FALLBACKS, start_
 from catalytic.service.openapi import DOCS_HTML, DOCS_INIT_JS, Endpoint, Limits, docs_asset, openapi_document
 from catalytic.service.pool import ProcessPool
 from catalytic.service.probes import Probes
+from catalytic.service.quotas import RateLimitMiddleware
 from catalytic.service.results import ResultSweeper, store_config
 from catalytic.service.routes import health, jobs, lattices, transforms
 from catalytic.service.schemas import (
@@ -372,6 +373,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     configure_logging(settings.log_level)
     keys = KeyRing(parse_key_lines(",".join(settings.api_keys)))
+    closers: list[Any] = []  # what middleware opened and the shut-down closes
     document = openapi_document([*ENDPOINTS, *_webhook_endpoints(_WEBHOOKS_PREFIX)], _limits(settings))
 
     @contextlib.asynccontextmanager
@@ -480,6 +482,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await state.cache.close()
             await database.close()
             state.existing.close()  # after the connection: see catalytic.service.freshness
+            for close in closers:
+                await close()
             gc.unfreeze()
 
     app_state = State()
@@ -493,6 +497,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(UnexpectedErrors),
             *_cross_site(settings),
             Middleware(ApiKeyMiddleware, keys=keys),
+            Middleware(RateLimitMiddleware, settings=settings, closers=closers),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,

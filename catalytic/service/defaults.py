@@ -55,3 +55,10 @@ RESULT_SWEEP_S: Final = 300.0
 JOB_WORKER_MAX_RSS_BYTES: Final = 768 * 2**20
 JOB_WORKER_MAX_JOBS: Final = 100
 MEMORY_RESERVED_BYTES: Final = 512 * 2**20
+
+# Quotas per tenant (catalytic.service.quotas; docs/configuration.md).
+TENANT_MAX_LATTICES: Final = 1000
+TENANT_MAX_VERTICES: Final = 2**28
+TENANT_MAX_QUEUED_JOBS: Final = 32
+TENANT_MAX_RESULT_BYTES: Final = 20 * 2**30
+TENANT_MAX_REQUESTS_PER_SECOND: Final = 100.0

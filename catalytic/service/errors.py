@@ -13,6 +13,7 @@ handlers here render it.
     ├── PayloadTooLarge   413       body, vertex or memory budget exceeded
     ├── UnsupportedMediaType 415    a body that is not ``application/json``
     ├── Unavailable       503       MAX_LATTICES reached, job queue full, backend missing (always with Retry-After)
+    ├── QuotaExceeded     403/413/429  a tenant's quota (stored lattices; vertices; queued jobs, result bytes, rate)
     ├── Conflict          409       a job that already finished cannot be cancelled
     └── Timeout           504       an inline computation ran past the request time limit
 
@@ -125,6 +126,24 @@ class BackendUnavailable(Unavailable):
     """A backend asked for by name that this server cannot run (no GPU here); another replica may have it."""
 
     code = "backend_unavailable"
+
+
+class QuotaExceeded(ServiceError):
+    """A tenant's quota is used up; the answer names the quota and its value.
+
+    403 for a count the tenant must bring down itself (stored lattices), 413 for a size (vertices of a lattice),
+    429 with Retry-After for what frees up with time (queued jobs, result bytes, requests per second).
+    """
+
+    code = "quota_exceeded"
+
+    def __init__(self, status: int, quota: str, limit: float, used: float, message: str, retry_after: int = 0) -> None:
+        headers = {"Retry-After": str(retry_after)} if status == 429 else None
+        allowed = f"at most {limit:g}"
+        fields = [{"field": f"quota.{quota}", "message": f"{used:g} in use", "allowed": allowed}]
+        super().__init__(f"quota {quota} ({limit:g}) exceeded: {message}", fields=fields, headers=headers)
+        self.status = status
+        self.quota = quota
 
 
 class Conflict(ServiceError):

@@ -161,6 +161,15 @@ JOB_OLDEST_QUEUED_AGE = Gauge(
     multiprocess_mode="mostrecent",
 )
 JOBS = Counter("jobs", "Jobs finished, by final status.", ["status"])
+TENANT_QUOTA_USED = Gauge(
+    "tenant_quota_used",
+    "A tenant's use of a quota, as last checked (stored lattices, queued jobs, result bytes, requests this second).",
+    ["tenant", "quota"],
+    multiprocess_mode="mostrecent",
+)
+TENANT_QUOTA_LIMIT = Gauge(
+    "tenant_quota_limit", "The value of each per-tenant quota.", ["quota"], multiprocess_mode="mostrecent"
+)
 JOBS_TAKEN_OVER = Counter(
     "jobs_taken_over", "Jobs this process took over after their owner stopped renewing its lease."
 )

@@ -137,6 +137,26 @@ class Settings(BaseSettings):
         default=defaults.MEMORY_RESERVED_BYTES, ge=0, validation_alias=_env("CATALYTIC_MEMORY_RESERVED_BYTES")
     )
     """Of the memory limit, what admission keeps for the server processes themselves (caches, pools, code)."""
+    tenant_max_lattices: int = Field(
+        default=defaults.TENANT_MAX_LATTICES, ge=1, validation_alias=_env("TENANT_MAX_LATTICES")
+    )
+    """Lattices one tenant may keep stored (403 past it)."""
+    tenant_max_vertices: int = Field(
+        default=defaults.TENANT_MAX_VERTICES, ge=1, validation_alias=_env("TENANT_MAX_VERTICES")
+    )
+    """Vertices of one lattice a tenant stores or submits as a job (413 past it)."""
+    tenant_max_queued_jobs: int = Field(
+        default=defaults.TENANT_MAX_QUEUED_JOBS, ge=1, validation_alias=_env("TENANT_MAX_QUEUED_JOBS")
+    )
+    """Jobs of one tenant queued or running at once, on all replicas together (429 past it)."""
+    tenant_max_result_bytes: int = Field(
+        default=defaults.TENANT_MAX_RESULT_BYTES, ge=0, validation_alias=_env("TENANT_MAX_RESULT_BYTES")
+    )
+    """Bytes of job results one tenant holds (JSON and arrays, wherever kept); a new job waits (429) past it."""
+    tenant_max_requests_per_second: float = Field(
+        default=defaults.TENANT_MAX_REQUESTS_PER_SECOND, gt=0, validation_alias=_env("TENANT_MAX_REQUESTS_PER_SECOND")
+    )
+    """Requests per second of one tenant: across replicas with REDIS_URL, per server process without (429)."""
     webhook_worker: bool | None = Field(default=None, validation_alias=_env("CATALYTIC_WEBHOOK_WORKER"))
     migrate_on_start: bool = Field(default=True, validation_alias=_env("CATALYTIC_MIGRATE_ON_START"))
     """Whether ``serve`` applies migrations as it starts; off where a ``catalytic migrate`` Job runs first."""

@@ -13,6 +13,8 @@ WEBHOOK_RETRY_JITTER         +/- fraction applied to each delay          0.1
 WEBHOOK_DISABLE_AFTER        seconds of continuous failure that disable  432000 (5 days)
                              an endpoint
 WEBHOOK_MAX_PAYLOAD_BYTES    largest serialised event                    262144
+WEBHOOK_MAX_ENDPOINTS_PER_   endpoints one tenant may register (403      50
+TENANT                       quota_exceeded past it)
 WEBHOOK_CONNECT_TIMEOUT      seconds to connect                          5
 WEBHOOK_TOTAL_TIMEOUT        seconds for a whole attempt                 15
 WEBHOOK_LEASE_SECONDS        how long a claimed delivery stays claimed   15
@@ -94,6 +96,7 @@ class WebhookConfig(BaseSettings):
     idle_max_s: float = Field(default=DEFAULT_IDLE_MAX_S, gt=0, le=3600)
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
     secret_grace: float = Field(default=DEFAULT_SECRET_GRACE_S, ge=0, le=30 * 86400)
+    max_endpoints_per_tenant: int = Field(default=50, ge=1)
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ __all__ = [
     "DELIVERY_STATUSES",
     "EVENT_TYPES",
     "active_secrets",
+    "count_endpoints",
     "create_endpoint",
     "delete_endpoint",
     "disable_endpoint",
@@ -364,6 +365,11 @@ async def create_endpoint(
         tenant,
     )
     return await _stored_view(conn, endpoint_id), secret
+
+
+async def count_endpoints(conn: Connection, tenant: str) -> int:
+    """How many endpoints ``tenant`` has registered."""
+    return int(await conn.fetchval("SELECT COUNT(*) FROM webhook_endpoints WHERE tenant = $1", tenant))
 
 
 @_shared_parameters

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from catalytic.service import db as queries
+from catalytic.service import quotas
 from catalytic.service.admission import spec_job_bytes
 from catalytic.service.errors import PayloadTooLarge, Unavailable
 from catalytic.service.state import ResolvedLattice, ServiceState
@@ -27,11 +28,15 @@ async def submit_job(
 
     Raises
     ------
+    QuotaExceeded
+        The tenant's vertex (413), queued-jobs or result-bytes quota (429) is used up.
     PayloadTooLarge
         The job's memory estimate is over what this server process may give jobs (413, naming the limit).
     Unavailable
         The local queue is full (503 with Retry-After).
     """
+    quotas.check_vertices(st.settings, tenant, resolved.lattice.vertices)
+    await quotas.check_job(st.db, st.settings, tenant)
     gate = st.runner.memory
     needed = spec_job_bytes(operation, resolved.lattice.spec())
     if gate is not None and not gate.fits_ever(needed):

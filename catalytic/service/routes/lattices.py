@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from catalytic.service import compute, defaults
+from catalytic.service import compute, defaults, quotas
 from catalytic.service import db as queries
 from catalytic.service.errors import NotFound, ServiceError
 from catalytic.service.lattice_limit import store_within_limit
@@ -48,14 +49,16 @@ async def create_lattice(request: Request) -> Response:
     """POST /api/lattice/create: store a lattice; 201 with its counts and memory report."""
     st = service(request)
     body = await read_model(request, LatticeCreate)
+    tenant = tenant_of(request.scope)
+    quotas.check_vertices(st.settings, tenant, math.prod(body.shape))
     lattice = await st.build(body)
     counts = await st.compute(compute.lattice_counts, lattice)
     arrays = await st.compute(compute.array_bytes, lattice)
-    tenant = tenant_of(request.scope)
     record = {"id": queries.new_id("lat"), "spec": lattice.spec(), **counts, "created_at": time.time()}
     record["tenant"] = tenant
 
     async def write(conn: Connection) -> None:
+        await quotas.check_lattice(conn, st.settings, tenant)
         await queries.insert_lattice(conn, record, arrays)
         if st.emit is not None:
             await st.emit(conn, "lattice.created", _event(record), tenant=tenant)

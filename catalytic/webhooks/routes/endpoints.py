@@ -87,9 +87,19 @@ async def create(request: Request, ctx: ApiContext) -> Response:
     """POST /api/webhooks: register an endpoint; 201 with its view and its secret, shown this once."""
     body = await read_body(request, EndpointCreate)
     await ctx.check_url(body.url)
+    tenant = tenant_of(request.scope)
+    limit = ctx.settings.max_endpoints_per_tenant
     async with ctx.database().transaction() as conn:
+        registered = await store.count_endpoints(conn, tenant)
+        if registered >= limit:
+            raise HTTPError(
+                403, "quota_exceeded",
+                f"quota max_webhook_endpoints ({limit}) exceeded: {registered} endpoints are registered",
+                [{"field": "quota.max_webhook_endpoints", "message": f"{registered} in use",
+                  "allowed": f"at most {limit}"}],
+            )  # fmt: skip
         view, secret = await store.create_endpoint(
-            conn, body.url, body.event_types, body.description, now=ctx.clock(), tenant=tenant_of(request.scope)
+            conn, body.url, body.event_types, body.description, now=ctx.clock(), tenant=tenant
         )
     return JSONResponse({**view, "secret": secret}, status_code=201)
 

@@ -340,21 +340,24 @@ def _one_off(args: argparse.Namespace) -> int:
     try:
         lattice = _lattice(args)
         show = lattice.vertices >= PROGRESS_MIN_VERTICES and not args.json
-        with tqdm(total=3, desc=operation, unit="step", disable=not show, file=sys.stderr) as bar:
-            bar.set_postfix_str("materialising")
+        # the bar is the kernels' own progress (a fraction of the work, in per cent), as jobs report it
+        with tqdm(total=100, desc=operation, unit="%", disable=not show, file=sys.stderr) as bar:
             params: dict[str, Any] = {}
             if operation == "shortest_path":
                 start, goal = _endpoints(lattice, args)
                 params = {"start": start, "goal": goal, "method": args.method}
-            bar.update()
             bar.set_postfix_str("loading kernels")
             startup_ms = _load_kernels(lattice, operation, params, args.backend)
             bar.set_postfix_str("computing")
-            answer, _ = run_operation(lattice, operation, params, backend=args.backend, max_sizes=CLI_MAX_SIZES)
+
+            def progress(fraction: float) -> None:
+                bar.update(max(0, round(100 * fraction) - bar.n))
+
+            answer, _ = run_operation(
+                lattice, operation, params, backend=args.backend, max_sizes=CLI_MAX_SIZES, progress=progress
+            )
             answer["startup_ms"] = startup_ms
-            bar.update()
             bar.set_postfix_str("done")
-            bar.update()
     except (InvalidInputError, InvalidTypeError, MemoryBudgetError) as exc:
         print(f"catalytic {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from catalytic.errors import MethodError, NoPathError
-from catalytic.kernels import analyze, components, distance_field, shortest_path
+from catalytic.kernels import Progress, analyze, components, distance_field, shortest_path
 from catalytic.lattice import Lattice
 
 __all__ = ["MAX_SIZES", "OPERATIONS", "check_operation", "component_sizes", "run_operation"]
@@ -84,6 +84,7 @@ def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answ
             method=params.get("method", "auto"),
             backend=options["backend"],
             memory=options["memory"],
+            progress=options["progress"],
         )
     except NoPathError:
         return {"found": False}, None
@@ -101,7 +102,9 @@ def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answ
 
 def _distance_field(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
     ran: dict[str, Any] = {}
-    field = distance_field(lattice, params["sources"], backend=options["backend"], report=ran)
+    field = distance_field(
+        lattice, params["sources"], backend=options["backend"], report=ran, progress=options["progress"]
+    )
     reached = np.isfinite(field) if field.dtype.kind == "f" else field >= 0
     answer = {
         "shape": list(field.shape),
@@ -115,7 +118,7 @@ def _distance_field(lattice: Lattice, params: Mapping[str, Any], options: Option
 
 def _components(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
     ran: dict[str, Any] = {}
-    labels, count = components(lattice, backend=options["backend"], report=ran)
+    labels, count = components(lattice, backend=options["backend"], report=ran, progress=options["progress"])
     answer = component_sizes(labels, count, options["max_sizes"])
     answer["backend"] = ran["backend"]
     return answer, labels
@@ -143,6 +146,7 @@ def run_operation(
     backend: str | None = None,
     memory: str = "auto",
     max_sizes: int = MAX_SIZES,
+    progress: Progress | None = None,
 ) -> Answer:
     """Run one operation; returns its JSON answer and, for array results, the array.
 
@@ -158,6 +162,9 @@ def run_operation(
         Memory mode for paths.
     max_sizes : int
         How many component sizes the answer lists (``sizes_truncated`` says when more exist).
+    progress : callable, optional
+        Called with the share of the work done, rising, then 1.0 (the kernels' :data:`catalytic.kernels.Progress`);
+        ``analyze`` reports only its end.
 
     Returns
     -------
@@ -179,6 +186,9 @@ def run_operation(
     """
     runner = _RUNNERS[check_operation(operation)]
     t0 = time.perf_counter()
-    answer, array = runner(lattice, params, {"backend": backend, "memory": memory, "max_sizes": max_sizes})
+    options = {"backend": backend, "memory": memory, "max_sizes": max_sizes, "progress": progress}
+    answer, array = runner(lattice, params, options)
+    if progress is not None and operation == "analyze":
+        progress(1.0)
     answer["elapsed_ms"] = (time.perf_counter() - t0) * 1e3
     return answer, array

@@ -8,12 +8,13 @@ make every backend return the same lengths, costs, fields, labels and paths are 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -28,7 +29,7 @@ from catalytic.errors import (
     NoPathError,
     ScratchError,
 )
-from catalytic.kernels.backend import Backend, Geometry, backends, run_with_fallback
+from catalytic.kernels.backend import Backend, Geometry, Meter, backends, metered, run_with_fallback
 from catalytic.lattice import Lattice
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "DEFAULT_POOL_MAX_BYTES",
     "EXACT_DIAMETER_LIMIT",
     "METHODS",
+    "PROGRESS_POLL_SECONDS",
     "Path",
+    "Progress",
     "analyze",
     "backends",
     "components",
@@ -57,6 +60,11 @@ Arrays larger than the cap are never pooled, so a large search gives its memory 
 """
 EXACT_DIAMETER_LIMIT = 10_000
 """Lattices with obstacles and at most this many open vertices get an exact diameter (one BFS per vertex)."""
+PROGRESS_POLL_SECONDS = 0.1
+"""How often a watching thread reads the progress a compiled kernel stores, and reports it when it rose."""
+
+Progress = Callable[[float], None]
+"""A progress callback: called with fractions in (0, 1) that only increase, then 1.0 when the answer is ready."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +242,44 @@ def pool_bytes() -> int:
     return sum(int(entry[1].nbytes) for entry in getattr(_POOL, "arrays", None) or [])
 
 
+def _open_vertices(lattice: Lattice, be: Backend, prepared: Any, bits: bool) -> int:
+    """The open vertex count (the whole of a search's work), counted once per lattice."""
+    cache = _cache_of(lattice)
+    if "open_vertices" not in cache:
+        if bits:
+            cache["open_vertices"] = int(np.bitwise_count(be.to_host(prepared)).sum(dtype=np.int64))
+        else:
+            cache["open_vertices"] = int(prepared.sum(dtype=np.int64))
+    return int(cache["open_vertices"])
+
+
+@contextlib.contextmanager
+def _metering(progress: Progress | None, total: Callable[[], int]) -> Iterator[Meter]:
+    """A :class:`Meter` for one computation on this thread, its progress reported to ``progress``.
+
+    Kernels driven from Python report as they advance; a compiled kernel only stores its count, so a thread
+    reads it every :data:`PROGRESS_POLL_SECONDS` while the computation runs.
+    """
+    current = Meter(progress, total() if progress is not None else 0)
+    stop = threading.Event()
+    watcher = None
+    if progress is not None:
+
+        def watch() -> None:
+            while not stop.wait(PROGRESS_POLL_SECONDS):
+                current.report()
+
+        watcher = threading.Thread(target=watch, name="catalytic-progress", daemon=True)
+        watcher.start()
+    try:
+        with metered(current):
+            yield current
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+
+
 class _Allocator:
     """Hands out search-state arrays: from lent scratch memory when given, else from a per-thread pool.
 
@@ -406,6 +452,7 @@ def shortest_path(
     memory: str = "auto",
     memory_budget: int | None = None,
     scratch: Any = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Exact shortest path between two open vertices.
 
@@ -426,6 +473,9 @@ def shortest_path(
         Bytes of state the search may allocate (default ``CATALYTIC_MEMORY_BUDGET`` or 2 GiB).
     scratch : Scratch, optional
         Lent memory from :func:`catalytic.borrow` to hold the search state; results are identical.
+    progress : callable, optional
+        Called with the vertices expanded so far over the open vertex count, rising, then with 1.0
+        (see :data:`Progress`).
 
     Returns
     -------
@@ -470,12 +520,21 @@ def shortest_path(
         if scratch is not None and not be.host_arrays:
             raise ScratchError("scratch", f"host memory cannot hold {be.name!r} state", "numpy or numba")
         alloc = _Allocator(be, scratch)
-        path, cost, expanded = search(be, alloc, query)
-        return path, cost, expanded, alloc.bytes
+        frugal = mode == "frugal"
+
+        def total() -> int:
+            return _open_vertices(lattice, be, _prepared(lattice, be, "bits" if frugal else "mask")[1], frugal)
+
+        with _metering(progress, total) as meter:
+            path, cost, expanded = search(be, alloc, query)
+        # the arrays handed out here, and those the backend made for itself and accounted (queues, bitmaps, rings)
+        return path, cost, expanded, alloc.bytes + meter.allocated_bytes
 
     if scratch is not None and backend is None:
         backend = "numba"
     (path, cost, expanded, state_bytes), used = run_with_fallback(backend, run)
+    if progress is not None:
+        progress(1.0)
     mask_bytes = (lattice.vertices + 7) // 8 if mode == "frugal" else lattice.vertices
     measured = int(state_bytes) + int(mask_bytes)
 
@@ -536,7 +595,12 @@ def _source_indices(lattice: Lattice, sources: Any) -> np.ndarray:
 
 
 def distance_field(
-    lattice: Lattice, sources: Any, backend: str | None = None, *, report: dict[str, Any] | None = None
+    lattice: Lattice,
+    sources: Any,
+    backend: str | None = None,
+    *,
+    report: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Multi-source distance field.
 
@@ -549,6 +613,8 @@ def distance_field(
         As for :func:`shortest_path`.
     report : dict, optional
         When given, ``report["backend"]`` is set to the backend that ran (after a GPU fallback: ``numba``).
+    progress : callable, optional
+        Called with the vertices settled so far over the open vertex count, rising, then with 1.0.
 
     Returns
     -------
@@ -571,26 +637,34 @@ def distance_field(
 
     def run(be: Backend) -> np.ndarray:
         geom, mask = _prepared(lattice, be)
-        if lattice.weighted:
-            dist = be.full(lattice.vertices, np.inf, np.float64)
-            be.dijkstra(geom, mask, indices, -1, dist, False)
-        else:
-            dist = be.full(lattice.vertices, -1, np.int32)
-            be.bfs(geom, mask, indices, -1, dist)
+        with _metering(progress, lambda: _open_vertices(lattice, be, mask, False)):
+            if lattice.weighted:
+                dist = be.full(lattice.vertices, np.inf, np.float64)
+                be.dijkstra(geom, mask, indices, -1, dist, False)
+            else:
+                dist = be.full(lattice.vertices, -1, np.int32)
+                be.bfs(geom, mask, indices, -1, dist)
         return be.to_host(dist)
 
     field_values, used = run_with_fallback(backend, run)
+    if progress is not None:
+        progress(1.0)
     if report is not None:
         report["backend"] = used
     return field_values.reshape(lattice.shape)
 
 
 def components(
-    lattice: Lattice, backend: str | None = None, *, report: dict[str, Any] | None = None
+    lattice: Lattice,
+    backend: str | None = None,
+    *,
+    report: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, int]:
     """Connected components of the open vertices.
 
     ``report``, when given, gets ``report["backend"]``: the backend that ran, as for :func:`distance_field`.
+    ``progress``, when given, is called with the share of the labelling rounds done, rising, then with 1.0.
 
     Returns
     -------
@@ -608,10 +682,14 @@ def components(
 
     def run(be: Backend) -> tuple[np.ndarray, int]:
         geom, mask = _prepared(lattice, be)
-        labels, count = be.label(geom, mask)
+        # each backend's label sets its own total (vertices per round, or rounds)
+        with _metering(progress, lambda: 0):
+            labels, count = be.label(geom, mask)
         return be.to_host(labels), int(count)
 
     (labels, count), used = run_with_fallback(backend, run)
+    if progress is not None:
+        progress(1.0)
     if report is not None:
         report["backend"] = used
     return labels.reshape(lattice.shape), count

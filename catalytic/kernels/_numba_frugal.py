@@ -211,8 +211,11 @@ def serial_levels(
     depth: Int,
     expanded: Int,
     limit: Int,
+    meter: np.ndarray,
 ) -> tuple[Int, Int, Int, Int, tuple[np.ndarray, ...]]:
     """Expand levels on this thread while they span fewer than ``limit`` groups (arguments as :func:`expand_share`).
+
+    ``meter[0]`` gets the vertices expanded after each level (a :class:`catalytic.kernels.backend.Meter`'s counts).
 
     Returns ``(status, count, depth, expanded, frontier)``: status 0 when the next level is wide (hand it to the
     threads), 1 when ``goal`` was reached, 2 when the component is exhausted; ``frontier`` with the roles of this
@@ -227,6 +230,7 @@ def serial_levels(
         )
         expanded += size
         depth += 1
+        meter[0] = expanded
         if found:
             return 1, count, depth, expanded, frontier
         count = next_active(active, frontier[2], frontier[3], count, discovered, written)
@@ -245,12 +249,16 @@ def bfs_frugal(
     start: int,
     goal: int,
     threads: int,
+    meter: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Whole-level BFS from ``start`` keeping ``1 + depth mod 3`` in ``state``; returns ``(length, expanded)``.
 
     Narrow levels run in one compiled loop; each wide level is split over ``threads`` Python threads running
-    the ``nogil`` kernel, which costs no spinning workers when the machine is busy.
+    the ``nogil`` kernel, which costs no spinning workers when the machine is busy. ``meter`` is a
+    :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded after each level,
+    and ``meter[2]`` the bytes of the frontier bitmaps, their group flags and the group lists.
     """
+    meter = np.zeros(3, dtype=np.int64) if meter is None else meter
     state[start >> 2] |= np.uint8(1 << (2 * (start & 3)))
     if start == goal:
         return 0, 0
@@ -267,6 +275,7 @@ def bfs_frugal(
     )
     active = np.empty(groups, dtype=np.int64)
     discovered = np.empty((max(1, threads), groups), dtype=np.int64)
+    meter[2] += sum(int(array.nbytes) for array in (*frontier, active, discovered))
     frontier[0][start >> 6] = np.uint64(1 << (start & 63))
     frontier[2][start >> GROUP_SHIFT] = 1
     active[0] = start >> GROUP_SHIFT
@@ -278,7 +287,7 @@ def bfs_frugal(
     try:
         while True:
             status, count, depth, expanded, frontier = serial_levels(
-                search, goal, frontier, active, count, discovered, depth, expanded, limit
+                search, goal, frontier, active, count, discovered, depth, expanded, limit, meter
             )
             if status == 1:
                 return int(depth), int(expanded)
@@ -288,6 +297,7 @@ def bfs_frugal(
             futures = [pool.submit(expand_share, *level, t, threads) for t in range(threads)]
             shares = [future.result() for future in futures]
             expanded += sum(int(share[0]) for share in shares)
+            meter[0] = expanded
             depth += 1
             if any(share[1] for share in shares):
                 return int(depth), int(expanded)

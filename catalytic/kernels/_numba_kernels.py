@@ -380,8 +380,12 @@ def bfs(
     low: np.ndarray,
     high: np.ndarray,
     ratio: Int,
+    meter: np.ndarray,
 ) -> Int:
     """Whole-level multi-source BFS; ``queue`` has room for every vertex. Returns ``expanded``.
+
+    ``meter`` is a :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded
+    at the start of each level, and ``meter[2]`` the bytes of the bitmaps the first bit-parallel level allocates.
 
     Each level runs one of two ways, whichever touches less memory:
 
@@ -419,6 +423,7 @@ def bfs(
     head: Int = 0
     found = False
     while head < tail and not found:
+        meter[0] = head
         level_end = tail
         step = dist[queue[head]] + 1
         lo = words
@@ -435,6 +440,7 @@ def bfs(
                 seen = np.zeros(words, np.uint64)
                 frontier = np.zeros(words, np.uint64)
                 reached = np.zeros(words, np.uint64)
+                meter[2] += 3 * 8 * words
                 for i in range(tail):
                     v = np.int64(queue[i])
                     seen[v >> 6] |= ONE << np.uint64(v & 63)
@@ -528,8 +534,9 @@ def bidirectional(
     dist_goal: np.ndarray,
     queue_start: np.ndarray,
     queue_goal: np.ndarray,
+    meter: np.ndarray,
 ) -> tuple[Int, Int, Int]:
-    """Bidirectional whole-level BFS; returns ``(length, meet, expanded)``."""
+    """Bidirectional whole-level BFS; returns ``(length, meet, expanded)`` (``meter[0]``: expanded, per level)."""
     shape, strides = axes[0], axes[1]
     if start == goal:
         dist_start[start] = 0
@@ -550,6 +557,7 @@ def bidirectional(
         queue, mine, other = (queue_start, dist_start, dist_goal) if side == 0 else (queue_goal, dist_goal, dist_start)
         end, total, meet = _expand_level(axes, inverse, coords, open_mask, queue, heads[side], tails[side], mine, other)
         expanded += tails[side] - heads[side]
+        meter[0] = expanded
         heads[side], tails[side] = tails[side], end
         if meet >= 0:
             return total, meet, expanded
@@ -670,6 +678,7 @@ def dijkstra(
     dist: np.ndarray,
     astar: bool,
     min_weight: float,
+    meter: np.ndarray,
 ) -> tuple[Int, np.ndarray]:
     """Dijkstra (A* towards ``target`` when ``astar``) with keys ``(f, h, index)``.
 
@@ -677,7 +686,8 @@ def dijkstra(
     (a seed). A settled vertex is skipped when popped again and never relaxed again, as in the reference
     backend. Returns ``(expanded, written)``: ``written`` holds every index whose distance this call wrote in
     place of inf, each once, so a caller can put ``dist`` back for the next query in time proportional to the
-    search rather than to the lattice.
+    search rather than to the lattice. ``meter[0]`` gets the settled count every 1024 vertices, and ``meter[2]``
+    the bytes of the heap, the settled flags and ``written`` at their largest.
     """
     shape, strides, periodic = axes
     n = open_mask.shape[0]
@@ -714,6 +724,8 @@ def dijkstra(
             continue
         settled[v] = 1
         expanded += 1
+        if expanded & 1023 == 0:
+            meter[0] = expanded
         if v == target:
             break
         gv = dist[v]
@@ -740,6 +752,7 @@ def dijkstra(
                             + _axis_distance(c_new, goal_coords[k], shape[k], periodic[k])
                         )
                     hf, hh, hk, size = _heap_add(hf, hh, hk, size, gu + hu, hu, u)
+    meter[2] += n + 8 * (hf.shape[0] + hh.shape[0] + hk.shape[0] + written.shape[0])
     return expanded, written[:count]
 
 
@@ -966,8 +979,12 @@ def label(
     out: np.ndarray,
     parent: np.ndarray,
     slabs: Int,
+    meter: np.ndarray,
 ) -> Int:
     """Component labels numbered by lowest index (0 blocked) written into ``out``; returns the count.
+
+    ``meter[0]`` counts the vertices of the rounds done: the parallel slabs (up to ``n``), the join and the
+    numbering (``n`` more each).
 
     ``parent`` (N,) of ``out``'s dtype is scratch for the label classes; only the labels used are touched.
     The rows of axis 0 are split into ``slabs`` slabs labelled in parallel and then joined; the classes are
@@ -985,7 +1002,9 @@ def label(
     used = np.zeros(parts, np.int64)
     for b in prange(parts):
         used[b] = _label_slab(axes, open_mask, out, parent, bounds[b], bounds[b + 1])
+    meter[0] = n
     _join_slabs(axes, out, parent, bounds)
+    meter[0] = 2 * n
     count = 0
     for b in range(parts):
         first = bounds[b] * strides[0]

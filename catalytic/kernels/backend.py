@@ -33,11 +33,12 @@ falls back to numba for that call (see :func:`run_with_fallback`).
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -51,9 +52,12 @@ __all__ = [
     "Backend",
     "Geometry",
     "HostBackend",
+    "Meter",
     "backends",
     "fallback_count",
     "get_backend",
+    "meter",
+    "metered",
     "register_backend",
     "resolve_backend",
     "run_with_fallback",
@@ -116,6 +120,81 @@ class Geometry:
             weights=None if lattice.weights is None else lattice.weights.ravel(),
             min_weight=lattice.min_weight,
         )
+
+
+PROGRESS_DONE, PROGRESS_TOTAL, ALLOCATED_BYTES = 0, 1, 2
+"""The slots of :attr:`Meter.counts`."""
+
+
+class Meter:
+    """What one computation tells its caller while it runs: progress, and the bytes of search state it allocated.
+
+    ``counts`` is int64 ``(done, total, allocated bytes)``. Compiled kernels take it as an argument and store
+    ``done`` once per level, slab or round (one store, never a call back into Python); kernels driven from Python
+    call :meth:`advance`, which reports at once. :meth:`allocated` is how the code that makes an array of search
+    state the caller does not see (a queue, a frontier bitmap, a GPU ring) accounts for it.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> meter = Meter(seen.append, total=4)
+    >>> meter.advance(1); meter.advance(1); meter.advance(3)
+    >>> seen
+    [0.25, 0.75]
+    """
+
+    def __init__(self, callback: Callable[[float], None] | None = None, total: int = 0) -> None:
+        self.callback = callback
+        self.counts = np.zeros(3, dtype=np.int64)
+        self.counts[PROGRESS_TOTAL] = total
+        self.reported = 0.0
+        self._lock = threading.Lock()
+
+    def allocated(self, nbytes: int) -> None:
+        """Account ``nbytes`` of search state allocated for this computation."""
+        self.counts[ALLOCATED_BYTES] += int(nbytes)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Bytes accounted through :meth:`allocated` or by a compiled kernel."""
+        return int(self.counts[ALLOCATED_BYTES])
+
+    def advance(self, done: int) -> None:
+        """Set how much of the work is done and report it."""
+        self.counts[PROGRESS_DONE] = done
+        self.report()
+
+    def report(self) -> None:
+        """Call the callback with ``done / total`` when it rose since the last call (below 1: the caller says 1)."""
+        if self.callback is None:
+            return
+        with self._lock:
+            done, total = int(self.counts[PROGRESS_DONE]), int(self.counts[PROGRESS_TOTAL])
+            fraction = min(done / total, 0.999) if total > 0 else 0.0
+            if fraction <= self.reported:
+                return
+            self.reported = fraction
+        self.callback(fraction)
+
+
+_METERS = threading.local()
+
+
+def meter() -> Meter:
+    """The meter of the computation running on this thread (a throwaway one outside :func:`metered`)."""
+    current: Meter | None = getattr(_METERS, "current", None)
+    return current if current is not None else Meter()
+
+
+@contextlib.contextmanager
+def metered(current: Meter) -> Iterator[Meter]:
+    """Make ``current`` the meter :func:`meter` returns on this thread while the block runs."""
+    previous = getattr(_METERS, "current", None)
+    _METERS.current = current
+    try:
+        yield current
+    finally:
+        _METERS.current = previous
 
 
 class Backend(abc.ABC):

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from catalytic.kernels.backend import Backend, Geometry, get_backend, register_backend
+from catalytic.kernels.backend import PROGRESS_TOTAL, Backend, Geometry, get_backend, meter, register_backend
 
 __all__ = ["CupyBackend", "is_cupy_array"]
 
@@ -314,6 +314,7 @@ class CupyBackend(Backend):
         nwords = (geom.vertices + 31) // 32
         visited = self.xp.empty(nwords, dtype=np.uint32)
         rings = self.xp.zeros((3, nwords), dtype=np.uint32)
+        meter().allocated(visited.nbytes + rings.nbytes)
         self._launch(self.k.init_visited, nwords, open_mask, visited)
         self._launch(self.k.mark_sources, sources.size, self.to_device(sources), visited, rings, dist)
         return visited, rings
@@ -348,6 +349,7 @@ class CupyBackend(Backend):
         nwords = rings.shape[1]
         level = 0
         discovered = 0
+        counts = meter()
         while True:
             if self.fused:
                 try:
@@ -357,6 +359,7 @@ class CupyBackend(Backend):
                 except _NoCooperativeLaunch:
                     continue  # nothing ran; the same level again, one launch at a time
                 state = self.to_host(control)
+                counts.advance(int(state[_CONTROL_EXPANDED]))
                 level = int(state[_CONTROL_LEVEL])
                 if state[_CONTROL_DONE]:
                     return state
@@ -364,6 +367,7 @@ class CupyBackend(Backend):
                 self._launch(self.k.expand_level, nwords, *common, level, target, no_other, 0, *search)
                 level += 1
                 state = self.to_host(control)
+                counts.advance(int(state[_CONTROL_EXPANDED]))
                 state[_CONTROL_LEVEL] = level
                 state[_CONTROL_HIT] = self.to_host(flags)[1, level % 3]
                 if state[_CONTROL_HIT] or int(state[_CONTROL_DISCOVERED]) == discovered:
@@ -403,6 +407,7 @@ class CupyBackend(Backend):
         visited = xp.empty((2, nwords), dtype=np.uint32)
         rings = xp.zeros((2, 3, nwords), dtype=np.uint32)
         flags = xp.zeros((2, 2, 3), dtype=np.int32)
+        meter().allocated(visited.nbytes + rings.nbytes)
         for side, root in enumerate((start, goal)):
             self._launch(self.k.init_visited, nwords, open_mask, visited[side])
             sources = self.to_device(np.asarray([root], dtype=np.int64))
@@ -444,6 +449,7 @@ class CupyBackend(Backend):
             except _NoCooperativeLaunch:
                 return None
             state = self.to_host(control)
+            meter().advance(int(state[_ROUNDS_EXPANDED]))
             if state[_ROUNDS_DONE]:
                 side = int(state[_ROUNDS_SIDE])
                 level = int(state[side])  # the first two entries are the two sides' levels
@@ -476,6 +482,7 @@ class CupyBackend(Backend):
             )
             levels[side] += 1
             expanded += frontier[side]
+            meter().advance(expanded)
             frontier[side] = int(self.to_host(control)[_CONTROL_DISCOVERED])
             if self.to_host(flags)[side, 1, levels[side] % 3]:
                 return side, levels[side], expanded, True
@@ -553,6 +560,7 @@ class CupyBackend(Backend):
             return state.view(np.uint32), False
         words = self.xp.zeros((state.size + 3) // 4, dtype=np.uint32)
         words.view(np.uint8)[: state.size] = state
+        meter().allocated(words.nbytes)
         return words, True
 
     def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
@@ -560,6 +568,7 @@ class CupyBackend(Backend):
         words, copied = self._state_words(state)
         nwords = (geom.vertices + 31) // 32
         rings = self.xp.zeros((3, nwords), dtype=np.uint32)
+        meter().allocated(rings.nbytes)
         self._launch_single(self.k.init_frugal, words, rings, start)
         try:
             if start == goal:
@@ -597,7 +606,13 @@ class CupyBackend(Backend):
         changed = xp.zeros(1, dtype=np.int32)
         axes = self._device(geom).axes()
         self._launch(self.k.label_init, geom.vertices, parent)
+        counts = meter()
+        rounds = 0
         while True:
+            # the number of hooking rounds is not known ahead, so each round moves the fraction a smaller step to 1
+            counts.counts[PROGRESS_TOTAL] = rounds + 1
+            counts.advance(rounds)
+            rounds += 1
             changed[0] = 0
             self._launch(self.k.label_hook, geom.vertices, *axes, open_mask, parent, changed)
             self._launch(self.k.label_compress, geom.vertices, parent)

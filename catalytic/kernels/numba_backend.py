@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from catalytic.errors import InvalidInputError
-from catalytic.kernels.backend import Geometry, HostBackend, register_backend
+from catalytic.kernels.backend import PROGRESS_TOTAL, Geometry, HostBackend, meter, register_backend
 
 __all__ = ["NumbaBackend"]
 
@@ -176,7 +176,12 @@ class NumbaBackend(HostBackend):
         queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
         low, high = _faces(geom)
-        expanded = _kernels().bfs(_axes(geom), open_mask, seeds, int(target), dist, queue, low, high, BITWISE_RATIO)
+        counts = meter()
+        # the face bit sets are kept per shape, but they are held for the search like its queue
+        counts.allocated(queue.nbytes + low.nbytes + high.nbytes)
+        expanded = _kernels().bfs(
+            _axes(geom), open_mask, seeds, int(target), dist, queue, low, high, BITWISE_RATIO, counts.counts
+        )
         return int(expanded)
 
     def bidirectional(
@@ -196,9 +201,11 @@ class NumbaBackend(HostBackend):
         dtype = _index_dtype(geom.vertices)
         queue_start = np.empty(geom.vertices, dtype=dtype)
         queue_goal = np.empty(geom.vertices, dtype=dtype)
+        counts = meter()
+        counts.allocated(queue_start.nbytes + queue_goal.nbytes)
         length, meet, expanded = _kernels().bidirectional(
             _axes(geom), open_mask, int(start), int(goal), dist_start, dist_goal,
-            queue_start, queue_goal,
+            queue_start, queue_goal, counts.counts,
         )  # fmt: skip
         return int(length), int(meet), int(expanded)
 
@@ -224,7 +231,7 @@ class NumbaBackend(HostBackend):
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
         expanded, written = _kernels().dijkstra(
             _axes(geom), open_mask, weights, seeds, int(target), dist, bool(astar),
-            float(geom.min_weight),
+            float(geom.min_weight), meter().counts,
         )  # fmt: skip
         return int(expanded), written
 
@@ -278,7 +285,9 @@ class NumbaBackend(HostBackend):
         """
         from catalytic.kernels import _numba_frugal
 
-        length, expanded = _numba_frugal.bfs_frugal(_axes(geom), open_bits, state, int(start), int(goal), _threads())
+        length, expanded = _numba_frugal.bfs_frugal(
+            _axes(geom), open_bits, state, int(start), int(goal), _threads(), meter().counts
+        )
         return int(length), int(expanded)
 
     def trace_path_frugal(
@@ -332,5 +341,7 @@ class NumbaBackend(HostBackend):
         dtype = _index_dtype(geom.vertices)
         out = np.empty(geom.vertices, dtype=dtype)
         parent = np.empty(geom.vertices, dtype=dtype)
-        count = _kernels().label(_axes(geom), open_mask, out, parent, _threads())
+        counts = meter().counts
+        counts[PROGRESS_TOTAL] = 3 * geom.vertices  # the slabs, the join and the numbering
+        count = _kernels().label(_axes(geom), open_mask, out, parent, _threads(), counts)
         return out, int(count)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from catalytic.errors import InvalidInputError
-from catalytic.kernels.backend import Geometry, HostBackend, register_backend
+from catalytic.kernels.backend import PROGRESS_TOTAL, Geometry, HostBackend, meter, register_backend
 from catalytic.lattice import materialise_open
 
 __all__ = ["NumpyBackend"]
@@ -181,7 +181,9 @@ class NumpyBackend(HostBackend):
             return 0
         expanded = 0
         depth = 0
+        counts = meter()
         while frontier.size:
+            counts.advance(expanded)
             expanded += frontier.size
             depth += 1
             frontier = self._discover(geom, is_open, frontier, dist)
@@ -217,7 +219,9 @@ class NumpyBackend(HostBackend):
         depths = [0, 0]
         dists = [dist_start, dist_goal]
         expanded = 0
+        counts = meter()
         while True:
+            counts.advance(expanded)
             side = 0 if frontiers[0].size <= frontiers[1].size else 1
             own, other = dists[side], dists[1 - side]
             expanded += frontiers[side].size
@@ -263,12 +267,15 @@ class NumpyBackend(HostBackend):
             heap.append((g + h, h, source))
         heapq.heapify(heap)
         expanded = 0
+        counts = meter()
         while heap:
             _, _, u = heapq.heappop(heap)
             if settled[u]:
                 continue
             settled[u] = True
             expanded += 1
+            if expanded % 1024 == 0:
+                counts.advance(expanded)
             if u == target:
                 break
             g = float(dist[u])
@@ -351,7 +358,9 @@ class NumpyBackend(HostBackend):
             return 0, 0
         expanded = 0
         depth = 0
+        counts = meter()
         while frontier.size:
+            counts.advance(expanded)
             expanded += frontier.size
             depth += 1
             candidates = np.concatenate([nb[valid] for nb, valid in _steps(geom, frontier)])
@@ -434,7 +443,13 @@ class NumpyBackend(HostBackend):
                 heads.append(neighbour[edge])
         tail, head = np.concatenate(tails), np.concatenate(heads)
         parent = index.copy()
+        counts = meter()
+        rounds = 0
         while True:
+            # the number of hooking rounds is not known ahead, so each round moves the fraction a smaller step to 1
+            counts.counts[PROGRESS_TOTAL] = rounds + 1
+            counts.advance(rounds)
+            rounds += 1
             root_tail, root_head = parent[tail], parent[head]
             apart = root_tail != root_head
             if not apart.any():

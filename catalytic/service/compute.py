@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -206,10 +206,16 @@ def _error_answer(exc: BaseException) -> dict[str, Any]:
     return {"status": 500, "error": "internal", "message": f"{type(exc).__name__}: {exc}", "fields": []}
 
 
-def execute_task(task: Mapping[str, Any], lattice: Lattice | None = None, ray_address: str | None = None) -> Any:
+def execute_task(
+    task: Mapping[str, Any],
+    lattice: Lattice | None = None,
+    ray_address: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Any:
     """Run one job task here, or as a Ray task when ``ray_address`` is given; same answer either way.
 
-    Returns ``(answer, array_or_None)`` like :func:`catalytic.operations.run_operation`.
+    Returns ``(answer, array_or_None)`` like :func:`catalytic.operations.run_operation`. ``progress`` gets the
+    kernels' progress of a task run here.
     """
     options = {"backend": task["backend"], "memory": task["memory"], "max_sizes": task["max_sizes"]}
     if ray_address:
@@ -222,7 +228,7 @@ def execute_task(task: Mapping[str, Any], lattice: Lattice | None = None, ray_ad
         return answer, array
     if lattice is None:
         lattice = materialise(task["spec"], task["arrays"])
-    answer, array = run_operation(lattice, task["operation"], task["params"], **options)
+    answer, array = run_operation(lattice, task["operation"], task["params"], progress=progress, **options)
     answer["executor"] = "local"
     return answer, array
 
@@ -232,9 +238,10 @@ def serve_tasks(conn: Any) -> None:
 
     Each task is a dict (operation, spec, arrays, params, backend, memory, max_sizes, and for array results
     ``results``, a :func:`catalytic.service.results.store_config`, and ``result_name``). The process sends
-    ``("progress", fraction)`` messages, then ``("ok", answer, stored_array_or_None, backend, fallbacks)`` or
-    ``("error", error_dict)``; the array result is written here, to the store when large
-    (:func:`catalytic.service.results.write_result`), and sent as its reference or as .npy bytes. The parent
+    ``("progress", fraction)`` messages as the kernels report them (rising), then
+    ``("ok", answer, stored_array_or_None, backend, fallbacks)`` or ``("error", error_dict)``;
+    the array result is written here, to the store when large (:func:`catalytic.service.results.write_result`),
+    and sent as its reference or as .npy bytes. The parent
     terminates the process to cancel a task. When ``RAY_ADDRESS`` is set, each task runs on that Ray cluster
     instead (the job record here stays the source of truth).
     """
@@ -259,9 +266,12 @@ def serve_tasks(conn: Any) -> None:
                     lattice = materialise(task["spec"], task["arrays"])
                     cached.clear()
                     cached[key] = lattice
-            conn.send(("progress", 0.2))
             before = fallback_count()
-            answer, array = execute_task(task, lattice, ray_address)
+
+            def progress(fraction: float) -> None:
+                conn.send(("progress", fraction))
+
+            answer, array = execute_task(task, lattice, ray_address, progress)
             stored = None
             if array is not None:
                 name = task.get("result_name") or "result.npy"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("catalytic.service")
+
+PROGRESS_WRITE_S = 0.5
+"""A running job's progress row is written at most this often, however fast its kernels report."""
 
 Emit = Callable[..., Awaitable[Any]]
 """``emit(conn, event_type, data, tenant=...)``: records an event for ``tenant``'s webhook endpoints in the same
@@ -371,7 +375,15 @@ class JobRunner:
             task = {**task, "arrays": await queries.fetch_arrays(self.db, task.pop("arrays_owner"))}
         task = {**task, "results": self.results, "result_name": result_name(job_id)}
 
+        written_at = -math.inf
+
         async def progress(fraction: float) -> None:
+            # the kernels report every level; the row is written at most every PROGRESS_WRITE_S
+            nonlocal written_at
+            now = time.monotonic()
+            if now - written_at < PROGRESS_WRITE_S:
+                return
+            written_at = now
             await queries.set_progress(self.db, job_id, fraction)
 
         started = time.perf_counter()

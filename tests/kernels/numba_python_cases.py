@@ -84,7 +84,7 @@ def test_lattice_kernels(lattice: Lattice) -> None:
     for slabs in (1, 2, 3):
         labels = np.empty(geom.vertices, dtype=np.int32)
         parent = np.empty(geom.vertices, dtype=np.int32)
-        assert kernels.label(_axes(geom), mask, labels, parent, slabs) == want_count
+        assert kernels.label(_axes(geom), mask, labels, parent, slabs, np.zeros(3, np.int64)) == want_count
         np.testing.assert_array_equal(labels, want)
 
 
@@ -102,7 +102,8 @@ def test_searches(lattice: Lattice) -> None:
             dist = np.full(geom.vertices, -1, np.int32)
             queue = np.empty(geom.vertices, np.int64)
             sources = np.array([start, goal // 2], dtype=np.int64)
-            assert kernels.bfs(_axes(geom), mask, sources, target, dist, queue, low, high, ratio) == expanded
+            meter = np.zeros(3, np.int64)
+            assert kernels.bfs(_axes(geom), mask, sources, target, dist, queue, low, high, ratio, meter) == expanded
             np.testing.assert_array_equal(dist, want)
     for s, g in ((start, goal), (goal, start), (start, start)):
         got = [FAST.full(geom.vertices, -1, np.int32) for _ in range(2)]

@@ -78,7 +78,7 @@ def test_bfs_level_modes_agree(lattice: Lattice, data: st.DataObject) -> None:
         dist = np.full(geom.vertices, -1, np.int32)
         queue = np.empty(geom.vertices, np.int64)
         axes = (geom.shape, geom.strides, geom.periodic)
-        expanded = kernels.bfs(axes, mask, sources, target, dist, queue, low, high, ratio)
+        expanded = kernels.bfs(axes, mask, sources, target, dist, queue, low, high, ratio, np.zeros(3, np.int64))
         assert expanded == ref_expanded, ratio
         np.testing.assert_array_equal(dist, ref_dist, err_msg=f"ratio {ratio}")
 
@@ -240,7 +240,8 @@ def test_wide_label_dtype_gives_the_same_labels() -> None:
     narrow, count = FAST.label(geom, mask)
     wide = np.empty(geom.vertices, dtype=np.int64)
     scratch = np.empty(geom.vertices, dtype=np.int64)
-    assert kernels.label((geom.shape, geom.strides, geom.periodic), mask, wide, scratch, 3) == count
+    meter = np.zeros(3, np.int64)
+    assert kernels.label((geom.shape, geom.strides, geom.periodic), mask, wide, scratch, 3, meter) == count
     np.testing.assert_array_equal(wide, narrow)
 
 

@@ -42,6 +42,12 @@ from bench.common import REPO, begin_run, markdown_table, wait_for_quiet, write_
 SHAPE = [10, 10, 10, 10, 10]
 OBSTACLES = [{"kind": "random", "p": 0.2, "seed": 1}]
 CONNECTIONS = 100
+# The per-tenant quotas are raised out of the way: the suites measure the serving path, not the limiter.
+UNLIMITED_TENANT = {
+    "TENANT_MAX_REQUESTS_PER_SECOND": "1000000000",
+    "TENANT_MAX_LATTICES": "1000000000",
+    "TENANT_MAX_QUEUED_JOBS": "1000000",
+}
 THREADS = 2
 OPEN_SAMPLE = 1500
 ROUNDS = 3
@@ -111,11 +117,14 @@ def _ensure_wrk() -> str:
 class Server:
     """A server subprocess on a loopback port, stopped by its process id."""
 
-    def __init__(self, command: list[str], env: dict[str, str], port: int, probe: str, log: Path) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], port: int, probe: str, log: Path, cwd: Path | None = None
+    ) -> None:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self._log = open(log, "wb")  # noqa: SIM115 - the child's output for the server's lifetime
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        # cwd: ``python -m`` puts it first on sys.path, ahead of PYTHONPATH (a baseline's tree runs from there).
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -290,7 +299,7 @@ def _write_case(
     port = _free_port()
     server = Server(
         [sys.executable, "-m", "catalytic.cli", "serve", "--workers", "2", "--port", str(port)],
-        case_env, port, "/ready", workdir / f"{name}.log",
+        case_env, port, "/ready", workdir / f"{name}.log", cwd=tree,
     )  # fmt: skip
     try:
         _wrk(wrk, f"{server.base}/", _CREATE_DELETE, 2, CONNECTIONS, workdir, "warmup", server.process.pid)
@@ -450,7 +459,7 @@ def main(argv: list[str]) -> int:
         "CATALYTIC_SQLITE_PATH": str(workdir / "catalytic.db"),
         "LOG_LEVEL": "WARNING",
         "METRICS_PORT": str(_free_port()),
-    }
+    } | UNLIMITED_TENANT
     rows: dict[str, dict[str, Any]] = {}
     load_before = os.getloadavg()[0]
     bare_port = _free_port()
@@ -526,6 +535,7 @@ def main(argv: list[str]) -> int:
     load = (load_before, os.getloadavg()[0])
     targets = _targets(rows, load)
     setup = {
+        "tenant_quotas": UNLIMITED_TENANT,
         "baseline_rev": args.baseline_rev,
         "quiet_wait": quiet,
         "postgres": _postgres_settings(args.database_url) if args.database_url else None,

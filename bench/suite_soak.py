@@ -37,6 +37,7 @@ from bench.common import begin_run, markdown_table, wait_for_quiet, write_result
 from bench.suite_load import (
     OBSTACLES,
     SHAPE,
+    UNLIMITED_TENANT,
     Server,
     _ensure_wrk,
     _free_port,
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> int:
         if not k.startswith(("CATALYTIC_", "PROMETHEUS_", "DATABASE_URL", "REDIS_URL"))
     }
     sqlite_path = workdir / "catalytic.db"
-    env |= {"CATALYTIC_SQLITE_PATH": str(sqlite_path), "LOG_LEVEL": "WARNING", "METRICS_PORT": "0"}
+    env |= {"CATALYTIC_SQLITE_PATH": str(sqlite_path), "LOG_LEVEL": "WARNING", "METRICS_PORT": "0"} | UNLIMITED_TENANT
     if args.database_url:
         env["DATABASE_URL"] = _fresh_database(args.database_url, "bench_soak")
         subprocess.run([sys.executable, "-m", "catalytic.cli", "migrate"], env=env, check=True, cwd=workdir)
@@ -245,6 +246,7 @@ def main(argv: list[str]) -> int:
             "target_req_per_s": round(target, 1),
             "minutes": args.minutes,
             "soak_connections": SOAK_CONNECTIONS,
+            "tenant_quotas": UNLIMITED_TENANT,
             "quiet_wait": quiet,
         },
         "minutes": minutes,

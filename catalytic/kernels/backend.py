@@ -164,6 +164,14 @@ class Meter:
         self.counts[PROGRESS_DONE] = done
         self.report()
 
+    def round_done(self, rounds: int) -> None:
+        """Report ``rounds`` finished rounds of a loop whose round count is not known ahead.
+
+        Each round moves the fraction a smaller step toward 1: ``rounds / (rounds + 1)``.
+        """
+        self.counts[PROGRESS_TOTAL] = rounds + 1
+        self.advance(rounds)
+
     def report(self) -> None:
         """Call the callback with ``done / total`` when it rose since the last call (below 1: the caller says 1)."""
         if self.callback is None:

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from catalytic.kernels.backend import PROGRESS_TOTAL, Backend, Geometry, get_backend, meter, register_backend
+from catalytic.kernels.backend import Backend, Geometry, get_backend, meter, register_backend
 
 __all__ = ["CupyBackend", "is_cupy_array"]
 
@@ -609,9 +609,7 @@ class CupyBackend(Backend):
         counts = meter()
         rounds = 0
         while True:
-            # the number of hooking rounds is not known ahead, so each round moves the fraction a smaller step to 1
-            counts.counts[PROGRESS_TOTAL] = rounds + 1
-            counts.advance(rounds)
+            counts.round_done(rounds)  # the number of hooking rounds is not known ahead
             rounds += 1
             changed[0] = 0
             self._launch(self.k.label_hook, geom.vertices, *axes, open_mask, parent, changed)

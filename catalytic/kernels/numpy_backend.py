@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 
 from catalytic.errors import InvalidInputError
-from catalytic.kernels.backend import PROGRESS_TOTAL, Geometry, HostBackend, meter, register_backend
+from catalytic.kernels.backend import Geometry, HostBackend, meter, register_backend
 from catalytic.lattice import materialise_open
 
 __all__ = ["NumpyBackend"]
@@ -89,6 +89,22 @@ def _state_get(state: np.ndarray, index: np.ndarray) -> np.ndarray:
 def _state_mark(state: np.ndarray, index: np.ndarray, value: int) -> None:
     """Set the 2-bit state of unvisited vertices ``index`` (several may share a byte, hence ``ufunc.at``)."""
     np.bitwise_or.at(state, index >> 2, (np.uint8(value) << (2 * (index & 3)).astype(np.uint8)).astype(np.uint8))
+
+
+def _whole_levels(frontier: np.ndarray, step: Callable[[np.ndarray, int], tuple[np.ndarray, bool]]) -> tuple[int, int]:
+    """Drive a whole-level BFS: ``step(frontier, depth)`` marks and returns the next level and whether the search
+    is done. Returns ``(depth, expanded)`` when a step says done, else ``(-1, expanded)``; progress is the
+    vertices expanded so far, reported once per level."""
+    expanded = depth = 0
+    counts = meter()
+    while frontier.size:
+        counts.advance(expanded)
+        expanded += frontier.size
+        depth += 1
+        frontier, done = step(frontier, depth)
+        if done:
+            return depth, expanded
+    return -1, expanded
 
 
 @register_backend
@@ -179,18 +195,13 @@ class NumpyBackend(HostBackend):
         dist[frontier] = 0
         if target >= 0 and dist[target] == 0:
             return 0
-        expanded = 0
-        depth = 0
-        counts = meter()
-        while frontier.size:
-            counts.advance(expanded)
-            expanded += frontier.size
-            depth += 1
-            frontier = self._discover(geom, is_open, frontier, dist)
-            dist[frontier] = depth
-            if target >= 0 and dist[target] >= 0:
-                break
-        return expanded
+
+        def step(frontier: np.ndarray, depth: int) -> tuple[np.ndarray, bool]:
+            reached = self._discover(geom, is_open, frontier, dist)
+            dist[reached] = depth
+            return reached, bool(target >= 0 and dist[target] >= 0)
+
+        return _whole_levels(frontier, step)[1]
 
     def bidirectional(
         self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any
@@ -356,20 +367,15 @@ class NumpyBackend(HostBackend):
         _state_mark(state, frontier, 1)
         if start == goal:
             return 0, 0
-        expanded = 0
-        depth = 0
-        counts = meter()
-        while frontier.size:
-            counts.advance(expanded)
-            expanded += frontier.size
-            depth += 1
+
+        def step(frontier: np.ndarray, depth: int) -> tuple[np.ndarray, bool]:
             candidates = np.concatenate([nb[valid] for nb, valid in _steps(geom, frontier)])
             candidates = candidates[_bit_get(packed, candidates) == 1]
-            frontier = np.unique(candidates[_state_get(state, candidates) == 0])
-            _state_mark(state, frontier, 1 + depth % 3)
-            if _state_get(state, np.array([goal]))[0]:
-                return depth, expanded
-        return -1, expanded
+            reached = np.unique(candidates[_state_get(state, candidates) == 0])
+            _state_mark(state, reached, 1 + depth % 3)
+            return reached, bool(_state_get(state, np.array([goal]))[0])
+
+        return _whole_levels(frontier, step)
 
     def trace_path_frugal(
         self, geom: Geometry, open_bits: Any, state: Any, start: int, goal: int, length: int
@@ -446,9 +452,7 @@ class NumpyBackend(HostBackend):
         counts = meter()
         rounds = 0
         while True:
-            # the number of hooking rounds is not known ahead, so each round moves the fraction a smaller step to 1
-            counts.counts[PROGRESS_TOTAL] = rounds + 1
-            counts.advance(rounds)
+            counts.round_done(rounds)  # the number of hooking rounds is not known ahead
             rounds += 1
             root_tail, root_head = parent[tail], parent[head]
             apart = root_tail != root_head

@@ -351,6 +351,58 @@ def _count_fallbacks() -> None:
     _fallback_listener_installed = True
 
 
+def _job_runner(settings: Settings, database: Any, emit: Any, limit_bytes: int) -> JobRunner:
+    """The job runner of one server process; job memory is its share of the limit less the reserve."""
+    job_memory = max(0, limit_bytes - settings.memory_reserved_bytes) // settings.web_workers
+    return JobRunner(
+        database,
+        settings.cores_per_process,
+        settings.max_queued_jobs,
+        settings.job_timeout_s,
+        emit,
+        replica_id(),
+        lease_s=settings.job_lease_seconds,
+        max_attempts=settings.job_max_attempts,
+        task_defaults={
+            "backend": settings.backend,
+            "memory": settings.lattice_memory_optimization,
+            "max_sizes": settings.max_inline_sizes,
+        },
+        results=store_config(settings),
+        result_ttl_s=settings.result_ttl_s,
+        worker_max_rss=settings.job_worker_max_rss_bytes,
+        worker_max_jobs=settings.job_worker_max_jobs,
+        memory_budget=job_memory,
+    )
+
+
+def _service_state(settings: Settings, database: Any, runner: JobRunner, emit: Any) -> ServiceState:
+    """The per-process state a request uses: database, caches, compute threads and processes, the job runner."""
+    from catalytic.storage import sqlite_file
+
+    state = ServiceState(
+        settings=settings,
+        db=database,
+        cache=ResultCache(settings.result_cache_size, settings.redis_url),
+        runner=runner,
+        threads=ThreadPoolExecutor(settings.cores_per_process, thread_name_prefix="catalytic-compute"),
+        emit=emit,
+        lattices=lattice_lru(settings.cache_size, settings.cache_max_bytes),
+        existing=ExistenceCache(
+            None if database.dialect == "postgresql" else sqlite_file(settings.database_url, settings.sqlite_path)
+        ),
+    )
+    if settings.compute_pool == "process":
+        state.pool = ProcessPool(
+            settings.cores_per_process,
+            settings.cache_size,
+            state.threads,
+            settings.max_vertices,
+            cache_max_bytes=settings.cache_max_bytes,
+        )
+    return state
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the service.
 
@@ -378,7 +430,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from catalytic.storage import migrate, open_database, sqlite_file
+        from catalytic.storage import migrate, open_database
 
         # A server process of `catalytic serve --workers N` ends with its supervisor, as it would otherwise
         # go on serving the shared socket unsupervised (a no-op in a process not started by multiprocessing).
@@ -390,47 +442,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         emit = _outbox()
         limit = memory_limit(settings.memory_limit_bytes)
-        job_memory = max(0, limit[0] - settings.memory_reserved_bytes) // settings.web_workers
-        runner = JobRunner(
-            database,
-            settings.cores_per_process,
-            settings.max_queued_jobs,
-            settings.job_timeout_s,
-            emit,
-            replica_id(),
-            lease_s=settings.job_lease_seconds,
-            max_attempts=settings.job_max_attempts,
-            task_defaults={
-                "backend": settings.backend,
-                "memory": settings.lattice_memory_optimization,
-                "max_sizes": settings.max_inline_sizes,
-            },
-            results=store_config(settings),
-            result_ttl_s=settings.result_ttl_s,
-            worker_max_rss=settings.job_worker_max_rss_bytes,
-            worker_max_jobs=settings.job_worker_max_jobs,
-            memory_budget=job_memory,
-        )
-        state = ServiceState(
-            settings=settings,
-            db=database,
-            cache=ResultCache(settings.result_cache_size, settings.redis_url),
-            runner=runner,
-            threads=ThreadPoolExecutor(settings.cores_per_process, thread_name_prefix="catalytic-compute"),
-            emit=emit,
-            lattices=lattice_lru(settings.cache_size, settings.cache_max_bytes),
-            existing=ExistenceCache(
-                None if database.dialect == "postgresql" else sqlite_file(settings.database_url, settings.sqlite_path)
-            ),
-        )
-        if settings.compute_pool == "process":
-            state.pool = ProcessPool(
-                settings.cores_per_process,
-                settings.cache_size,
-                state.threads,
-                settings.max_vertices,
-                cache_max_bytes=settings.cache_max_bytes,
-            )
+        runner = _job_runner(settings, database, emit, limit[0])
+        state = _service_state(settings, database, runner, emit)
         state.bodies = BodyParser(settings.cores_per_process, settings.parse_offload_bytes, settings.max_vertices)
         app.state.service = state
         await keys.attach(database)

@@ -89,11 +89,12 @@ async def test_queue_full_is_503_and_time_limit_fails_the_job(make_settings: Any
 
 
 async def test_a_job_error_is_recorded_as_failed(service: Service) -> None:
+    # A blocked goal is refused at submission now; BFS asked of a weighted lattice is still found by the run.
     job = {
         "operation": "shortest_path",
-        "lattice": {"shape": [3, 3], "obstacles": [{"kind": "box", "lo": [2, 2], "hi": [2, 2]}]},
+        "lattice": {"shape": [2, 2], "weights": [[1.0, 1.0], [1.0, 1.0]]},
+        "params": {"start": [0, 0], "goal": [1, 1], "method": "bfs"},
     }
-    job["params"] = {"start": [0, 0], "goal": [2, 2]}
     submitted = await service.client.post("/api/jobs", json=job)
     assert submitted.status_code == 202
     for _ in range(1200):
@@ -101,6 +102,6 @@ async def test_a_job_error_is_recorded_as_failed(service: Service) -> None:
         if status["status"] == "failed":
             break
         await asyncio.sleep(0.05)
-    assert status["error"]["status"] == 422 and status["error"]["fields"][0]["field"] == "goal"
+    assert status["error"]["status"] == 422 and status["error"]["fields"][0]["field"] == "method"
     events = await service.state.db.fetch("SELECT type FROM events")
     assert [e["type"] for e in events] == ["job.failed"]

@@ -14,6 +14,7 @@ from service.service_helpers import Service, start_service
 
 from catalytic import Lattice
 from catalytic.kernels import analyze, components, distance_field, shortest_path
+from catalytic.tenancy import IMPLICIT_TENANT
 
 pytestmark = pytest.mark.anyio
 
@@ -437,9 +438,10 @@ async def test_a_delete_through_one_process_is_seen_at_once_by_another_on_sqlite
                 answer = await second.client.post("/api/lattice/path", json=body)
                 assert answer.status_code == 200
             assert answer.json()["cached"] is True
-            assert second.state.existing.known(created["id"], second.state.existing.token())
+            held = f"{IMPLICIT_TENANT}/{created['id']}"  # ids are remembered per tenant
+            assert second.state.existing.known(held, second.state.existing.token())
             assert (await first.client.delete(f"/api/lattice/{created['id']}")).status_code == 200
-            assert not second.state.existing.known(created["id"], second.state.existing.token())
+            assert not second.state.existing.known(held, second.state.existing.token())
             assert (await second.client.post("/api/lattice/path", json=body)).status_code == 404
             assert (
                 await second.client.post("/api/lattice/components", json={"lattice_id": created["id"]})

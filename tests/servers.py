@@ -35,6 +35,7 @@ __all__ = [
     "redis_server",
     "start_postgres",
     "start_redis",
+    "stop_process",
 ]
 
 _START_TIMEOUT_S = 30.0
@@ -47,6 +48,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """End a server process this test started: SIGTERM, then SIGKILL when it has not exited after 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def _wait_for_port(port: int, timeout: float = _START_TIMEOUT_S) -> None:

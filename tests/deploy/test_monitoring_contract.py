@@ -14,7 +14,6 @@ import http.server
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ import httpx
 import pytest
 from monitoring_queries import EXTERNAL, TARGET_LABELS, expressions, recording_rules
 from prometheus_client.parser import text_string_to_metric_families
-from servers import free_port, redis_server  # noqa: F401  (fixture)
+from servers import free_port, redis_server, stop_process  # noqa: F401  (fixture)
 
 from catalytic.service.exposition import GpuMemoryCollector, clear_multiprocess_dir
 from catalytic.service.metrics import SIZE_CLASSES
@@ -102,13 +101,7 @@ class Process:
         raise AssertionError(f"{url} never answered 200:\n{self.log.read_text(errors='replace')}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._out.close()
 
 

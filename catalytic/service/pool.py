@@ -226,7 +226,8 @@ class ProcessPool:
         self._pending.append(call)
         self._dispatch()
         try:
-            return await asyncio.wait_for(call.future, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await call.future
         except TimeoutError:
             self._abandon(call)
             raise

@@ -58,7 +58,8 @@ class Probes:
         """Time one ``SELECT 1``; set ``database_up`` and observe its duration. Returns whether it answered."""
         started = time.perf_counter()
         try:
-            up = bool(await asyncio.wait_for(self.db.ping(), timeout=defaults.READY_TIMEOUT_S))
+            async with asyncio.timeout(defaults.READY_TIMEOUT_S):
+                up = bool(await self.db.ping())
         except (TimeoutError, OSError):
             up = False
         DATABASE_PING_DURATION.observe(time.perf_counter() - started)
@@ -80,7 +81,8 @@ class Probes:
         if up and now >= self._next_store:
             self._next_store = now + defaults.STORE_GAUGES_INTERVAL_S
             try:
-                await asyncio.wait_for(self.read_store_gauges(), timeout=defaults.STORE_GAUGES_INTERVAL_S)
+                async with asyncio.timeout(defaults.STORE_GAUGES_INTERVAL_S):
+                    await self.read_store_gauges()
             except Exception as exc:  # a slow or failing read leaves the last values; the next round tries again
                 log.warning("store gauges not read: %s: %s", type(exc).__name__, exc)
 

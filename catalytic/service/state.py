@@ -68,9 +68,8 @@ class ServiceState:
         """Run blocking work on the thread pool within the request time limit (504 past it)."""
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self.threads, fn, *args), timeout=self.settings.request_timeout_s
-            )
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await loop.run_in_executor(self.threads, fn, *args)
         except TimeoutError:
             raise self._timeout() from None
 

@@ -24,7 +24,7 @@ import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -451,7 +451,9 @@ class SqliteDatabase(Database):
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="catalytic-sqlite-writer")
         self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="catalytic-sqlite-reader")
         self._lock = _Gate()
-        self._pending: asyncio.Future[Any] | None = None
+        # The statement last handed to the writer's thread. Its own future, not the event loop's wrapper: the
+        # wrapper is cancelled with the task that awaits it, while the statement itself runs on to its end.
+        self._pending: Future[Any] | None = None
         self._commits = 0
         self._checkpoint: asyncio.Future[Any] | None = None
 
@@ -468,9 +470,8 @@ class SqliteDatabase(Database):
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
-        loop = asyncio.get_running_loop()
-        self._pending = loop.run_in_executor(self._writer_thread, _patiently, fn, self._writer, *args)
-        return cast(_T, await self._pending)
+        self._pending = self._writer_thread.submit(_patiently, fn, self._writer, *args)
+        return cast(_T, await asyncio.wrap_future(self._pending))
 
     async def _take_writers_file(self) -> None:
         """Take the lock that queues the writing processes of this file (see :func:`_open_writers_file`).
@@ -497,11 +498,12 @@ class SqliteDatabase(Database):
     async def _rollback(self) -> None:
         pending = self._pending
         if pending is not None and not pending.done():
-            # Cancelled while a statement runs on the writer's thread: roll back after it, on the same thread.
-            rollback = asyncio.get_running_loop().run_in_executor(self._writer_thread, self._writer.execute, "ROLLBACK")
+            # Cancelled while a statement runs on the writer's thread (BEGIN waiting for the lock, a large
+            # statement, a syncing COMMIT): roll back after it, on the same thread, if it left a transaction open.
+            rollback = asyncio.get_running_loop().run_in_executor(self._writer_thread, _rollback_open, self._writer)
             await asyncio.shield(rollback)
-        elif self._writer.in_transaction:
-            self._writer.execute("ROLLBACK")
+        else:
+            _rollback_open(self._writer)
 
     @asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[_SqliteConnection]:
@@ -513,11 +515,11 @@ class SqliteDatabase(Database):
             try:
                 await self._take_writers_file()
                 try:
-                    # BEGIN IMMEDIATE takes the file's write lock up front: another process waits rather than
-                    # failing half-way through, which makes every transaction a single-writer section.
-                    await self._write(_rowcount, "BEGIN IMMEDIATE", ())
                     scoped = _SqliteConnection(self)
                     try:
+                        # BEGIN IMMEDIATE takes the file's write lock up front: another process waits rather than
+                        # failing half-way through, which makes every transaction a single-writer section.
+                        await self._write(_rowcount, "BEGIN IMMEDIATE", ())
                         yield scoped
                         # A commit that syncs the WAL to disk waits for the disk: that wait goes to the thread.
                         await self._write(_rowcount, "COMMIT", (), large=self._commit_syncs)
@@ -589,6 +591,12 @@ class SqliteDatabase(Database):
                 self._writers_file = None
         self._reader_thread.shutdown(wait=False)
         self._writer_thread.shutdown(wait=False)
+
+
+def _rollback_open(conn: sqlite3.Connection) -> None:
+    """Roll back the transaction ``conn`` has open, if any (a BEGIN that failed or a COMMIT that ran left none)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -203,7 +203,8 @@ async def listen_postgres(db: Database, wake: Wake, connected: Wake) -> None:
     """
     if not isinstance(db, PostgresDatabase):
         raise TypeError("LISTEN needs a PostgreSQL database")
-    conn = await asyncio.wait_for(db.dedicated_connection(), CONNECT_TIMEOUT_S * 5)
+    async with asyncio.timeout(CONNECT_TIMEOUT_S * 5):
+        conn = await db.dedicated_connection()
     try:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
@@ -212,10 +213,12 @@ async def listen_postgres(db: Database, wake: Wake, connected: Wake) -> None:
         wake()
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), LISTEN_CHECK_S)
+                async with asyncio.timeout(LISTEN_CHECK_S):
+                    await lost.wait()
             if not lost.is_set():
                 # A connection whose server vanished without a word is only noticed by talking to it.
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), CONNECT_TIMEOUT_S * 5)
+                async with asyncio.timeout(CONNECT_TIMEOUT_S * 5):
+                    await conn.fetchval("SELECT 1")
     finally:
         if conn.is_closed():
             conn.terminate()

@@ -321,7 +321,8 @@ class Worker:
     async def _heartbeat(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.config.lease_seconds / 3)
+                async with asyncio.timeout(self.config.lease_seconds / 3):
+                    await self._stop.wait()
             try:
                 await self.renew_leases()
             except Exception as exc:  # the database went away: the next beat tries again, the leases may lapse
@@ -559,7 +560,8 @@ class Worker:
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _until_due(self) -> float:
         """Seconds until the next round could claim something, at most the safety interval."""

@@ -217,3 +217,32 @@ def test_a_transaction_cancelled_while_waiting_rolls_back_and_lets_go(tmp_path: 
         return n, in_transaction
 
     assert asyncio.run(run()) == (110, 0)
+
+
+def test_a_begin_cancelled_while_waiting_for_a_foreign_lock_leaves_no_transaction_open(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+
+    async def run() -> tuple[int, int, int]:
+        db = await _open(path)
+        await _counter(db)
+        foreign = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        foreign.execute("BEGIN IMMEDIATE")
+        # BEGIN IMMEDIATE waits on the writer's thread; the caller gives up, and the lock is let go a moment later.
+        write = asyncio.create_task(db.execute("UPDATE counter SET n = n + 1 WHERE id = 1"))
+        await asyncio.sleep(0.2)
+        write.cancel()
+        threading.Timer(0.2, lambda: (foreign.execute("COMMIT"), foreign.close())).start()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        await db.execute("UPDATE counter SET n = n + 10 WHERE id = 1")
+        in_transaction = int(db._writer.in_transaction)
+        n = int(await db.fetchval("SELECT n FROM counter WHERE id = 1"))
+        # The file is free for another writer: nothing still holds its lock.
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        other.close()
+        await db.close()
+        return n, in_transaction, 1
+
+    assert asyncio.run(run()) == (10, 0, 1)

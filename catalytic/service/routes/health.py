@@ -22,7 +22,8 @@ async def ready(request: Request) -> Response:
     """GET /ready: 200 when the database answers and the job queue has room, else 503."""
     st = service(request)
     try:
-        database = bool(await asyncio.wait_for(st.db.ping(), timeout=defaults.READY_TIMEOUT_S))
+        async with asyncio.timeout(defaults.READY_TIMEOUT_S):
+            database = bool(await st.db.ping())
     except (TimeoutError, OSError):
         database = False
     redis = await st.cache.ping()

@@ -46,10 +46,26 @@ def check_vertices(settings: Settings, tenant: str, vertices: int) -> None:
         raise QuotaExceeded(413, "max_vertices", limit, vertices, f"the lattice has {vertices} vertices")
 
 
+# The first key of the advisory locks (two-key form, apart from the one-key locks elsewhere) that serialise the
+# quota checks of one tenant on PostgreSQL; the second key is the hash of the tenant and the quota.
+_TENANT_LOCK_CLASS = 0x71756F74
+
+
+async def serialise_tenant(db: Queries, tenant: str, quota: str) -> None:
+    """Hold, to the end of the transaction, a lock that other checks of ``quota`` for ``tenant`` wait for.
+
+    On PostgreSQL (read committed) two transactions would each count the tenant's rows without the other's, and
+    both insert: one over the quota. On SQLite each write transaction is exclusive already.
+    """
+    if getattr(db, "dialect", None) == "postgresql":
+        await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _TENANT_LOCK_CLASS, f"{quota}/{tenant}")
+
+
 async def check_lattice(db: Queries, settings: Settings, tenant: str) -> None:
     """Refuse (403) a new lattice of a tenant that stores TENANT_MAX_LATTICES already (inside the create's
-    transaction)."""
+    transaction, which waits for the tenant's other creates to commit first)."""
     limit = settings.tenant_max_lattices
+    await serialise_tenant(db, tenant, "max_lattices")
     stored = int(await db.fetchval("SELECT COUNT(*) FROM service_lattices WHERE tenant = $1", tenant))
     _note(tenant, "max_lattices", stored, limit)
     if stored >= limit:

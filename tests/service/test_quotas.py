@@ -126,3 +126,14 @@ async def test_request_rate_across_processes_with_redis(make_settings: Any, redi
             await asyncio.sleep(1.02 - time.time() % 1)
             answers = await _burst(first.client, ACME, 4) + await _burst(second.client, ACME, 4)
             assert sum(a.status_code == 429 for a in answers) >= 3, [a.status_code for a in answers]
+
+
+async def test_concurrent_creates_of_one_tenant_stop_at_its_lattice_quota(limited: Service) -> None:
+    """Twenty creates at once: exactly TENANT_MAX_LATTICES (2) are stored, the others refused with 403."""
+    answers = await asyncio.gather(
+        *(limited.client.post("/api/lattice/create", json={"shape": [4, 4]}, headers=ACME) for _ in range(20))
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [201] * 2 + [403] * 18, statuses
+    listed = await limited.client.get("/api/lattices", headers=ACME)
+    assert len(listed.json()["items"]) == 2

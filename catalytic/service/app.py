@@ -32,6 +32,7 @@ from catalytic.service.cache import ResultCache, lattice_lru
 from catalytic.service.crosssite import CrossSiteMiddleware
 from catalytic.service.errors import NotFound, UnexpectedErrors, exception_handlers
 from catalytic.service.freshness import ExistenceCache
+from catalytic.service.idempotency import KeySweeper, idempotent
 from catalytic.service.jobs import JobRunner, replica_id
 from catalytic.service.keys import KeyRing
 from catalytic.service.lifeline import die_with_parent
@@ -90,7 +91,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
         "/api/lattice/create",
-        lattices.create_lattice,
+        idempotent(lattices.create_lattice),
         "Create a lattice",
         LatticeCreate,
         {201: LatticeInfo},
@@ -127,7 +128,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
         "/api/lattice/path",
-        lattices.shortest_path,
+        idempotent(lattices.shortest_path),
         "Shortest path (202 + job when large)",
         PathRequest,
         {200: PathResponse, 202: JobAccepted},
@@ -136,7 +137,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
         "/api/lattice/analyze",
-        lattices.analyze,
+        idempotent(lattices.analyze),
         "Structure report",
         AnalyzeRequest,
         {200: AnalyzeResponse, 202: JobAccepted},
@@ -145,7 +146,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
         "/api/lattice/components",
-        lattices.components,
+        idempotent(lattices.components),
         "Component count and sizes",
         ComponentsRequest,
         {200: ComponentsResponse, 202: JobAccepted},
@@ -154,7 +155,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
         "/api/lattice/distance-field",
-        lattices.distance_field,
+        idempotent(lattices.distance_field),
         "Distance field (a job)",
         DistanceFieldRequest,
         {202: JobAccepted},
@@ -179,7 +180,14 @@ ENDPOINTS: list[Endpoint] = [
         (413, 504),
     ),
     Endpoint(
-        "POST", "/api/jobs", jobs.create_job, "Submit a job", JobRequest, {202: JobAccepted}, _JOB_ERRORS, tag="jobs"
+        "POST",
+        "/api/jobs",
+        idempotent(jobs.create_job),
+        "Submit a job",
+        JobRequest,
+        {202: JobAccepted},
+        _JOB_ERRORS,
+        tag="jobs",
     ),
     Endpoint(
         "GET", "/api/jobs/{job_id}", jobs.get_job, "Job status", responses={200: JobStatus}, errors=(404,), tag="jobs"
@@ -311,8 +319,8 @@ def _cross_site(settings: Settings) -> list[Middleware]:
         CORSMiddleware,
         allow_origins=list(origins),
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-Id"],
-        expose_headers=["Location", "Retry-After", "X-Request-Id"],
+        allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-Id", "Idempotency-Key"],
+        expose_headers=["Location", "Retry-After", "X-Request-Id", "Idempotent-Replayed"],
     )
     return [cors, guard]
 
@@ -456,12 +464,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ACTIVE_LATTICES.set(await queries.count_lattices(database))
         probes = Probes(database, state.cache, settings.max_queued_jobs)
         probes.start()
-        sweeper = ResultSweeper(database, store_config(settings), settings.result_ttl_s, settings.result_sweep_s)
+        sweeper = ResultSweeper(
+            database,
+            store_config(settings),
+            settings.result_ttl_s,
+            settings.result_sweep_s,
+            max_bytes=settings.results_store_max_bytes,
+        )
         sweeper.start()
         state.sweeper = sweeper
         state.memory_limit = limit
         if settings.metrics_port:
             start_metrics_server(settings.metrics_port, settings.metrics_host)
+        idempotency_sweeper = KeySweeper(database, settings.idempotency_ttl_s)
+        idempotency_sweeper.start()
         worker = await _webhook_worker(settings) if settings.run_webhook_worker else None
         if keys.required:
             log.info("API keys required (%d configured, %d in the table)", len(keys.configured), len(keys.table))
@@ -487,6 +503,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await worker
             await probes.close()
             await sweeper.close()
+            await idempotency_sweeper.close()
             await runner.close()
             if state.pool is not None:
                 await state.pool.close()

@@ -33,6 +33,7 @@ __all__ = [
     "HTTP_REQUESTS",
     "HTTP_REQUESTS_IN_FLIGHT",
     "HTTP_REQUEST_DURATION",
+    "IDEMPOTENT_REPLAYS",
     "JOBS",
     "JOBS_TAKEN_OVER",
     "JOB_OLDEST_QUEUED_AGE",
@@ -44,6 +45,7 @@ __all__ = [
     "MEMORY_EFFICIENCY_RATIO",
     "PATH_REQUEST_DURATION",
     "RESULTS_STORE_BYTES",
+    "RESULTS_STORE_LIMIT_BYTES",
     "RESULTS_STORE_UP",
     "SIZE_CLASSES",
     "scrape_registry",
@@ -144,6 +146,13 @@ RESULTS_STORE_BYTES = Gauge(
     ["location"],
     multiprocess_mode="mostrecent",
 )
+RESULTS_STORE_LIMIT_BYTES = Gauge(
+    "results_store_limit_bytes",
+    "The size the results store may reach (RESULTS_STORE_MAX_BYTES: the RESULTS_DIR volume or the bucket's "
+    "budget), by location; 0 when no limit is declared.",
+    ["location"],
+    multiprocess_mode="mostrecent",
+)
 RESULTS_STORE_UP = Gauge(
     "results_store_up",
     "1 when the latest sweep of the results store (RESULTS_DIR or RESULTS_S3_BUCKET) could list it, 0 when not.",
@@ -174,3 +183,8 @@ JOBS_TAKEN_OVER = Counter(
     "jobs_taken_over", "Jobs this process took over after their owner stopped renewing its lease."
 )
 BACKEND_FALLBACKS = Counter("backend_fallbacks", "Calls that fell back from the GPU to numba.")
+IDEMPOTENT_REPLAYS = Counter(
+    "idempotent_replays",
+    "Answers replayed from the record of an earlier request with the same Idempotency-Key, by route.",
+    ["route"],
+)

@@ -360,6 +360,8 @@ class ResultSweeper:
         Seconds between passes (RESULT_SWEEP_S); the first pass runs at start.
     clock : callable
         Epoch seconds; tests inject their own.
+    max_bytes : int
+        RESULTS_STORE_MAX_BYTES, the size the store may reach (0: none declared).
     """
 
     def __init__(
@@ -369,10 +371,18 @@ class ResultSweeper:
         ttl_s: float,
         interval_s: float,
         clock: Callable[[], float] = time.time,
+        *,
+        max_bytes: int = 0,
     ) -> None:
+        from catalytic.service.metrics import RESULTS_STORE_LIMIT_BYTES
+
         self.db = db
         self.config = dict(config)
         self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self.store_bytes: int | None = None
+        """What the store kept at the latest sweep (None before the first)."""
+        RESULTS_STORE_LIMIT_BYTES.labels("store").set(max_bytes)
         self.interval_s = interval_s
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -401,9 +411,15 @@ class ResultSweeper:
         stray, kept = await _on_store(store.sweep, now - self.ttl_s)
         RESULTS_STORE_UP.set(1)
         RESULTS_STORE_BYTES.labels("store").set(kept)
+        self.store_bytes = kept
         if records or stray:
             log.info("results sweeper: %d expired results, %d files deleted", records, files + stray)
         return {"records": records, "files": files + stray, "store_bytes": kept}
+
+    @property
+    def full(self) -> bool:
+        """Whether the latest sweep found the store at RESULTS_STORE_MAX_BYTES or over it."""
+        return self.max_bytes > 0 and self.store_bytes is not None and self.store_bytes >= self.max_bytes
 
     def start(self) -> None:
         """Sweep now and every ``interval_s`` until :meth:`close`."""

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         default=defaults.MAX_QUEUED_JOBS, ge=1, validation_alias=_env("CATALYTIC_MAX_QUEUED_JOBS")
     )
     retry_after_s: int = Field(default=defaults.RETRY_AFTER_S, ge=1, validation_alias=_env("CATALYTIC_RETRY_AFTER_S"))
+    idempotency_ttl_s: float = Field(
+        default=defaults.IDEMPOTENCY_TTL_S, gt=0, validation_alias=_env("CATALYTIC_IDEMPOTENCY_TTL_S")
+    )
+    """Seconds an ``Idempotency-Key`` and the answer recorded under it are kept; past it the key may be reused."""
     cache_ttl_dynamic_s: int = Field(
         default=defaults.CACHE_TTL_DYNAMIC_S, ge=1, validation_alias=_env("CATALYTIC_CACHE_TTL_DYNAMIC_S")
     )
@@ -123,6 +127,9 @@ class Settings(BaseSettings):
     results_s3_region: str | None = Field(default=None, validation_alias=_env("RESULTS_S3_REGION"))
     result_ttl_s: float = Field(default=defaults.RESULT_TTL_S, gt=0, validation_alias=_env("RESULT_TTL"))
     result_sweep_s: float = Field(default=defaults.RESULT_SWEEP_S, gt=0, validation_alias=_env("RESULT_SWEEP_S"))
+    results_store_max_bytes: int = Field(default=0, ge=0, validation_alias=_env("RESULTS_STORE_MAX_BYTES"))
+    """The size the results store may reach (the RESULTS_DIR volume, or the bucket's budget); 0: none declared. At
+    the limit new jobs are refused (503) until the sweeper frees space; ``results_store_limit_bytes`` shows it."""
     job_worker_max_rss_bytes: int = Field(
         default=defaults.JOB_WORKER_MAX_RSS_BYTES, ge=0, validation_alias=_env("JOB_WORKER_MAX_RSS_BYTES")
     )

@@ -33,10 +33,17 @@ async def submit_job(
     PayloadTooLarge
         The job's memory estimate is over what this server process may give jobs (413, naming the limit).
     Unavailable
-        The local queue is full (503 with Retry-After).
+        The local queue is full, or the results store is at RESULTS_STORE_MAX_BYTES (503 with Retry-After).
     """
     quotas.check_vertices(st.settings, tenant, resolved.lattice.vertices)
     await quotas.check_job(st.db, st.settings, tenant)
+    if st.sweeper is not None and st.sweeper.full:
+        raise Unavailable(
+            f"the results store holds {st.sweeper.store_bytes} bytes, at its limit "
+            f"RESULTS_STORE_MAX_BYTES={st.settings.results_store_max_bytes}; results expire after "
+            f"RESULT_TTL={st.settings.result_ttl_s:g} s",
+            st.settings.retry_after_s,
+        )
     gate = st.runner.memory
     needed = spec_job_bytes(operation, resolved.lattice.spec())
     if gate is not None and not gate.fits_ever(needed):

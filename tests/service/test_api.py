@@ -412,6 +412,33 @@ async def test_transform_and_inverse_round_trip(service: Service) -> None:
         assert response.status_code == 422 and any(f.startswith(field) for f in fields(response))
 
 
+async def test_a_large_transform_is_decoded_and_rendered_off_the_event_loop(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4 MiB array round-trips; its answer's JSON is rendered on a compute thread, never on the loop's."""
+    import threading
+
+    from catalytic.service.routes import transforms
+
+    rendered_on: list[str] = []
+    run = transforms._run
+
+    def spy(*args: Any) -> Any:
+        answer = run(*args)
+        if isinstance(answer, bytes):  # the answer's JSON, ready to send
+            rendered_on.append(threading.current_thread().name)
+        return answer
+
+    monkeypatch.setattr(transforms, "_run", spy)
+    values = np.random.default_rng(3).random(1 << 19)
+    body = {"data": base64.b64encode(values.tobytes()).decode(), "dtype": "<f8", "shape": [1 << 19], "op": "add"}
+    scrambled = await service.client.post("/api/lattice/transform", json=body)
+    assert scrambled.status_code == 200 and scrambled.headers["content-type"] == "application/json"
+    restored = await service.client.post("/api/lattice/inverse", json={**body, "data": scrambled.json()["data"]})
+    assert base64.b64decode(restored.json()["data"]) == values.tobytes()
+    assert len(rendered_on) == 2 and all(name.startswith("catalytic-compute") for name in rendered_on), rendered_on
+
+
 async def test_in_process_webhook_worker_runs_beside_the_api(
     make_settings: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -56,6 +56,11 @@ JOB_WORKER_MAX_RSS_BYTES: Final = 768 * 2**20
 JOB_WORKER_MAX_JOBS: Final = 100
 MEMORY_RESERVED_BYTES: Final = 512 * 2**20
 
+# Idempotent submissions (catalytic.service.idempotency; docs/api.md).
+IDEMPOTENCY_TTL_S: Final = 24 * 3600
+IDEMPOTENCY_SWEEP_S: Final = 300.0
+IDEMPOTENCY_ABANDONED_S: Final = 300.0
+
 # Quotas per tenant (catalytic.service.quotas; docs/configuration.md).
 TENANT_MAX_LATTICES: Final = 1000
 TENANT_MAX_VERTICES: Final = 2**28

@@ -24,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 
 from catalytic import __version__
 from catalytic.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from catalytic.service.idempotency import HEADER_PARAMETER, accepts_idempotency_key
 from catalytic.service.schemas import MAX_AXES, PARAMS_MODELS, JobRequest, Problem
 
 __all__ = ["DOCS_ASSETS", "DOCS_HTML", "DOCS_INIT_JS", "Endpoint", "Limits", "docs_asset", "openapi_document"]
@@ -99,6 +100,8 @@ def _parameters(endpoint: Endpoint, schemas: dict[str, Any]) -> list[dict[str, A
             if info.description:
                 entry["description"] = info.description
             params.append(entry)
+    if accepts_idempotency_key(endpoint.endpoint):
+        params.append(dict(HEADER_PARAMETER))
     return params
 
 
@@ -197,6 +200,8 @@ def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) ->
             errors |= {413, 415, 422}
         if ep.query or ep.query_model is not None:
             errors.add(422)
+        if accepts_idempotency_key(ep.endpoint):
+            errors |= {409, 422}
         for status in sorted(errors):
             responses[str(status)] = {"description": _ERROR_TEXT[status], "content": problem}
         operation: dict[str, Any] = {

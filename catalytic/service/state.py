@@ -27,7 +27,7 @@ from catalytic.service.pool import Outcome, ProcessPool
 from catalytic.service.schemas import LatticeCreate
 from catalytic.service.settings import Settings
 
-__all__ = ["ResolvedLattice", "ServiceState", "read_model", "service"]
+__all__ = ["ResolvedLattice", "ServiceState", "read_body", "read_model", "service"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -214,13 +214,9 @@ def service(request: Request) -> ServiceState:
     return state
 
 
-async def read_model(request: Request, model: type[M]) -> M:
-    """Read the body within MAX_BODY_BYTES (413 past it) and validate it against ``model`` (422 on error).
-
-    Only the reading happens on the event loop; a large body is validated in a parse process.
-    """
-    st = service(request)
-    limit = st.settings.max_body_bytes
+async def read_body(request: Request) -> bytes:
+    """The body as sent, read within MAX_BODY_BYTES (413 past it)."""
+    limit = service(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body of {declared} bytes is over the limit of {limit} bytes")
@@ -231,7 +227,16 @@ async def read_model(request: Request, model: type[M]) -> M:
         if size > limit:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks) or b"{}"
+    return b"".join(chunks)
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """Read the body within MAX_BODY_BYTES (413 past it) and validate it against ``model`` (422 on error).
+
+    Only the reading happens on the event loop; a large body is validated in a parse process.
+    """
+    st = service(request)
+    raw = await read_body(request) or b"{}"
     try:
         if st.bodies is None:
             return model.model_validate_json(raw)

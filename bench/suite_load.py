@@ -54,6 +54,7 @@ ROUNDS = 3
 
 _DONE_HOOK = """
 done = function(summary, latency, requests)
+  if report then report() end
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %d, "duration_us": %d, "errors": {"connect": %d, "read": %d, "write": %d, ' ..
@@ -174,6 +175,9 @@ def _wrk(
         raise SystemExit(f"wrk gave no summary for {name}:\n{run.stdout}\n{run.stderr}")
     cpu = _cpu_seconds(server_pid) - cpu_before
     stats = json.loads(lines[0][len("WRKJSON ") :])
+    # A script that counts its answers by status prints them too (the soak's mix does).
+    marked = [text for text in run.stdout.splitlines() if text.startswith("WRKSTATUS ")]
+    by_status = [json.loads(text[len("WRKSTATUS ") :]) for text in marked]
     seconds_run = stats["duration_us"] / 1e6
     errors = sum(stats["errors"].values())
     return {
@@ -189,7 +193,7 @@ def _wrk(
         "errors": errors,
         "error_detail": stats["errors"],
         "server_cpu_ms_per_request": round(1e3 * cpu / max(stats["requests"], 1), 4),
-    }
+    } | ({"by_status": dict(sorted(by_status[0].items()))} if by_status else {})
 
 
 def _post(body: dict[str, Any]) -> str:

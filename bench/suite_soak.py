@@ -63,9 +63,12 @@ local n = #points
 local counter = {offset}
 local pending = {{}}
 local threads_seen = 0
+local threads = {{}}
+statuses = {{}}
 setup = function(thread)
   thread:set("thread_id", threads_seen)
   threads_seen = threads_seen + 1
+  table.insert(threads, thread)
 end
 local json = {{["Content-Type"] = "application/json"}}
 local function coords(p) return "[" .. table.concat(p, ",") .. "]" end
@@ -98,6 +101,19 @@ response = function(status, headers, body)
     local id = string.match(body, '"id":"([^"]+)"')
     if id then table.insert(pending, id) end
   end
+  -- Answers by status, and by the error's code for the others: what the errors column is made of.
+  local key = tostring(status)
+  if status >= 400 then key = key .. " " .. (string.match(body, '"code":"([^"]+)"') or "?") end
+  statuses[key] = (statuses[key] or 0) + 1
+end
+report = function()
+  local merged = {{}}
+  for _, thread in ipairs(threads) do
+    for key, n in pairs(thread:get("statuses")) do merged[key] = (merged[key] or 0) + n end
+  end
+  local parts = {{}}
+  for key, n in pairs(merged) do table.insert(parts, string.format('"%s": %d', key, n)) end
+  io.write("WRKSTATUS {{" .. table.concat(parts, ", ") .. "}}\\n")
 end
 delay = function() return {delay_ms:.3f} end
 """
@@ -154,6 +170,12 @@ def _job_statuses(database_url: str | None, sqlite_path: Path) -> dict[str, int]
         return asyncio.run(read())
     with sqlite3.connect(sqlite_path) as conn:
         return {status: int(n) for status, n in conn.execute(sql)}
+
+
+def _not_ok(minute: dict[str, Any]) -> str:
+    """The answers outside 2xx by status and error code, e.g. ``503 unavailable: 12``, or ``-`` when none."""
+    counts = {k: n for k, n in minute.get("by_status", {}).items() if not k.startswith("2")}
+    return ", ".join(f"{k}: {n}" for k, n in counts.items()) or "-"
 
 
 def _targets(minutes: list[dict[str, Any]], jobs: dict[str, int], growth: float | None) -> list[dict[str, Any]]:
@@ -255,10 +277,10 @@ def main(argv: list[str]) -> int:
         "rss_growth_pct_minute2_to_end": None if growth is None else round(growth, 2),
         "targets": targets,
     }
-    header = ["minute", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "requests", "errors", "RSS MiB"]
+    header = ["minute", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "requests", "errors", "not 2xx", "RSS MiB"]
     table = [
         [m["minute"], m["req_per_s"], m["p50_ms"], m["p95_ms"], m["p99_ms"], m["max_ms"], m["requests"], m["errors"],
-         m["rss_mib"]]
+         _not_ok(m), m["rss_mib"]]
         for m in minutes
     ]  # fmt: skip
     verdicts = [[t["target"], "met" if t["met"] else "MISSED", t["measured"]] for t in targets]

@@ -8,8 +8,9 @@ Answers, by operation (every one has ``elapsed_ms``, measured where the operatio
 
 ``backend`` is always the backend that ran: after a GPU failure under ``auto``, ``numba``.
 
-* ``shortest_path``: ``found``, ``path`` (coordinates), ``length``, ``cost``, ``expanded``, ``method``,
-  ``backend``; only ``found: false`` when the goal is unreachable.
+* ``shortest_path``: ``found``, ``path`` (coordinates), ``length``, ``cost``, ``expanded``, ``method`` (``auto``
+  resolved: :func:`catalytic.kernels.auto_method`), ``algorithm_version``
+  (:data:`catalytic.kernels.ALGORITHM_VERSION`), ``backend``; only ``found: false`` when the goal is unreachable.
 * ``distance_field``: ``shape``, ``dtype``, ``reached``, ``max``, ``backend``; the field is the array.
 * ``components``: ``count``, ``sizes`` (the first ``max_sizes`` component sizes, by label), ``sizes_truncated``,
   ``largest``, ``backend``; the labels are the array.
@@ -95,6 +96,7 @@ def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answ
         "cost": float(path.cost),
         "expanded": int(path.expanded),
         "method": path.method,
+        "algorithm_version": path.algorithm_version,
         "backend": path.backend,
     }
     return answer, None

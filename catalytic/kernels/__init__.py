@@ -14,8 +14,9 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,8 @@ from catalytic.kernels.backend import Backend, Geometry, Meter, backends, metere
 from catalytic.lattice import Lattice
 
 __all__ = [
+    "ALGORITHM_VERSION",
+    "AUTO_DENSITY_BANDS",
     "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_POOL_MAX_BYTES",
     "EXACT_DIAMETER_LIMIT",
@@ -41,16 +44,26 @@ __all__ = [
     "Path",
     "Progress",
     "analyze",
+    "auto_method",
     "backends",
     "components",
     "distance_field",
     "held_bytes",
+    "obstacle_density",
     "pool_bytes",
     "shortest_path",
 ]
 
 METHODS = ("auto", "bfs", "bidirectional", "astar", "dijkstra")
 MEMORY_MODES = ("auto", "full", "frugal")
+ALGORITHM_VERSION = 2
+"""The version of the paths the methods return: bumped whenever a method's tie-breaking, or the rule by which
+``auto`` picks a method (:func:`auto_method`), changes, so that answers and cached results of different
+versions are never mixed up. Every answer carries it; result-cache keys include it."""
+AUTO_DENSITY_BANDS: Mapping[int, tuple[float, float]] = MappingProxyType({2: (0.02, 0.3), 3: (0.5, 0.6), 4: (0.6, 0.8)})
+"""``auto``'s obstacle-density bands by axis count (1 reads as 2, more than 4 as 4): up to the first density it
+runs A*, above the second BFS, and in between A* for near endpoints and BFS for far ones (:func:`auto_method`).
+Measured in ``bench/results/auto.md``."""
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
 """Bytes of search state one computation may allocate; ``CATALYTIC_MEMORY_BUDGET`` overrides it."""
 DEFAULT_POOL_MAX_BYTES = 64 * 2**20
@@ -82,13 +95,15 @@ class Path:
     expanded : int
         Vertices settled (expanded) by the search.
     method : str
-        The method that ran (``auto`` resolved).
+        The method that ran (``auto`` resolved by :func:`auto_method`).
     backend : str
         The backend that produced the answer (after any GPU to CPU fallback).
     memory : dict
         Measured bytes of search state and the memory mode used, against igraph, CSR and dense baselines.
         The baselines need the lattice's exact edge count (one pass over the lattice, then cached per
         lattice), so they are worked out when ``memory`` is first read, not inside the query.
+    algorithm_version : int
+        :data:`ALGORITHM_VERSION` of the code that found the path.
     """
 
     coords: np.ndarray
@@ -98,6 +113,7 @@ class Path:
     method: str
     backend: str
     memory_source: dict[str, Any] | Callable[[], dict[str, Any]] = field(default_factory=dict, repr=False)
+    algorithm_version: int = ALGORITHM_VERSION
 
     @property
     def memory(self) -> dict[str, Any]:
@@ -124,6 +140,7 @@ class Path:
             "cost": self.cost,
             "expanded": self.expanded,
             "method": self.method,
+            "algorithm_version": self.algorithm_version,
             "backend": self.backend,
             "memory": self.memory,
         }
@@ -340,32 +357,104 @@ class _Allocator:
                 return
 
 
-def _resolve_method(lattice: Lattice, method: str, mode: str) -> str:
+def obstacle_density(lattice: Lattice) -> float:
+    """The share of vertices the lattice's spec blocks, worked out from the spec alone.
+
+    Random generators count their probability ``p``, boxes their volume, an explicit mask its blocked
+    entries; the three are combined as if independent. No mask is materialised, so the figure is the same on
+    every backend and machine, and costs nothing on a lattice of 10^9 vertices.
+
+    Examples
+    --------
+    >>> obstacle_density(Lattice((10, 10), obstacles=[{"kind": "random", "p": 0.2, "seed": 1}]))
+    0.2
+    >>> obstacle_density(Lattice((10, 10), obstacles=[{"kind": "box", "lo": [0, 0], "hi": [4, 9]}]))
+    0.5
+    """
+    open_share = 1.0
+    boxed = 0
+    for obstacle in lattice.obstacles:
+        if obstacle["kind"] == "random":
+            open_share *= 1.0 - float(obstacle["p"])
+        elif obstacle["kind"] == "box":
+            boxed += math.prod(hi - lo + 1 for lo, hi in zip(obstacle["lo"], obstacle["hi"], strict=True))
+    open_share *= 1.0 - min(1.0, boxed / lattice.vertices)
+    if lattice.blocked is not None:
+        open_share *= 1.0 - int(np.count_nonzero(lattice.blocked)) / lattice.vertices
+    # rounded so that a spec's p = 0.3 reads 0.3, not 0.30000000000000004, against the thresholds
+    return round(1.0 - open_share, 12)
+
+
+def _span(lattice: Lattice, start: Sequence[int], goal: Sequence[int]) -> int:
+    """Hops between ``start`` and ``goal`` without obstacles: the periodic-aware Manhattan distance."""
+    hops = 0
+    for a, b, n, wrap in zip(start, goal, lattice.shape, lattice.periodic, strict=True):
+        gap = abs(int(a) - int(b))
+        hops += min(gap, n - gap) if wrap else gap
+    return hops
+
+
+def auto_method(lattice: Lattice, start: Sequence[int], goal: Sequence[int]) -> str:
+    """The method ``method="auto"`` runs: a pure function of the lattice's spec and the endpoints.
+
+    A weighted lattice runs A*. An unweighted one looks up the band ``(open, dense)`` of its axis count in
+    :data:`AUTO_DENSITY_BANDS` and compares its :func:`obstacle_density` with it:
+
+    * up to ``open``: A* (the Manhattan bound keeps it to a thin corridor around the path);
+    * above ``dense``: BFS (A* settles nearly what BFS does, and pays a heap for each vertex);
+    * in between: A* when the endpoints are less than half the lattice's diameter apart (periodic-aware
+      Manhattan distance), BFS when they are further apart (BFS then sweeps most of the lattice anyway, at
+      less per vertex than A*).
+
+    The backend, the memory budget and the machine play no part, so every replica, backend and memory mode
+    answers a request with the same method and the same path. ``bench/results/auto.md`` holds the
+    measurements behind the bands.
+
+    Examples
+    --------
+    >>> auto_method(Lattice((64, 64, 64), obstacles=[{"kind": "random", "p": 0.2, "seed": 1}]), (0, 0, 0), (63, 63, 63))
+    'astar'
+    >>> blocked_fifth = Lattice((4096, 4096), obstacles=[{"kind": "random", "p": 0.2, "seed": 1}])
+    >>> auto_method(blocked_fifth, (0, 0), (4095, 4095)), auto_method(blocked_fifth, (0, 0), (100, 200))
+    ('bfs', 'astar')
+    """
+    if lattice.weighted:
+        return "astar"
+    density = obstacle_density(lattice)
+    sparse, dense = AUTO_DENSITY_BANDS[min(max(lattice.ndim, 2), 4)]
+    if density <= sparse:
+        return "astar"
+    if density > dense:
+        return "bfs"
+    return "astar" if 2 * _span(lattice, start, goal) < _formula_diameter(lattice) else "bfs"
+
+
+def _resolve_method(lattice: Lattice, method: str, start: Sequence[int], goal: Sequence[int]) -> str:
     if lattice.weighted and method in ("bfs", "bidirectional"):
         raise MethodError("method", f"{method!r} ignores weights and this lattice is weighted", "astar or dijkstra")
-    if method != "auto":
-        return method
-    if mode == "frugal":
-        return "bfs"
-    # A* with the Manhattan bound settles few vertices beyond the path when obstacles leave the heuristic
-    # informative (5-D 10^5 with 20 % blocked: 46 settled corner to corner against ~75,000 for bidirectional BFS),
-    # and it can never settle more vertices than BFS, only pay a heap per vertex.
-    return "astar"
+    return auto_method(lattice, start, goal) if method == "auto" else method
 
 
-def _resolve_memory(lattice: Lattice, method: str, memory: str, budget: int) -> str:
+def _resolve_memory(lattice: Lattice, asked: str, method: str, memory: str, budget: int) -> str:
+    """The memory mode for ``method`` (``asked`` resolved): frugal only where it gives the full-state path.
+
+    Only BFS has a frugal variant, and it traces the same canonical path; a method without one runs on full
+    state or is refused, so a small budget never changes the answer.
+    """
     if memory == "frugal":
         if lattice.weighted:
             raise MethodError("memory", "frugal mode keeps hop counts only and this lattice is weighted", "full")
-        if method not in ("auto", "bfs"):
+        if asked == "auto" and method != "bfs":
+            raise MethodError(
+                "memory",
+                f"method 'auto' runs {method!r} on this lattice and {method!r} has no frugal mode",
+                "memory 'auto' or 'full', or method 'bfs'",
+            )
+        if method != "bfs":
             raise MethodError("method", f"memory='frugal' runs BFS, not {method!r}", "auto or bfs")
         return "frugal"
-    if memory == "full":
-        return "full"
-    if method in ("auto", "bfs") and not lattice.weighted:
-        full_method = "astar" if method == "auto" else method
-        if _state_bytes(lattice, full_method, "full") > budget:
-            return "frugal"
+    if memory == "auto" and method == "bfs" and _state_bytes(lattice, method, "full") > budget:
+        return "frugal"
     return "full"
 
 
@@ -463,12 +552,14 @@ def shortest_path(
     start, goal : sequence of int
         Coordinates of the endpoints.
     method : {"auto", "bfs", "bidirectional", "astar", "dijkstra"}
-        ``auto`` runs A* (Manhattan heuristic, periodic-aware) with full state, and BFS in frugal mode.
+        ``auto`` runs :func:`auto_method`: A* (Manhattan heuristic, periodic-aware) or BFS, chosen from the
+        lattice's shape and obstacle density and the endpoints, never from the backend or the memory budget.
     backend : {"numpy", "numba", "cupy", "auto"}, optional
         Defaults to ``CATALYTIC_BACKEND``, else auto.
     memory : {"auto", "full", "frugal"}
-        ``frugal`` keeps 2 bits of state per vertex (depth mod 3) plus a bit-packed mask; ``auto`` uses it
-        when the full state would not fit ``memory_budget``.
+        ``frugal`` keeps 2 bits of state per vertex (depth mod 3) plus a bit-packed mask, for BFS only, and
+        traces the same path as full-state BFS; ``auto`` uses it for BFS when the full state would not fit
+        ``memory_budget``. Other methods have no frugal mode: over the budget they are refused.
     memory_budget : int, optional
         Bytes of state the search may allocate (default ``CATALYTIC_MEMORY_BUDGET`` or 2 GiB).
     scratch : Scratch, optional
@@ -486,11 +577,12 @@ def shortest_path(
     CoordinateError, BlockedVertexError
         Endpoints of the wrong length, outside the lattice, or blocked.
     MethodError
-        An unknown method or memory mode, or BFS asked of a weighted lattice.
+        An unknown method or memory mode, BFS asked of a weighted lattice, or ``memory="frugal"`` with a method
+        (``auto`` resolved) other than BFS.
     NoPathError
         The goal is unreachable.
     MemoryBudgetError
-        Even frugal state does not fit the budget.
+        The method's state does not fit the budget (BFS: not even frugal state).
 
     Examples
     --------
@@ -502,13 +594,15 @@ def shortest_path(
     method = _choose(method, "method", METHODS)
     memory = _choose(memory, "memory", MEMORY_MODES)
     budget = _memory_budget(memory_budget)
-    mode = _resolve_memory(lattice, method, memory, budget)
-    method = _resolve_method(lattice, method, mode)
-    needed = _state_bytes(lattice, method, mode)
-    if needed > budget:
-        raise MemoryBudgetError(needed, budget, f"{method} search state ({mode})")
     s = lattice.check_vertex(start, "start")
     g = lattice.check_vertex(goal, "goal")
+    asked = method
+    method = _resolve_method(lattice, asked, start, goal)
+    mode = _resolve_memory(lattice, asked, method, memory, budget)
+    needed = _state_bytes(lattice, method, mode)
+    if needed > budget:
+        hint = "" if mode == "frugal" else "; only method 'bfs' has a frugal mode"
+        raise MemoryBudgetError(needed, budget, f"{method} search state ({mode}{hint})")
     if scratch is not None:
         arrays = [a for a in (lattice.blocked, lattice.weights) if a is not None]
         scratch.check_disjoint(*arrays, field="scratch")

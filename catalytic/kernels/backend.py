@@ -24,6 +24,9 @@ here, not in the backends:
   a tie); after the first level that labels a vertex already labelled by the other side it stops, and meets at
   the vertex ``w`` of that level minimising ``(d_start(w) + d_goal(w), w)``.
 * **Component labels** number components 1..count by each component's lowest linear index; blocked is 0.
+* **auto** is resolved before any backend is chosen, from the spec and the endpoints only
+  (:func:`catalytic.kernels.auto_method`); a memory budget never swaps the method, only BFS's state for its
+  frugal form, which traces the same canonical path. ``ALGORITHM_VERSION`` names these rules.
 
 Selection: the ``backend=`` argument, else ``CATALYTIC_BACKEND`` (``auto|numpy|numba|cupy``), else auto
 (cupy when it imports and a CUDA device is usable, otherwise numba). Under auto, a GPU failure at run time

@@ -2,6 +2,10 @@
 
 Redis is optional and may vanish: while it does not answer, results come from L1 and the database, one
 warning is logged per outage and ``cache_redis_up`` reads 0. Reconnection is tried every REDIS_RETRY_S.
+
+Every key is stored under the kernels' algorithm version (:func:`versioned_key`): ``method="auto"`` is a pure
+function of the spec and the request under one version, so a key that names both names the method that ran,
+and replicas of another version (mid-rollout) neither read nor overwrite each other's paths.
 """
 
 from __future__ import annotations
@@ -15,13 +19,28 @@ from typing import Any, Generic, TypeVar
 from catalytic.service import defaults
 from catalytic.service.metrics import CACHE_CONFIGURED, CACHE_HITS, CACHE_MISSES, CACHE_UP, LATTICE_CACHE_BYTES
 
-__all__ = ["LRU", "ResultCache", "lattice_bytes", "lattice_lru"]
+__all__ = ["LRU", "ResultCache", "lattice_bytes", "lattice_lru", "versioned_key"]
 
 log = logging.getLogger("catalytic.service")
 
 V = TypeVar("V")
 _PREFIX = "catalytic:v1:"
 _L1_HITS, _L1_MISSES = CACHE_HITS.labels("l1"), CACHE_MISSES.labels("l1")
+
+
+def versioned_key(key: str, version: int | None = None) -> str:
+    """``key`` under an algorithm version (default: this code's :data:`catalytic.kernels.ALGORITHM_VERSION`).
+
+    Examples
+    --------
+    >>> versioned_key("path|id:lat_1|auto", version=7)
+    'algo7|path|id:lat_1|auto'
+    """
+    if version is None:
+        from catalytic.kernels import ALGORITHM_VERSION
+
+        version = ALGORITHM_VERSION
+    return f"algo{version}|{key}"
 
 
 class LRU(Generic[V]):
@@ -161,6 +180,7 @@ class ResultCache:
 
     async def get(self, key: str) -> bytes | None:
         """The JSON body of the cached answer for ``key``: L1 first, then Redis (which refills L1)."""
+        key = versioned_key(key)
         value = self.l1.get(key)
         if value is not None:
             _L1_HITS.inc()
@@ -197,6 +217,7 @@ class ResultCache:
 
     async def put(self, key: str, value: bytes, ttl: int) -> None:
         """Store the JSON body of a cache hit (:func:`catalytic.service.compute.answer_bodies`) for ``ttl`` seconds."""
+        key = versioned_key(key)
         self.l1.put(key, value, ttl)
         if not self._redis_usable():
             return

@@ -146,7 +146,10 @@ class PathResponse(BaseModel):
     length: int | None = None
     cost: float | None = None
     expanded: int | None = None
-    method: str | None = None
+    method: str | None = Field(default=None, description="The method that ran: `auto` resolved by a fixed rule.")
+    algorithm_version: int | None = Field(
+        default=None, description="Version of the methods' tie-breaking and of `auto`'s rule that found the path."
+    )
     backend: str | None = None
     elapsed_ms: float | None = None
     cached: bool = False

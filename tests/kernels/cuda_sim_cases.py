@@ -229,6 +229,7 @@ def test_public_api(simulated_registry: None, name: str) -> None:
     lattice = LATTICES[name]()
     start, goal = (lattice.coords_of(v).tolist() for v in _endpoints(lattice))
     methods = ["astar", "dijkstra"] if lattice.weighted else ["bfs", "bidirectional", "astar", "dijkstra"]
+    methods.append("auto")
     for method in methods:
         got = shortest_path(lattice, start, goal, method=method, backend="cupy")
         want = shortest_path(lattice, start, goal, method=method, backend="numpy")
@@ -236,8 +237,8 @@ def test_public_api(simulated_registry: None, name: str) -> None:
         assert (got.length, got.cost, got.expanded) == (want.length, want.cost, want.expanded), method
         np.testing.assert_array_equal(got.coords, want.coords)
     if not lattice.weighted:
-        got = shortest_path(lattice, start, goal, backend="cupy", memory="frugal")
-        want = shortest_path(lattice, start, goal, backend="numpy", memory="frugal")
+        got = shortest_path(lattice, start, goal, method="bfs", backend="cupy", memory="frugal")
+        want = shortest_path(lattice, start, goal, method="bfs", backend="numpy", memory="frugal")
         assert (got.length, got.expanded) == (want.length, want.expanded)
         np.testing.assert_array_equal(got.coords, want.coords)
     np.testing.assert_array_equal(

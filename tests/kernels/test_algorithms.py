@@ -97,9 +97,9 @@ def test_frugal_equals_full_state(backend: str, lattice: Lattice, data: st.DataO
         full = shortest_path(lattice, start, goal, method="bfs", backend=backend, memory="full")
     except NoPathError:
         with pytest.raises(NoPathError):
-            shortest_path(lattice, start, goal, backend=backend, memory="frugal")
+            shortest_path(lattice, start, goal, method="bfs", backend=backend, memory="frugal")
         return
-    frugal = shortest_path(lattice, start, goal, backend=backend, memory="frugal")
+    frugal = shortest_path(lattice, start, goal, method="bfs", backend=backend, memory="frugal")
     assert frugal.memory["mode"] == "frugal"
     assert frugal.coords.tolist() == full.coords.tolist()
     assert (frugal.length, frugal.expanded) == (full.length, full.expanded)
@@ -202,10 +202,13 @@ def test_auto_method_and_memory_mode() -> None:
     weighted = Lattice((6, 6), weights=np.full((6, 6), 2.0))
     p = shortest_path(weighted, start, goal)
     assert p.method == "astar" and p.cost == 20.0
-    small_budget = shortest_path(lat_open, start, goal, memory_budget=40)
+    # A budget too small for A*'s state refuses rather than answer with another method's path.
+    with pytest.raises(MemoryBudgetError, match="memory budget of 40 bytes"):
+        shortest_path(lat_open, start, goal, memory_budget=40)
+    small_budget = shortest_path(lat_open, start, goal, method="bfs", memory_budget=40)
     assert small_budget.memory["mode"] == "frugal" and small_budget.method == "bfs"
     with pytest.raises(MemoryBudgetError):
-        shortest_path(lat_open, start, goal, memory_budget=5)
+        shortest_path(lat_open, start, goal, method="bfs", memory_budget=5)
     assert lat.spec()  # the lattice stays usable after searches
 
 
@@ -219,6 +222,7 @@ def test_bad_input_errors_name_the_field() -> None:
         (lambda: shortest_path(lat, (0, 0), (3, 3), memory="tiny"), MethodError, "memory"),
         (lambda: shortest_path(weighted, (0, 0), (3, 3), memory="frugal"), MethodError, "memory"),
         (lambda: shortest_path(lat, (0, 0), (3, 3), method="astar", memory="frugal"), MethodError, "method"),
+        (lambda: shortest_path(Lattice((4, 4)), (0, 0), (3, 3), memory="frugal"), MethodError, "memory"),
         (lambda: shortest_path(lat, (0, 0), (3, 3), backend="quantum"), MethodError, "backend"),
         (lambda: shortest_path(lat, (0, 3), (3, 3)), BlockedVertexError, "start"),
         (lambda: shortest_path(lat, (0, 0), (3, 0)), BlockedVertexError, "goal"),

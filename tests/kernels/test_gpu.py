@@ -128,10 +128,12 @@ def test_public_api_answers_match(lattice: Lattice) -> None:
         assert got.backend == "cupy"
         assert (got.length, got.cost, got.expanded) == (want.length, want.cost, want.expanded), method
         np.testing.assert_array_equal(got.coords, want.coords)
-    frugal = shortest_path(lattice, start, goal, backend="cupy", memory="frugal")
+    frugal = shortest_path(lattice, start, goal, method="bfs", backend="cupy", memory="frugal")
     np.testing.assert_array_equal(
-        frugal.coords, shortest_path(lattice, start, goal, backend="numba", memory="frugal").coords
+        frugal.coords, shortest_path(lattice, start, goal, method="bfs", backend="numba", memory="frugal").coords
     )
+    auto = shortest_path(lattice, start, goal, backend="cupy")
+    np.testing.assert_array_equal(auto.coords, shortest_path(lattice, start, goal, backend="numba").coords)
     np.testing.assert_array_equal(
         distance_field(lattice, [start, goal], backend="cupy"), distance_field(lattice, [start, goal], backend="numba")
     )

@@ -183,7 +183,7 @@ async def test_a_failed_first_attempt_leaves_the_key_free(service: Service, monk
 
 
 async def test_an_error_answer_is_not_recorded(make_settings: Any) -> None:
-    settings = make_settings(TENANT_MAX_QUEUED_JOBS=1, CATALYTIC_INLINE_MAX_VERTICES=16)
+    settings = make_settings(TENANT_MAX_QUEUED_JOBS=1, CATALYTIC_INLINE_MAX_VERTICES=16, CATALYTIC_REQUEST_TIMEOUT_S=1)
     async for running in start_service(settings):
         client = running.client
         # A job queued on another replica fills the tenant's queue: the keyed submission answers 429.

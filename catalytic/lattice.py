@@ -48,6 +48,7 @@ __all__ = [
     "SPEC_VERSION",
     "Lattice",
     "array_digest",
+    "check_weight_stats",
     "materialise_open",
     "obstacle_generators",
     "random_blocked",
@@ -200,6 +201,48 @@ def array_digest(array: np.ndarray) -> str:
     return "xxh3_128:" + xxhash.xxh3_128_hexdigest(f"{kind}:{shape}:".encode() + payload)
 
 
+def check_weight_stats(
+    minimum: float, maximum: float, vertices: int, *, nan: bool = False, infinite: bool = False, allowed: str = ""
+) -> None:
+    """Refuse weights by their summary: NaN, infinite, not positive, or too wide a spread for exact path sums.
+
+    One rule for weights given whole (:class:`Lattice`) and for those summarised as they were uploaded.
+
+    Raises
+    ------
+    WeightsError
+        Naming ``weights`` and ``allowed``.
+
+    Examples
+    --------
+    >>> check_weight_stats(0.5, 4.0, 100)
+    """
+    if nan:
+        raise WeightsError("weights", "contains NaN", allowed)
+    if infinite:
+        raise WeightsError("weights", "contains an infinite value", allowed)
+    if minimum <= 0:
+        raise WeightsError("weights", f"contains a value <= 0 (minimum {minimum!r})", allowed)
+    # Path costs are sums of weights compared exactly when a path is rebuilt; they stay exact only while
+    # no sum overflows and no weight vanishes next to a sum of the largest ones (float64 keeps 53 bits).
+    spread = maximum / minimum * vertices
+    if not math.isfinite(maximum * vertices) or spread >= 2.0**53:
+        raise WeightsError(
+            "weights",
+            f"max/min ratio {maximum / minimum:.3g} over {vertices} vertices "
+            "lets path sums overflow or lose the smallest weights",
+            "max(weights) / min(weights) × vertices < 2^53, and max(weights) × vertices finite",
+        )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _as_int(value: Any, field: str, allowed: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise InvalidTypeError(field, f"{value!r} is not an integer", allowed)
@@ -300,6 +343,10 @@ class Lattice:
         (inclusive bounds); they combine with each other and with ``blocked``.
     max_vertices : int, optional
         Vertex budget; defaults to ``CATALYTIC_MAX_VERTICES`` or 2**31.
+    uploaded : mapping of str to str, optional
+        ``{"blocked" | "weights": "sha256:<hex>"}``: explicit arrays uploaded to the service and checked there
+        as they arrived (a bool mask; C-order float64 weights). Such an array is kept as given, typically a
+        read-only memory map, never copied or scanned here, and the spec names it by this digest.
 
     Raises
     ------
@@ -327,6 +374,7 @@ class Lattice:
         "periodic",
         "shape",
         "strides",
+        "uploaded",
         "vertices",
         "weights",
     )
@@ -340,6 +388,7 @@ class Lattice:
         obstacles: Sequence[Mapping[str, Any]] | None = None,
         *,
         max_vertices: int | None = None,
+        uploaded: Mapping[str, str] | None = None,
     ) -> None:
         self.shape = _normalise_shape(shape)
         self.ndim = len(self.shape)
@@ -366,6 +415,10 @@ class Lattice:
         if isinstance(obstacles, Mapping) or not isinstance(obstacles, Iterable):
             raise InvalidTypeError("obstacles", f"{obstacles!r} is not a list", "a list of obstacle objects")
         self.obstacles = tuple(_normalise_obstacle(o, i, self.shape) for i, o in enumerate(obstacles))
+        self.uploaded = dict(uploaded or {})
+        unknown = set(self.uploaded) - {"blocked", "weights"}
+        if unknown:
+            raise SpecError("uploaded", f"unknown arrays {sorted(unknown)}", "blocked, weights")
         self.blocked = self._check_blocked(blocked)
         self.weights = self._check_weights(weights)
         self._open_mask: np.ndarray | None = None
@@ -382,6 +435,10 @@ class Lattice:
             raise MaskError("blocked", f"dtype {blocked.dtype} is not bool", allowed)
         if blocked.shape != self.shape:
             raise MaskError("blocked", f"shape {list(blocked.shape)} does not match the lattice", allowed)
+        if "blocked" in self.uploaded:
+            if not blocked.flags.c_contiguous:
+                raise MaskError("blocked", "the uploaded mask is not in C order", allowed)
+            return _read_only(blocked)
         mask = np.ascontiguousarray(blocked).copy()
         mask.flags.writeable = False
         return mask
@@ -396,23 +453,16 @@ class Lattice:
             raise WeightsError("weights", f"dtype {weights.dtype} is not a real number type", allowed)
         if weights.shape != self.shape:
             raise WeightsError("weights", f"shape {list(weights.shape)} does not match the lattice", allowed)
+        if "weights" in self.uploaded:
+            if weights.dtype != np.dtype("<f8") or not weights.flags.c_contiguous:
+                raise WeightsError("weights", f"uploaded dtype {weights.dtype} is not C-order float64", allowed)
+            return _read_only(weights)
         values = np.ascontiguousarray(weights, dtype=np.float64).copy()
-        if np.isnan(values).any():
-            raise WeightsError("weights", "contains NaN", allowed)
-        if np.isinf(values).any():
-            raise WeightsError("weights", "contains an infinite value", allowed)
-        if (values <= 0).any():
-            raise WeightsError("weights", f"contains a value <= 0 (minimum {values.min()!r})", allowed)
-        # Path costs are sums of weights compared exactly when a path is rebuilt; they stay exact only while
-        # no sum overflows and no weight vanishes next to a sum of the largest ones (float64 keeps 53 bits).
-        spread = float(values.max()) / float(values.min()) * self.vertices
-        if not math.isfinite(float(values.max()) * self.vertices) or spread >= 2.0**53:
-            raise WeightsError(
-                "weights",
-                f"max/min ratio {float(values.max()) / float(values.min()):.3g} over {self.vertices} vertices "
-                "lets path sums overflow or lose the smallest weights",
-                "max(weights) / min(weights) × vertices < 2^53, and max(weights) × vertices finite",
-            )
+        nan, infinite = bool(np.isnan(values).any()), bool(np.isinf(values).any())
+        finite = not (nan or infinite)
+        minimum = float(values.min()) if finite else 0.0
+        maximum = float(values.max()) if finite else 0.0
+        check_weight_stats(minimum, maximum, self.vertices, nan=nan, infinite=infinite, allowed=allowed)
         values.flags.writeable = False
         return values
 
@@ -587,9 +637,16 @@ class Lattice:
             "shape": list(self.shape),
             "periodic": list(self.periodic),
             "obstacles": [dict(o) for o in self.obstacles],
-            "blocked": None if self.blocked is None else {"digest": array_digest(self.blocked)},
-            "weights": None if self.weights is None else {"digest": array_digest(self.weights)},
+            "blocked": self._array_ref("blocked", self.blocked),
+            "weights": self._array_ref("weights", self.weights),
         }
+
+    def _array_ref(self, name: str, array: np.ndarray | None) -> dict[str, str] | None:
+        if array is None:
+            return None
+        if name in self.uploaded:
+            return {"array": self.uploaded[name]}
+        return {"digest": array_digest(array)}
 
     def digest(self) -> str:
         """A content digest of the whole lattice (its spec, which includes the array digests)."""
@@ -625,17 +682,23 @@ class Lattice:
         if "shape" not in spec:
             raise SpecError("spec.shape", "missing", "a list of axis lengths")
         arrays = {}
+        uploaded = {}
         for name, given in (("blocked", blocked), ("weights", weights)):
             ref = spec.get(name)
             if ref is None:
                 if given is not None:
                     raise SpecError(name, "an array was given but the spec has none", "null")
                 continue
-            if not isinstance(ref, Mapping) or not isinstance(ref.get("digest"), str):
-                raise SpecError(f"spec.{name}", f"{ref!r} is not a digest reference", '{"digest": "xxh3_128:..."}')
+            key = "array" if isinstance(ref, Mapping) and "array" in ref else "digest"
+            if not isinstance(ref, Mapping) or not isinstance(ref.get(key), str):
+                raise SpecError(
+                    f"spec.{name}", f"{ref!r} is not a digest reference", '{"digest": "xxh3_128:..."} or {"array": ...}'
+                )
             if given is None:
-                raise SpecError(name, f"the spec references an explicit array {ref['digest']}", "pass the array")
+                raise SpecError(name, f"the spec references an explicit array {ref[key]}", "pass the array")
             arrays[name] = given
+            if key == "array":
+                uploaded[name] = ref["array"]
         lattice = cls(
             spec["shape"],
             periodic=spec.get("periodic", False),
@@ -643,8 +706,9 @@ class Lattice:
             blocked=arrays.get("blocked"),
             weights=arrays.get("weights"),
             max_vertices=max_vertices,
+            uploaded=uploaded,
         )
-        for name in arrays:
+        for name in set(arrays) - set(uploaded):
             array = getattr(lattice, name)
             if array_digest(array) != spec[name]["digest"]:
                 raise SpecError(name, "content does not match the spec's digest", spec[name]["digest"])
@@ -653,7 +717,13 @@ class Lattice:
     def with_weights(self, weights: np.ndarray | None) -> Lattice:
         """A copy of this lattice with other weights."""
         return Lattice(
-            self.shape, self.periodic, self.blocked, weights, list(self.obstacles), max_vertices=self.max_vertices
+            self.shape,
+            self.periodic,
+            self.blocked,
+            weights,
+            list(self.obstacles),
+            max_vertices=self.max_vertices,
+            uploaded={k: v for k, v in self.uploaded.items() if k == "blocked"},
         )
 
     def __eq__(self, other: object) -> bool:

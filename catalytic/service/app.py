@@ -43,10 +43,11 @@ from catalytic.service.pool import ProcessPool
 from catalytic.service.probes import Probes
 from catalytic.service.quotas import RateLimitMiddleware
 from catalytic.service.results import ResultSweeper, store_config
-from catalytic.service.routes import health, jobs, lattices, transforms
+from catalytic.service.routes import arrays, health, jobs, lattices, transforms
 from catalytic.service.schemas import (
     AnalyzeRequest,
     AnalyzeResponse,
+    ArrayUploaded,
     ComponentsRequest,
     ComponentsResponse,
     DistanceFieldRequest,
@@ -68,6 +69,7 @@ from catalytic.service.schemas import (
 from catalytic.service.settings import Settings
 from catalytic.service.state import ServiceState
 from catalytic.service.telemetry import RequestMiddleware
+from catalytic.service.uploads import DTYPES, NPY_MEDIA_TYPE, RAW_MEDIA_TYPE
 from catalytic.tenancy import parse_key_lines
 
 __all__ = ["ENDPOINTS", "create_app"]
@@ -77,6 +79,10 @@ log = logging.getLogger("catalytic.service")
 _JOB_ERRORS = (404, 413, 503)
 _WEBHOOKS_PREFIX = "/api/webhooks"
 _HOT_PATHS = ("/api/lattice/path", "/api/lattice/analyze", "/api/lattice/components")
+_RANGE_HEADERS = (
+    ("Range", "string", "bytes=a-b, bytes=a- or bytes=-n: that part only (206), to resume a download"),
+    ("If-Range", "string", "the ETag the part must come from; another sends the whole body"),
+)
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/health", health.health, "Liveness", responses={200: HealthResponse}, open=True, tag="operations"),
     Endpoint(
@@ -95,7 +101,7 @@ ENDPOINTS: list[Endpoint] = [
         "Create a lattice",
         LatticeCreate,
         {201: LatticeInfo},
-        (413, 503),
+        (404, 413, 503),
     ),
     Endpoint(
         "GET",
@@ -201,7 +207,33 @@ ENDPOINTS: list[Endpoint] = [
         errors=(404, 409, 410),
         query=(("format", "string", "npy for the array result"),),
         tag="jobs",
-        media_types={200: "application/x-npy"},
+        media_types={200: "application/x-npy", 206: "application/x-npy"},
+        headers=_RANGE_HEADERS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/arrays",
+        arrays.upload_array,
+        "Upload an array (.npy, or raw bytes with dtype and shape) for blocked or weights",
+        responses={201: ArrayUploaded},
+        errors=(),
+        query=(
+            ("dtype", {"type": "string", "enum": list(DTYPES)}, "dtype of a raw body"),
+            ("shape", {"type": "string", "pattern": r"^[0-9]+(,[0-9]+)*$"}, "shape of a raw body: 100,200"),
+        ),
+        tag="arrays",
+        body_media_types=(NPY_MEDIA_TYPE, RAW_MEDIA_TYPE),
+    ),
+    Endpoint(
+        "GET",
+        "/api/arrays/{digest}",
+        arrays.get_array,
+        "Download an uploaded array (.npy; Range for a part)",
+        responses={200: None, 206: None},
+        errors=(404, 416),
+        tag="arrays",
+        media_types={200: NPY_MEDIA_TYPE, 206: NPY_MEDIA_TYPE},
+        headers=_RANGE_HEADERS,
     ),
     Endpoint(
         "DELETE",
@@ -280,6 +312,7 @@ def _limits(settings: Settings) -> Limits:
         inline_max_vertices=settings.inline_max_vertices,
         max_request_memory_bytes=settings.max_request_memory_bytes,
         max_page_limit=settings.max_page_limit,
+        max_upload_bytes=settings.max_upload_bytes,
     )
 
 

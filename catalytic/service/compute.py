@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from catalytic.errors import BlockedVertexError, InvalidTypeError, MaskError, WeightsError
+from catalytic.errors import BlockedVertexError, InvalidTypeError, MaskError, SpecError, WeightsError
 from catalytic.lattice import Lattice
 from catalytic.operations import run_operation
 
@@ -125,24 +125,47 @@ def check_open_vertices(lattice: Lattice, coords: list[list[int]], field: str) -
             raise BlockedVertexError(f"{field}[{i}]", f"{coords[i]} is blocked", "an open vertex")
 
 
-def array_bytes(lattice: Lattice) -> dict[str, bytes]:
-    """The explicit arrays of a lattice in their stored form (packed mask bits, float64 weights)."""
+def array_bytes(lattice: Lattice, *, with_uploaded: bool = False) -> dict[str, bytes]:
+    """The explicit arrays of a lattice in their stored form (packed mask bits, float64 weights).
+
+    Arrays uploaded on their own (``lattice.uploaded``) are left out, as the spec names them by digest, unless
+    ``with_uploaded`` (a small lattice shipped whole to a compute process).
+    """
     out = {}
-    if lattice.blocked is not None:
+    if lattice.blocked is not None and (with_uploaded or "blocked" not in lattice.uploaded):
         out["blocked"] = np.packbits(lattice.blocked.ravel(), bitorder="little").tobytes()
-    if lattice.weights is not None:
+    if lattice.weights is not None and (with_uploaded or "weights" not in lattice.uploaded):
         out["weights"] = np.ascontiguousarray(lattice.weights, dtype="<f8").tobytes()
     return out
 
 
-def materialise(spec: Mapping[str, Any], arrays: Mapping[str, bytes], max_vertices: int | None = None) -> Lattice:
-    """Rebuild a lattice from its spec and stored arrays (digests are checked by :meth:`Lattice.from_spec`)."""
+def materialise(
+    spec: Mapping[str, Any],
+    arrays: Mapping[str, bytes],
+    max_vertices: int | None = None,
+    arrays_dir: str | None = None,
+) -> Lattice:
+    """Rebuild a lattice from its spec and stored arrays (digests are checked by :meth:`Lattice.from_spec`).
+
+    An array the spec names as uploaded (``{"array": digest}``) and ``arrays`` lacks is memory-mapped from
+    ``arrays_dir`` (:mod:`catalytic.service.uploads`).
+    """
     shape = tuple(int(n) for n in spec["shape"])
     blocked = weights = None
     if "blocked" in arrays:
         blocked = decode_blocked(base64.b64encode(arrays["blocked"]).decode(), shape)
     if "weights" in arrays:
         weights = np.frombuffer(arrays["weights"], dtype="<f8").reshape(shape)
+    for field in ("blocked", "weights"):
+        ref = spec.get(field)
+        if field in arrays or not isinstance(ref, Mapping) or "array" not in ref:
+            continue
+        if arrays_dir is None:
+            raise SpecError(field, f"names the uploaded array {ref['array']}, but no ARRAYS_DIR is known here", "")
+        from catalytic.service.uploads import load_uploaded
+
+        loaded = load_uploaded(arrays_dir, str(ref["array"]), field, shape)
+        blocked, weights = (loaded, weights) if field == "blocked" else (blocked, loaded)
     return Lattice.from_spec(spec, blocked=blocked, weights=weights, max_vertices=max_vertices)
 
 
@@ -157,16 +180,25 @@ def lattice_counts(lattice: Lattice) -> dict[str, Any]:
     }
 
 
-def build_lattice(body: Mapping[str, Any], max_vertices: int) -> Lattice:
-    """A lattice from a validated create body (shape, periodic, obstacles, blocked, weights)."""
+def build_lattice(
+    body: Mapping[str, Any], max_vertices: int, uploaded: Mapping[str, tuple[str, np.ndarray]] | None = None
+) -> Lattice:
+    """A lattice from a validated create body (shape, periodic, obstacles, blocked, weights).
+
+    ``uploaded`` holds the arrays the body names by digest, opened already (``field -> (digest, array)``,
+    :func:`catalytic.service.uploads.open_references`).
+    """
     shape = tuple(body["shape"])
+    uploaded = uploaded or {}
+    arrays = {field: array for field, (_, array) in uploaded.items()}
     return Lattice(
         shape,
         periodic=body.get("periodic", False),
         obstacles=body.get("obstacles") or [],
-        blocked=decode_blocked(body.get("blocked"), shape),
-        weights=decode_weights(body.get("weights"), shape),
+        blocked=arrays["blocked"] if "blocked" in arrays else decode_blocked(body.get("blocked"), shape),
+        weights=arrays["weights"] if "weights" in arrays else decode_weights(body.get("weights"), shape),
         max_vertices=max_vertices,
+        uploaded={field: digest for field, (digest, _) in uploaded.items()},
     )
 
 
@@ -227,7 +259,7 @@ def execute_task(
         answer["executor"] = "ray"
         return answer, array
     if lattice is None:
-        lattice = materialise(task["spec"], task["arrays"])
+        lattice = materialise(task["spec"], task["arrays"], arrays_dir=(task.get("results") or {}).get("arrays_dir"))
     answer, array = run_operation(lattice, task["operation"], task["params"], progress=progress, **options)
     answer["executor"] = "local"
     return answer, array
@@ -263,8 +295,9 @@ def serve_tasks(conn: Any) -> None:
                 key = json_key(task["spec"])
                 lattice = cached.get(key)
                 if lattice is None:
-                    lattice = materialise(task["spec"], task["arrays"])
-                    cached.clear()
+                    cached.clear()  # before the next one is made: a large lattice is never held twice
+                    arrays_dir = (task.get("results") or {}).get("arrays_dir")
+                    lattice = materialise(task["spec"], task["arrays"], arrays_dir=arrays_dir)
                     cached[key] = lattice
             before = fallback_count()
 

@@ -35,6 +35,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BINARY_BODIES = {"/api/arrays": frozenset({"application/x-npy", "application/octet-stream"})}
+"""The routes that take a body other than JSON, and its media types (neither is one a cross-site form can send)."""
 
 
 def host_name(host: str) -> str:
@@ -126,7 +128,9 @@ class CrossSiteMiddleware:
                 "list the origin in CORS_ALLOW_ORIGINS to allow it",
                 fields=[{"field": "Origin", "message": "a foreign origin", "allowed": "this service's own origin"}],
             )
-        if _has_body(headers) and not is_json(headers.get(b"content-type", b"").decode("latin-1")):
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        binary = content_type.partition(";")[0].strip().lower() in BINARY_BODIES.get(scope["path"], ())
+        if _has_body(headers) and not is_json(content_type) and not binary:
             given = headers.get(b"content-type", b"").decode("latin-1") or "none"
             return UnsupportedMediaType(
                 f"the body's media type is {given}; send JSON",

@@ -22,6 +22,7 @@ SQLITE_PATH: Final = "catalytic.db"
 SQLITE_SYNCHRONOUS: Final = "FULL"
 
 MAX_BODY_BYTES: Final = 64 * 2**20
+MAX_UPLOAD_BYTES: Final = 4 * 2**30
 PARSE_OFFLOAD_BYTES: Final = 32 * 2**10
 LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
 MAX_VERTICES: Final = 2**28

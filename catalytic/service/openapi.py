@@ -39,6 +39,7 @@ _ERROR_TEXT = {
     410: "The result expired (RESULT_TTL) and was deleted",
     413: "Body, vertex or memory budget exceeded",
     415: "A body that is not JSON",
+    416: "The Range selects no byte of the body (Content-Range: bytes */SIZE)",
     422: "Invalid input (field-level messages)",
     503: "Capacity exhausted or backend missing (Retry-After)",
     504: "Past the request time limit",
@@ -54,6 +55,8 @@ class Limits:
     inline_max_vertices: int
     max_request_memory_bytes: int
     max_page_limit: int
+    max_upload_bytes: int | None = None
+    """The body limit of the routes that take an upload (CATALYTIC_MAX_UPLOAD_BYTES)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class Endpoint:
     """The route's own body limit; None: the service's (``Limits.max_body_bytes``)."""
     media_types: dict[int, str] = field(default_factory=dict)
     """Success answers of another media type than JSON, by status (a schema-less download)."""
+    body_media_types: tuple[str, ...] = ()
+    """A binary request body (an upload) of these media types, instead of a JSON ``request`` model."""
+    headers: tuple[tuple[str, dict[str, Any] | str, str], ...] = ()
+    """Request headers the route reads: name, schema, description (``Range`` of a download)."""
 
 
 def _parameters(endpoint: Endpoint, schemas: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,9 +95,10 @@ def _parameters(endpoint: Endpoint, schemas: dict[str, Any]) -> list[dict[str, A
         for name in endpoint.path.split("/")
         if name.startswith("{")
     ]
-    for name, schema, description in endpoint.query:
-        typed = {"type": schema} if isinstance(schema, str) else schema
-        params.append({"name": name, "in": "query", "required": False, "schema": typed, "description": description})
+    for place, entries in (("query", endpoint.query), ("header", endpoint.headers)):
+        for name, schema, description in entries:
+            typed = {"type": schema} if isinstance(schema, str) else schema
+            params.append({"name": name, "in": place, "required": False, "schema": typed, "description": description})
     if endpoint.query_model is not None:
         model_schema = endpoint.query_model.model_json_schema(ref_template=REF_TEMPLATE)
         required = set(model_schema.get("required", []))
@@ -196,7 +204,7 @@ def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) ->
                 entry["content"] = content
             responses[str(status)] = entry
         errors = set(ep.errors) | {403} | (set() if ep.open else {401})
-        if ep.request is not None:
+        if ep.request is not None or ep.body_media_types:
             errors |= {413, 415, 422}
         if ep.query or ep.query_model is not None:
             errors.add(422)
@@ -220,6 +228,17 @@ def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) ->
             }
             if body_limit:
                 operation["requestBody"]["x-max-body-bytes"] = body_limit
+        if ep.body_media_types:
+            binary = {"schema": {"type": "string", "format": "binary"}}
+            upload_limit = ep.max_body_bytes or (limits.max_upload_bytes if limits is not None else None)
+            operation["requestBody"] = {
+                "required": True,
+                "content": {media_type: binary for media_type in ep.body_media_types},
+                "description": "Streamed"
+                + (f", at most {upload_limit} bytes (413 as soon as past it)" if upload_limit else ""),
+            }
+            if upload_limit:
+                operation["requestBody"]["x-max-body-bytes"] = upload_limit
         if ep.open:
             operation["security"] = []
         paths.setdefault(ep.path, {})[ep.method.lower()] = operation
@@ -241,6 +260,7 @@ def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) ->
             "inline_max_vertices": limits.inline_max_vertices,
             "max_request_memory_bytes": limits.max_request_memory_bytes,
             "max_page_limit": limits.max_page_limit,
+            "max_upload_bytes": limits.max_upload_bytes,
             "axes": [1, MAX_AXES],
         }
     return {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -337,7 +338,9 @@ class ProcessPool:
         shipped: dict[str, Any] = {}
         for call in calls:
             if call.key not in shipped:
-                arrays = await loop.run_in_executor(self._io, array_bytes, call.lattice)
+                # Uploaded arrays go too: an inline lattice is small, and the child need not find ARRAYS_DIR.
+                ship = functools.partial(array_bytes, call.lattice, with_uploaded=True)
+                arrays = await loop.run_in_executor(self._io, ship)
                 shipped[call.key] = (call.lattice.spec(), arrays, self._max_vertices)
         for call in reversed(calls):
             call.lattice = shipped[call.key]

@@ -29,7 +29,7 @@ from catalytic.service.metrics import TENANT_QUOTA_LIMIT, TENANT_QUOTA_USED
 from catalytic.service.settings import Settings
 from catalytic.tenancy import tenant_of
 
-__all__ = ["RateLimitMiddleware", "check_job", "check_lattice", "check_vertices"]
+__all__ = ["RateLimitMiddleware", "check_job", "check_lattice", "check_vertices", "held_result_bytes"]
 
 log = logging.getLogger("catalytic.service")
 
@@ -88,14 +88,7 @@ async def check_job(db: Queries, settings: Settings, tenant: str) -> None:
             settings.retry_after_s,
         )  # fmt: skip
     bytes_limit = settings.tenant_max_result_bytes
-    held = int(
-        await db.fetchval(
-            "SELECT COALESCE(SUM(LENGTH(body) + COALESCE(array_bytes, LENGTH(npy), 0)), 0) FROM service_results "
-            "WHERE tenant = $1",
-            tenant,
-        )
-        or 0
-    )
+    held = await held_result_bytes(db, tenant)
     _note(tenant, "max_result_bytes", held, bytes_limit)
     if held >= bytes_limit:
         raise QuotaExceeded(
@@ -103,6 +96,16 @@ async def check_job(db: Queries, settings: Settings, tenant: str) -> None:
             f"{held} bytes of results are held; they expire after RESULT_TTL={settings.result_ttl_s:g} s",
             settings.retry_after_s,
         )  # fmt: skip
+
+
+async def held_result_bytes(db: Queries, tenant: str) -> int:
+    """Bytes of job results ``tenant`` holds (JSON bodies and arrays, in the database or the store)."""
+    held = await db.fetchval(
+        "SELECT COALESCE(SUM(LENGTH(body) + COALESCE(array_bytes, LENGTH(npy), 0)), 0) FROM service_results "
+        "WHERE tenant = $1",
+        tenant,
+    )
+    return int(held or 0)
 
 
 class _Window:

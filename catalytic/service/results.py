@@ -42,6 +42,7 @@ __all__ = [
     "ResultsStore",
     "StoredArray",
     "open_store",
+    "read_range",
     "result_name",
     "store_config",
     "write_result",
@@ -77,7 +78,7 @@ class ResultsStore(Protocol):
 
     def write(self, name: str, array: np.ndarray) -> StoredArray: ...
 
-    def chunks(self, ref: str) -> Iterator[bytes]: ...
+    def chunks(self, ref: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]: ...
 
     def delete(self, ref: str) -> None: ...
 
@@ -114,6 +115,19 @@ def npy_in_memory(array: np.ndarray) -> StoredArray:
     return StoredArray(None, sha256, nbytes, b"".join(parts))
 
 
+def read_range(handle: Any, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """Bytes ``[start, stop)`` of an open binary file (default: to its end), in 1 MiB pieces."""
+    handle.seek(start)
+    left = None if stop is None else stop - start
+    while left is None or left > 0:
+        chunk = handle.read(_CHUNK if left is None else min(_CHUNK, left))
+        if not chunk:
+            return
+        if left is not None:
+            left -= len(chunk)
+        yield chunk
+
+
 class DirectoryStore:
     """Results as files in one directory (created on first write)."""
 
@@ -145,15 +159,14 @@ class DirectoryStore:
             raise ResultNotStored(f"writing {final}: {exc.strerror or exc}") from exc
         return StoredArray(f"dir:{name}", sha256, nbytes)
 
-    def chunks(self, ref: str) -> Iterator[bytes]:
-        """The file's bytes in 1 MiB pieces."""
+    def chunks(self, ref: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """The file's bytes ``[start, stop)`` (default: all) in 1 MiB pieces."""
         try:
             handle = open(self._path(ref), "rb")  # noqa: SIM115 - closed by the generator
         except OSError as exc:
             raise ResultNotStored(f"reading {ref}: {exc.strerror or exc}") from exc
         with handle:
-            while chunk := handle.read(_CHUNK):
-                yield chunk
+            yield from read_range(handle, start, stop)
 
     def delete(self, ref: str) -> None:
         """Remove the file (gone already is fine)."""
@@ -243,12 +256,13 @@ class BucketStore:
             raise ResultNotStored(f"uploading s3://{self.bucket}/{key}: {exc}") from exc
         return StoredArray(f"s3://{self.bucket}/{key}", sha256, nbytes)
 
-    def chunks(self, ref: str) -> Iterator[bytes]:
-        """The object's bytes in 1 MiB pieces."""
+    def chunks(self, ref: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """The object's bytes ``[start, stop)`` (default: all) in 1 MiB pieces (an HTTP range GET)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        extra = {} if start == 0 and stop is None else {"Range": f"bytes={start}-{'' if stop is None else stop - 1}"}
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(ref))["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(ref), **extra)["Body"]
         except (BotoCoreError, ClientError) as exc:
             raise ResultNotStored(f"reading {ref}: {exc}") from exc
         try:
@@ -275,9 +289,17 @@ class BucketStore:
 
 
 def store_config(settings: Any) -> dict[str, Any]:
-    """The results store of a :class:`catalytic.service.settings.Settings`, as a dict a worker process can open."""
+    """The results store of a :class:`catalytic.service.settings.Settings`, as a dict a worker process can open.
+
+    ``arrays_dir`` says where a job worker finds the uploaded arrays a spec names by digest
+    (:mod:`catalytic.service.uploads`).
+    """
+    from catalytic.service.uploads import arrays_dir
+
+    uploads = arrays_dir(settings)
     if settings.results_s3_bucket:
         return {
+            "arrays_dir": uploads,
             "kind": "s3",
             "bucket": settings.results_s3_bucket,
             "prefix": settings.results_s3_prefix,
@@ -285,7 +307,12 @@ def store_config(settings: Any) -> dict[str, Any]:
             "region": settings.results_s3_region,
             "db_max_bytes": settings.result_db_max_bytes,
         }
-    return {"kind": "dir", "root": settings.results_dir, "db_max_bytes": settings.result_db_max_bytes}
+    return {
+        "kind": "dir",
+        "root": settings.results_dir,
+        "db_max_bytes": settings.result_db_max_bytes,
+        "arrays_dir": uploads,
+    }
 
 
 _OPENED: dict[tuple[Any, ...], ResultsStore] = {}
@@ -294,7 +321,7 @@ _OPENED_LOCK = threading.Lock()
 
 def open_store(config: Mapping[str, Any]) -> ResultsStore:
     """The store a :func:`store_config` dict names, made once per process (a boto3 client is thread-safe)."""
-    key = tuple(sorted((k, v) for k, v in config.items() if k != "db_max_bytes"))
+    key = tuple(sorted((k, v) for k, v in config.items() if k not in ("db_max_bytes", "arrays_dir")))
     with _OPENED_LOCK:
         store = _OPENED.get(key)
         if store is None:

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 __all__ = [
     "AnalyzeRequest",
     "AnalyzeResponse",
+    "ArrayRef",
+    "ArrayUploaded",
     "ComponentsRequest",
     "ComponentsResponse",
     "DistanceFieldRequest",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 INT64_MAX = 2**63 - 1
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+"""How an uploaded array is named: the SHA-256 of its .npy file."""
 MAX_AXES = 10
 """A lattice has 1 to 10 axes."""
 
@@ -74,6 +78,27 @@ class BoxObstacle(_Model):
 Obstacle = Annotated[RandomObstacles | BoxObstacle, Field(discriminator="kind")]
 
 
+class ArrayRef(_Model):
+    """An array uploaded with POST /api/arrays, named by the digest its upload answered."""
+
+    array: str = Field(pattern=DIGEST_PATTERN, description="sha256:<hex> of the uploaded .npy file.")
+
+
+class ArrayUploaded(BaseModel):
+    """An uploaded array: its digest (use it as ``{"array": digest}``), dtype, shape and value summary."""
+
+    digest: str
+    dtype: str
+    shape: list[int]
+    nbytes: int = Field(description="Bytes of the stored .npy file (GET url downloads it).")
+    minimum: float | None
+    maximum: float | None
+    nan: bool
+    infinite: bool
+    created_at: float
+    url: str
+
+
 class LatticeCreate(_Model):
     """A lattice: shape, periodic axes, obstacle generators, an optional explicit mask and weights."""
 
@@ -89,13 +114,15 @@ class LatticeCreate(_Model):
     ]
     periodic: StrictBool | Annotated[list[StrictBool], Field(min_length=1, max_length=MAX_AXES)] = False
     obstacles: Annotated[list[Obstacle], Field(max_length=1024)] = []
-    blocked: list[Coordinate] | str | None = Field(
+    blocked: list[Coordinate] | str | ArrayRef | None = Field(
         None,
         description="Blocked vertices as a list of coordinates, or base64 of the C-order flat mask "
-        "packed 8 vertices a byte, least significant bit first.",
+        "packed 8 vertices a byte, least significant bit first, or an uploaded bool/uint8 array.",
     )
-    weights: list[Any] | str | None = Field(
-        None, description="Per-vertex entry costs: a nested list of the lattice's shape, or base64 of C-order float64."
+    weights: list[Any] | str | ArrayRef | None = Field(
+        None,
+        description="Per-vertex entry costs: a nested list of the lattice's shape, base64 of C-order float64, "
+        "or an uploaded float64/float32/uint8 array.",
     )
 
 

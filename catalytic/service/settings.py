@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=defaults.MAX_BODY_BYTES, ge=1024, validation_alias=_env("CATALYTIC_MAX_BODY_BYTES")
     )
+    max_upload_bytes: int = Field(
+        default=defaults.MAX_UPLOAD_BYTES, ge=1024, validation_alias=_env("CATALYTIC_MAX_UPLOAD_BYTES")
+    )
+    """The largest array upload (POST /api/arrays), .npy header included; checked as the bytes arrive (413)."""
+    arrays_dir: str | None = Field(default=None, validation_alias=_env("ARRAYS_DIR"))
+    """Where uploaded arrays are kept (a volume every replica shares); unset: ``arrays`` under RESULTS_DIR."""
     max_vertices: int = Field(
         default=defaults.MAX_VERTICES, ge=1, validation_alias=_env("CATALYTIC_MAX_REQUEST_VERTICES")
     )
@@ -169,7 +175,13 @@ class Settings(BaseSettings):
     """Whether ``serve`` applies migrations as it starts; off where a ``catalytic migrate`` Job runs first."""
 
     @field_validator(
-        "database_url", "redis_url", "api_keys_file", "results_s3_bucket", "results_s3_endpoint_url", mode="before"
+        "database_url",
+        "redis_url",
+        "api_keys_file",
+        "results_s3_bucket",
+        "results_s3_endpoint_url",
+        "arrays_dir",
+        mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

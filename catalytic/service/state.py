@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from catalytic.lattice import Lattice
 from catalytic.operations import run_operation
-from catalytic.service import compute
+from catalytic.service import compute, uploads
 from catalytic.service import db as queries
 from catalytic.service.bodies import BodyParser
 from catalytic.service.cache import LRU, ResultCache
@@ -149,14 +149,23 @@ class ServiceState:
                 ],
             )
 
-    async def build(self, body: LatticeCreate) -> Lattice:
-        """Materialise a lattice from a create body after the size checks (arrays decode on the thread pool)."""
+    @property
+    def arrays(self) -> uploads.ArrayStore:
+        """The uploaded arrays (ARRAYS_DIR)."""
+        return uploads.ArrayStore(uploads.arrays_dir(self.settings))
+
+    async def build(self, body: LatticeCreate, tenant: str) -> Lattice:
+        """Materialise a lattice from a create body after the size checks (arrays decode on the thread pool).
+
+        Arrays the body names by digest are ``tenant``'s uploads, memory-mapped (404 for another's).
+        """
         self.check_size(math.prod(body.shape), body.weights is not None)
         # The arrays go to the decoders as they are: a large body's come packed (catalytic.service.bodies).
         spec = {**body.model_dump(exclude={"blocked", "weights"}), "blocked": body.blocked, "weights": body.weights}
         if body.blocked is None and body.weights is None:
             return compute.build_lattice(spec, self.settings.max_vertices)
-        return await self.compute(compute.build_lattice, spec, self.settings.max_vertices)
+        opened = await self.compute(uploads.open_references, spec, self.arrays, tenant)
+        return await self.compute(compute.build_lattice, spec, self.settings.max_vertices, opened)
 
     async def stored(self, lattice_id: str, tenant: str, *, known_to_exist: bool = False) -> ResolvedLattice:
         """A stored lattice of ``tenant``, checked against the database on every call so a deleted id (or another
@@ -179,7 +188,9 @@ class ServiceState:
             spec = record["spec"]
             if spec.get("blocked") or spec.get("weights"):
                 arrays = await queries.fetch_arrays(self.db, lattice_id)
-            lattice = await self.compute(compute.materialise, spec, arrays, self.settings.max_vertices)
+            lattice = await self.compute(
+                compute.materialise, spec, arrays, self.settings.max_vertices, uploads.arrays_dir(self.settings)
+            )
             self.lattices.put(lattice_id, lattice)
         return ResolvedLattice(lattice, f"id:{lattice_id}", lattice_id, arrays)
 
@@ -204,7 +215,7 @@ class ServiceState:
         if lattice_id is not None:
             return await self.stored(lattice_id, tenant, known_to_exist=known_to_exist)
         assert inline is not None
-        lattice = await self.build(inline)
+        lattice = await self.build(inline, tenant)
         return ResolvedLattice(lattice, f"spec:{lattice.digest()}", None, compute.array_bytes(lattice))
 
 

@@ -2,24 +2,27 @@
 
 An array result is streamed from where it is kept: the database row for small ones, the results store
 (:mod:`catalytic.service.results`) for the rest. Either way the download carries its size and its SHA-256
-(``Repr-Digest``, RFC 9530), and a result past ``RESULT_TTL`` answers 410.
+(``Repr-Digest``, RFC 9530) and takes a ``Range`` header (206, :mod:`catalytic.service.ranges`) so a large
+download resumes; a result past ``RESULT_TTL`` answers 410.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 from collections.abc import Iterator
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from catalytic.service import db as queries
 from catalytic.service.compute import check_open_vertices
 from catalytic.service.errors import Conflict, NotFound, ServiceError, invalid_body
 from catalytic.service.jobs import job_event, job_timings
+from catalytic.service.ranges import ranged_response
 from catalytic.service.results import ResultNotStored, open_store, store_config
 from catalytic.service.routes._submit import submit_job
 from catalytic.service.schemas import PARAMS_MODELS, JobRequest
@@ -103,7 +106,7 @@ async def get_job_result(request: Request) -> Response:
             f"{st.settings.result_ttl_s:g} s after their job finished)"
         )
     if wants_npy:
-        return await _array_response(st, job, result)
+        return await _array_response(request, st, job, result)
     array = None
     if job["has_array"]:
         array = {
@@ -124,28 +127,32 @@ async def get_job_result(request: Request) -> Response:
     )
 
 
-async def _array_response(st: ServiceState, job: dict, result: dict) -> Response:
+async def _array_response(request: Request, st: ServiceState, job: dict, result: dict) -> Response:
+    """The .npy of an array result, whole or the part a ``Range`` header selects (206), so a download resumes."""
     headers = {"Content-Disposition": f'attachment; filename="{job["id"]}-{job["operation"]}.npy"'}
     if result["array_sha256"]:
         digest = base64.b64encode(bytes.fromhex(result["array_sha256"])).decode()
         headers["Repr-Digest"] = f"sha-256=:{digest}:"
+    etag = f'"{result["array_sha256"]}"' if result["array_sha256"] else None
     if result["array_ref"] is None:
-        return Response(result["npy"], media_type="application/x-npy", headers=headers)
-    headers["Content-Length"] = str(result["array_bytes"])
+        npy = result["npy"]
+
+        def in_row(start: int, stop: int) -> Iterator[bytes]:
+            yield npy[start:stop]
+
+        return await ranged_response(
+            request, len(npy), in_row, media_type="application/x-npy", etag=etag, headers=headers
+        )
     # Opened (and its first piece read) before the answer starts, so a missing file is an error, not a cut stream;
     # every blocking read runs on a thread (StreamingResponse iterates a plain iterator on one too).
     store = await asyncio.to_thread(open_store, store_config(st.settings))
-    chunks = store.chunks(result["array_ref"])
+    in_store = functools.partial(store.chunks, result["array_ref"])
     try:
-        first = await asyncio.to_thread(next, chunks, b"")
+        return await ranged_response(
+            request, result["array_bytes"], in_store, media_type="application/x-npy", etag=etag, headers=headers
+        )
     except ResultNotStored as exc:
         raise ResultGone(f"the array result of job {job['id']} is no longer in the results store: {exc}") from None
-
-    def stream() -> Iterator[bytes]:
-        yield first
-        yield from chunks
-
-    return StreamingResponse(stream(), media_type="application/x-npy", headers=headers)
 
 
 async def cancel_job(request: Request) -> Response:

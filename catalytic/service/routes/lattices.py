@@ -51,7 +51,7 @@ async def create_lattice(request: Request) -> Response:
     body = await read_model(request, LatticeCreate)
     tenant = tenant_of(request.scope)
     quotas.check_vertices(st.settings, tenant, math.prod(body.shape))
-    lattice = await st.build(body)
+    lattice = await st.build(body, tenant)
     counts = await st.compute(compute.lattice_counts, lattice)
     arrays = await st.compute(compute.array_bytes, lattice)
     record = {"id": queries.new_id("lat"), "spec": lattice.spec(), **counts, "created_at": time.time()}

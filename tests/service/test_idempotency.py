@@ -41,6 +41,12 @@ async def service(make_settings: Any) -> AsyncIterator[Service]:
         yield running
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def either_database(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings overrides naming the database: the per-test SQLite file, or a fresh PostgreSQL database."""
+    return {} if request.param == "sqlite" else {"DATABASE_URL": request.getfixturevalue("pg_url")}
+
+
 async def _jobs(service: Service) -> int:
     return int(await service.state.db.fetchval("SELECT count(*) FROM service_jobs"))
 
@@ -126,8 +132,8 @@ async def test_tenants_keep_their_keys_apart(make_settings: Any) -> None:
         assert await _jobs(running) == 2
 
 
-async def test_a_key_past_its_ttl_runs_anew_and_is_swept(make_settings: Any) -> None:
-    settings = make_settings(CATALYTIC_IDEMPOTENCY_TTL_S=1, CATALYTIC_INLINE_MAX_VERTICES=16)
+async def test_a_key_past_its_ttl_runs_anew_and_is_swept(make_settings: Any, either_database: dict[str, Any]) -> None:
+    settings = make_settings(CATALYTIC_IDEMPOTENCY_TTL_S=1, CATALYTIC_INLINE_MAX_VERTICES=16, **either_database)
     async for running in start_service(settings):
         client = running.client
         first = await client.post("/api/jobs", json=JOB, headers={KEY: "daily"})
@@ -201,9 +207,15 @@ async def test_an_error_answer_is_not_recorded(make_settings: Any) -> None:
         assert "idempotent-replayed" not in accepted.headers
 
 
-async def test_a_repeat_waits_for_the_answer_in_flight(service: Service) -> None:
+async def test_a_repeat_waits_for_the_answer_in_flight(make_settings: Any, either_database: dict[str, Any]) -> None:
     """Another replica holds the key (its claim is in the database): a repeat waits for its recorded answer,
     answers 409 with Retry-After past the request time limit, and takes over a claim abandoned long ago."""
+    settings = make_settings(CATALYTIC_INLINE_MAX_VERTICES=16, CATALYTIC_REQUEST_TIMEOUT_S=1, **either_database)
+    async for service in start_service(settings):
+        await _wait_and_take_over(service)
+
+
+async def _wait_and_take_over(service: Service) -> None:
     db, client = service.state.db, service.client
     body = json.dumps(JOB).encode()
     sent = {"content": body, "headers": {KEY: "elsewhere", "content-type": "application/json"}}

@@ -11,11 +11,16 @@ Work that could never fit (its estimate over the budget: the limit less ``CATALY
 shared among the server processes) is refused up front with 413 naming the limit. Work that fits waits in
 the queue until the jobs running here leave room for it (:class:`MemoryGate`), so several large jobs are run
 one after another, never together past the limit.
+
+GPU jobs are admitted against device memory as well: :data:`DEVICE_BYTES_PER_VERTEX` is what the ``cupy``
+backend allocates on the device per vertex, by operation, and a GPU worker claims a GPU job only while its
+estimate fits the device's free memory less ``CATALYTIC_DEVICE_MEMORY_RESERVED_BYTES`` (:func:`device_memory`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import subprocess
@@ -26,7 +31,10 @@ from typing import Any
 
 __all__ = [
     "BYTES_PER_VERTEX",
+    "DEVICE_BYTES_PER_VERTEX",
     "MemoryGate",
+    "device_job_bytes",
+    "device_memory",
     "estimate_job_bytes",
     "measure_peak",
     "memory_limit",
@@ -70,6 +78,65 @@ def spec_job_bytes(operation: str, spec: dict[str, Any]) -> int:
     for n in spec["shape"]:
         vertices *= int(n)
     return estimate_job_bytes(operation, vertices, bool(spec.get("weights")))
+
+
+DEVICE_BYTES_PER_VERTEX: dict[str, float] = {
+    # Counted from the arrays the cupy backend allocates (int32 indices), rounded up by about 25 %; not measured
+    # on a device. shortest_path: two int32 distance fields (bidirectional), the open mask, bit-packed frontier
+    # rings and visited sets. distance_field: one int32 field, the mask, rings and visited set. components and
+    # analyze: union-find parents, labels and their prefix sum (int32 each), the mask and two boolean masks.
+    "shortest_path": 12.0,
+    "distance_field": 8.0,
+    "components": 24.0,
+    "analyze": 24.0,
+}
+"""Device bytes per vertex of one GPU job, by operation (lattices past 2**31 vertices index with int64: twice)."""
+
+_DEVICE_OVERHEAD = 64 * 2**20
+"""Device bytes a GPU job adds whatever its size (geometry tables, kernel launch state, CuPy's pool slack)."""
+
+
+def device_job_bytes(operation: str, spec: dict[str, Any]) -> int:
+    """Upper estimate of the device bytes a GPU job on the lattice ``spec`` describes allocates.
+
+    Examples
+    --------
+    >>> device_job_bytes("distance_field", {"shape": [1000, 1000]}) // 2**20
+    71
+    """
+    vertices = 1
+    for n in spec["shape"]:
+        vertices *= int(n)
+    per_vertex = DEVICE_BYTES_PER_VERTEX[operation] * (2 if vertices > 2**31 - 1 else 1)
+    return int(vertices * per_vertex) + _DEVICE_OVERHEAD
+
+
+def device_memory(override: int | None = None) -> tuple[int, str] | None:
+    """Free device memory of this process's GPU, and where that figure came from.
+
+    Parameters
+    ----------
+    override : int, optional
+        CATALYTIC_DEVICE_MEMORY_BYTES: the device's memory, for a device that cannot be asked (numba's CUDA
+        simulator) or to give jobs less than the whole device.
+
+    Returns
+    -------
+    (int, str) or None
+        Bytes and ``"setting"`` (the jobs running here are not yet subtracted) or ``"device"`` (CuPy's
+        ``Device().mem_info``, what is free now); None when there is no device to ask.
+    """
+    if override is not None:
+        return int(override), "setting"
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        return None
+    try:
+        free, _total = cupy.cuda.Device().mem_info
+    except Exception:  # CuPy's runtime error class cannot be named without importing it first
+        return None
+    return int(free), "device"
 
 
 def _read_int(path: Path) -> int | None:

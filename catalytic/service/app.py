@@ -33,7 +33,7 @@ from catalytic.service.crosssite import CrossSiteMiddleware
 from catalytic.service.errors import NotFound, UnexpectedErrors, exception_handlers
 from catalytic.service.freshness import ExistenceCache
 from catalytic.service.idempotency import KeySweeper, idempotent
-from catalytic.service.jobs import JobRunner, replica_id
+from catalytic.service.jobs import JobRunner, replica_id, worker_capability
 from catalytic.service.keys import KeyRing
 from catalytic.service.lifeline import die_with_parent
 from catalytic.service.logs import configure_logging
@@ -414,6 +414,12 @@ def _job_runner(settings: Settings, database: Any, emit: Any, limit_bytes: int) 
         worker_max_rss=settings.job_worker_max_rss_bytes,
         worker_max_jobs=settings.job_worker_max_jobs,
         memory_budget=job_memory,
+        capability=worker_capability(settings.worker_capability, settings.backend),
+        gpu_min_vertices=settings.gpu_min_vertices,
+        gpu_wait_s=settings.gpu_wait_s,
+        gpu_contexts=settings.gpu_contexts,
+        device_memory_bytes=settings.device_memory_bytes,
+        device_reserved_bytes=settings.device_memory_reserved_bytes,
     )
 
 

@@ -1,9 +1,13 @@
 """Queries for lattices, their uploaded arrays, jobs and job results (schema: migrations 0002_service, 0003_job_leases,
-0005_tenants).
+0005_tenants, 0006_job_capability).
 
 Lattices, jobs and results belong to a tenant (:mod:`catalytic.tenancy`). Every query a route runs for a client
 names the client's tenant, so another tenant's id reads as unknown; the job runner's own queries (claim, lease,
 finish) go by job id alone.
+
+A job is held by the replica named in ``owner``, or waits in the shared queue when ``owner`` is :data:`SHARED`;
+a worker takes it from there with :func:`claim_shared_job`, by capability (``gpu`` jobs to GPU workers, to any
+worker once ``cpu_after`` has passed).
 
 SQL uses ``$n`` placeholders on both PostgreSQL and SQLite (the storage layer translates). Timestamps are
 float epoch seconds, JSON is stored as text, ids are text.
@@ -20,9 +24,11 @@ from typing import Any, Protocol
 from catalytic.tenancy import IMPLICIT_TENANT
 
 __all__ = [
+    "SHARED",
     "Queries",
     "cancel_job",
     "claim_job",
+    "claim_shared_job",
     "count_lattices",
     "delete_finished_job_arrays",
     "delete_lattice",
@@ -42,9 +48,12 @@ __all__ = [
     "lattice_exists",
     "list_lattices",
     "new_id",
+    "record_worker",
+    "release_expired_job",
     "renew_lease",
     "set_progress",
     "take_over_job",
+    "workers_seen",
 ]
 
 
@@ -63,8 +72,10 @@ class Queries(Protocol):
 _LATTICE_COLUMNS = "id, spec, vertices, open_vertices, edges, memory, created_at, tenant"
 _JOB_COLUMNS = (
     "id, operation, lattice_id, spec, params, backend, status, progress, error, owner, created_at, started_at, "
-    "finished_at, has_array, lease_expires_at, attempts, tenant"
+    "finished_at, has_array, lease_expires_at, attempts, tenant, capability, cpu_after, device_bytes, placement"
 )
+SHARED = ""
+"""The ``owner`` of a job waiting in the shared queue (no replica holds it)."""
 # A queued job whose owner never renewed its lease counts as leased for one lease from its creation.
 _LEASE = "COALESCE(lease_expires_at, created_at + $3)"
 
@@ -184,14 +195,23 @@ def _job(row: Mapping[str, Any]) -> dict[str, Any]:
     job["progress"] = float(row["progress"])
     job["has_array"] = bool(row["has_array"])
     job["attempts"] = int(row["attempts"])
+    job["cpu_after"] = None if row["cpu_after"] is None else float(row["cpu_after"])
+    job["device_bytes"] = None if row["device_bytes"] is None else int(row["device_bytes"])
+    job["placement"] = None if row["placement"] is None else json.loads(row["placement"])
     return job
 
 
 async def insert_job(db: Queries, job: Mapping[str, Any]) -> None:
-    """Record a queued job of ``job["tenant"]`` (the implicit tenant when absent)."""
+    """Record a queued job of ``job["tenant"]`` (the implicit tenant when absent).
+
+    ``capability`` (default ``cpu``), ``cpu_after``, ``device_bytes`` and ``placement`` (a dict) are optional;
+    an ``owner`` of :data:`SHARED` puts the job in the shared queue.
+    """
+    placement = job.get("placement")
     await db.execute(
         "INSERT INTO service_jobs (id, operation, lattice_id, spec, params, backend, status, progress, owner, "
-        "created_at, has_array, tenant) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0.0, $7, $8, 0, $9)",
+        "created_at, has_array, tenant, capability, cpu_after, device_bytes, placement) "
+        "VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0.0, $7, $8, 0, $9, $10, $11, $12, $13)",
         job["id"],
         job["operation"],
         job["lattice_id"],
@@ -201,6 +221,10 @@ async def insert_job(db: Queries, job: Mapping[str, Any]) -> None:
         job["owner"],
         job["created_at"],
         job.get("tenant", IMPLICIT_TENANT),
+        job.get("capability", "cpu"),
+        job.get("cpu_after"),
+        job.get("device_bytes"),
+        None if placement is None else json.dumps(placement),
     )
 
 
@@ -221,17 +245,88 @@ async def job_status(db: Queries, job_id: str) -> str | None:
     return None if status is None else str(status)
 
 
-async def claim_job(db: Queries, job_id: str, now: float, owner: str, lease_until: float) -> bool:
-    """Move a queued job of ``owner`` to running and count the attempt; False when cancelled or taken over."""
+async def claim_job(
+    db: Queries,
+    job_id: str,
+    now: float,
+    owner: str,
+    lease_until: float,
+    *,
+    placement: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move a queued job of ``owner`` to running and count the attempt, recording ``placement`` (where it runs and
+    why) when given; False when cancelled or taken over."""
     claimed = await db.fetchval(
         "UPDATE service_jobs SET status = 'running', started_at = $2, progress = 0.05, attempts = attempts + 1, "
-        "lease_expires_at = $4 WHERE id = $1 AND status = 'queued' AND owner = $3 RETURNING id",
+        "lease_expires_at = $4, placement = COALESCE($5, placement) "
+        "WHERE id = $1 AND status = 'queued' AND owner = $3 RETURNING id",
         job_id,
         now,
         owner,
         lease_until,
+        None if placement is None else json.dumps(placement),
     )
     return claimed is not None
+
+
+def _shared_pick(gpu_worker: bool, first: int, lock: bool) -> str:
+    """The query choosing the first shared job a worker may take; its parameters from ``$first`` are now, then a
+    GPU worker's free device bytes.
+
+    Any worker takes ``cpu`` jobs and ``gpu`` jobs whose ``cpu_after`` has passed; a GPU worker also takes the
+    ``gpu`` jobs whose device bytes fit, and those first.
+    """
+    now = f"${first}"
+    where = f"capability = 'cpu' OR cpu_after <= {now}"
+    order = "created_at"
+    if gpu_worker:
+        fits = f"capability = 'gpu' AND COALESCE(device_bytes, 0) <= ${first + 1}"
+        where = f"{fits} OR {where}"
+        order = f"CASE WHEN {fits} THEN 0 ELSE 1 END, created_at"
+    sql = f"SELECT id FROM service_jobs WHERE status = 'queued' AND owner = '' AND ({where}) ORDER BY {order} LIMIT 1"
+    return sql + (" FOR UPDATE SKIP LOCKED" if lock else "")
+
+
+async def claim_shared_job(
+    db: Queries,
+    owner: str,
+    now: float,
+    lease_until: float,
+    *,
+    gpu_worker: bool,
+    device_room: int = 0,
+    lock: bool = False,
+) -> dict[str, Any] | None:
+    """Take the first job of the shared queue this worker may run: it becomes ``owner``'s, queued, leased.
+
+    One statement claims it: on PostgreSQL (``lock``) the row is chosen ``FOR UPDATE SKIP LOCKED``, so replicas
+    claiming at once take different jobs; on SQLite every write is exclusive already. A read first finds whether
+    any job qualifies, so an idle worker polling takes no write lock.
+
+    Parameters
+    ----------
+    gpu_worker : bool
+        Whether the claim is for a GPU worker (GPU jobs first, those whose ``device_bytes`` fit ``device_room``).
+    device_room : int
+        Free device bytes of that worker.
+
+    Returns
+    -------
+    dict or None
+        The job record (:func:`get_job`), or None when no job qualifies.
+    """
+    values = [now, int(device_room)] if gpu_worker else [now]
+    if await db.fetchval(_shared_pick(gpu_worker, 1, lock=False), *values) is None:
+        return None
+    pick = _shared_pick(gpu_worker, 3, lock)
+    row = await db.fetchrow(
+        f"UPDATE service_jobs SET owner = $1, lease_expires_at = $2 WHERE id = ({pick}) "
+        f"AND status = 'queued' AND owner = '' RETURNING {_JOB_COLUMNS}",
+        owner,
+        lease_until,
+        *values,
+    )
+    return None if row is None else _job(row)
 
 
 async def renew_lease(db: Queries, job_id: str, owner: str, lease_until: float) -> bool:
@@ -247,16 +342,33 @@ async def renew_lease(db: Queries, job_id: str, owner: str, lease_until: float) 
 
 
 async def expired_jobs(db: Queries, now: float, lease_s: float, limit: int, *, lock: bool) -> list[dict[str, Any]]:
-    """Queued or running jobs whose lease expired before ``now``, oldest first.
+    """Queued or running jobs held by a replica whose lease expired before ``now``, oldest first (jobs waiting in
+    the shared queue are held by none and never expire).
 
     ``lock`` (PostgreSQL, inside a transaction) locks the rows and skips those another replica holds.
     """
     sql = (
-        f"SELECT id, status, attempts FROM service_jobs WHERE status IN ('queued', 'running') AND {_LEASE} < $1 "
-        "ORDER BY created_at LIMIT $2"
+        "SELECT id, status, attempts, capability FROM service_jobs WHERE status IN ('queued', 'running') "
+        f"AND owner <> '' AND {_LEASE} < $1 ORDER BY created_at LIMIT $2"
     )
     rows = await db.fetch(sql + (" FOR UPDATE SKIP LOCKED" if lock else ""), now, limit, lease_s)
-    return [{"id": r["id"], "status": r["status"], "attempts": int(r["attempts"])} for r in rows]
+    return [
+        {"id": r["id"], "status": r["status"], "attempts": int(r["attempts"]), "capability": r["capability"]}
+        for r in rows
+    ]
+
+
+async def release_expired_job(db: Queries, job_id: str, now: float, lease_s: float) -> bool:
+    """Put a job with an expired lease back in the shared queue (inside a transaction); False when its lease was
+    renewed or it ended meanwhile."""
+    released = await db.fetchval(
+        "UPDATE service_jobs SET status = 'queued', owner = '', lease_expires_at = NULL, progress = 0.0 "
+        f"WHERE id = $1 AND status IN ('queued', 'running') AND owner <> '' AND {_LEASE} < $2 RETURNING id",
+        job_id,
+        now,
+        lease_s,
+    )
+    return released is not None
 
 
 async def take_over_job(db: Queries, job_id: str, now: float, lease_s: float, owner: str) -> bool:
@@ -284,6 +396,27 @@ async def fail_expired_job(db: Queries, job_id: str, now: float, lease_s: float,
         json.dumps(error),
     )
     return failed is not None
+
+
+async def record_worker(db: Queries, worker_id: str, capability: str, now: float, forget_before: float) -> None:
+    """Note that job worker ``worker_id`` of ``capability`` is alive at ``now``; forget workers unseen since
+    ``forget_before`` (a restarted process comes back under a new id)."""
+    await db.execute(
+        "INSERT INTO service_workers (id, capability, seen_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (id) DO UPDATE SET capability = excluded.capability, seen_at = excluded.seen_at",
+        worker_id,
+        capability,
+        now,
+    )
+    await db.execute("DELETE FROM service_workers WHERE seen_at < $1", forget_before)
+
+
+async def workers_seen(db: Queries, capability: str, since: float) -> int:
+    """How many job workers of ``capability`` were seen alive at or after ``since``."""
+    count = await db.fetchval(
+        "SELECT COUNT(*) FROM service_workers WHERE capability = $1 AND seen_at >= $2", capability, since
+    )
+    return int(count or 0)
 
 
 async def set_progress(db: Queries, job_id: str, progress: float) -> None:

@@ -7,6 +7,14 @@ expired (its replica died) is taken over atomically, re-queued here from its sto
 again; after ``JOB_MAX_ATTEMPTS`` started attempts it fails instead, with job.failed written in the same
 transaction like every other completion. Cancelled and finished jobs are never taken over.
 
+Jobs are claimed by capability. A job on a large lattice whose operation runs on the device (BFS, distance
+fields, components; :func:`wants_gpu`) is a ``gpu`` job: it goes to the shared queue (the database), where GPU
+workers claim it first, each within its free device memory, and any worker may take it once
+``CATALYTIC_GPU_WAIT_S`` has passed (or at once when no GPU worker has been seen alive for a lease). Every other
+job is a ``cpu`` job, held and run by the replica that accepted it, as before. A GPU server process runs GPU
+jobs in at most ``CATALYTIC_GPU_CONTEXTS`` of its worker processes (each holds a CUDA context); its other
+workers run the numba kernels. Each job records where it ran and why (``placement``).
+
 Every ``JOB_POLL_S`` a running job's record is re-read: a cancel sent to any replica shows up there and the
 worker process running it is killed (and replaced), so a cancelled job stops mid-computation. Inline
 requests use the compute processes of :mod:`catalytic.service.pool` instead.
@@ -30,11 +38,12 @@ from typing import Any
 
 from catalytic.service import db as queries
 from catalytic.service import defaults
-from catalytic.service.admission import MemoryGate, spec_job_bytes
+from catalytic.service.admission import MemoryGate, device_job_bytes, device_memory, spec_job_bytes
 from catalytic.service.compute import serve_tasks
 from catalytic.service.lifeline import run_child
 from catalytic.service.metrics import (
     BACKEND_FALLBACKS,
+    JOB_PLACEMENTS,
     JOB_QUEUE_SIZE,
     JOBS,
     JOBS_TAKEN_OVER,
@@ -49,10 +58,14 @@ __all__ = [
     "WorkerLost",
     "WorkerSlot",
     "job_event",
+    "job_placement",
     "job_task",
     "job_timings",
     "process_rss",
     "replica_id",
+    "serve_device_tasks",
+    "wants_gpu",
+    "worker_capability",
 ]
 
 log = logging.getLogger("catalytic.service")
@@ -68,6 +81,55 @@ transaction as the state change."""
 def replica_id() -> str:
     """A fresh owner id for this process: ``hostname:pid:random`` (a restarted process never reuses one)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+DEVICE_METHODS = ("auto", "bfs", "bidirectional")
+"""Shortest-path methods that search on the device (A* and Dijkstra run on the host whatever the backend)."""
+
+
+def wants_gpu(
+    operation: str, params: Mapping[str, Any], spec: Mapping[str, Any], backend: str | None, min_vertices: int
+) -> bool:
+    """Whether a job is GPU work: its operation runs on the device and the lattice is large enough.
+
+    Parameters
+    ----------
+    operation, params, spec
+        The job.
+    backend : str or None
+        The backend the request named (None or ``auto``: any; ``cupy`` asks for the GPU whatever the size).
+    min_vertices : int
+        CATALYTIC_GPU_MIN_VERTICES.
+
+    Examples
+    --------
+    >>> wants_gpu("components", {}, {"shape": [2048, 1024]}, None, 2**20)
+    True
+    >>> wants_gpu("shortest_path", {"method": "astar"}, {"shape": [2048, 1024]}, None, 2**20)
+    False
+    """
+    if backend == "cupy":
+        return True
+    if backend not in (None, "auto") or spec.get("weights"):
+        return False  # a named CPU backend; weighted searches run Dijkstra on the host
+    if operation == "shortest_path" and params.get("method", "auto") not in DEVICE_METHODS:
+        return False
+    vertices = 1
+    for n in spec["shape"]:
+        vertices *= int(n)
+    return vertices >= min_vertices
+
+
+def worker_capability(setting: str, backend: str) -> str:
+    """This process's capability: ``gpu`` or ``cpu``; auto (the setting) is gpu when CATALYTIC_BACKEND allows
+    the GPU and the cupy backend can run here."""
+    if setting != "auto":
+        return setting
+    if backend not in ("auto", "cupy"):
+        return "cpu"
+    from catalytic.kernels.backend import backends
+
+    return "gpu" if "cupy" in backends() else "cpu"
 
 
 def job_task(job: Mapping[str, Any], backend: str, memory: str, max_sizes: int) -> dict[str, Any]:
@@ -93,7 +155,37 @@ def job_task(job: Mapping[str, Any], backend: str, memory: str, max_sizes: int) 
         "memory": memory,
         "max_sizes": max_sizes,
         "arrays_owner": job["lattice_id"] or job["id"],
+        **_queue_fields(job),
     }
+
+
+def _queue_fields(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What a worker needs of a job's queueing to place it: capability, wait, device bytes, placement noted."""
+    return {key: job.get(key) for key in ("capability", "cpu_after", "created_at", "device_bytes", "placement")}
+
+
+def serve_device_tasks(conn: Any) -> None:
+    """Body of a job worker process that may use the GPU: :func:`catalytic.service.compute.serve_tasks`.
+
+    Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, no device) the ``cupy`` backend runs its kernels
+    on host arrays, so a process standing for a GPU pod runs the GPU code path.
+    """
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        import numpy as np
+
+        from catalytic.kernels.backend import register_backend
+        from catalytic.kernels.cupy_backend import CupyBackend
+
+        class SimulatedDevice(CupyBackend):
+            @classmethod
+            def probe(cls) -> str | None:
+                return None
+
+            def __init__(self) -> None:
+                super().__init__(xp=np)
+
+        register_backend(SimulatedDevice)
+    serve_tasks(conn)
 
 
 class WorkerLost(RuntimeError):
@@ -120,10 +212,13 @@ class WorkerSlot:
         Replace the process when its resident bytes stay above this after a job (0: never).
     max_jobs : int
         Replace the process after this many jobs (0: never).
+    device : bool
+        Whether the process may use the GPU (it runs :func:`serve_device_tasks`).
     """
 
-    def __init__(self, io: ThreadPoolExecutor, max_rss: int = 0, max_jobs: int = 0) -> None:
+    def __init__(self, io: ThreadPoolExecutor, max_rss: int = 0, max_jobs: int = 0, device: bool = False) -> None:
         self._io = io
+        self.device = device
         self._process: Any = None
         self._conn: Any = None
         self.max_rss = max_rss
@@ -136,7 +231,8 @@ class WorkerSlot:
             return
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=run_child, args=(serve_tasks, child), daemon=True, name="catalytic-job-worker")
+        target = serve_device_tasks if self.device else serve_tasks
+        process = ctx.Process(target=run_child, args=(target, child), daemon=True, name="catalytic-job-worker")
         process.start()
         child.close()
         self._process, self._conn = process, parent
@@ -234,6 +330,17 @@ class JobRunner:
     memory_budget : int, optional
         Bytes the jobs running here may need together (:mod:`catalytic.service.admission`): a job waits in
         the queue until its estimate fits beside the running ones. None: no gate.
+    capability : str
+        ``gpu`` or ``cpu`` (:func:`worker_capability`): which shared jobs this process claims first.
+    gpu_min_vertices, gpu_wait_s
+        When a job is GPU work (CATALYTIC_GPU_MIN_VERTICES) and how long it waits for a GPU worker
+        (CATALYTIC_GPU_WAIT_S).
+    gpu_contexts : int
+        Worker processes of a GPU process that may use the GPU (CATALYTIC_GPU_CONTEXTS).
+    device_memory_bytes, device_reserved_bytes
+        The device memory GPU jobs may use (None: what CuPy reports free) and what admission leaves unused.
+    claim_poll_s : float
+        How often an idle worker looks in the shared queue (a job submitted here wakes it at once).
     clock : callable
         Epoch seconds; tests inject their own.
     """
@@ -255,6 +362,13 @@ class JobRunner:
         worker_max_rss: int = 0,
         worker_max_jobs: int = 0,
         memory_budget: int | None = None,
+        capability: str = "cpu",
+        gpu_min_vertices: int = defaults.GPU_MIN_VERTICES,
+        gpu_wait_s: float = defaults.GPU_WAIT_S,
+        gpu_contexts: int = defaults.GPU_CONTEXTS,
+        device_memory_bytes: int | None = None,
+        device_reserved_bytes: int = defaults.DEVICE_MEMORY_RESERVED_BYTES,
+        claim_poll_s: float = defaults.JOB_CLAIM_POLL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = database
@@ -278,7 +392,19 @@ class JobRunner:
         self._owned: set[str] = set()
         self._lost: set[str] = set()
         self._io = ThreadPoolExecutor(max_workers=2 * slots + 1, thread_name_prefix="catalytic-job-io")
-        self._slots = [WorkerSlot(self._io, worker_max_rss, worker_max_jobs) for _ in range(slots)]
+        self.capability = capability
+        self.gpu_min_vertices = gpu_min_vertices
+        self.gpu_wait_s = float(gpu_wait_s)
+        self.device_memory_bytes = device_memory_bytes
+        self.device_reserved_bytes = device_reserved_bytes
+        self.claim_poll_s = float(claim_poll_s)
+        self.device_held = 0
+        self._device_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        device_slots = min(gpu_contexts, slots) if capability == "gpu" else 0
+        self._slots = [
+            WorkerSlot(self._io, worker_max_rss, worker_max_jobs, device=i < device_slots) for i in range(slots)
+        ]
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._running: dict[str, WorkerSlot] = {}
         self._cancelled: set[str] = set()
@@ -286,8 +412,8 @@ class JobRunner:
 
     @property
     def pending(self) -> int:
-        """Jobs queued or running in this process."""
-        return self._queue.qsize() + len(self._running)
+        """Jobs queued or running in this process (those it holds, from submission or claim to their end)."""
+        return len(self._owned)
 
     def worker_pids(self) -> dict[str, int]:
         """Job id → pid of the worker process running it, for the jobs running in this process now."""
@@ -306,17 +432,55 @@ class JobRunner:
         """Whether one more job fits in the queue."""
         return self.pending < self.max_queued
 
+    @property
+    def device_slots(self) -> int:
+        """Worker processes here that may use the GPU (at most CATALYTIC_GPU_CONTEXTS)."""
+        return sum(slot.device for slot in self._slots)
+
     def start(self) -> None:
-        """Start one consumer per worker slot, the lease renewer and the reclaimer."""
+        """Start one consumer per worker slot, the lease renewer, the reclaimer and the heartbeat."""
         self._tasks = [asyncio.create_task(self._consume(slot)) for slot in self._slots]
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="catalytic-job-leases"))
         self._tasks.append(asyncio.create_task(self._reclaim_loop(), name="catalytic-job-reclaimer"))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="catalytic-job-heartbeat"))
 
-    def submit(self, job_id: str, task: dict[str, Any]) -> None:
-        """Queue a job already recorded as ``queued`` in the database and owned by this replica."""
+    async def place(
+        self, operation: str, params: Mapping[str, Any], spec: Mapping[str, Any], backend: str | None
+    ) -> dict[str, Any]:
+        """Where a job about to be recorded waits: the fields of its record that :func:`queries.insert_job` takes.
+
+        A GPU job goes to the shared queue (owner :data:`queries.SHARED`) with its device bytes and the time after
+        which a CPU worker may take it (none when it named the cupy backend); when no GPU worker has been seen
+        alive within a lease it is a CPU job at once, and its placement says why. Every other job is held here.
+        """
+        if not wants_gpu(operation, params, spec, backend, self.gpu_min_vertices):
+            return {"owner": self.owner, "capability": "cpu"}
+        now = self.clock()
+        alone = backend != "cupy" and self.capability != "gpu"
+        if alone and not await queries.workers_seen(self.db, "gpu", now - self.lease_s):
+            reason = f"no GPU worker was seen alive in the {self.lease_s:g} s before it was submitted"
+            return {"owner": self.owner, "capability": "cpu", "placement": {"wanted": "gpu", "reason": reason}}
+        return {
+            "owner": queries.SHARED,
+            "created_at": now,
+            "capability": "gpu",
+            "cpu_after": None if backend == "cupy" else now + self.gpu_wait_s,
+            "device_bytes": device_job_bytes(operation, dict(spec)),
+            "placement": {"wanted": "gpu", "reason": None},
+        }
+
+    def submit(self, job_id: str, task: dict[str, Any], placed: Mapping[str, Any] | None = None) -> None:
+        """Queue a job already recorded as ``queued`` in the database and owned by this replica, or, when
+        ``placed`` (:meth:`place`) put it in the shared queue, wake this process's idle workers to claim it."""
+        if placed is not None and placed["owner"] == queries.SHARED:
+            self._wake.set()
+            return
+        if placed is not None:
+            task = {**task, **_queue_fields(placed)}
         self._owned.add(job_id)
         self._queue.put_nowait((job_id, task))
         JOB_QUEUE_SIZE.set(self.pending)
+        self._wake.set()
 
     def cancel(self, job_id: str) -> None:
         """Stop a local job now (the database already says cancelled); no-op for other replicas' jobs."""
@@ -338,7 +502,7 @@ class JobRunner:
 
     async def _consume(self, slot: WorkerSlot) -> None:
         while True:
-            job_id, task = await self._queue.get()
+            job_id, task, device_bytes = await self._next(slot)
             needed = spec_job_bytes(task["operation"], task["spec"]) if self.memory is not None else 0
             try:
                 if self.memory is not None:
@@ -357,18 +521,116 @@ class JobRunner:
                 with contextlib.suppress(Exception):
                     await self._finish(job_id, task["operation"], "failed", error=error)
             finally:
+                self.device_held -= device_bytes
                 self._running.pop(job_id, None)
                 self._cancelled.discard(job_id)
                 self._owned.discard(job_id)
                 self._lost.discard(job_id)
                 JOB_QUEUE_SIZE.set(self.pending)
 
+    async def _next(self, slot: WorkerSlot) -> tuple[str, dict[str, Any], int]:
+        """The next job for ``slot`` and the device bytes it holds: a GPU slot claims GPU work from the shared
+        queue first; then jobs held here; then whatever the shared queue lets this slot take."""
+        while True:
+            # Cleared before looking, so a job submitted while this slot looks wakes it at once.
+            self._wake.clear()
+            if slot.device and (claimed := await self._claim_shared(slot)) is not None:
+                return claimed
+            if not self._queue.empty():
+                job_id, task = self._queue.get_nowait()
+                return job_id, task, 0
+            if not slot.device and (claimed := await self._claim_shared(slot)) is not None:
+                return claimed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.claim_poll_s * random.uniform(0.75, 1.25)):
+                    await self._wake.wait()
+
+    async def device_room(self) -> int:
+        """Device bytes a GPU job may still take here: free device memory less the reserve (unlimited where no
+        device can be asked and CATALYTIC_DEVICE_MEMORY_BYTES is unset)."""
+        found = await asyncio.to_thread(device_memory, self.device_memory_bytes)
+        if found is None:
+            return 2**62
+        free, source = found
+        if source == "setting":
+            free -= self.device_held
+        return max(0, free - self.device_reserved_bytes)
+
+    async def _claim_shared(self, slot: WorkerSlot) -> tuple[str, dict[str, Any], int] | None:
+        """Claim a job of the shared queue for ``slot``; None when none qualifies or the database failed."""
+        try:
+            async with self._device_lock if slot.device else contextlib.nullcontext():
+                room = await self.device_room() if slot.device else 0
+                now = self.clock()
+                job = await queries.claim_shared_job(
+                    self.db,
+                    self.owner,
+                    now,
+                    now + self.lease_s,
+                    gpu_worker=slot.device,
+                    device_room=room,
+                    lock=getattr(self.db, "dialect", "") == "postgresql",
+                )
+                if job is None:
+                    return None
+                needed = int(job["device_bytes"] or 0)
+                # A GPU job past its wait may be taken here although it does not fit the device: it runs on the CPU.
+                on_device = slot.device and job["capability"] == "gpu" and needed <= room
+                held = needed if on_device else 0
+                self.device_held += held
+        except Exception:
+            log.exception("claiming a job from the shared queue failed")
+            return None
+        self._owned.add(job["id"])
+        JOB_QUEUE_SIZE.set(self.pending)
+        task = job_task(job, **self.task_defaults)
+        task["on_device"] = on_device
+        if slot.device and job["capability"] == "gpu" and not on_device:
+            task["device_refusal"] = f"it needs about {needed} bytes of device memory, {room} were free here"
+        return job["id"], task, held
+
+    @staticmethod
+    def _placement(task: Mapping[str, Any]) -> dict[str, Any]:
+        """Where a job runs (``gpu``: claimed for a worker here that may use the GPU, and fitting its memory) and
+        why, against what it wanted."""
+        noted = task.get("placement") or {}
+        capability = task.get("capability") or "cpu"
+        wanted = noted.get("wanted") or capability
+        ran_on = "gpu" if task.get("on_device") else "cpu"
+        reason = noted.get("reason")
+        if capability == "gpu" and ran_on == "cpu":
+            waited = (task.get("cpu_after") or 0.0) - (task.get("created_at") or 0.0)
+            reason = f"no GPU worker took it within {round(waited, 1):g} s"
+            if task.get("device_refusal"):
+                reason += f" ({task['device_refusal']})"
+        return {"wanted": wanted, "ran_on": ran_on, "reason": reason}
+
+    def _backend(self, task: Mapping[str, Any], placement: Mapping[str, Any]) -> str:
+        """The backend a task runs with: on a GPU process, only GPU jobs in its GPU workers may touch the device,
+        so every other job's ``auto`` means numba (the CUDA contexts stay at CATALYTIC_GPU_CONTEXTS)."""
+        backend = str(task["backend"])
+        if self.capability == "gpu" and placement["ran_on"] == "cpu" and backend in ("auto", "cupy"):
+            return "numba"
+        return backend
+
     async def _run(self, slot: WorkerSlot, job_id: str, task: dict[str, Any]) -> None:
         now = self.clock()
+        placement = self._placement(task)
         if job_id in self._cancelled or not await queries.claim_job(
-            self.db, job_id, now, self.owner, now + self.lease_s
+            self.db, job_id, now, self.owner, now + self.lease_s, placement=placement
         ):
             return
+        JOB_PLACEMENTS.labels(placement["wanted"], placement["ran_on"]).inc()
+        if placement["reason"]:
+            log.info(
+                "job %s wanted %s, runs on %s: %s",
+                job_id,
+                placement["wanted"],
+                placement["ran_on"],
+                placement["reason"],
+                extra={"job_id": job_id},
+            )
+        task = {**task, "backend": self._backend(task, placement)}
         self._running[job_id] = slot
         JOB_QUEUE_SIZE.set(self.pending)
         if "arrays" not in task:
@@ -505,13 +767,17 @@ class JobRunner:
     async def reclaim_once(self) -> dict[str, list[str]]:
         """Take over the jobs whose lease expired, or fail those out of attempts; one atomic pass.
 
+        A taken-over ``cpu`` job is re-queued here; a ``gpu`` job goes back to the shared queue, where a GPU
+        worker (or, after its wait, any worker) claims it.
+
         Returns
         -------
         dict
-            ``{"taken": [...], "failed": [...]}``: job ids re-queued here and job ids marked failed.
+            ``{"taken": [...], "failed": [...]}``: job ids taken over and job ids marked failed.
         """
         room = self.max_queued - self.pending
         taken: list[dict[str, Any]] = []
+        released: list[str] = []
         failed: list[str] = []
         if room <= 0:
             return {"taken": [], "failed": []}
@@ -532,6 +798,9 @@ class JobRunner:
                     if await queries.fail_expired_job(conn, row["id"], now, self.lease_s, error):
                         await self._emit_end(conn, row["id"], "failed")
                         failed.append(row["id"])
+                elif row["capability"] == "gpu":
+                    if await queries.release_expired_job(conn, row["id"], now, self.lease_s):
+                        released.append(row["id"])
                 elif await queries.take_over_job(conn, row["id"], now, self.lease_s, self.owner):
                     job = await queries.get_job(conn, row["id"])
                     assert job is not None
@@ -539,11 +808,20 @@ class JobRunner:
         for job_id in failed:
             JOBS.labels("failed").inc()
             log.warning("job %s failed: out of attempts", job_id, extra={"job_id": job_id})
-        JOBS_TAKEN_OVER.inc(len(taken))
+        JOBS_TAKEN_OVER.inc(len(taken) + len(released))
         for job in taken:
             log.info("job %s taken over (attempt %d)", job["id"], job["attempts"] + 1, extra={"job_id": job["id"]})
             self.submit(job["id"], job_task(job, **self.task_defaults))
-        return {"taken": [j["id"] for j in taken], "failed": failed}
+        for job_id in released:
+            log.info("job %s taken over: back in the shared queue", job_id, extra={"job_id": job_id})
+        if released:
+            self._wake.set()
+        return {"taken": [j["id"] for j in taken] + released, "failed": failed}
+
+    async def heartbeat(self) -> None:
+        """Record this process as a live worker of its capability (the queue routes GPU work by it)."""
+        now = self.clock()
+        await queries.record_worker(self.db, self.owner, self.capability, now, now - 100 * self.lease_s)
 
     async def _renew_leases(self) -> None:
         while True:
@@ -552,6 +830,14 @@ class JobRunner:
                 await self.renew_leases()
             except Exception:
                 log.exception("job lease renewal failed")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+            except Exception:
+                log.exception("job worker heartbeat failed")
+            await asyncio.sleep(self.lease_s / 3)
 
     async def _reclaim_loop(self) -> None:
         period = min(defaults.JOB_RECLAIM_S, self.lease_s / 3)
@@ -576,6 +862,16 @@ def job_timings(job: dict[str, Any]) -> dict[str, float | None]:
         "finished_at": finished,
         "queue_s": None if started is None else started - created,
         "run_s": None if started is None or finished is None else finished - started,
+    }
+
+
+def job_placement(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a job ran and why (``wanted``, ``ran_on``: null until it starts, ``reason``), for its status."""
+    noted = job.get("placement") or {}
+    return {
+        "wanted": noted.get("wanted") or job.get("capability") or "cpu",
+        "ran_on": noted.get("ran_on"),
+        "reason": noted.get("reason"),
     }
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "JOBS",
     "JOBS_TAKEN_OVER",
     "JOB_OLDEST_QUEUED_AGE",
+    "JOB_PLACEMENTS",
     "JOB_QUEUE_CAPACITY",
     "JOB_QUEUE_SIZE",
     "LATTICE_CACHE_BYTES",
@@ -181,6 +182,11 @@ TENANT_QUOTA_LIMIT = Gauge(
 )
 JOBS_TAKEN_OVER = Counter(
     "jobs_taken_over", "Jobs this process took over after their owner stopped renewing its lease."
+)
+JOB_PLACEMENTS = Counter(
+    "job_placements",
+    "Jobs started, by the worker they wanted (gpu, cpu) and the one that ran them (a gpu job on cpu: none took it).",
+    ["wanted", "ran_on"],
 )
 BACKEND_FALLBACKS = Counter("backend_fallbacks", "Calls that fell back from the GPU to numba.")
 IDEMPOTENT_REPLAYS = Counter(

@@ -253,6 +253,15 @@ class JobAccepted(BaseModel):
     location: str
 
 
+class JobPlacement(BaseModel):
+    """Where a job runs and why: the worker it wanted, the one that ran it (null until it starts), the reason when
+    they differ (a GPU job no GPU worker took within CATALYTIC_GPU_WAIT_S, or none was alive)."""
+
+    wanted: Literal["gpu", "cpu"]
+    ran_on: Literal["gpu", "cpu"] | None
+    reason: str | None
+
+
 class JobStatus(BaseModel):
     """A job's state."""
 
@@ -264,6 +273,7 @@ class JobStatus(BaseModel):
     lattice_id: str | None
     timings: dict[str, float | None]
     result_url: str | None
+    placement: JobPlacement
 
 
 TransformOp = Literal["xor", "add", "rotate", "permute"]
@@ -334,6 +344,7 @@ class JobResult(BaseModel):
     array_url: str | None
     array: dict[str, Any] | None
     expires_at: float | None
+    placement: JobPlacement
 
 
 class HealthResponse(BaseModel):

@@ -101,6 +101,26 @@ class Settings(BaseSettings):
         default=defaults.JOB_LEASE_SECONDS, gt=0, validation_alias=_env("JOB_LEASE_SECONDS")
     )
     job_max_attempts: int = Field(default=defaults.JOB_MAX_ATTEMPTS, ge=1, validation_alias=_env("JOB_MAX_ATTEMPTS"))
+    worker_capability: Literal["auto", "gpu", "cpu"] = Field(
+        default=defaults.WORKER_CAPABILITY, validation_alias=_env("CATALYTIC_WORKER_CAPABILITY")
+    )
+    """Which jobs this process claims first: ``gpu`` (GPU-sized ones), ``cpu``; auto: gpu when CuPy finds a device."""
+    gpu_min_vertices: int = Field(
+        default=defaults.GPU_MIN_VERTICES, ge=1, validation_alias=_env("CATALYTIC_GPU_MIN_VERTICES")
+    )
+    """Jobs of BFS, distance fields and components on at least this many vertices are GPU jobs (backend auto)."""
+    gpu_wait_s: float = Field(default=defaults.GPU_WAIT_S, ge=0, validation_alias=_env("CATALYTIC_GPU_WAIT_S"))
+    """How long a GPU job waits for a GPU worker before a CPU worker may take it."""
+    gpu_contexts: int = Field(default=defaults.GPU_CONTEXTS, ge=1, validation_alias=_env("CATALYTIC_GPU_CONTEXTS"))
+    """Job worker processes of one server process that may use the GPU (each holds a CUDA context)."""
+    device_memory_bytes: int | None = Field(default=None, ge=1, validation_alias=_env("CATALYTIC_DEVICE_MEMORY_BYTES"))
+    """Device memory GPU jobs may use; unset: what CuPy reports free."""
+    device_memory_reserved_bytes: int = Field(
+        default=defaults.DEVICE_MEMORY_RESERVED_BYTES,
+        ge=0,
+        validation_alias=_env("CATALYTIC_DEVICE_MEMORY_RESERVED_BYTES"),
+    )
+    """Of the free device memory, what GPU job admission leaves unused."""
     max_queued_jobs: int = Field(
         default=defaults.MAX_QUEUED_JOBS, ge=1, validation_alias=_env("CATALYTIC_MAX_QUEUED_JOBS")
     )

@@ -68,6 +68,7 @@ async def submit_job(
     job_id = queries.new_id("job")
     spec = resolved.lattice.spec()
     owner = resolved.lattice_id or job_id
+    placed = await st.runner.place(operation, params, spec, backend)
     async with st.db.transaction() as conn:
         await queries.insert_job(
             conn,
@@ -78,9 +79,9 @@ async def submit_job(
                 "spec": spec,
                 "params": params,
                 "backend": backend,
-                "owner": st.runner.owner,
                 "created_at": time.time(),
                 "tenant": tenant,
+                **placed,
             },
         )
         if resolved.lattice_id is None:
@@ -96,6 +97,7 @@ async def submit_job(
             "max_sizes": st.settings.max_inline_sizes,
             "arrays_owner": owner,
         },
+        placed,
     )
     location = f"/api/jobs/{job_id}"
     return JSONResponse(

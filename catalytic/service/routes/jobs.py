@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from catalytic.service import db as queries
 from catalytic.service.compute import check_open_vertices
 from catalytic.service.errors import Conflict, NotFound, ServiceError, invalid_body
-from catalytic.service.jobs import job_event, job_timings
+from catalytic.service.jobs import job_event, job_placement, job_timings
 from catalytic.service.ranges import ranged_response
 from catalytic.service.results import ResultNotStored, open_store, store_config
 from catalytic.service.routes._submit import submit_job
@@ -70,6 +70,7 @@ def _status(job: dict) -> dict:
         "lattice_id": job["lattice_id"],
         "timings": job_timings(job),
         "result_url": f"/api/jobs/{job['id']}/result" if job["status"] == "succeeded" else None,
+        "placement": job_placement(job),
     }
 
 
@@ -123,6 +124,7 @@ async def get_job_result(request: Request) -> Response:
             "array_url": None if array is None else array["url"],
             "array": array,
             "expires_at": result["expires_at"],
+            "placement": job_placement(job),
         }
     )
 

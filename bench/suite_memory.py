@@ -52,7 +52,9 @@ def _warm_kernels(ndim: int) -> None:
     start = small.coords_of(int(open_flat[0])).tolist()
     catalytic.distance_field(small, [start], backend="numba")
     try:
-        catalytic.shortest_path(small, start, small.coords_of(int(open_flat[-1])).tolist(), memory="frugal")
+        catalytic.shortest_path(
+            small, start, small.coords_of(int(open_flat[-1])).tolist(), method="bfs", memory="frugal"
+        )
     except NoPathError:
         logger.info("warm-up lattice of %d axes has no path between its corners", ndim)
 
@@ -86,7 +88,7 @@ def _search_rows(name: str, shape: tuple[int, ...]) -> list[dict[str, Any]]:
     start, goal = _far_open_pair(frugal)
     try:
         with MemoryMeter() as meter:
-            path = catalytic.shortest_path(frugal, start, goal, memory="frugal", backend="numba")
+            path = catalytic.shortest_path(frugal, start, goal, method="bfs", memory="frugal", backend="numba")
         kernel_bytes = int(path.memory["measured_bytes"])
         note = f"length {path.length}"
     except NoPathError:

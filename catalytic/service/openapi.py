@@ -41,6 +41,7 @@ _ERROR_TEXT = {
     415: "A body that is not JSON",
     416: "The Range selects no byte of the body (Content-Range: bytes */SIZE)",
     422: "Invalid input (field-level messages)",
+    429: "Over a tenant quota: requests per second, queued jobs or result bytes (Retry-After)",
     503: "Capacity exhausted or backend missing (Retry-After)",
     504: "Past the request time limit",
 }
@@ -204,6 +205,8 @@ def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) ->
                 entry["content"] = content
             responses[str(status)] = entry
         errors = set(ep.errors) | {403} | (set() if ep.open else {401})
+        if ep.path.startswith("/api/"):
+            errors.add(429)  # TENANT_MAX_REQUESTS_PER_SECOND holds on every route under /api/
         if ep.request is not None or ep.body_media_types:
             errors |= {413, 415, 422}
         if ep.query or ep.query_model is not None:

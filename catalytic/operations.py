@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 
 from catalytic.errors import MethodError, NoPathError
-from catalytic.kernels import Progress, analyze, components, distance_field, shortest_path
+from catalytic.kernels import (
+    Progress,
+    analyze,
+    auto_method,
+    check_method,
+    components,
+    distance_field,
+    shortest_path,
+)
 from catalytic.lattice import Lattice
 
 __all__ = ["MAX_SIZES", "OPERATIONS", "check_operation", "component_sizes", "run_operation"]
@@ -76,6 +84,22 @@ def component_sizes(labels: np.ndarray, count: int, max_sizes: int = MAX_SIZES) 
     }
 
 
+def _memory_for(lattice: Lattice, params: Mapping[str, Any], memory: str) -> str:
+    """``frugal`` where the method that runs has a frugal mode (unweighted BFS), ``auto`` elsewhere.
+
+    The runner's memory mode is a deployment's preference (LATTICE_MEMORY_OPTIMIZATION), not part of the request:
+    it never changes the method, so a pod set to frugal answers with the path every other pod gives.
+    """
+    method = params.get("method", "auto")
+    if memory != "frugal" or lattice.weighted:
+        return "auto" if memory == "frugal" else memory
+    check_method(lattice, method)
+    lattice.check_vertex(params["start"], "start")
+    lattice.check_vertex(params["goal"], "goal")
+    resolved = auto_method(lattice, params["start"], params["goal"]) if method == "auto" else method
+    return "frugal" if resolved == "bfs" else "auto"
+
+
 def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:
     try:
         path = shortest_path(
@@ -84,7 +108,7 @@ def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answ
             params["goal"],
             method=params.get("method", "auto"),
             backend=options["backend"],
-            memory=options["memory"],
+            memory=_memory_for(lattice, params, options["memory"]),
             progress=options["progress"],
         )
     except NoPathError:
@@ -161,7 +185,9 @@ def run_operation(
     backend : str, optional
         Backend request passed to the kernels (None: ``CATALYTIC_BACKEND`` or auto).
     memory : {"auto", "full", "frugal"}
-        Memory mode for paths.
+        Memory mode for paths, a deployment's preference: ``frugal`` keeps BFS's state in 2 bits per vertex and
+        leaves every other method (A*, Dijkstra, bidirectional, weighted lattices) on its full state. The method,
+        and so the path, never depends on it.
     max_sizes : int
         How many component sizes the answer lists (``sizes_truncated`` says when more exist).
     progress : callable, optional

@@ -46,6 +46,7 @@ __all__ = [
     "analyze",
     "auto_method",
     "backends",
+    "check_method",
     "components",
     "distance_field",
     "held_bytes",
@@ -429,9 +430,34 @@ def auto_method(lattice: Lattice, start: Sequence[int], goal: Sequence[int]) -> 
     return "astar" if 2 * _span(lattice, start, goal) < _formula_diameter(lattice) else "bfs"
 
 
-def _resolve_method(lattice: Lattice, method: str, start: Sequence[int], goal: Sequence[int]) -> str:
+def check_method(lattice: Lattice, method: str, field: str = "method") -> None:
+    """Refuse a path method that ``lattice`` cannot run, before any search: an unknown name, or BFS on weights.
+
+    Callers that queue a search for later (a job) call it at submission, so a bad request is refused then and
+    not accepted and failed afterwards; :func:`shortest_path` applies the same rule.
+
+    Raises
+    ------
+    MethodError
+        Naming ``field`` and the methods allowed.
+
+    Examples
+    --------
+    >>> check_method(Lattice((4, 4)), "bfs")
+    >>> try:
+    ...     check_method(Lattice((2, 2), weights=np.ones((2, 2))), "bfs", "params.method")
+    ... except MethodError as exc:
+    ...     print(exc.field)
+    params.method
+    """
+    if method not in METHODS:
+        raise MethodError(field, f"unknown method {method!r}", ", ".join(METHODS))
     if lattice.weighted and method in ("bfs", "bidirectional"):
-        raise MethodError("method", f"{method!r} ignores weights and this lattice is weighted", "astar or dijkstra")
+        raise MethodError(field, f"{method!r} ignores weights and this lattice is weighted", "auto, astar or dijkstra")
+
+
+def _resolve_method(lattice: Lattice, method: str, start: Sequence[int], goal: Sequence[int]) -> str:
+    check_method(lattice, method)
     return auto_method(lattice, start, goal) if method == "auto" else method
 
 

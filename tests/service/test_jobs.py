@@ -88,20 +88,35 @@ async def test_queue_full_is_503_and_time_limit_fails_the_job(make_settings: Any
         assert (await service.client.get("/ready")).status_code == 200
 
 
-async def test_a_job_error_is_recorded_as_failed(service: Service) -> None:
-    # A blocked goal is refused at submission now; BFS asked of a weighted lattice is still found by the run.
+async def test_bfs_on_weights_is_refused_at_submission(service: Service) -> None:
     job = {
         "operation": "shortest_path",
         "lattice": {"shape": [2, 2], "weights": [[1.0, 1.0], [1.0, 1.0]]},
         "params": {"start": [0, 0], "goal": [1, 1], "method": "bfs"},
     }
-    submitted = await service.client.post("/api/jobs", json=job)
-    assert submitted.status_code == 202
-    for _ in range(1200):
-        status = (await service.client.get(submitted.headers["location"])).json()
-        if status["status"] == "failed":
-            break
-        await asyncio.sleep(0.05)
-    assert status["error"]["status"] == 422 and status["error"]["fields"][0]["field"] == "method"
-    events = await service.state.db.fetch("SELECT type FROM events")
-    assert [e["type"] for e in events] == ["job.failed"]
+    refused = await service.client.post("/api/jobs", json=job)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "params.method"
+    assert await service.state.db.fetchval("SELECT COUNT(*) FROM service_jobs") == 0
+
+
+async def test_a_job_error_is_recorded_as_failed(make_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What only the run can find: A*'s state over the job worker's memory budget (its environment).
+    monkeypatch.setenv("CATALYTIC_MEMORY_BUDGET", "1000")
+    job = {
+        "operation": "shortest_path",
+        "lattice": {"shape": [16, 16]},
+        "params": {"start": [0, 0], "goal": [15, 15], "method": "astar"},
+    }
+    async for service in start_service(make_settings()):
+        submitted = await service.client.post("/api/jobs", json=job)
+        assert submitted.status_code == 202
+        for _ in range(1200):
+            status = (await service.client.get(submitted.headers["location"])).json()
+            if status["status"] == "failed":
+                break
+            await asyncio.sleep(0.05)
+        assert status["status"] == "failed" and status["error"]["status"] == 507, status
+        assert "budget" in status["error"]["message"].lower(), status
+        events = await service.state.db.fetch("SELECT type FROM events")
+        assert [e["type"] for e in events] == ["job.failed"]

@@ -126,3 +126,28 @@ async def test_http_answers_like_the_runner(pool: str, make_settings: Any) -> No
             assert response.status_code == 200, response.text
             expected, _ = run_operation(LATTICE, operation, PARAMS[operation], max_sizes=MAX_SIZES)
             assert _same(response.json()) == _same(expected), operation
+
+
+@pytest.mark.parametrize(
+    ("shape", "obstacles", "weights", "method"),
+    [
+        ((12, 12, 12), [{"kind": "random", "p": 0.1, "seed": 5}], False, "auto"),  # auto runs A*
+        ((64, 64), [{"kind": "random", "p": 0.32, "seed": 1}], False, "auto"),  # auto runs BFS
+        ((6, 6), [], True, "auto"),  # weighted: A*
+        ((6, 6, 6), [], False, "dijkstra"),
+    ],
+)
+def test_a_frugal_preference_never_changes_the_path(
+    shape: tuple[int, ...], obstacles: list[dict[str, Any]], weights: bool, method: str
+) -> None:
+    """LATTICE_MEMORY_OPTIMIZATION=frugal reaches the runner as a preference: BFS keeps 2-bit state, every other
+    method runs on its own state, and the answer is the one a pod on the default gives."""
+    extra = {"weights": np.random.default_rng(1).uniform(1, 3, shape)} if weights else {}
+    lattice = Lattice(shape, obstacles=obstacles, **extra)
+    open_flat = np.flatnonzero(lattice.open_mask())
+    start, goal = lattice.coords_of(int(open_flat[0])).tolist(), lattice.coords_of(int(open_flat[-1])).tolist()
+    params = {"start": start, "goal": goal, "method": method}
+    frugal, _ = run_operation(lattice, "shortest_path", params, backend="numba", memory="frugal")
+    default, _ = run_operation(lattice, "shortest_path", params, backend="numba", memory="auto")
+    keys = ("found", "path", "length", "method", "algorithm_version")
+    assert frugal["found"] and {k: frugal[k] for k in keys} == {k: default[k] for k in keys}

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from catalytic.kernels import check_method
 from catalytic.service import db as queries
 from catalytic.service.compute import check_open_vertices
 from catalytic.service.errors import Conflict, NotFound, ServiceError, invalid_body
@@ -54,6 +55,7 @@ async def create_job(request: Request) -> Response:
     if body.operation == "shortest_path":
         resolved.lattice.check_vertex(params["start"], "params.start")
         resolved.lattice.check_vertex(params["goal"], "params.goal")
+        check_method(resolved.lattice, params["method"], "params.method")
     elif body.operation == "distance_field":
         await st.compute(check_open_vertices, resolved.lattice, params["sources"], "params.sources")
     await st.check_backend(body.backend, job=True)

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from catalytic.kernels import check_method
 from catalytic.service import compute, defaults, quotas
 from catalytic.service import db as queries
 from catalytic.service.errors import NotFound, ServiceError
@@ -196,6 +197,7 @@ async def shortest_path(request: Request) -> Response:
         # checks them in the kernel call, whose errors answer 422 the same way.
         resolved.lattice.check_vertex(body.start, "start")
         resolved.lattice.check_vertex(body.goal, "goal")
+        check_method(resolved.lattice, body.method)
     params = {"start": body.start, "goal": body.goal, "method": body.method}
     return await _computation(request, "shortest_path", resolved, params, body.backend, key)
 

@@ -429,6 +429,7 @@ def _service_state(settings: Settings, database: Any, runner: JobRunner, emit: A
 
     state = ServiceState(
         settings=settings,
+        tenant_running_max=settings.tenant_max_concurrent_jobs,
         db=database,
         cache=ResultCache(settings.result_cache_size, settings.redis_url),
         runner=runner,

@@ -80,6 +80,10 @@ SHARED = ""
 _LEASE = "COALESCE(lease_expires_at, created_at + $3)"
 
 
+TENANT_LOCK_CLASS = 0x71756F74
+"""The first key of the advisory locks (two-key form) that serialise one tenant's quota checks on PostgreSQL."""
+
+
 def new_id(prefix: str) -> str:
     """A fresh id that sorts by creation time (milliseconds, then 48 random bits)."""
     return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
@@ -253,20 +257,39 @@ async def claim_job(
     lease_until: float,
     *,
     placement: Mapping[str, Any] | None = None,
+    tenant_running_max: int | None = None,
 ) -> bool:
     """Move a queued job of ``owner`` to running and count the attempt, recording ``placement`` (where it runs and
-    why) when given; False when cancelled or taken over."""
-    claimed = await db.fetchval(
+    why) when given; False when cancelled, taken over, or (``tenant_running_max``) when its tenant runs that many
+    jobs already (:func:`waits_for_turn` tells that case apart: the job stays queued).
+
+    The count and the move are one statement; on PostgreSQL the claims of one tenant also queue on an advisory
+    transaction lock, so two replicas never both see the last free turn.
+    """
+    sql = (
         "UPDATE service_jobs SET status = 'running', started_at = $2, progress = 0.05, attempts = attempts + 1, "
         "lease_expires_at = $4, placement = COALESCE($5, placement) "
-        "WHERE id = $1 AND status = 'queued' AND owner = $3 RETURNING id",
-        job_id,
-        now,
-        owner,
-        lease_until,
-        None if placement is None else json.dumps(placement),
+        "WHERE id = $1 AND status = 'queued' AND owner = $3"
     )
-    return claimed is not None
+    args: list[Any] = [job_id, now, owner, lease_until, None if placement is None else json.dumps(placement)]
+    if tenant_running_max is None:
+        return await db.fetchval(sql + " RETURNING id", *args) is not None
+    sql += (
+        " AND (SELECT COUNT(*) FROM service_jobs AS other WHERE other.tenant = service_jobs.tenant "
+        "AND other.status = 'running') < $6 RETURNING id"
+    )
+    async with db.transaction() as conn:  # type: ignore[attr-defined]
+        if conn.dialect == "postgresql":
+            tenant = await conn.fetchval("SELECT tenant FROM service_jobs WHERE id = $1", job_id)
+            key = f"max_concurrent_jobs/{tenant}"
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", TENANT_LOCK_CLASS, key)
+        return await conn.fetchval(sql, *args, tenant_running_max) is not None
+
+
+async def waits_for_turn(db: Queries, job_id: str, owner: str) -> bool:
+    """Whether a job :func:`claim_job` did not move is still queued for ``owner``: its tenant's turn is taken."""
+    status = await db.fetchval("SELECT status FROM service_jobs WHERE id = $1 AND owner = $2", job_id, owner)
+    return bool(status == "queued")
 
 
 def _shared_pick(gpu_worker: bool, first: int, lock: bool) -> str:

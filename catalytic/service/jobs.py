@@ -341,6 +341,9 @@ class JobRunner:
         The device memory GPU jobs may use (None: what CuPy reports free) and what admission leaves unused.
     claim_poll_s : float
         How often an idle worker looks in the shared queue (a job submitted here wakes it at once).
+    tenant_running_max : int, optional
+        TENANT_MAX_CONCURRENT_JOBS: a job whose tenant runs that many jobs (on any replica) waits queued, and is
+        tried again every ``claim_poll_s`` behind the jobs queued after it.
     clock : callable
         Epoch seconds; tests inject their own.
     """
@@ -369,6 +372,7 @@ class JobRunner:
         device_memory_bytes: int | None = None,
         device_reserved_bytes: int = defaults.DEVICE_MEMORY_RESERVED_BYTES,
         claim_poll_s: float = defaults.JOB_CLAIM_POLL_S,
+        tenant_running_max: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = database
@@ -398,6 +402,8 @@ class JobRunner:
         self.device_memory_bytes = device_memory_bytes
         self.device_reserved_bytes = device_reserved_bytes
         self.claim_poll_s = float(claim_poll_s)
+        self.tenant_running_max = tenant_running_max
+        self._waiting_turn: set[str] = set()
         self.device_held = 0
         self._device_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -482,6 +488,17 @@ class JobRunner:
         JOB_QUEUE_SIZE.set(self.pending)
         self._wake.set()
 
+    def _wait_turn(self, job_id: str, task: dict[str, Any]) -> None:
+        """Queue again, after ``claim_poll_s``, a job whose tenant runs TENANT_MAX_CONCURRENT_JOBS jobs now."""
+        self._waiting_turn.add(job_id)
+
+        def again() -> None:
+            self._waiting_turn.discard(job_id)
+            self._queue.put_nowait((job_id, task))
+            self._wake.set()
+
+        asyncio.get_running_loop().call_later(self.claim_poll_s, again)
+
     def cancel(self, job_id: str) -> None:
         """Stop a local job now (the database already says cancelled); no-op for other replicas' jobs."""
         self._cancelled.add(job_id)
@@ -524,7 +541,8 @@ class JobRunner:
                 self.device_held -= device_bytes
                 self._running.pop(job_id, None)
                 self._cancelled.discard(job_id)
-                self._owned.discard(job_id)
+                if job_id not in self._waiting_turn:
+                    self._owned.discard(job_id)
                 self._lost.discard(job_id)
                 JOB_QUEUE_SIZE.set(self.pending)
 
@@ -616,9 +634,20 @@ class JobRunner:
     async def _run(self, slot: WorkerSlot, job_id: str, task: dict[str, Any]) -> None:
         now = self.clock()
         placement = self._placement(task)
-        if job_id in self._cancelled or not await queries.claim_job(
-            self.db, job_id, now, self.owner, now + self.lease_s, placement=placement
-        ):
+        if job_id in self._cancelled:
+            return
+        claimed = await queries.claim_job(
+            self.db,
+            job_id,
+            now,
+            self.owner,
+            now + self.lease_s,
+            placement=placement,
+            tenant_running_max=self.tenant_running_max,
+        )
+        if not claimed:
+            if self.tenant_running_max is not None and await queries.waits_for_turn(self.db, job_id, self.owner):
+                self._wait_turn(job_id, task)
             return
         JOB_PLACEMENTS.labels(placement["wanted"], placement["ran_on"]).inc()
         if placement["reason"]:

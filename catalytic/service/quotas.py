@@ -6,6 +6,7 @@ quota                      setting                             answer  counted
 max_lattices               TENANT_MAX_LATTICES                 403     the tenant's stored lattices
 max_vertices               TENANT_MAX_VERTICES                 413     one lattice created or run as a job
 max_queued_jobs            TENANT_MAX_QUEUED_JOBS              429     queued or running, on all replicas
+max_concurrent_jobs        TENANT_MAX_CONCURRENT_JOBS          (wait)  running, on all replicas: more wait queued
 max_result_bytes           TENANT_MAX_RESULT_BYTES             429     results held (database and store)
 max_requests_per_second    TENANT_MAX_REQUESTS_PER_SECOND      429     in Redis when set, else per process
 max_webhook_endpoints      WEBHOOK_MAX_ENDPOINTS_PER_TENANT    403     checked by the webhook API
@@ -23,7 +24,7 @@ import time
 from typing import Any
 
 from catalytic.problems import problem_response
-from catalytic.service.db import Queries
+from catalytic.service.db import TENANT_LOCK_CLASS, Queries
 from catalytic.service.errors import QuotaExceeded
 from catalytic.service.metrics import TENANT_QUOTA_LIMIT, TENANT_QUOTA_USED
 from catalytic.service.settings import Settings
@@ -46,11 +47,6 @@ def check_vertices(settings: Settings, tenant: str, vertices: int) -> None:
         raise QuotaExceeded(413, "max_vertices", limit, vertices, f"the lattice has {vertices} vertices")
 
 
-# The first key of the advisory locks (two-key form, apart from the one-key locks elsewhere) that serialise the
-# quota checks of one tenant on PostgreSQL; the second key is the hash of the tenant and the quota.
-_TENANT_LOCK_CLASS = 0x71756F74
-
-
 async def serialise_tenant(db: Queries, tenant: str, quota: str) -> None:
     """Hold, to the end of the transaction, a lock that other checks of ``quota`` for ``tenant`` wait for.
 
@@ -58,7 +54,7 @@ async def serialise_tenant(db: Queries, tenant: str, quota: str) -> None:
     both insert: one over the quota. On SQLite each write transaction is exclusive already.
     """
     if getattr(db, "dialect", None) == "postgresql":
-        await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _TENANT_LOCK_CLASS, f"{quota}/{tenant}")
+        await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", TENANT_LOCK_CLASS, f"{quota}/{tenant}")
 
 
 async def check_lattice(db: Queries, settings: Settings, tenant: str) -> None:

@@ -5,6 +5,7 @@ processes."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -137,3 +138,34 @@ async def test_concurrent_creates_of_one_tenant_stop_at_its_lattice_quota(limite
     assert statuses == [201] * 2 + [403] * 18, statuses
     listed = await limited.client.get("/api/lattices", headers=ACME)
     assert len(listed.json()["items"]) == 2
+
+
+@pytest.fixture
+async def one_at_a_time(database_url: str | None, make_settings: Any) -> AsyncIterator[Service]:
+    overrides: dict[str, Any] = {"CATALYTIC_API_KEYS": KEYS, "TENANT_MAX_CONCURRENT_JOBS": 1, "PARALLEL_CORES": 2}
+    if database_url is not None:
+        overrides["DATABASE_URL"] = database_url
+    async for service in start_service(make_settings(**overrides)):
+        yield service
+
+
+async def test_a_tenant_runs_at_most_its_concurrent_jobs(one_at_a_time: Service) -> None:
+    """TENANT_MAX_CONCURRENT_JOBS=1 with two worker slots: the tenant's three jobs run one after another (their
+    running intervals never overlap), waiting queued for their turn; all succeed."""
+    client = one_at_a_time.client
+    # A few tenths of a second each: the numpy backend walks a 1-D lattice one BFS level at a time.
+    job = {"operation": "distance_field", "lattice": {"shape": [20_000]}, "params": {"sources": [[0]]}}
+    job["backend"] = "numpy"
+    ids = []
+    for _ in range(3):
+        answer = await client.post("/api/jobs", json=job, headers=ACME)
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+    for job_id in ids:
+        await _finished(client, job_id, ACME)
+    rows = await one_at_a_time.state.db.fetch(
+        "SELECT started_at, finished_at FROM service_jobs WHERE tenant = 'acme' ORDER BY started_at"
+    )
+    assert len(rows) == 3
+    for earlier, later in itertools.pairwise(rows):
+        assert later["started_at"] >= earlier["finished_at"], rows

@@ -33,11 +33,11 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 
 _ERROR_TEXT = {
     401: "Missing or invalid API key",
-    403: "A Host that is not served, or a foreign Origin on a state-changing request",
+    403: "A Host that is not served, a foreign Origin on a state-changing request, or a tenant count quota",
     404: "Unknown id",
     409: "Conflicts with the resource's state",
     410: "The result expired (RESULT_TTL) and was deleted",
-    413: "Body, vertex or memory budget exceeded",
+    413: "Body, vertex or memory budget exceeded, or the tenant's max_vertices quota",
     415: "A body that is not JSON",
     416: "The Range selects no byte of the body (Content-Range: bytes */SIZE)",
     422: "Invalid input (field-level messages)",
@@ -254,7 +254,19 @@ def openapi_document(endpoints: list[Endpoint], limits: Limits | None = None) ->
         "version": __version__,
         "description": "Shortest paths, distance fields and components on implicit d-dimensional lattices. "
         "Every error is RFC 9457 problem details (application/problem+json) with a stable `code`, the "
-        "`request_id` and the bad fields in `errors`.",
+        "`request_id` and the bad fields in `errors`.\n\n"
+        "**Tenants.** An API key belongs to a tenant. Every lattice, job, result, uploaded array, webhook endpoint, "
+        "event and delivery belongs to the tenant whose key made it, and every route reads and changes its own "
+        "tenant's only: another tenant's id answers 404, exactly as a missing one. Without configured keys the "
+        "service serves one implicit tenant on loopback.\n\n"
+        "**Quotas per tenant** answer in the same shape with code `quota_exceeded`, the quota named in `detail` "
+        "and in `errors[0].field` (`quota.<name>`) with its value in `allowed`: 403 for counts "
+        "(`max_lattices`, `max_webhook_endpoints`), 413 for size (`max_vertices`), 429 with `Retry-After` for "
+        "rates and holdings (`max_requests_per_second`, `max_queued_jobs`, `max_result_bytes`). Running jobs "
+        "past `max_concurrent_jobs` are not refused: they wait queued for their turn.\n\n"
+        "**Retries.** Submissions that may start work (`POST /api/jobs`, `/api/lattice/create` and the "
+        "computations that can become jobs) take an `Idempotency-Key` header: the same key and body replays "
+        "the first answer for 24 hours, on every replica.",
     }
     if limits is not None:
         info["x-limits"] = {

@@ -169,3 +169,12 @@ async def test_a_tenant_runs_at_most_its_concurrent_jobs(one_at_a_time: Service)
     assert len(rows) == 3
     for earlier, later in itertools.pairwise(rows):
         assert later["started_at"] >= earlier["finished_at"], rows
+
+
+async def test_the_api_document_states_tenants_quotas_and_the_rate_on_every_route(limited: Service) -> None:
+    document = (await limited.client.get("/openapi.json", headers=ACME)).json()
+    description = document["info"]["description"]
+    assert "another tenant's id answers 404" in description and "quota_exceeded" in description
+    operations = [(path, op) for path, item in document["paths"].items() for op in item.values()]
+    assert operations and all("429" in op["responses"] for path, op in operations if path.startswith("/api/"))
+    assert "quota" in document["paths"]["/api/lattice/create"]["post"]["responses"]["403"]["description"]

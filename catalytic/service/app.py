@@ -237,6 +237,15 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint(
         "DELETE",
+        "/api/arrays/{digest}",
+        arrays.delete_array,
+        "Delete an uploaded array (this tenant's claim; the file once no tenant holds it)",
+        responses={200: arrays.ArrayDeleted},
+        errors=(404, 409),
+        tag="arrays",
+    ),
+    Endpoint(
+        "DELETE",
         "/api/jobs/{job_id}",
         jobs.cancel_job,
         "Cancel a job",
@@ -510,6 +519,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings.result_ttl_s,
             settings.result_sweep_s,
             max_bytes=settings.results_store_max_bytes,
+            array_ttl_s=settings.array_ttl_s,
         )
         sweeper.start()
         state.sweeper = sweeper

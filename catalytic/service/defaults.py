@@ -23,6 +23,7 @@ SQLITE_SYNCHRONOUS: Final = "FULL"
 
 MAX_BODY_BYTES: Final = 64 * 2**20
 MAX_UPLOAD_BYTES: Final = 4 * 2**30
+ARRAY_TTL_S: Final = 7 * 24 * 3600
 PARSE_OFFLOAD_BYTES: Final = 32 * 2**10
 LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
 MAX_VERTICES: Final = 2**28

@@ -389,6 +389,8 @@ class ResultSweeper:
         Epoch seconds; tests inject their own.
     max_bytes : int
         RESULTS_STORE_MAX_BYTES, the size the store may reach (0: none declared).
+    array_ttl_s : float
+        CATALYTIC_ARRAY_TTL_S: uploaded arrays unused this long are deleted from ``config["arrays_dir"]``.
     """
 
     def __init__(
@@ -400,6 +402,7 @@ class ResultSweeper:
         clock: Callable[[], float] = time.time,
         *,
         max_bytes: int = 0,
+        array_ttl_s: float = 7 * 24 * 3600,
     ) -> None:
         from catalytic.service.metrics import RESULTS_STORE_LIMIT_BYTES
 
@@ -409,6 +412,9 @@ class ResultSweeper:
         self.max_bytes = max_bytes
         self.store_bytes: int | None = None
         """What the store kept at the latest sweep (None before the first)."""
+        self.array_ttl_s = array_ttl_s
+        self.arrays_swept: dict[str, int] = {}
+        """The latest sweep of uploaded arrays: ``arrays`` and ``partials`` deleted, ``array_bytes`` kept."""
         RESULTS_STORE_LIMIT_BYTES.labels("store").set(max_bytes)
         self.interval_s = interval_s
         self.clock = clock
@@ -439,8 +445,18 @@ class ResultSweeper:
         RESULTS_STORE_UP.set(1)
         RESULTS_STORE_BYTES.labels("store").set(kept)
         self.store_bytes = kept
-        if records or stray:
-            log.info("results sweeper: %d expired results, %d files deleted", records, files + stray)
+        from catalytic.service.uploads import sweep_arrays
+
+        swept = await sweep_arrays(self.db, self.config.get("arrays_dir"), now, self.array_ttl_s)
+        self.arrays_swept = swept
+        if records or stray or swept["arrays"] or swept["partials"]:
+            log.info(
+                "results sweeper: %d expired results, %d files, %d uploaded arrays, %d partial uploads deleted",
+                records,
+                files + stray,
+                swept["arrays"],
+                swept["partials"],
+            )
         return {"records": records, "files": files + stray, "store_bytes": kept}
 
     @property

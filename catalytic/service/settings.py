@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     """The largest array upload (POST /api/arrays), .npy header included; checked as the bytes arrive (413)."""
     arrays_dir: str | None = Field(default=None, validation_alias=_env("ARRAYS_DIR"))
     """Where uploaded arrays are kept (a volume every replica shares); unset: ``arrays`` under RESULTS_DIR."""
+    array_ttl_s: float = Field(default=defaults.ARRAY_TTL_S, gt=0, validation_alias=_env("CATALYTIC_ARRAY_TTL_S"))
+    """Seconds an uploaded array no tenant uploaded or used is kept before the results sweeper deletes it."""
     max_vertices: int = Field(
         default=defaults.MAX_VERTICES, ge=1, validation_alias=_env("CATALYTIC_MAX_REQUEST_VERTICES")
     )

@@ -21,15 +21,26 @@ Layout under ``ARRAYS_DIR`` (default ``RESULTS_DIR/arrays``, outside the results
     <hex>.npy                 the array
     <hex>.json                its summary (:class:`ArrayInfo`)
     tenants/<key>/<hex>       one empty file per tenant that uploaded it (key: SHA-256 of the tenant's name)
+    .locks/arrays             the lock file (``flock``) held while files appear or go
 
 An array belongs to the tenants that uploaded it: another tenant's digest answers 404 exactly as an unknown
 one does. Every replica must see the same directory (a shared volume) to use arrays uploaded to another.
+
+A tenant's marker is touched whenever it uploads or uses the array (names it in a lattice, downloads it), so
+its modification time is the tenant's last use. ``DELETE /api/arrays/{digest}`` removes the tenant's marker
+(:meth:`ArrayStore.release`), refused while a stored lattice or an unfinished job of the tenant names the array,
+since those read the file again whenever they are materialised; the file and its summary go once no marker is
+left. :func:`sweep_arrays`, run by the results sweeper, deletes arrays whose every marker is older than
+CATALYTIC_ARRAY_TTL_S and that no stored lattice or unfinished job names, and partial files older than an hour.
+Placing a finished upload, releasing a marker and the sweep's deletions take an exclusive ``flock`` on
+``.locks/arrays`` in the directory, so an upload never lands its marker beside a file that is being deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -38,7 +49,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -61,9 +72,12 @@ __all__ = [
     "UploadInterrupted",
     "arrays_dir",
     "load_uploaded",
+    "named_digests",
     "open_references",
     "parse_shape",
     "reference",
+    "referencing",
+    "sweep_arrays",
 ]
 
 NPY_MEDIA_TYPE = "application/x-npy"
@@ -77,6 +91,8 @@ MAX_HEADER_BYTES = 65536
 _PIECE = 4 << 20
 """Bytes gathered from the stream before they are checked, hashed and written, on a thread."""
 _DIGEST = re.compile(DIGEST_PATTERN)
+PARTIAL_MAX_AGE_S = 3600.0
+"""A ``*.partial`` file older than this was left by a process that stopped mid-write; the sweep deletes it."""
 
 
 class UploadInterrupted(ServiceError):
@@ -280,8 +296,8 @@ class _Receiver:
         self._start(dtype, tuple(int(n) for n in shape), prefix + size)
         return True
 
-    def finish(self, root: Path) -> ArrayInfo:
-        """Check the body was complete, flush it and move it into place under its digest."""
+    def finish(self) -> ArrayInfo:
+        """Check the body was complete and flush it to disk; :meth:`place` moves it into place."""
         expected = self.expected
         if expected is None or self.header_bytes + self.data_bytes != expected:
             got = self.received
@@ -305,12 +321,15 @@ class _Receiver:
             summary.infinite,
             time.time(),
         )
+        return info
+
+    def place(self, root: Path, digest: str) -> None:
+        """Move the finished file into place under its digest (call holding the directory's lock)."""
         final = root / f"{digest[7:]}.npy"
         if final.exists():
             self.partial.unlink()  # the same bytes are there already (the name is their digest)
         else:
             os.replace(self.partial, final)
-        return info
 
     def discard(self) -> None:
         """Close and remove the partial file (a failed or interrupted upload keeps nothing)."""
@@ -351,6 +370,103 @@ class ArrayStore:
     def _tenant_dir(self, tenant: str) -> Path:
         return self.root / "tenants" / hashlib.sha256(tenant.encode()).hexdigest()[:32]
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive hold on the directory while files appear or go (blocking: call on a thread)."""
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "arrays", "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _markers(self, hex_digest: str) -> list[Path]:
+        tenants = self.root / "tenants"
+        if not tenants.is_dir():
+            return []
+        return [marker for folder in tenants.iterdir() if (marker := folder / hex_digest).exists()]
+
+    def release(self, digest: str, tenant: str) -> bool:
+        """Remove ``tenant``'s claim on an array; the file and its summary go once no tenant holds it.
+
+        Returns False when ``tenant`` held no such array (blocking: call on a thread).
+        """
+        self.path(digest)  # a malformed digest is NotFound
+        hex_digest = digest[7:]
+        with self._locked():
+            try:
+                (self._tenant_dir(tenant) / hex_digest).unlink()
+            except FileNotFoundError:
+                return False
+            if not self._markers(hex_digest):
+                for suffix in (".npy", ".json"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / f"{hex_digest}{suffix}").unlink()
+        return True
+
+    def sweep(self, now: float, ttl_s: float, keep: set[str] | frozenset[str] = frozenset()) -> dict[str, int]:
+        """Delete arrays no tenant uploaded or used for ``ttl_s`` seconds, and stale partial files.
+
+        Parameters
+        ----------
+        now : float
+            Epoch seconds (the sweeper's clock).
+        ttl_s : float
+            CATALYTIC_ARRAY_TTL_S.
+        keep : set of str
+            Digests (``sha256:<hex>``) that stored lattices or unfinished jobs name: kept whatever their age.
+
+        Returns
+        -------
+        dict
+            ``arrays`` deleted, ``partials`` deleted, ``array_bytes`` of the arrays kept.
+        """
+        deleted = partials = kept_bytes = 0
+        if not self.root.is_dir():
+            return {"arrays": 0, "partials": 0, "array_bytes": 0}
+        for entry in os.scandir(self.root):
+            if entry.name.endswith(".partial") and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat(follow_symlinks=False).st_mtime < now - PARTIAL_MAX_AGE_S:
+                        os.unlink(entry.path)
+                        partials += 1
+        kept = {digest[7:] for digest in keep}
+        with self._locked():
+            last_use: dict[str, float] = {}
+            tenants = self.root / "tenants"
+            folders = list(tenants.iterdir()) if tenants.is_dir() else []
+            for folder in folders:
+                for marker in os.scandir(folder):
+                    with contextlib.suppress(FileNotFoundError):
+                        mtime = marker.stat().st_mtime
+                        last_use[marker.name] = max(mtime, last_use.get(marker.name, mtime))
+            for entry in os.scandir(self.root):
+                if not entry.name.endswith(".npy") or not entry.is_file(follow_symlinks=False):
+                    continue
+                hex_digest = entry.name[:-4]
+                stat = entry.stat(follow_symlinks=False)
+                # An array with no marker (a process died between placing it and marking it) dates from its file.
+                used = last_use.pop(hex_digest, stat.st_mtime)
+                if hex_digest in kept or used >= now - ttl_s:
+                    kept_bytes += stat.st_size
+                    continue
+                for folder in folders:
+                    with contextlib.suppress(FileNotFoundError):
+                        (folder / hex_digest).unlink()
+                for suffix in (".npy", ".json"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / f"{hex_digest}{suffix}").unlink()
+                deleted += 1
+            for hex_digest in last_use:  # markers whose file is gone already
+                for folder in folders:
+                    with contextlib.suppress(FileNotFoundError):
+                        (folder / hex_digest).unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / f"{hex_digest}.json").unlink()
+        return {"arrays": deleted, "partials": partials, "array_bytes": kept_bytes}
+
     def path(self, digest: str) -> Path:
         """The .npy file of ``digest`` (which need not exist)."""
         if not _DIGEST.match(digest):
@@ -366,8 +482,13 @@ class ArrayStore:
             No such array, or one only other tenants uploaded (the same answer).
         """
         path = self.path(digest)
-        if not (self._tenant_dir(tenant) / digest[7:]).exists():
-            raise NotFound(f"no array {digest!r}", fields=[{"field": "digest", "message": "unknown", "allowed": None}])
+        marker = self._tenant_dir(tenant) / digest[7:]
+        try:
+            os.utime(marker)  # a use: the array's expiry counts from now
+        except FileNotFoundError:
+            raise NotFound(
+                f"no array {digest!r}", fields=[{"field": "digest", "message": "unknown", "allowed": None}]
+            ) from None
         try:
             return ArrayInfo.from_json(json.loads(path.with_suffix(".json").read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError) as exc:
@@ -391,6 +512,11 @@ class ArrayStore:
         folder = self._tenant_dir(tenant)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / info.digest[7:]).touch()
+
+    def _place(self, receiver: _Receiver, info: ArrayInfo, tenant: str) -> None:
+        with self._locked():
+            receiver.place(self.root, info.digest)
+            self._keep(info, tenant)
 
     async def receive(
         self,
@@ -471,8 +597,8 @@ class ArrayStore:
                         _check_declared(declared, expected, 0)
             if pending:
                 await asyncio.to_thread(receiver.feed, b"".join(pending))
-            info = await asyncio.to_thread(receiver.finish, self.root)
-            await asyncio.to_thread(self._keep, info, tenant)
+            info = await asyncio.to_thread(receiver.finish)
+            await asyncio.to_thread(self._place, receiver, info, tenant)
         except ClientDisconnect:
             receiver.discard()
             raise UploadInterrupted("the client stopped sending; nothing was kept") from None
@@ -551,3 +677,53 @@ def open_references(body: Mapping[str, Any], store: ArrayStore, tenant: str) -> 
             info = store.info(digest, tenant)
             opened[field] = (digest, load_uploaded(store.root, digest, field, shape, info))
     return opened
+
+
+def named_digests(spec: Any) -> set[str]:
+    """The uploaded arrays (``{"array": digest}``) a stored lattice or job spec names, anywhere in it."""
+    found: set[str] = set()
+    stack = [spec]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            digest = value.get("array")
+            if isinstance(digest, str) and _DIGEST.match(digest):
+                found.add(digest)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+_REFERENCING = (
+    ("lattice", "SELECT id, spec FROM service_lattices WHERE spec LIKE $1"),
+    ("job", "SELECT id, spec FROM service_jobs WHERE status IN ('queued', 'running') AND spec LIKE $1"),
+)
+
+
+async def referencing(db: Any, digest: str | None = None, tenant: str | None = None) -> dict[str, str]:
+    """Uploaded arrays that stored lattices and queued or running jobs name: digest -> ``lattice <id>``/``job <id>``.
+
+    ``digest`` and ``tenant`` narrow the search to one array and to one tenant's lattices and jobs.
+    """
+    pattern = "%" + (digest[7:] if digest else '"array"') + "%"
+    named: dict[str, str] = {}
+    for kind, query in _REFERENCING:
+        args: list[Any] = [pattern]
+        if tenant is not None:
+            query += " AND tenant = $2"
+            args.append(tenant)
+        for row in await db.fetch(query, *args):
+            with contextlib.suppress(ValueError, TypeError):
+                for found in named_digests(json.loads(row["spec"])):
+                    if digest is None or found == digest:
+                        named.setdefault(found, f"{kind} {row['id']}")
+    return named
+
+
+async def sweep_arrays(db: Any, root: str | os.PathLike[str] | None, now: float, ttl_s: float) -> dict[str, int]:
+    """One expiry pass over ARRAYS_DIR (:meth:`ArrayStore.sweep`), keeping what stored lattices and jobs name."""
+    if root is None or not Path(root).is_dir():
+        return {"arrays": 0, "partials": 0, "array_bytes": 0}
+    keep = set(await referencing(db))
+    return await asyncio.to_thread(ArrayStore(root).sweep, now, ttl_s, keep)

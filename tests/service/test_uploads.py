@@ -342,6 +342,138 @@ async def test_a_job_result_downloads_in_ranges(svc: Service) -> None:
     assert (await svc.client.get(url, headers={"Range": "bytes=-0"})).status_code == 416
 
 
+# --- deleting and expiry -------------------------------------------------------------------------------------
+
+
+def _use(client: httpx.AsyncClient, digest: str, **kwargs: Any) -> Any:
+    return client.post("/api/lattice/create", json={"shape": [3, 3], "weights": {"array": digest}}, **kwargs)
+
+
+async def test_a_deleted_array_answers_404_and_its_files_are_gone(svc: Service) -> None:
+    digest = (await _upload_npy(svc.client, np.full((3, 3), 2.0))).json()["digest"]
+    assert f"{digest[7:]}.npy" in _left_behind(svc)
+    deleted = await svc.client.delete(f"/api/arrays/{digest}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"digest": digest, "deleted": True}
+    assert (await svc.client.get(f"/api/arrays/{digest}")).status_code == 404
+    use = await _use(svc.client, digest)
+    assert use.status_code == 404 and use.json()["code"] == "not_found"
+    assert not [name for name in _left_behind(svc) if name.startswith(digest[7:])]
+    assert (await svc.client.delete(f"/api/arrays/{digest}")).status_code == 404  # once only
+    assert (await svc.client.delete("/api/arrays/sha256:" + "0" * 64)).status_code == 404
+    assert (await svc.client.delete("/api/arrays/not-a-digest")).status_code == 404
+
+
+async def test_another_tenant_cannot_delete_an_array_and_a_shared_one_survives_one_delete(svc: Service) -> None:
+    array = np.full((3, 3), 3.0)
+    digest = (await _upload_npy(svc.client, array)).json()["digest"]
+    refused = await svc.client.delete(f"/api/arrays/{digest}", headers=GLOBEX)
+    assert refused.status_code == 404
+    missing = await svc.client.delete("/api/arrays/sha256:" + "1" * 64, headers=GLOBEX)
+    assert refused.json()["code"] == missing.json()["code"] == "not_found"
+    assert (await _use(svc.client, digest)).status_code == 201
+
+    # Globex uploads the same bytes: one file, two claims. Each delete drops one claim; the file stays for the other.
+    assert (await _upload_npy(svc.client, array, headers=GLOBEX)).json()["digest"] == digest
+    assert (await svc.client.delete(f"/api/arrays/{digest}", headers=GLOBEX)).status_code == 200
+    assert (await _upload_npy(svc.client, array, headers=GLOBEX)).status_code == 201
+    lattice = (await svc.client.get("/api/lattices")).json()["items"][0]["id"]
+    assert (await svc.client.delete(f"/api/lattice/{lattice}")).status_code == 200
+    assert (await svc.client.delete(f"/api/arrays/{digest}")).status_code == 200
+    assert (await _use(svc.client, digest)).status_code == 404
+    assert (await _use(svc.client, digest, headers=GLOBEX)).status_code == 201
+    assert f"{digest[7:]}.npy" in _left_behind(svc)
+    download = await svc.client.get(f"/api/arrays/{digest}", headers=GLOBEX)
+    assert download.status_code == 200 and np.array_equal(np.load(io.BytesIO(download.content)), array)
+
+
+async def test_deleting_an_array_a_stored_lattice_names_answers_409(svc: Service) -> None:
+    # A stored lattice keeps only the digest and maps the file again when it is materialised.
+    digest = (await _upload_npy(svc.client, np.full((3, 3), 1.5))).json()["digest"]
+    created = await _use(svc.client, digest)
+    assert created.status_code == 201
+    lattice_id = created.json()["id"]
+    refused = await svc.client.delete(f"/api/arrays/{digest}")
+    assert refused.status_code == 409, refused.text
+    assert lattice_id in refused.json()["detail"]
+    svc.state.lattices.pop(lattice_id)
+    query = {"lattice_id": lattice_id, "start": [0, 0], "goal": [2, 2], "method": "dijkstra"}
+    answer = await svc.client.post("/api/lattice/path", json=query)
+    assert answer.status_code == 200 and answer.json()["cost"] == pytest.approx(6.0)
+    assert (await svc.client.delete(f"/api/lattice/{lattice_id}")).status_code == 200
+    assert (await svc.client.delete(f"/api/arrays/{digest}")).status_code == 200
+
+
+async def test_delete_is_in_the_openapi_document(svc: Service) -> None:
+    document = (await svc.client.get("/openapi.json")).json()
+    operation = document["paths"]["/api/arrays/{digest}"]["delete"]
+    assert {"200", "404", "409"} <= set(operation["responses"])
+
+
+async def test_the_sweeper_expires_unused_arrays_and_stale_partials(make_settings: Any) -> None:
+    settings = make_settings(CATALYTIC_API_KEYS=KEYS, CATALYTIC_ARRAY_TTL_S=3600)
+    async for running in start_service(settings, headers=ACME):
+        client, sweeper = running.client, running.state.sweeper
+        assert sweeper.array_ttl_s == 3600
+        old = (await _upload_npy(client, np.full((3, 3), 4.0))).json()["digest"]
+        fresh = (await _upload_npy(client, np.full((3, 3), 5.0))).json()["digest"]
+        named = (await _upload_npy(client, np.full((3, 3), 6.0))).json()["digest"]
+        assert (await _use(client, named)).status_code == 201  # a stored lattice names it
+        shared = (await _upload_npy(client, np.full((3, 3), 7.0))).json()["digest"]
+        assert (await _upload_npy(client, np.full((3, 3), 7.0), headers=GLOBEX)).status_code == 201
+        root = _arrays_dir(running)
+        stale = root / ".upload-0123456789abcdef.partial"
+        stale.write_bytes(b"x" * 10)
+        recent = root / ".upload-fedcba9876543210.partial"
+        recent.write_bytes(b"y" * 10)
+        hours_ago = time.time() - 2 * 3600
+        os.utime(stale, (hours_ago, hours_ago))
+        markers = list((root / "tenants").iterdir())
+        for digest in (old, named, shared):
+            for path in [root / f"{digest[7:]}.npy", *(folder / digest[7:] for folder in markers)]:
+                if path.exists():
+                    os.utime(path, (hours_ago, hours_ago))
+        # Globex used the shared array lately: it stays.
+        assert (await client.get(f"/api/arrays/{shared}", headers=GLOBEX)).status_code == 200
+
+        await sweeper.sweep_once()
+        assert sweeper.arrays_swept["arrays"] == 1 and sweeper.arrays_swept["partials"] == 1
+        left = _left_behind(running)
+        assert f"{old[7:]}.npy" not in left and f"{old[7:]}.json" not in left
+        assert not stale.exists() and recent.exists()
+        assert (await _use(client, old)).status_code == 404
+        for digest in (fresh, named, shared):
+            assert (await client.get(f"/api/arrays/{digest}")).status_code == 200, digest
+        assert sweeper.arrays_swept["array_bytes"] == sum(
+            (root / f"{d[7:]}.npy").stat().st_size for d in (fresh, named, shared)
+        )
+
+        # Past the TTL on the sweeper's clock, only what the stored lattice names is kept.
+        sweeper.clock = lambda: time.time() + 3 * 3600
+        await sweeper.sweep_once()
+        assert sweeper.arrays_swept["arrays"] == 2 and sweeper.arrays_swept["partials"] == 1
+        assert (await client.get(f"/api/arrays/{named}")).status_code == 200
+        for digest in (fresh, shared):
+            assert (await client.get(f"/api/arrays/{digest}")).status_code == 404
+            assert (await client.get(f"/api/arrays/{digest}", headers=GLOBEX)).status_code == 404
+        assert sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(".")) == [
+            f"{named[7:]}.json",
+            f"{named[7:]}.npy",
+        ]
+
+
+async def test_deleting_an_array_frees_the_tenants_quota(make_settings: Any) -> None:
+    settings = make_settings(CATALYTIC_API_KEYS=KEYS, TENANT_MAX_RESULT_BYTES=3000)
+    async for running in start_service(settings, headers=ACME):
+        first = await _upload_npy(running.client, np.ones(200))  # 1,728 bytes
+        assert first.status_code == 201
+        assert (await _upload_npy(running.client, np.full(200, 2.0))).status_code == 413
+        deleted = await running.client.delete(f"/api/arrays/{first.json()['digest']}")
+        assert deleted.status_code == 200
+        second = await _upload_npy(running.client, np.full(200, 2.0))
+        assert second.status_code == 201, second.text
+
+
 # --- a real server, a real size ------------------------------------------------------------------------------
 
 SIDE = 10_000  # 10^8 vertices: 800 MB of float64 weights

@@ -1,4 +1,5 @@
-"""Uploaded arrays: POST /api/arrays streams one to disk; GET /api/arrays/{digest} downloads it (with ranges)."""
+"""Uploaded arrays: POST /api/arrays streams one to disk; GET /api/arrays/{digest} downloads it (with ranges);
+DELETE /api/arrays/{digest} gives up the tenant's claim on it."""
 
 from __future__ import annotations
 
@@ -6,18 +7,26 @@ import asyncio
 import base64
 from collections.abc import Iterator
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from catalytic.service import uploads
-from catalytic.service.errors import ServiceError, UnsupportedMediaType
+from catalytic.service.errors import Conflict, NotFound, ServiceError, UnsupportedMediaType
 from catalytic.service.quotas import held_result_bytes
 from catalytic.service.ranges import ranged_response
 from catalytic.service.results import read_range
 from catalytic.service.state import service
 from catalytic.tenancy import tenant_of
 
-__all__ = ["get_array", "upload_array"]
+__all__ = ["ArrayDeleted", "delete_array", "get_array", "upload_array"]
+
+
+class ArrayDeleted(BaseModel):
+    """The tenant's claim on the array is gone (the file with it once no other tenant holds it)."""
+
+    digest: str
+    deleted: bool
 
 
 def _media_type(request: Request) -> str:
@@ -94,3 +103,25 @@ async def get_array(request: Request) -> Response:
 
 def _b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+async def delete_array(request: Request) -> Response:
+    """DELETE /api/arrays/{digest}: remove the tenant's claim; 409 while its stored lattices or jobs name the array.
+
+    A stored lattice keeps only the digest in its spec and maps the file again whenever it is materialised, so
+    the array cannot go from under it: the lattice (or the job) is named in the 409, to be deleted first.
+    """
+    st = service(request)
+    digest = request.path_params["digest"]
+    tenant = tenant_of(request.scope)
+    store = st.arrays
+    await asyncio.to_thread(store.info, digest, tenant)  # 404 for a missing digest or another tenant's
+    users = await uploads.referencing(st.db, digest, tenant)
+    if digest in users:
+        raise Conflict(
+            f"the array {digest} is named by {users[digest]}; delete that first",
+            fields=[{"field": "digest", "message": f"named by {users[digest]}", "allowed": "an array nothing names"}],
+        )
+    if not await asyncio.to_thread(store.release, digest, tenant):
+        raise NotFound(f"no array {digest!r}", fields=[{"field": "digest", "message": "unknown", "allowed": None}])
+    return JSONResponse({"digest": digest, "deleted": True})

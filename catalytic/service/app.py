@@ -429,6 +429,7 @@ def _job_runner(settings: Settings, database: Any, emit: Any, limit_bytes: int) 
         gpu_contexts=settings.gpu_contexts,
         device_memory_bytes=settings.device_memory_bytes,
         device_reserved_bytes=settings.device_memory_reserved_bytes,
+        tenant_running_max=settings.tenant_max_concurrent_jobs,
     )
 
 
@@ -438,7 +439,6 @@ def _service_state(settings: Settings, database: Any, runner: JobRunner, emit: A
 
     state = ServiceState(
         settings=settings,
-        tenant_running_max=settings.tenant_max_concurrent_jobs,
         db=database,
         cache=ResultCache(settings.result_cache_size, settings.redis_url),
         runner=runner,

@@ -184,12 +184,12 @@ class Settings(BaseSettings):
         default=defaults.TENANT_MAX_QUEUED_JOBS, ge=1, validation_alias=_env("TENANT_MAX_QUEUED_JOBS")
     )
     """Jobs of one tenant queued or running at once, on all replicas together (429 past it)."""
-    tenant_max_result_bytes: int = Field(
-        default=defaults.TENANT_MAX_RESULT_BYTES, ge=0, validation_alias=_env("TENANT_MAX_RESULT_BYTES")
     tenant_max_concurrent_jobs: int = Field(
         default=defaults.TENANT_MAX_CONCURRENT_JOBS, ge=1, validation_alias=_env("TENANT_MAX_CONCURRENT_JOBS")
     )
     """Jobs of one tenant running at once, on all replicas together; the others wait queued for a free turn."""
+    tenant_max_result_bytes: int = Field(
+        default=defaults.TENANT_MAX_RESULT_BYTES, ge=0, validation_alias=_env("TENANT_MAX_RESULT_BYTES")
     )
     """Bytes of job results one tenant holds (JSON and arrays, wherever kept); a new job waits (429) past it."""
     tenant_max_requests_per_second: float = Field(

@@ -9,6 +9,12 @@ instead of materialising its own. Workers keep the lattices they have seen, and 
 and the holders between calls, so a second batch of the same lattice starts warm. Answers come back in the order
 asked. The workers run the very functions of :mod:`catalytic.kernels`, so every answer equals the single-node
 one.
+
+With ``progress`` on, the bar moves with the kernels' own progress signal, as the CLI's bar and the service's jobs
+do: each task sends how much of its chunk is done (queries finished plus the running query's kernel fraction), at
+most every :data:`catalytic.kernels.PROGRESS_POLL_SECONDS`, to a small actor of the driver's
+(:class:`ProgressBoard`), which the driver reads while it waits; the bar's position is the finished chunks plus
+the running chunks' shares.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import itertools
 import logging
 import math
 import threading
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,11 +35,28 @@ import numpy as np
 
 from catalytic.distributed._runtime import RETRIES, ErrorCarrier, connect, explicit_arrays, lattice_from
 from catalytic.errors import BlockedVertexError, CatalyticError, CoordinateError, InvalidTypeError, NoPathError
-from catalytic.kernels import HOST_MASK_BACKENDS, Path, adopt_open_mask, distance_field, shortest_path
+from catalytic.kernels import (
+    HOST_MASK_BACKENDS,
+    PROGRESS_POLL_SECONDS,
+    Path,
+    Progress,
+    adopt_open_mask,
+    distance_field,
+    shortest_path,
+)
 from catalytic.kernels.backend import Geometry, get_backend, resolve_backend
 from catalytic.lattice import Lattice
 
-__all__ = ["NodeMasks", "PathChunk", "batch_distance_fields", "batch_shortest_paths", "node_masks", "run_chunk"]
+__all__ = [
+    "ChunkProgress",
+    "NodeMasks",
+    "PathChunk",
+    "ProgressBoard",
+    "batch_distance_fields",
+    "batch_shortest_paths",
+    "node_masks",
+    "run_chunk",
+]
 
 log = logging.getLogger("catalytic.distributed")
 
@@ -161,6 +186,116 @@ def _worker_lattice(
         return lattice
 
 
+class ProgressBoard:
+    """Where the tasks of a driver's batches leave how far their chunks are, until the driver reads it (a Ray actor).
+
+    One per driver (:func:`_board`, no CPU reserved), kept between batches; each batch reads and clears only its
+    own reports, named by the batch's id.
+
+    Examples
+    --------
+    >>> board = ProgressBoard()
+    >>> board.report("b", 0, 0.25); board.report("b", 0, 0.5); board.report("c", 1, 0.1)
+    >>> board.drain("b"), board.drain("b")
+    ([(0, 0.25), (0, 0.5)], [])
+    """
+
+    def __init__(self) -> None:
+        self._reports: dict[str, list[tuple[int, float]]] = {}
+
+    def report(self, batch: str, index: int, fraction: float) -> None:
+        """Chunk ``index`` of ``batch`` is ``fraction`` done."""
+        self._reports.setdefault(batch, []).append((index, fraction))
+
+    def drain(self, batch: str) -> list[tuple[int, float]]:
+        """The reports of ``batch`` since the last drain, in the order they came."""
+        return self._reports.pop(batch, [])
+
+
+_STEP = 0.01
+"""The bar stands at hundredths of a query: a task reports when its chunk moved by at least that much."""
+_FLUSH_S = 2.0
+"""How long a task waits, at its end, for the board to hold its last report (the bar then never lags a chunk)."""
+
+
+class ChunkProgress:
+    """How far one chunk is, sent to the batch's :class:`ProgressBoard` at most every ``interval`` seconds.
+
+    Made by the driver and run in the task: :meth:`at` takes queries finished and the running query's kernel
+    fraction; :meth:`kernel` is the ``progress=`` callback for the running query. Each report is at least a
+    hundredth of a query past the last (the bar's resolution), and stays below 1: the driver counts a chunk whole
+    when its answers come. Sending never fails the chunk: a board that cannot be reached only costs the bar its
+    moves inside chunks.
+
+    Examples
+    --------
+    >>> sent = []
+    >>> class Board:
+    ...     class report:
+    ...         remote = staticmethod(lambda batch, index, fraction: sent.append(fraction))
+    >>> ticks = iter([0.0, 0.05, 0.2, 0.3])
+    >>> meter = ChunkProgress(Board, "b", 0, 4, clock=lambda: next(ticks))
+    >>> meter.at(0, 0.5); meter.at(1, 0.0); meter.at(1, 0.5); meter.at(1, 0.2)
+    >>> sent
+    [0.125, 0.375]
+    """
+
+    def __init__(
+        self,
+        board: Any,
+        batch: str,
+        index: int,
+        size: int,
+        *,
+        interval: float = PROGRESS_POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.board, self.batch, self.index, self.size = board, batch, index, max(1, int(size))
+        self.interval = interval
+        self.clock = clock
+        self.sent = 0.0
+        self.sent_at = -math.inf
+        self._last: Any = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the lock and the last report's ref stay behind: the task gets its own
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_last")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._last = None
+        self._lock = threading.Lock()
+
+    def at(self, finished: int, fraction: float = 0.0) -> None:
+        """``finished`` queries of the chunk are answered and the running one is ``fraction`` done."""
+        value = (finished + min(max(fraction, 0.0), 1.0)) / self.size
+        with self._lock:
+            now = self.clock()
+            if (value - self.sent) * self.size < _STEP or value >= 1.0 or now - self.sent_at < self.interval:
+                return
+            self.sent, self.sent_at = value, now
+            try:
+                self._last = self.board.report.remote(self.batch, self.index, value)
+            except Exception as exc:  # progress is best effort; the answers are what counts
+                log.debug("chunk %d: progress not sent (%s)", self.index, exc)
+
+    def kernel(self, finished: int) -> Progress:
+        """The kernel callback of the query after ``finished`` answered ones."""
+        return functools.partial(self.at, finished)
+
+    def flush(self) -> None:
+        """Wait (a little) until the board holds the last report, so the driver reads it with the answers."""
+        if self._last is None:
+            return
+        import ray
+
+        try:
+            ray.get(self._last, timeout=_FLUSH_S)
+        except Exception as exc:
+            log.debug("chunk %d: last progress report not confirmed (%s)", self.index, exc)
+
+
 def run_chunk(
     spec: Mapping[str, Any],
     arrays: Mapping[str, Any],
@@ -169,26 +304,47 @@ def run_chunk(
     chunk: Any,
     option: str,
     shared: Mapping[str, Any] | None = None,
+    meter: ChunkProgress | None = None,
 ) -> PathChunk | list[Any] | ErrorCarrier:
     """Answer one chunk in a worker: ``paths`` (pairs, method ``option``) or ``fields`` (source sets).
 
     Returns the answers in order (paths packed as a :class:`PathChunk`; or a list of distance fields), or an
-    :class:`ErrorCarrier` for bad input, which the driver raises again.
+    :class:`ErrorCarrier` for bad input, which the driver raises again. With ``meter``, how far the chunk is goes
+    to the driver as it runs: a field always reports its kernel's progress; a path query does when it is the
+    chunk's first or the one before it took longer than a report interval (asking a kernel for progress starts a
+    watching thread, which costs more than a small query).
     """
     try:
         lattice = _worker_lattice(spec, arrays, shared, backend)
         if kind == "fields":
-            return [distance_field(lattice, sources, backend=backend) for sources in chunk]
+            fields = []
+            for done, sources in enumerate(chunk):
+                if meter is not None:
+                    meter.at(done)
+                progress = None if meter is None else meter.kernel(done)
+                fields.append(distance_field(lattice, sources, backend=backend, progress=progress))
+            return fields
         out: list[Path | None] = []
+        slow = True
         # Python ints take the kernels' array-free endpoint check; NumPy rows would take the vectorised one.
-        for start, goal in np.asarray(chunk).tolist():
+        for done, (start, goal) in enumerate(np.asarray(chunk).tolist()):
+            progress = None
+            if meter is not None:
+                meter.at(done)
+                progress = meter.kernel(done) if slow else None
+                began = time.monotonic()
             try:
-                out.append(shortest_path(lattice, start, goal, method=option, backend=backend))
+                out.append(shortest_path(lattice, start, goal, method=option, backend=backend, progress=progress))
             except NoPathError:
                 out.append(None)
+            if meter is not None:
+                slow = time.monotonic() - began >= meter.interval
         return PathChunk(out, lattice.ndim)
     except CatalyticError as exc:
         return ErrorCarrier.of(exc)
+    finally:
+        if meter is not None:
+            meter.flush()
 
 
 class PathChunk:
@@ -313,6 +469,70 @@ def _chunk_task() -> Any:
     return ray.remote(run_chunk).options(num_cpus=1, max_retries=RETRIES)
 
 
+_boards: dict[str, Any] = {}
+"""This driver's progress board (:class:`ProgressBoard`), by Ray job id."""
+_boards_lock = threading.Lock()
+
+
+def _board(ray: Any) -> Any:
+    """This driver's :class:`ProgressBoard` actor, created on first use and kept for the next batches."""
+    job = ray.get_runtime_context().get_job_id()
+    with _boards_lock:
+        board = _boards.get(job)
+        if board is None:
+            board = _boards[job] = ray.remote(ProgressBoard).options(num_cpus=0).remote()
+        return board
+
+
+class _BoardReader:
+    """The driver's side of one batch's progress: reads of its board, never blocking the loop for long.
+
+    A board that fails (its actor died, or does not answer) is dropped, and with it the moves inside chunks; the
+    bar then moves per finished chunk.
+    """
+
+    def __init__(self, ray: Any, board: Any, batch: str) -> None:
+        self.ray, self.board, self.batch = ray, board, batch
+        self._read: Any = None
+
+    def poll(self) -> list[tuple[int, float]]:
+        """The reports that came since the last read, if the board has answered by now (else none yet)."""
+        if self.board is None:
+            return []
+        if self._read is None:
+            self._read = self.board.drain.remote(self.batch)
+        ready, _ = self.ray.wait([self._read], timeout=0)
+        return self._take() if ready else []
+
+    def settle(self) -> list[tuple[int, float]]:
+        """Every report sent so far (a finished task's last one is on the board before its answers return)."""
+        if self.board is None:
+            return []
+        items = self._take() if self._read is not None else []
+        if self.board is not None:
+            self._read = self.board.drain.remote(self.batch)
+            items += self._take()
+        return items
+
+    def _take(self) -> list[tuple[int, float]]:
+        read, self._read = self._read, None
+        try:
+            return list(self.ray.get(read, timeout=_FLUSH_S))
+        except Exception as exc:
+            log.warning("batch progress board not readable (%s); the bar moves per chunk", exc)
+            job = self.ray.get_runtime_context().get_job_id()
+            with _boards_lock:
+                if _boards.get(job) is self.board:
+                    del _boards[job]  # the next batch makes a new one
+            self.board = None
+            return []
+
+    def close(self) -> None:
+        """Drop what late reports of this batch the board holds (tasks cancelled after an error)."""
+        if self.board is not None:
+            self.board.drain.remote(self.batch)
+
+
 def _run_chunks(
     spec: Mapping[str, Any],
     arrays: Mapping[str, Any] | None,
@@ -329,6 +549,11 @@ def _run_chunks(
     When the batch takes every CPU of the cluster, twice as many chunks are submitted as there are workers: the
     extra ones can only wait in Ray's queue, and Ray hands the next one to a worker the moment it finishes,
     without a round trip through this loop. With fewer workers than CPUs, exactly ``workers`` are in flight.
+
+    With ``progress``, each task reports how far its chunk is to the driver's :class:`ProgressBoard`, which this
+    loop reads every :data:`~catalytic.kernels.PROGRESS_POLL_SECONDS` while it waits and whenever a chunk
+    finishes (first its last reports, then its answers); the bar stands at the finished chunks' queries plus each
+    running chunk's reported share, and only rises.
     """
     from tqdm.auto import tqdm
 
@@ -342,26 +567,60 @@ def _run_chunks(
     results: list[Any] = [None] * len(chunks)
     pending: dict[Any, int] = {}
     queue = list(range(len(chunks) - 1, -1, -1))
+    batch = uuid.uuid4().hex
+    reader = _BoardReader(ray, _board(ray), batch) if progress else None
+    shares: dict[int, float] = {}  # running chunks' reported fractions
+    finished: set[int] = set()
+    answered = 0  # queries of the finished chunks
     with tqdm(total=sum(len(c) for c in chunks), desc=kind, unit="query", disable=not progress) as bar:
         in_flight = 2 * workers if workers >= ray.cluster_resources().get("CPU", 0) else workers
 
         def refill() -> None:
             while queue and len(pending) < in_flight:
                 index = queue.pop()
-                pending[task.remote(spec_ref, arrays_ref, backend, kind, chunks[index], option, shared)] = index
+                meter = None
+                if reader is not None and reader.board is not None:
+                    meter = ChunkProgress(reader.board, batch, index, len(chunks[index]))
+                call = task.remote(spec_ref, arrays_ref, backend, kind, chunks[index], option, shared, meter)
+                pending[call] = index
+
+        def show() -> None:
+            position = round(answered + sum(share * len(chunks[i]) for i, share in shares.items()), 2)
+            if position > bar.n:
+                bar.n = position
+                bar.update(0)  # tqdm redraws at most every mininterval
+
+        def take(reports: list[tuple[int, float]]) -> None:
+            for index, fraction in reports:
+                if index not in finished and fraction > shares.get(index, 0.0):
+                    shares[index] = fraction
+                    show()
 
         refill()
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(done[0])
-            refill()  # the next chunk is queued while this one is fetched and unpacked
-            answer = ray.get(done[0])
-            if isinstance(answer, ErrorCarrier):
-                for ref in pending:
-                    ray.cancel(ref)
-                raise answer.error()
-            results[index] = answer.paths() if isinstance(answer, PathChunk) else answer
-            bar.update(len(chunks[index]))
+        try:
+            while pending:
+                wait = PROGRESS_POLL_SECONDS if reader is not None else None
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
+                if not done:
+                    take(reader.poll() if reader is not None else [])
+                    continue
+                index = pending.pop(done[0])
+                refill()  # the next chunk is queued while this one is fetched and unpacked
+                answer = ray.get(done[0])
+                if isinstance(answer, ErrorCarrier):
+                    for ref in pending:
+                        ray.cancel(ref)
+                    raise answer.error()
+                results[index] = answer.paths() if isinstance(answer, PathChunk) else answer
+                if reader is not None:
+                    take(reader.settle())
+                finished.add(index)
+                shares.pop(index, None)
+                answered += len(chunks[index])
+                show()
+        finally:
+            if reader is not None:
+                reader.close()
     return [item for chunk in results for item in chunk]
 
 

@@ -185,3 +185,57 @@ def test_each_node_holds_the_materialised_mask_once(ray_cluster: dict[str, Any])
     ):
         _same(got, lattice, start, goal, "auto", "numba")
     assert node_masks(ray, ray.put(spec), ray.put({}), "cupy") == {}  # a GPU keeps its own mask
+
+
+def _recording_bar(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the batch bar's position after each move (the driver makes its tqdm bar in this process)."""
+    import tqdm.auto
+
+    positions: list[float] = []
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            moved = super().update(n)
+            positions.append(float(self.n))
+            return moved
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    return positions
+
+
+def test_the_bar_moves_with_the_kernels_inside_a_chunk(
+    ray_cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One chunk of two long fields (a numpy BFS reports every level). The chunk's first kernel report is sent at
+    # once and is on the board before the chunk's answers come back, so the bar stands inside the chunk before it
+    # stands at its end, whatever the timing; later reports only add positions.
+    positions = _recording_bar(monkeypatch)
+    lattice = Lattice((160, 150), obstacles=[{"kind": "random", "p": 0.1, "seed": 2}])
+    sources_list = [[(0, 0)], [(159, 149)]]
+    fields = batch_distance_fields(lattice.spec(), sources_list, chunk_size=2, workers=1, backend="numpy")
+    for got, sources in zip(fields, sources_list, strict=True):
+        np.testing.assert_array_equal(got, distance_field(lattice, sources, backend="numpy"))
+    moves = [p for p in positions if p > 0]
+    assert moves == sorted(moves) and len(set(moves)) == len(moves), positions
+    assert moves[-1] == 2.0
+    inside = [p for p in moves if 0 < p < 2]
+    assert inside, positions  # the bar moved before the chunk was done
+    assert all(p * 100 == int(p * 100) for p in inside)  # positions in hundredths of a query
+
+
+def test_path_batch_progress_rises_to_the_query_count(
+    ray_cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of paths: each chunk's first query reports its kernel's progress, so every chunk moves the bar
+    # before it finishes; the answers are those of a batch without progress, in order.
+    positions = _recording_bar(monkeypatch)
+    lattice = Lattice((40, 40, 30), obstacles=[{"kind": "random", "p": 0.2, "seed": 6}])
+    pairs = _pairs(lattice, 12, seed=3)
+    got = batch_shortest_paths(lattice.spec(), pairs, method="bfs", backend="numpy", chunk_size=4, workers=1)
+    for answer, (start, goal) in zip(got, pairs, strict=True):
+        _same(answer, lattice, start, goal, "bfs", "numpy")
+    moves = [p for p in positions if p > 0]
+    assert moves == sorted(moves) and moves[-1] == 12.0, positions
+    assert {4.0, 8.0} <= set(moves)  # each chunk's end
+    for lo in (0, 4, 8):
+        assert any(lo < p < lo + 4 for p in moves), (lo, positions)

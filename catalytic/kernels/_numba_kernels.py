@@ -38,6 +38,17 @@ SHIFT27 = np.uint64(27)
 SHIFT31 = np.uint64(31)
 SHIFT11 = np.uint64(11)
 
+ZERO = np.uint64(0)
+ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
+SHIFT56 = np.uint64(56)
+SHIFT63 = np.uint64(63)
+BYTE_LOWS = np.uint64(0x0101010101010101)
+BYTE_GATHER = np.uint64(0x0102040810204080)
+"""Multiplying the low bits of eight bytes by this gathers them, in order, into the top byte."""
+
+FILL_SPAN = 8
+"""Labels a run writes with one fixed-length store (:func:`_fill`)."""
+
 CHUNK = 1 << 16
 """Vertices per work item of the parallel sweeps (a multiple of 8 so bit-packing chunks own whole bytes)."""
 
@@ -878,10 +889,70 @@ def _merge(parent: np.ndarray, a: Int, b: Int) -> Int:
     return rb
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _pack_open(open_mask: np.ndarray, packed: np.ndarray) -> None:
+    """Pack the uint8 open mask (0 or 1 per vertex) into ``packed``: bit ``i & 63`` of word ``i >> 6`` is vertex
+    ``i``. ``packed`` holds ``(N + 63) // 64 + 1`` words; the bits past N and the spare last word are 0, so
+    :func:`_bits_at` may read one word past any vertex."""
+    n = open_mask.shape[0]
+    full = n >> 6
+    # eight mask bytes at a time: one multiply gathers the low bit of each byte into the top byte
+    octets = open_mask[: full << 6].view(np.uint64)
+    for w in prange(full):
+        acc = np.uint64(0)
+        for j in range(8):
+            acc |= (((octets[8 * w + j] & BYTE_LOWS) * BYTE_GATHER) >> SHIFT56) << np.uint64(8 * j)
+        packed[w] = acc
+    tail = np.uint64(0)
+    for i in range(full << 6, n):
+        tail |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)
+    packed[full] = tail
+    packed[packed.shape[0] - 1] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bits_at(packed: np.ndarray, pos: Int) -> np.uint64:
+    """The 64 open bits of vertices ``pos .. pos + 63`` (0 past N)."""
+    w = pos >> 6
+    s = np.uint64(pos & 63)
+    return (packed[w] >> s) | ((packed[w + 1] << ONE) << (SHIFT63 - s))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _low_mask(width: Int) -> np.uint64:
+    """The ``width`` (1..64) low bits set."""
+    return ALL_BITS >> np.uint64(64 - width)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _run_at(bits: np.uint64, rest: np.uint64) -> tuple[np.int64, np.int64]:
+    """The run of set ``bits`` that starts at the lowest set bit of ``rest`` (a subset of ``bits`` whose lowest
+    set bit starts a run), as ``(first, end)`` bit positions."""
+    a = trailing_zeros(rest)
+    above = ~(bits >> a)
+    width = trailing_zeros(above) if above else np.uint64(64) - a
+    return np.int64(a), np.int64(a + width)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill(out: np.ndarray, lo: Int, hi: Int, value: Int, limit: Int) -> None:
+    """Write ``value`` into ``out[lo:hi]``; may write it up to ``lo + FILL_SPAN`` too, but never at ``limit`` or past.
+
+    The usual short run takes one fixed-length store instead of a loop whose length the branch predictor
+    cannot know; the slots written past ``hi`` belong to vertices later in the slab, written again in turn.
+    """
+    if lo + FILL_SPAN <= limit:
+        for j in range(FILL_SPAN):
+            out[lo + j] = value
+        lo += FILL_SPAN
+    for i in range(lo, hi):
+        out[i] = value
+
+
 @njit(cache=True, nogil=True)
 def _label_slab(
     axes: Axes,
-    open_mask: np.ndarray,
+    packed: np.ndarray,
     out: np.ndarray,
     parent: np.ndarray,
     first_row: Int,
@@ -889,11 +960,14 @@ def _label_slab(
 ) -> Int:
     """Provisional labels for the axis-0 rows ``first_row .. last_row - 1``; returns how many were opened.
 
-    An open vertex takes a label of its open backward neighbours and merges their classes in ``parent``;
-    without one it opens a new label. Labels count up from the slab's first index, so they follow the index
+    Each line along the last axis is read 64 vertices at a time from the packed mask, as runs of open
+    vertices. A run takes the label of the open vertices next to it on the lines before it (one per run of
+    theirs that it overlaps) and merges their classes in ``parent``; without any it opens a new label, and it
+    writes its label over its vertices. Labels count up from the slab's first index, so they follow the index
     of the vertex that opened them, in this slab and across slabs, and the smallest label of a class is the
-    one its lowest vertex opened. Blocked vertices hold −1 meanwhile, so a neighbour's label alone tells
-    whether it is open. Edges leaving the slab along axis 0 are left to :func:`_join_slabs`.
+    one its lowest vertex opened (that vertex starts a run with no open vertex before it). Blocked vertices
+    are not written: the packed mask says which are open. Edges leaving the slab along axis 0 are left to
+    :func:`_join_slabs`.
     """
     shape, strides, periodic = axes
     d = shape.shape[0]
@@ -904,10 +978,11 @@ def _label_slab(
     coords = np.zeros(d, np.int64)
     coords[0] = first_row if d > 1 else 0
     offsets = np.empty(2 * d, np.int64)
+    partner = np.empty(2 * d, np.uint64)
     fresh = lo
     base = lo
     while base < hi:
-        # the backward partners of this line along the other axes (the lower index of each edge)
+        # the lines before this one along the other axes (the lower index of each edge)
         m = 0
         for k in range(d - 1):
             c = coords[k]
@@ -918,40 +993,58 @@ def _label_slab(
             if k > 0 and periodic[k] and c == shape[k] - 1 and shape[k] > 2:
                 offsets[m] = c * strides[k]
                 m += 1
-        for c in range(line):
-            i = base + c
-            if not open_mask[i]:
-                out[i] = -1
+        lab: Int = -1
+        carry = ZERO
+        for c0 in range(0, line, 64):
+            start = base + c0
+            cur = _bits_at(packed, start) & _low_mask(min(64, line - c0))
+            if cur == 0:
+                carry = ZERO
                 continue
-            before = out[i - 1] if c > 0 else -1
-            across = out[i - c] if line_wraps and c == line - 1 else -1
-            top = max(before, across)
             for q in range(m):
-                top = max(top, out[i - offsets[q]])
-            if top < 0:
-                parent[fresh] = fresh
-                out[i] = fresh
-                fresh += 1
-            else:
-                # merging only labels other than the largest one skips the common case of a single label
-                mine: Int = top
-                if before >= 0 and before != top:
-                    mine = _merge(parent, mine, before)
-                if across >= 0 and across != top:
-                    mine = _merge(parent, mine, across)
+                partner[q] = _bits_at(packed, start - offsets[q]) & cur
+            rest = cur
+            while rest:
+                a, b = _run_at(cur, rest)
+                run = _low_mask(b - a) << np.uint64(a)
+                rest &= ~run
+                # a run from bit 0 goes on from the last chunk's when that ended at its bit 63
+                if a != 0 or carry == 0:
+                    lab = -1
                 for q in range(m):
-                    other = out[i - offsets[q]]
-                    if other >= 0 and other != top:
-                        mine = _merge(parent, mine, other)
-                out[i] = mine
+                    touch = partner[q] & run
+                    while touch:
+                        p = trailing_zeros(touch)
+                        other = out[start - offsets[q] + np.int64(p)]
+                        if lab < 0:
+                            lab = other
+                        elif other != lab:
+                            lab = _merge(parent, lab, other)
+                        # drop the rest of that partner run: adding its lowest bit carries through it
+                        touch &= touch + (ONE << p)
+                if lab < 0:
+                    parent[fresh] = fresh
+                    lab = fresh
+                    fresh += 1
+                _fill(out, start + a, start + b, lab, hi)
+            carry = cur >> SHIFT63
+        if line_wraps and (_bits_at(packed, base) & ONE) and (_bits_at(packed, base + line - 1) & ONE):
+            _merge(parent, out[base], out[base + line - 1])
         base += line
         advance_axes(coords, shape, d - 2)
     return fresh - lo
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _is_set(packed: np.ndarray, i: Int) -> bool:
+    """Whether vertex ``i`` is open in the packed mask."""
+    return bool((packed[i >> 6] >> np.uint64(i & 63)) & ONE)
+
+
 @njit(cache=True, nogil=True)
 def _join_slabs(
     axes: Axes,
+    packed: np.ndarray,
     out: np.ndarray,
     parent: np.ndarray,
     bounds: np.ndarray,
@@ -963,13 +1056,31 @@ def _join_slabs(
     for b in range(1, bounds.shape[0] - 1):
         first = bounds[b] * row
         for i in range(first, first + row):
-            if out[i] >= 0 and out[i - row] >= 0:
+            if _is_set(packed, i) and _is_set(packed, i - row):
                 _merge(parent, out[i], out[i - row])
     if shape.shape[0] > 1 and periodic[0] and n0 > 2:
         last = (n0 - 1) * row
         for i in range(last, last + row):
-            if out[i] >= 0 and out[i - last] >= 0:
+            if _is_set(packed, i) and _is_set(packed, i - last):
                 _merge(parent, out[i], out[i - last])
+
+
+@njit(cache=True, nogil=True)
+def _number_lines(line: Int, packed: np.ndarray, out: np.ndarray, parent: np.ndarray, lo: Int, hi: Int) -> None:
+    """Final labels of the lines starting at ``lo .. hi - 1`` (step ``line``), 0 where blocked.
+
+    Vertex by vertex without a branch: a blocked vertex's slot holds no label, so it looks up slot 0 instead
+    (whatever that holds is masked off) and writes 0.
+    """
+    for base in range(lo, hi, line):
+        for c0 in range(0, line, 64):
+            start = base + c0
+            cur = _bits_at(packed, start)
+            for j in range(min(64, line - c0)):
+                # all ones where open, 0 where blocked
+                keep = -np.int32((cur >> np.uint64(j)) & ONE)
+                i = start + j
+                out[i] = parent[out[i] & keep] & keep
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -983,27 +1094,31 @@ def label(
 ) -> Int:
     """Component labels numbered by lowest index (0 blocked) written into ``out``; returns the count.
 
-    ``meter[0]`` counts the vertices of the rounds done: the parallel slabs (up to ``n``), the join and the
-    numbering (``n`` more each).
+    ``open_mask`` holds 0 or 1 per vertex. ``meter[0]`` counts the vertices of the rounds done: the parallel
+    slabs (up to ``n``), the join and the numbering (``n`` more each).
 
     ``parent`` (N,) of ``out``'s dtype is scratch for the label classes; only the labels used are touched.
-    The rows of axis 0 are split into ``slabs`` slabs labelled in parallel and then joined; the classes are
-    numbered in label order, which is the order of their lowest vertices, so the result does not depend on
-    the split.
+    The mask is packed 64 vertices a word (N / 8 bytes of scratch) and read as runs. The rows of axis 0 are
+    split into ``slabs`` slabs labelled in parallel and then joined; the classes are numbered in label order,
+    which is the order of their lowest vertices, so the result does not depend on the split.
     """
     shape, strides = axes[0], axes[1]
+    d = shape.shape[0]
     n = open_mask.shape[0]
     n0 = shape[0]
+    line = shape[d - 1]
+    packed = np.empty(((n + 63) >> 6) + 1, np.uint64)
+    _pack_open(open_mask, packed)
     # a 1-D lattice is a single line, labelled in one piece
-    parts = max(1, min(slabs, n0)) if shape.shape[0] > 1 else 1
+    parts = max(1, min(slabs, n0)) if d > 1 else 1
     bounds = np.empty(parts + 1, np.int64)
     for b in range(parts + 1):
         bounds[b] = b * n0 // parts
     used = np.zeros(parts, np.int64)
     for b in prange(parts):
-        used[b] = _label_slab(axes, open_mask, out, parent, bounds[b], bounds[b + 1])
+        used[b] = _label_slab(axes, packed, out, parent, bounds[b], bounds[b + 1])
     meter[0] = n
-    _join_slabs(axes, out, parent, bounds)
+    _join_slabs(axes, packed, out, parent, bounds)
     meter[0] = 2 * n
     count = 0
     for b in range(parts):
@@ -1016,8 +1131,8 @@ def label(
             else:
                 # root < lab was numbered already and is in the same class
                 parent[lab] = parent[root]
-    chunks = (n + CHUNK - 1) // CHUNK
-    for chunk in prange(chunks):
-        for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
-            out[i] = parent[out[i]] if out[i] >= 0 else 0
+    lines = n // line
+    pieces = max(1, min(lines, 4 * slabs))
+    for piece in prange(pieces):
+        _number_lines(line, packed, out, parent, piece * lines // pieces * line, (piece + 1) * lines // pieces * line)
     return count

@@ -329,6 +329,9 @@ class NumbaBackend(HostBackend):
     def label(self, geom: Geometry, open_mask: Any) -> tuple[np.ndarray, int]:
         """Component labels numbered 1..count by lowest linear index, slabs of axis 0 labelled in parallel.
 
+        Lines along the last axis are read from the mask packed 1 bit per vertex (N / 8 bytes of scratch) as
+        runs of open vertices, and each run is joined to the runs it touches on the lines before it.
+
         Examples
         --------
         >>> from catalytic.lattice import Lattice
@@ -343,5 +346,6 @@ class NumbaBackend(HostBackend):
         parent = np.empty(geom.vertices, dtype=dtype)
         counts = meter().counts
         counts[PROGRESS_TOTAL] = 3 * geom.vertices  # the slabs, the join and the numbering
-        count = _kernels().label(_axes(geom), open_mask, out, parent, _threads(), counts)
+        mask = np.ascontiguousarray(open_mask)  # read 8 bytes at a time when packed
+        count = _kernels().label(_axes(geom), mask, out, parent, _threads(), counts)
         return out, int(count)

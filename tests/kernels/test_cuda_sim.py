@@ -28,7 +28,8 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 SKIP_EXIT = 3
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: its fixture starts the simulator and compiled-as-Python runs once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cuda-sim")]
 
 
 def _env(**extra: str) -> dict[str, str]:

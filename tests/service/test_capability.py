@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +19,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from servers import free_port, stop_process
 from service.service_helpers import Service, start_service
+from service.test_replicas import Replica
 
 from catalytic.lattice import Lattice
 from catalytic.service import db as queries
@@ -277,41 +275,12 @@ async def test_an_orphaned_gpu_job_goes_back_to_the_shared_queue(make_settings: 
 # --- two real processes -------------------------------------------------------------------------------------------
 
 
-class Pod:
-    """``catalytic serve`` on a free loopback port, stopped by its process id."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "catalytic.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self._log = open(log, "wb")  # noqa: SIM115 - kept open for the child's lifetime, closed in stop()
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.log_path = log
-
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"pod on {self.port} never became ready:\n{self.log_path.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            stop_process(self.process)
-        self._log.close()
-
-
 WAIT_S = 10
 LEASE_S = 6
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def pods(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pod, Pod, str | None]]:
+def pods(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Replica, Replica, str | None]]:
     """A CPU pod and a GPU pod (its GPU workers under numba's CUDA simulator) on one database."""
     database_url = None if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CATALYTIC_", "NUMBA_ENABLE_CUDASIM"))}
@@ -330,8 +299,8 @@ def pods(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pod, 
     if database_url is not None:
         base["DATABASE_URL"] = database_url
     migrate(database_url, sqlite_path=base["CATALYTIC_SQLITE_PATH"])
-    cpu = Pod({**base, "CATALYTIC_BACKEND": "numba"}, tmp_path / "cpu.log")
-    gpu = Pod(
+    cpu = Replica({**base, "CATALYTIC_BACKEND": "numba"}, tmp_path / "cpu.log")
+    gpu = Replica(
         {
             **base,
             "CATALYTIC_BACKEND": "auto",
@@ -375,7 +344,7 @@ def owner_pid(database_url: str | None, sqlite_path: str, job_id: str) -> int:
 
 @pytest.mark.slow
 def test_gpu_work_reaches_the_gpu_pod_and_falls_back_to_cpu_pods_after_the_wait(
-    pods: tuple[Pod, Pod, str | None], tmp_path: Path
+    pods: tuple[Replica, Replica, str | None], tmp_path: Path
 ) -> None:
     cpu, gpu, database_url = pods
     sqlite_path = str(tmp_path / "catalytic.db")

@@ -24,7 +24,6 @@ naming ``Idempotency-Key``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
@@ -42,6 +41,7 @@ from starlette.types import Message, Receive
 from catalytic.service import defaults
 from catalytic.service.errors import Conflict, ServiceError
 from catalytic.service.metrics import IDEMPOTENT_REPLAYS
+from catalytic.service.periodic import Periodic
 from catalytic.service.state import read_body, service
 from catalytic.storage import Connection, Database
 from catalytic.tenancy import tenant_of
@@ -357,7 +357,7 @@ def accepts_idempotency_key(endpoint: Callable[..., Any]) -> bool:
     return bool(getattr(endpoint, _MARK, False))
 
 
-class KeySweeper:
+class KeySweeper(Periodic):
     """Every ``interval_s`` (at most the TTL): delete the records older than the TTL.
 
     Parameters
@@ -382,27 +382,13 @@ class KeySweeper:
         self.ttl_s = ttl_s
         self.interval_s = min(interval_s, ttl_s)
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+
+    task_name = "catalytic-idempotency-sweeper"
+    failure = f"sweeping {HEADER} records failed"
 
     async def sweep_once(self) -> int:
         """One pass; the number of records deleted."""
         return await sweep(self.db, self.clock() - self.ttl_s)
 
-    def start(self) -> None:
-        """Sweep now and every ``interval_s`` until :meth:`close`."""
-        self._task = asyncio.create_task(self._loop(), name="catalytic-idempotency-sweeper")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("sweeping %s records failed", HEADER)
-            await asyncio.sleep(self.interval_s)
-
-    async def close(self) -> None:
-        """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def run_once(self) -> int:
+        return await self.sweep_once()

@@ -12,7 +12,6 @@ that stops the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -27,13 +26,14 @@ from catalytic.service.metrics import (
     JOB_QUEUE_CAPACITY,
     RESULTS_STORE_BYTES,
 )
+from catalytic.service.periodic import Periodic
 
 __all__ = ["Probes"]
 
 log = logging.getLogger("catalytic.service")
 
 
-class Probes:
+class Probes(Periodic):
     """The probe loop of one server process.
 
     Parameters
@@ -46,11 +46,18 @@ class Probes:
         Epoch seconds (job ages are measured against the stored ``created_at``).
     """
 
+    task_name = "catalytic-probes"
+    failure = "probe round failed"
+
+    @property
+    def interval_s(self) -> float:  # type: ignore[override]
+        """PROBE_INTERVAL_S, read each round."""
+        return defaults.PROBE_INTERVAL_S
+
     def __init__(self, db: Any, cache: Any, max_queued: int, clock: Any = time.time) -> None:
         self.db = db
         self.cache = cache
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
         self._next_store = 0.0
         JOB_QUEUE_CAPACITY.set(max_queued)
 
@@ -85,22 +92,3 @@ class Probes:
                     await self.read_store_gauges()
             except Exception as exc:  # a slow or failing read leaves the last values; the next round tries again
                 log.warning("store gauges not read: %s: %s", type(exc).__name__, exc)
-
-    def start(self) -> None:
-        """Run :meth:`run_once` every ``PROBE_INTERVAL_S`` until :meth:`close`."""
-        self._task = asyncio.create_task(self._loop(), name="catalytic-probes")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("probe round failed")
-            await asyncio.sleep(defaults.PROBE_INTERVAL_S)
-
-    async def close(self) -> None:
-        """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -34,6 +34,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from catalytic.service.periodic import Periodic
+
 __all__ = [
     "BucketStore",
     "DirectoryStore",
@@ -373,7 +375,7 @@ async def _on_store(call: Callable[..., T], *args: Any) -> T:
         raise
 
 
-class ResultSweeper:
+class ResultSweeper(Periodic):
     """Every ``interval_s``: delete expired results (records, inline arrays and files), and stray files.
 
     Parameters
@@ -418,7 +420,6 @@ class ResultSweeper:
         RESULTS_STORE_LIMIT_BYTES.labels("store").set(max_bytes)
         self.interval_s = interval_s
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep_once(self) -> dict[str, int]:
         """One pass; counts of result records and store files deleted, and the bytes the store keeps."""
@@ -459,26 +460,13 @@ class ResultSweeper:
             )
         return {"records": records, "files": files + stray, "store_bytes": kept}
 
+    task_name = "catalytic-result-sweeper"
+    failure = "results sweep failed"
+
+    async def run_once(self) -> dict[str, int]:
+        return await self.sweep_once()
+
     @property
     def full(self) -> bool:
         """Whether the latest sweep found the store at RESULTS_STORE_MAX_BYTES or over it."""
         return self.max_bytes > 0 and self.store_bytes is not None and self.store_bytes >= self.max_bytes
-
-    def start(self) -> None:
-        """Sweep now and every ``interval_s`` until :meth:`close`."""
-        self._task = asyncio.create_task(self._loop(), name="catalytic-result-sweeper")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("results sweep failed")
-            await asyncio.sleep(self.interval_s)
-
-    async def close(self) -> None:
-        """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

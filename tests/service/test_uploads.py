@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from servers import free_port, stop_process
 from service.service_helpers import Service, start_service
+from service.test_replicas import Replica
 
 pytestmark = pytest.mark.anyio
 
@@ -495,7 +494,6 @@ def _weight_rows(first: int, count: int) -> np.ndarray:
 
 @pytest.fixture
 def real_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    port = free_port()
     env = {
         **os.environ,
         "CATALYTIC_SQLITE_PATH": str(tmp_path / "catalytic.db"),
@@ -507,24 +505,12 @@ def real_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], 
         "CATALYTIC_MAX_UPLOAD_BYTES": str(2 * 8 * SIDE * SIDE),
         "CATALYTIC_BACKEND": "numba",
     }
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        command = [sys.executable, "-m", "catalytic.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Replica(env, tmp_path / "serve.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        yield url, process, tmp_path / "results" / "arrays"
+        server.wait_ready(120)
+        yield server.url, server.process, tmp_path / "results" / "arrays"
     finally:
-        stop_process(process)
+        server.stop()
 
 
 @pytest.mark.slow

@@ -612,7 +612,9 @@ def shortest_path(
         ``auto`` runs :func:`auto_method`: A* (Manhattan heuristic, periodic-aware) or BFS, chosen from the
         lattice's shape and obstacle density and the endpoints, never from the backend or the memory budget.
     backend : {"numpy", "numba", "cupy", "auto"}, optional
-        Defaults to ``CATALYTIC_BACKEND``, else auto.
+        Defaults to ``CATALYTIC_BACKEND``, else auto. The method decides where it runs within that choice: on a
+        GPU backend, A* runs on the host backend (numba), the other methods on the device; the answer's
+        ``backend`` names the one that ran.
     memory : {"auto", "full", "frugal"}
         ``frugal`` keeps 2 bits of state per vertex (depth mod 3) plus a bit-packed mask, for BFS only, and
         traces the same path as full-state BFS; ``auto`` uses it for BFS when the full state would not fit
@@ -683,7 +685,7 @@ def shortest_path(
 
     if scratch is not None and backend is None:
         backend = "numba"
-    (path, cost, expanded, state_bytes), used = run_with_fallback(backend, run)
+    (path, cost, expanded, state_bytes), used = run_with_fallback(backend, run, method)
     if progress is not None:
         progress(1.0)
     mask_bytes = (lattice.vertices + 7) // 8 if mode == "frugal" else lattice.vertices

@@ -30,7 +30,11 @@ here, not in the backends:
 
 Selection: the ``backend=`` argument, else ``CATALYTIC_BACKEND`` (``auto|numpy|numba|cupy``), else auto
 (cupy when it imports and a CUDA device is usable, otherwise numba). Under auto, a GPU failure at run time
-falls back to numba for that call (see :func:`run_with_fallback`).
+falls back to numba for that call (see :func:`run_with_fallback`). Placement: the method is never the
+backend's choice, only where it runs is. A backend whose primitive for a method would copy the state to a host
+backend and back names that host backend instead (:meth:`Backend.placement`): on a GPU, A\\* point queries
+run on numba, while BFS, bidirectional and Dijkstra searches, distance fields and components run on the device.
+Every answer names the backend that ran it.
 """
 
 from __future__ import annotations
@@ -228,6 +232,17 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     host_arrays: ClassVar[bool] = True
     """Whether state arrays are host NumPy arrays (so lent host memory can hold them)."""
+
+    def placement(self, method: str) -> str:
+        """The backend that runs point queries of path ``method`` when this one is selected: itself, unless
+        its primitive would only copy the state to a host backend and back (the GPU's A\\*).
+
+        Examples
+        --------
+        >>> get_backend("numpy").placement("astar")
+        'numpy'
+        """
+        return self.name
 
     @classmethod
     @abc.abstractmethod
@@ -429,15 +444,21 @@ def _is_gpu_failure(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or module.startswith(("cupy", "cupy_backends", "numba.cuda"))
 
 
-def run_with_fallback(backend: str | None, call: Callable[[Backend], T]) -> tuple[T, str]:
+def run_with_fallback(backend: str | None, call: Callable[[Backend], T], method: str | None = None) -> tuple[T, str]:
     """Run ``call`` on the selected backend; under auto, retry a GPU failure on numba.
 
+    With a path ``method``, the call runs where the selected backend places it (:meth:`Backend.placement`):
+    a GPU's A\\* point query runs on its host backend, with no copies to the device and back.
     Returns the result and the name of the backend that produced it.
     """
     global _fallbacks, _warned
     name, auto = resolve_backend(backend)
     try:
-        return call(get_backend(name)), name
+        selected = get_backend(name)
+        if method is not None and selected.placement(method) != name:
+            name = selected.placement(method)
+            selected = get_backend(name)
+        return call(selected), name
     except Exception as exc:
         if not (auto and name == "cupy" and _is_gpu_failure(exc)):
             raise

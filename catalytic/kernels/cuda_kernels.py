@@ -19,6 +19,10 @@ Layout shared by the kernels
   "Hit" is set when a level labels the target, or a vertex the other side of a bidirectional search already
   labelled.
 * ``control`` (int64, 5 entries): ``[level reached, done, expanded, discovered, hit]``, for the host.
+* SSSP (weighted Dijkstra's costs): ``pending`` and ``reached`` bit sets over the vertices; a pending vertex
+  has a cost lowered since it last relaxed its neighbours, a reached one is a source or was ever lowered.
+  ``sssp_control`` (int64, 2 entries): ``[relaxed this pass, settled]``; ``far`` (float64, 1 entry): the least
+  cost of a pending vertex left for a later pass.
 
 The whole-level BFS and the frugal BFS share one frontier walk (:func:`_expand_level`) and one pair of level
 kernels; they differ only in how a neighbour is claimed (:func:`_claim`): a visited bit and a distance, or a
@@ -52,8 +56,13 @@ __all__ = [
     "label_compress",
     "label_hook",
     "label_init",
+    "label_number",
+    "label_roots",
     "mark_sources",
     "open_flags",
+    "sssp_relax",
+    "sssp_settled",
+    "sssp_tentative",
     "trace",
     "trace_frugal",
 ]
@@ -439,6 +448,131 @@ def bidirectional_levels(
         control[4] = side
 
 
+# --- weighted single-source shortest paths (near-far relaxation) -----------------------------------------
+
+
+@cuda.jit(device=True)
+def _entry_cost(weights, weighted, u):
+    """What entering ``u`` costs: its weight, or 1.0 on an unweighted lattice (as the reference adds it)."""
+    if weighted:
+        return weights[u]
+    return 1.0
+
+
+@cuda.jit
+def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, reached, dist, limit, control, far):
+    """One near-far pass: every pending vertex whose cost is below ``limit`` relaxes its open neighbours.
+
+    A neighbour's candidate is ``dist[v] + cost(u)``, the very float64 sum the reference's heap loop forms, and
+    it is kept by an atomic minimum only when strictly lower; a lowered neighbour becomes pending (and reached).
+    Whatever the order of the passes, the costs reach the one fixed point the reference's Dijkstra reaches
+    (see :mod:`catalytic.kernels.cupy_backend`). Pending vertices at or above ``limit`` wait: ``far[0]``
+    becomes the least of their costs, which the host reads when a pass relaxed nothing.
+    """
+    relaxed = 0
+    for w in range(cuda.grid(1), pending.size, cuda.gridsize(1)):
+        bits = pending[w]
+        if bits == 0:
+            continue
+        near = np.uint32(0)
+        b = 0
+        scan = bits
+        while scan != 0:
+            if scan & _BIT:
+                cost = dist[w * 32 + b]
+                if cost < limit:
+                    near |= _BIT << np.uint32(b)
+                else:
+                    cuda.atomic.min(far, 0, cost)
+            scan = scan >> _BIT
+            b += 1
+        if near == 0:
+            continue
+        # Cleared before the costs are read: a vertex lowered again meanwhile is pending again, and relaxes again.
+        cuda.atomic.and_(pending, w, ~near)
+        b = 0
+        while near != 0:
+            if near & _BIT:
+                v = w * 32 + b
+                g = dist[v]
+                relaxed += 1
+                rem = v
+                for k in range(shape.size):
+                    c = rem // strides[k]
+                    rem -= c * strides[k]
+                    if shape[k] == 1:
+                        continue
+                    for plus in range(2):
+                        u = _step(v, c, k, plus, shape, strides, periodic)
+                        if u < 0 or open_mask[u] == 0:
+                            continue
+                        candidate = g + _entry_cost(weights, weighted, u)
+                        if candidate < dist[u]:
+                            old = cuda.atomic.min(dist, u, candidate)
+                            if candidate < old:
+                                bit = _BIT << np.uint32(u & 31)
+                                cuda.atomic.or_(reached, u >> 5, bit)
+                                cuda.atomic.or_(pending, u >> 5, bit)
+            near = near >> _BIT
+            b += 1
+    if relaxed:
+        cuda.atomic.add(control, 0, relaxed)
+
+
+@cuda.jit
+def sssp_settled(dist, reached, target_cost, target, settled, control):
+    """The vertices the reference settles before it stops: reached, with ``(cost, index) <= (target_cost, target)``.
+
+    ``settled`` gets their bits and ``control[1]`` their count (``expanded``); ``target_cost = inf`` with
+    ``target`` past the last index takes every reached vertex (a search run to exhaustion).
+    """
+    count = 0
+    for w in range(cuda.grid(1), reached.size, cuda.gridsize(1)):
+        bits = reached[w]
+        out = np.uint32(0)
+        b = 0
+        while bits != 0:
+            if bits & _BIT:
+                v = w * 32 + b
+                cost = dist[v]
+                if cost < target_cost or (cost == target_cost and v <= target):
+                    out |= _BIT << np.uint32(b)
+                    count += 1
+            bits = bits >> _BIT
+            b += 1
+        settled[w] = out
+    if count:
+        cuda.atomic.add(control, 1, count)
+
+
+@cuda.jit
+def sssp_tentative(shape, strides, periodic, open_mask, weights, weighted, settled, target, bounds, has_bounds, dist):
+    """Give every open vertex the reference did not settle the cost its heap loop left there when it stopped.
+
+    That is its starting bound (``bounds``, or inf) lowered by ``dist[v] + cost(u)`` of each settled neighbour
+    ``v`` but the target (the reference stops as it settles the target, before relaxing from it). Only
+    unsettled entries are written and only settled ones are read, so threads never race.
+    """
+    for u in range(cuda.grid(1), open_mask.size, cuda.gridsize(1)):
+        if open_mask[u] == 0 or (settled[u >> 5] >> np.uint32(u & 31)) & _BIT:
+            continue
+        best = bounds[u] if has_bounds else np.inf
+        entry = _entry_cost(weights, weighted, u)
+        rem = u
+        for k in range(shape.size):
+            c = rem // strides[k]
+            rem -= c * strides[k]
+            if shape[k] == 1:
+                continue
+            for plus in range(2):
+                v = _step(u, c, k, plus, shape, strides, periodic)
+                if v >= 0 and v != target and (settled[v >> 5] >> np.uint32(v & 31)) & _BIT:
+                    candidate = dist[v] + entry
+                    if candidate < best:
+                        best = candidate
+        dist[u] = best
+
+
 # --- components ------------------------------------------------------------------------------------------
 
 
@@ -485,6 +619,42 @@ def label_compress(parent):
     """Point every vertex straight at its root (pointer jumping)."""
     for v in range(cuda.grid(1), parent.size, cuda.gridsize(1)):
         parent[v] = _root(parent, v)
+
+
+@cuda.jit
+def label_roots(open_mask, parent, roots, counts):
+    """Bit ``v`` of ``roots``: ``v`` is open and its own root; ``counts[w]``: the roots in word ``w``."""
+    n = open_mask.size
+    for w in range(cuda.grid(1), roots.size, cuda.gridsize(1)):
+        bits = np.uint32(0)
+        found = 0
+        for b in range(32):
+            v = w * 32 + b
+            if v < n and open_mask[v] != 0 and parent[v] == v:
+                bits |= _BIT << np.uint32(b)
+                found += 1
+        roots[w] = bits
+        counts[w] = found
+
+
+@cuda.jit
+def label_number(open_mask, roots, offsets, parent):
+    """In place, each open vertex's root becomes its label: 1 + the roots of lower index; blocked becomes 0.
+
+    ``offsets`` is the inclusive prefix sum of the roots per word. A thread reads and writes only its own
+    vertex's entry of ``parent``, so the labels can overwrite the roots.
+    """
+    for v in range(cuda.grid(1), parent.size, cuda.gridsize(1)):
+        if open_mask[v] == 0:
+            parent[v] = 0
+            continue
+        root = parent[v]
+        w = root >> 5
+        below = roots[w] & ((_BIT << np.uint32(root & 31)) - _BIT)
+        rank = cuda.popc(below)
+        if w > 0:
+            rank += offsets[w - 1]
+        parent[v] = rank + 1
 
 
 # --- path walks (one thread: a path is short next to the lattice) ----------------------------------------

@@ -24,13 +24,23 @@ How each primitive runs
   those sizes, so the rounds fuse like BFS levels. The meet (the level's doubly labelled vertex minimising
   ``(d_start + d_goal, index)``) is found with array operations afterwards.
 * ``label``: union-find hooking (the larger root of an edge under the smaller, atomically) and pointer
-  jumping until no edge joins two roots, then a prefix sum over the roots numbers components by their lowest
-  index.
-* ``dijkstra`` (weighted or A\\*): delegated to the host backend (``numba``) on copies of the mask and of
-  ``dist``, and the costs copied back. A GPU relaxation (Bellman-Ford or delta-stepping) reaches the same
-  fixed point in exact arithmetic, but a float64 cost is a sum formed along one particular path, and paths of
-  equal real cost may round differently; only the heap order ``(f, h, index)`` of the reference fixes which
-  sum wins, and ``expanded`` (the settled count) is defined by that order too. Identical answers come first.
+  jumping until no edge joins two roots; then the roots' bit set, a count of roots per 32-vertex word
+  prefix-summed in place, and the parents overwritten by their roots' ranks: the labels are the parent array,
+  and the rest is :data:`LABEL_TEMPORARY_BYTES_PER_VERTEX` (a quarter byte a vertex; at 10^9 vertices the
+  labels take 4 GB and the rest 0.25 GB, next to the 1 GB open mask).
+* ``dijkstra``: near-far relaxation on the device. Pending vertices whose cost is below a limit relax their
+  open neighbours, each candidate formed as the reference forms it (``dist[v] + cost(u)`` in float64) and kept
+  by an atomic minimum when strictly lower; when no pending cost is below the limit, the limit moves to the
+  least pending cost plus ``delta`` times the smallest weight. Costs only fall, and every weight is positive
+  and large enough next to any path sum that ``c + w > c`` (the lattice's weight rule), so the equations
+  ``dist[u] = min(bound(u), min over relaxing neighbours v of dist[v] + cost(u))`` have one solution: the
+  fixed point this relaxation reaches in any order is the one the reference's heap reaches, bit for bit,
+  although paths of equal real cost may round differently. ``expanded`` is then counted as the reference's
+  heap order ``(cost, index)`` settles (reached vertices up to the target's key), and a search stopped at a
+  target rewrites the entries the reference leaves unsettled from its settled neighbours, as its heap loop
+  left them. A\\* runs on the host backend (its heap order decides what it settles); the algorithms in
+  :mod:`catalytic.kernels` send A\\* point queries to the host backend themselves (:attr:`host_methods`), so
+  this copy happens only when the primitive is called directly.
 * ``trace_path`` / ``trace_path_frugal``: one device thread walks the canonical path (a path is short next to
   the lattice), so neither the distance field nor the state is copied to the host.
 """
@@ -49,11 +59,15 @@ import numpy as np
 
 from catalytic.kernels.backend import Backend, Geometry, get_backend, meter, register_backend
 
-__all__ = ["CupyBackend", "is_cupy_array"]
+__all__ = ["LABEL_TEMPORARY_BYTES_PER_VERTEX", "CupyBackend", "is_cupy_array"]
 
 log = logging.getLogger("catalytic.kernels.cupy")
 
 _INT32_LIMIT = 2**31 - 1
+LABEL_TEMPORARY_BYTES_PER_VERTEX = {4: 0.25, 8: 0.375}
+"""Device bytes :meth:`CupyBackend.label` allocates per vertex besides the labels it returns (4 bytes a vertex,
+8 past 2^31 - 1 vertices) and the open mask it is given (1): a root bit and a share of a per-word root count
+(int32 or int64 per 32 vertices). CuPy's in-place scan adds a workspace of about 1/512 of the counts."""
 _MIN_DEVICE_GRID = 128
 _CONTROL_LEVEL, _CONTROL_DONE, _CONTROL_EXPANDED, _CONTROL_DISCOVERED, _CONTROL_HIT = range(5)
 # The bidirectional kernel's control: [start level, goal level, done, expanded, side of the last round].
@@ -179,7 +193,10 @@ class CupyBackend(Backend):
     levels_per_launch : int
         Most BFS levels one cooperative launch runs before the host checks in.
     host_backend : str
-        The backend that runs the weighted / A\\* searches (``numba``; ``numpy`` in tests).
+        The backend that runs A\\* (``numba``; ``numpy`` in tests).
+    delta : float
+        Width of the near-far bands of the device Dijkstra, in multiples of the smallest weight; it changes
+        how much work a pass does, never a cost.
 
     Raises
     ------
@@ -208,6 +225,7 @@ class CupyBackend(Backend):
         fused: bool = True,
         levels_per_launch: int = 1 << 20,
         host_backend: str = "numba",
+        delta: float = 2.0,
     ) -> None:
         self.xp: ModuleType = importlib.import_module("cupy") if xp is None else xp
         self.k: Any = importlib.import_module("catalytic.kernels.cuda_kernels")
@@ -217,8 +235,16 @@ class CupyBackend(Backend):
         self.fused = fused
         self.levels_per_launch = int(levels_per_launch)
         self.host_backend = host_backend
+        self.delta = float(delta)
         self._geometries: weakref.WeakKeyDictionary[Geometry, _DeviceGeometry] = weakref.WeakKeyDictionary()
         self._cooperative: dict[tuple[int, tuple[Any, ...]], int] = {}
+
+    host_methods: ClassVar[frozenset[str]] = frozenset({"astar"})
+    """Path methods whose point queries run on :attr:`host_backend` (:meth:`placement`)."""
+
+    def placement(self, method: str) -> str:
+        """:attr:`host_backend` for A\\* (its heap order is kept on the host), this backend for the rest."""
+        return self.host_backend if method in self.host_methods else self.name
 
     @classmethod
     def probe(cls) -> str | None:
@@ -490,16 +516,86 @@ class CupyBackend(Backend):
                 return side, levels[side], expanded, False
 
     def dijkstra(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any, astar: bool) -> int:
-        """Dijkstra or A\\*, run by the host backend on copies; the costs are copied back into ``dist``.
+        """Dijkstra on the device (near-far relaxation), or A\\* on the host backend; returns ``expanded``.
 
-        The heap order ``(f, h, index)`` decides both ``expanded`` and which float64 sum becomes a vertex's
-        cost, so the search runs where that order is kept (see the module docstring).
+        Dijkstra's costs, ``expanded`` and, when the search stops at ``target``, the entries the reference
+        leaves unsettled are those of the reference bit for bit (see the module docstring). A\\* runs on the
+        host backend on copies, its costs copied back: its heap order decides what it settles.
         """
-        host = get_backend(self.host_backend)
-        host_dist = self.to_host(dist).copy()
-        expanded = host.dijkstra(geom, self.to_host(open_mask), sources, target, host_dist, astar)
-        dist[...] = self.to_device(host_dist)
-        return int(expanded)
+        if astar:
+            host = get_backend(self.host_backend)
+            host_dist = self.to_host(dist).copy()
+            expanded = host.dijkstra(geom, self.to_host(open_mask), sources, target, host_dist, astar)
+            dist[...] = self.to_device(host_dist)
+            return int(expanded)
+        return self._sssp(geom, open_mask, np.unique(np.asarray(sources, dtype=np.int64)), target, dist)
+
+    def _sssp(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
+        """Near-far relaxation to the reference's fixed point, then the reference's settled set and leftovers."""
+        xp = self.xp
+        nwords = (geom.vertices + 31) // 32
+        on_device = self.to_device(sources)
+        given = self.to_host(dist[on_device]).astype(np.float64)
+        start = np.where(np.isfinite(given), given, 0.0)
+        stops = target >= 0
+        # The entries the reference leaves unsettled keep their starting bounds unless a settled neighbour
+        # lowered them; those bounds are all inf (a lone source is settled first) unless the caller gave some.
+        has_bounds = stops and (
+            sources.size > 1 or int(xp.count_nonzero(xp.isfinite(dist))) > int(np.isfinite(given).sum())
+        )
+        dist[on_device] = self.to_device(start)
+        pending = xp.zeros(nwords, dtype=np.uint32)
+        reached = xp.zeros(nwords, dtype=np.uint32)
+        bounds = dist.copy() if has_bounds else xp.zeros(1, dtype=np.float64)
+        meter().allocated(pending.nbytes + reached.nbytes + (bounds.nbytes if has_bounds else 0))
+        words, first = np.unique(sources >> 5, return_index=True)
+        bits = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), (sources & 31).astype(np.uint32)), first)
+        pending[self.to_device(words)] = self.to_device(bits)
+        reached[self.to_device(words)] = self.to_device(bits)
+
+        weighted = geom.weights is not None
+        weights = self._weights(geom) if weighted else xp.zeros(1, dtype=np.float64)
+        entry = (open_mask, weights, int(weighted))
+        axes = self._device(geom).axes()
+        delta = self.delta * geom.min_weight
+        limit = float(start.min()) + delta
+        control = xp.zeros(2, dtype=np.int64)
+        far = xp.full(1, np.inf, dtype=np.float64)
+        counts = meter()
+        relaxed = 0
+        while True:
+            control[0] = 0
+            far[0] = np.inf
+            self._launch(self.k.sssp_relax, nwords, *axes, *entry, pending, reached, dist, limit, control, far)
+            this_pass = int(self.to_host(control)[0])
+            if this_pass:
+                relaxed += this_pass
+                counts.advance(relaxed)
+                continue
+            nearest = float(self.to_host(far)[0])
+            if not math.isfinite(nearest):
+                break
+            # No pending cost below the target's: the target's cost and every lower one are final.
+            if stops and self._is_reached(reached, target) and nearest >= self._cost(dist, target):
+                break
+            limit = nearest + delta
+
+        settled = pending  # free now; overwritten whole
+        popped = stops and self._is_reached(reached, target)
+        target_cost, last = (self._cost(dist, target), target) if popped else (np.inf, geom.vertices)
+        control[1] = 0
+        self._launch(self.k.sssp_settled, nwords, dist, reached, target_cost, last, settled, control)
+        if popped:
+            self._launch(
+                self.k.sssp_tentative, geom.vertices, *axes, *entry, settled, target, bounds, int(has_bounds), dist
+            )
+        return int(self.to_host(control)[1])
+
+    def _is_reached(self, reached: Any, vertex: int) -> bool:
+        return bool((int(self.to_host(reached[vertex >> 5 : (vertex >> 5) + 1])[0]) >> (vertex & 31)) & 1)
+
+    def _cost(self, dist: Any, vertex: int) -> float:
+        return float(self.to_host(dist[vertex : vertex + 1])[0])
 
     def trace_path(
         self, geom: Geometry, open_mask: Any, dist: Any, root: int, vertex: int, within: tuple[int, int] | None = None
@@ -599,7 +695,11 @@ class CupyBackend(Backend):
     # --- structure --------------------------------------------------------------------------------------
 
     def label(self, geom: Geometry, open_mask: Any) -> tuple[Any, int]:
-        """Component labels 1..count by lowest linear index (0 where blocked), and the count."""
+        """Component labels 1..count by lowest linear index (0 where blocked), and the count.
+
+        The union-find parents become the labels in place; the only other arrays are the roots' bit set and
+        their count per 32-vertex word, prefix-summed in place: :data:`LABEL_TEMPORARY_BYTES_PER_VERTEX`.
+        """
         xp = self.xp
         dtype = np.int32 if geom.vertices <= _INT32_LIMIT else np.int64
         parent = xp.empty(geom.vertices, dtype=dtype)
@@ -616,9 +716,12 @@ class CupyBackend(Backend):
             self._launch(self.k.label_compress, geom.vertices, parent)
             if not int(self.to_host(changed)[0]):
                 break
-        is_open = open_mask != 0
-        is_root = is_open & (parent == xp.arange(geom.vertices, dtype=dtype))
-        rank = xp.cumsum(is_root, dtype=dtype)
-        labels = xp.where(is_open, rank[parent], 0).astype(dtype)
-        count = int(self.to_host(rank[-1:])[0]) if geom.vertices else 0
-        return labels, count
+        nwords = (geom.vertices + 31) // 32
+        roots = xp.empty(nwords, dtype=np.uint32)
+        offsets = xp.empty(nwords, dtype=dtype)
+        counts.allocated(roots.nbytes + offsets.nbytes)
+        self._launch(self.k.label_roots, nwords, open_mask, parent, roots, offsets)
+        xp.cumsum(offsets, out=offsets)
+        self._launch(self.k.label_number, geom.vertices, open_mask, roots, offsets, parent)
+        count = int(self.to_host(offsets[-1:])[0]) if nwords else 0
+        return parent, count

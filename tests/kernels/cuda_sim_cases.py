@@ -176,6 +176,98 @@ def test_seeded_dijkstra_and_windowed_trace(lattice: Lattice) -> None:
         )
 
 
+class _CountingNumpy:
+    """NumPy as the backend's array namespace, adding up the bytes of every new array its functions return."""
+
+    def __init__(self) -> None:
+        self.allocated = 0
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(np, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            given = [*args, *kwargs.values()]
+            if isinstance(result, np.ndarray) and result.base is None and not any(result is a for a in given):
+                self.allocated += result.nbytes
+            return result
+
+        return counted
+
+
+@pytest.mark.parametrize("name", ["2d", "2d-torus", "3d-mixed", "1d-ring"])
+def test_label_allocates_the_stated_bytes_per_vertex(name: str) -> None:
+    from catalytic.kernels.cupy_backend import LABEL_TEMPORARY_BYTES_PER_VERTEX, CupyBackend
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("counts the allocations of the simulated backend")
+    lattice = LATTICES[name]()
+    counting = _CountingNumpy()
+    gpu, geom = CupyBackend(xp=counting, host_backend="numpy"), Geometry.of(lattice)  # type: ignore[arg-type]
+    mask = gpu.open_mask(geom)
+    counting.allocated = 0
+    labels, count = gpu.label(geom, mask)
+    want, want_count = NumpyBackend().label(geom, NumpyBackend().open_mask(geom))
+    assert count == want_count
+    np.testing.assert_array_equal(labels, want)
+    words = (geom.vertices + 31) // 32
+    changed_flag = 4
+    temporary = counting.allocated - labels.nbytes - changed_flag
+    # the stated bound, per 32-vertex word: a root bit per vertex and one count of the labels' type
+    assert temporary == words * 32 * LABEL_TEMPORARY_BYTES_PER_VERTEX[labels.itemsize]
+
+
+def _float_weighted(seed: int, shape: tuple[int, ...], periodic: Any) -> Lattice:
+    """Weights drawn from a continuum, so that sums along different paths round differently in the last bit."""
+    rng = np.random.default_rng(seed)
+    weights = rng.random(shape) * 1.5 + 0.25
+    return Lattice(shape, periodic=periodic, weights=weights, obstacles=[{"kind": "random", "p": 0.2, "seed": seed}])
+
+
+@pytest.mark.parametrize(
+    ("seed", "shape", "periodic"),
+    [(11, (9, 11), True), (12, (5, 4, 6), [True, False, True]), (13, (40,), True), (14, (7, 8), False)],
+)
+@pytest.mark.parametrize("delta", [0.5, 2.0, 1e12])
+def test_device_dijkstra_is_the_reference_bit_for_bit(
+    seed: int, shape: tuple[int, ...], periodic: Any, delta: float
+) -> None:
+    # Whatever the band width (1e12: every pending vertex relaxes in every pass, as in Bellman-Ford), the device
+    # reaches the reference's costs; stopped at a target it also leaves the reference's unsettled entries.
+    lattice = _float_weighted(seed, shape, periodic)
+    ref, gpu, geom = NumpyBackend(), _device_backend({"delta": delta}), Geometry.of(lattice)
+    start, goal = _endpoints(lattice)
+    rng = np.random.default_rng(seed)
+    reachable = np.flatnonzero(ref.open_mask(geom))
+    middle = int(rng.choice(reachable))
+    bounds = ref.full(geom.vertices, np.inf, np.float64)
+    bounds[rng.choice(reachable, size=3)] = rng.random(3) * 4.0
+    cases = [
+        ([start], -1, None),
+        ([start], goal, None),
+        ([start], middle, None),
+        ([start, goal], middle, {start: 0.75, goal: 2.5}),
+        ([middle], goal, "bounds"),
+    ]
+    for sources, target, seeds in cases:
+        want = bounds.copy() if seeds == "bounds" else ref.full(geom.vertices, np.inf, np.float64)
+        if isinstance(seeds, dict):
+            for vertex, cost in seeds.items():
+                want[vertex] = cost
+        got = gpu.to_device(want.copy())
+        want_expanded = ref.dijkstra(geom, ref.open_mask(geom), np.asarray(sources), target, want, False)
+        expanded = gpu.dijkstra(geom, gpu.open_mask(geom), np.asarray(sources), target, got, False)
+        assert expanded == want_expanded, (sources, target, seeds)
+        np.testing.assert_array_equal(gpu.to_host(got).view(np.int64), want.view(np.int64))
+        if target >= 0 and len(sources) == 1 and np.isfinite(want[target]):
+            np.testing.assert_array_equal(
+                gpu.trace_path(geom, gpu.open_mask(geom), got, sources[0], target),
+                ref.trace_path(geom, ref.open_mask(geom), want, sources[0], target),
+            )
+
+
 @pytest.mark.parametrize(("name", "options"), SEARCH_CASES)
 def test_frugal(name: str, options: dict[str, Any]) -> None:
     lattice = LATTICES[name]()
@@ -233,7 +325,9 @@ def test_public_api(simulated_registry: None, name: str) -> None:
     for method in methods:
         got = shortest_path(lattice, start, goal, method=method, backend="cupy")
         want = shortest_path(lattice, start, goal, method=method, backend="numpy")
-        assert got.backend == "cupy"
+        # the method is the same on every backend; A* point queries run on the host backend, the rest on the device
+        assert got.method == want.method
+        assert got.backend == ("numpy" if got.method == "astar" else "cupy"), method
         assert (got.length, got.cost, got.expanded) == (want.length, want.cost, want.expanded), method
         np.testing.assert_array_equal(got.coords, want.coords)
     if not lattice.weighted:

@@ -234,6 +234,52 @@ def test_bad_input_under_auto_is_not_a_gpu_failure(failing_gpu: type[_FailingGpu
     assert registry.fallback_count() == before
 
 
+# --- placement ------------------------------------------------------------------------------------------
+
+
+class _PlacingGpu(NumbaBackend):
+    """Stands in for the cupy backend with its placement rule; any search that reaches it is counted."""
+
+    name: ClassVar[str] = "cupy"
+    host_backend = "numba"
+    host_methods = cupy_backend.CupyBackend.host_methods
+    placement = cupy_backend.CupyBackend.placement
+    searches: ClassVar[list[str]] = []
+
+    @classmethod
+    def probe(cls) -> str | None:
+        return None
+
+    def bfs(self, *args: Any, **kwargs: Any) -> int:
+        type(self).searches.append("bfs")
+        return super().bfs(*args, **kwargs)
+
+    def dijkstra_written(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        type(self).searches.append("astar" if args[-1] else "dijkstra")
+        return super().dijkstra_written(*args, **kwargs)
+
+
+@pytest.mark.parametrize("backend", [None, "cupy"])
+def test_astar_point_queries_run_on_the_host_backend_and_say_so(
+    monkeypatch: pytest.MonkeyPatch, backend: str | None
+) -> None:
+    monkeypatch.setitem(registry._REGISTRY, "cupy", _PlacingGpu)
+    monkeypatch.delitem(registry._INSTANCES, "cupy", raising=False)
+    monkeypatch.setattr(_PlacingGpu, "searches", [])
+    open_lattice = Lattice((9, 8))  # no obstacles: auto resolves to A*
+    path = shortest_path(open_lattice, (0, 0), (8, 7), backend=backend)
+    reference = shortest_path(open_lattice, (0, 0), (8, 7), backend="numpy")
+    assert (path.method, path.backend) == ("astar", "numba")
+    assert (path.length, path.cost, path.expanded) == (reference.length, reference.cost, reference.expanded)
+    np.testing.assert_array_equal(path.coords, reference.coords)
+    assert _PlacingGpu.searches == []
+    # the same method asked of the same lattice by name; other methods stay on the device
+    assert shortest_path(open_lattice, (0, 0), (8, 7), method="astar", backend=backend).backend == "numba"
+    for method in ("bfs", "dijkstra"):
+        assert shortest_path(open_lattice, (0, 0), (8, 7), method=method, backend=backend).backend == "cupy"
+    assert _PlacingGpu.searches == ["bfs", "dijkstra"]
+
+
 # --- imports --------------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,12 @@ the pod's startup probe allows for it.
 
 A pod whose root filesystem is read-only needs a writable cache directory (numba checks that it can write there
 even to read), so :func:`seed_cache` copies the image's cache into the pod's ``emptyDir`` first.
+
+The CUDA kernels (:mod:`catalytic.kernels.cuda_kernels`, ``cache=True`` too) are compiled for the device a pod
+runs on, which an image build does not have. :func:`warm_start`, which the service runs before it reports
+ready, compiles every one of them (BFS levels, bidirectional rounds, labels, SSSP, path walks) in a child
+process when the backend is the GPU: the machine code lands in ``NUMBA_CACHE_DIR``, where the GPU job workers
+load it, and the server process itself never holds a CUDA context.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WarmupReport", "check", "seed_cache", "warm_up"]
+__all__ = ["WarmupReport", "check", "compile_device_kernels", "seed_cache", "warm_start", "warm_up"]
 
 _KERNEL_MODULES = ("catalytic.kernels._numba_kernels", "catalytic.kernels._numba_frugal")
 
 
 @dataclass(frozen=True)
 class WarmupReport:
-    """What a warm-up did: kernels and signatures compiled or loaded, and how many came from the disk cache."""
+    """What a warm-up did: kernels and signatures compiled or loaded, and how many came from the disk cache.
+
+    ``device_kernels`` counts the CUDA kernels launched when the warmed backend is the GPU (0 otherwise).
+    """
 
     backend: str
     kernels: int
@@ -40,6 +49,7 @@ class WarmupReport:
     seconds: float
     cache_dir: str | None
     cpu_name: str | None
+    device_kernels: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-able dict."""
@@ -158,13 +168,108 @@ def _dispatchers() -> list[Any]:
     return found
 
 
+def compile_device_kernels(device: Any) -> set[str]:
+    """Launch every CUDA kernel of ``device`` (a :class:`catalytic.kernels.cupy_backend.CupyBackend`) on small
+    lattices with the argument types the backend passes, so that each is compiled (or loaded from the disk cache).
+
+    Both BFS paths run (levels in cooperative launches, and one launch per level), and the labels, the device
+    Dijkstra and both path walks. Returns the names of the kernels launched.
+
+    Examples
+    --------
+    >>> from catalytic.kernels.backend import get_backend  # doctest: +SKIP
+    >>> "sssp_relax" in compile_device_kernels(get_backend("cupy"))  # doctest: +SKIP
+    True
+    """
+    from catalytic.kernels.backend import Geometry
+
+    launched: set[str] = set()
+    kernels = device.k
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            launched.add(name)
+            return getattr(kernels, name)
+
+    device.k = Recording()
+    fused = device.fused
+    try:
+        # A kernel compiles once per argument types, whatever the lattice: one unweighted and one weighted do.
+        for name, lattice in _workload():
+            if name not in ("periodic", "weighted"):
+                continue
+            geom = Geometry.of(lattice)
+            mask, bits = device.open_mask(geom), device.open_bits(geom)
+            device.degree_histogram(geom, mask)
+            device.label(geom, mask)
+            open_vertices = np.flatnonzero(lattice.open_mask_flat())
+            start, goal = int(open_vertices[0]), int(open_vertices[-1])
+            costs = device.full(geom.vertices, np.inf, np.float64)
+            device.dijkstra(geom, mask, np.asarray([start]), goal, costs, False)
+            device.trace_path(geom, mask, costs, start, goal)
+            device.dijkstra(
+                geom, mask, np.asarray([start, goal]), -1, device.full(geom.vertices, np.inf, np.float64), False
+            )
+            if lattice.weighted:
+                continue
+            for device.fused in (fused, False) if name == "periodic" else (fused,):
+                steps = device.full(geom.vertices, -1, np.int32)
+                device.bfs(geom, mask, np.asarray([start]), goal, steps)
+                device.trace_path(geom, mask, steps, start, goal)
+                sides = [device.full(geom.vertices, -1, np.int32) for _ in range(2)]
+                device.bidirectional(geom, mask, start, goal, *sides)
+                state = device.full((geom.vertices + 3) // 4, 0, np.uint8)
+                length, _ = device.bfs_frugal(geom, bits, start, goal, state)
+                device.trace_path_frugal(geom, bits, state, start, goal, length)
+    finally:
+        device.k = kernels
+        device.fused = fused
+    return launched
+
+
+def _compile_in_child() -> None:
+    from catalytic.kernels.backend import get_backend
+
+    compile_device_kernels(get_backend("cupy"))
+
+
+def warm_start(backend: str) -> None:
+    """What a server runs before it reports ready: the kernels its first requests need, loaded.
+
+    A small query on ``backend`` loads the host kernels. When ``backend`` resolves to the GPU, every CUDA kernel
+    is compiled too (:func:`compile_device_kernels`), in a child process so that this process holds no CUDA
+    context; ``cache=True`` puts the machine code in ``NUMBA_CACHE_DIR`` for the job workers to load.
+
+    Raises
+    ------
+    RuntimeError
+        When the child fails (the first GPU request then reports the cause).
+    """
+    import multiprocessing
+
+    from catalytic.kernels import shortest_path
+    from catalytic.kernels.backend import resolve_backend
+    from catalytic.lattice import Lattice
+
+    shortest_path(Lattice((2, 2)), (0, 0), (1, 1), backend=backend)
+    if resolve_backend(backend)[0] != "cupy":
+        return
+    child = multiprocessing.get_context("spawn").Process(target=_compile_in_child, name="catalytic-cuda-warmup")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"compiling the CUDA kernels failed (exit code {child.exitcode})")
+
+
 def warm_up(backend: str = "numba") -> WarmupReport:
     """Run every kernel once on small lattices, so that numba compiles it (or loads it from its disk cache).
 
     Parameters
     ----------
     backend : str
-        The backend to warm; ``numba`` is the one that compiles (``auto`` warms whichever is chosen).
+        The backend to warm; ``numba`` is the one that compiles (``auto`` warms whichever is chosen). On the GPU
+        backend, numba is warmed as well (A\\* point queries and a GPU pod's CPU workers run it), and every CUDA
+        kernel is launched (:func:`compile_device_kernels`).
 
     Returns
     -------
@@ -176,8 +281,14 @@ def warm_up(backend: str = "numba") -> WarmupReport:
     >>> warm_up().cache_misses >= 0  # doctest: +SKIP
     True
     """
+    from catalytic.kernels.backend import get_backend, resolve_backend
+
     started = time.perf_counter()
     _run_workload(backend)
+    device_kernels = 0
+    if resolve_backend(backend)[0] == "cupy":
+        _run_workload("numba")
+        device_kernels = len(compile_device_kernels(get_backend("cupy")))
     used = [d for d in _dispatchers() if d.signatures]
     return WarmupReport(
         backend=backend,
@@ -188,4 +299,5 @@ def warm_up(backend: str = "numba") -> WarmupReport:
         seconds=round(time.perf_counter() - started, 3),
         cache_dir=os.environ.get("NUMBA_CACHE_DIR"),
         cpu_name=os.environ.get("NUMBA_CPU_NAME"),
+        device_kernels=device_kernels,
     )

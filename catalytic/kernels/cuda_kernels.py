@@ -273,7 +273,7 @@ def _predecessor(v, shape, strides, periodic, frugal, mask, dist, here, step, in
 # --- lattice ---------------------------------------------------------------------------------------------
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def open_flags(
     shape, strides, seeds, thresholds, n_random, box_lo, box_hi, n_boxes, explicit, has_explicit, n, per, out
 ):
@@ -293,7 +293,7 @@ def open_flags(
         out[i] = packed
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def degree_histogram(shape, strides, periodic, open_mask, histogram):
     """Add to ``histogram[k]`` the open vertices with ``k`` distinct open neighbours (per-thread tallies)."""
     local = cuda.local.array(_MAX_DEGREE, np.int64)
@@ -320,7 +320,7 @@ def degree_histogram(shape, strides, periodic, open_mask, histogram):
 # --- whole-level BFS and frugal BFS ----------------------------------------------------------------------
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def init_visited(open_mask, visited):
     """Visited bits start as "blocked or past the end" so that only open vertices can be claimed."""
     n = open_mask.size
@@ -333,7 +333,7 @@ def init_visited(open_mask, visited):
         visited[w] = bits
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def mark_sources(sources, visited, rings, dist):
     """Label the sources at depth 0 and put them in the level-0 frontier."""
     for i in range(cuda.grid(1), sources.size, cuda.gridsize(1)):
@@ -344,7 +344,7 @@ def mark_sources(sources, visited, rings, dist):
         dist[s] = 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def init_frugal(words, rings, start):
     """Label ``start`` at depth 0 (state 1) and make it the level-0 frontier."""
     if cuda.grid(1) == 0:
@@ -352,7 +352,7 @@ def init_frugal(words, rings, start):
         cuda.atomic.or_(rings, (0, start >> 5), _BIT << np.uint32(start & 31))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def expand_level(
     shape, strides, periodic, rings, flags, control, level, target, other, has_other, visited, dist, open_bits,
     words, frugal,
@@ -366,7 +366,7 @@ def expand_level(
     cuda.atomic.add(control, 3, discovered)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def expand_levels(
     shape, strides, periodic, rings, flags, control, level, target, max_levels, visited, dist, open_bits, words,
     frugal,
@@ -399,7 +399,7 @@ def expand_levels(
         control[4] = flags[1, level % 3]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bidirectional_levels(
     shape, strides, periodic, rings, visited, dist_start, dist_goal, flags, counts, control, max_levels
 ):
@@ -459,7 +459,7 @@ def _entry_cost(weights, weighted, u):
     return 1.0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, reached, dist, limit, control, far):
     """One near-far pass: every pending vertex whose cost is below ``limit`` relaxes its open neighbours.
 
@@ -519,7 +519,7 @@ def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, 
         cuda.atomic.add(control, 0, relaxed)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sssp_settled(dist, reached, target_cost, target, settled, control):
     """The vertices the reference settles before it stops: reached, with ``(cost, index) <= (target_cost, target)``.
 
@@ -545,7 +545,7 @@ def sssp_settled(dist, reached, target_cost, target, settled, control):
         cuda.atomic.add(control, 1, count)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sssp_tentative(shape, strides, periodic, open_mask, weights, weighted, settled, target, bounds, has_bounds, dist):
     """Give every open vertex the reference did not settle the cost its heap loop left there when it stopped.
 
@@ -583,14 +583,14 @@ def _root(parent, v):
     return v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def label_init(parent):
     """Every vertex starts as its own root."""
     for v in range(cuda.grid(1), parent.size, cuda.gridsize(1)):
         parent[v] = v
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def label_hook(shape, strides, periodic, open_mask, parent, changed):
     """Hook the larger root of every open edge under the smaller one; parents only ever decrease."""
     for v in range(cuda.grid(1), open_mask.size, cuda.gridsize(1)):
@@ -614,14 +614,14 @@ def label_hook(shape, strides, periodic, open_mask, parent, changed):
                 root_v = _root(parent, v)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def label_compress(parent):
     """Point every vertex straight at its root (pointer jumping)."""
     for v in range(cuda.grid(1), parent.size, cuda.gridsize(1)):
         parent[v] = _root(parent, v)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def label_roots(open_mask, parent, roots, counts):
     """Bit ``v`` of ``roots``: ``v`` is open and its own root; ``counts[w]``: the roots in word ``w``."""
     n = open_mask.size
@@ -637,7 +637,7 @@ def label_roots(open_mask, parent, roots, counts):
         counts[w] = found
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def label_number(open_mask, roots, offsets, parent):
     """In place, each open vertex's root becomes its label: 1 + the roots of lower index; blocked becomes 0.
 
@@ -660,7 +660,7 @@ def label_number(open_mask, roots, offsets, parent):
 # --- path walks (one thread: a path is short next to the lattice) ----------------------------------------
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def trace(shape, strides, periodic, open_mask, dist, weights, weighted, integral, root, vertex, lo, hi, out, count):
     """Canonical path ``vertex .. root`` into ``out``; it also ends at its first vertex outside ``lo .. hi - 1``.
 
@@ -687,7 +687,7 @@ def trace(shape, strides, periodic, open_mask, dist, weights, weighted, integral
     count[0] = size
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def trace_frugal(shape, strides, periodic, open_bits, words, start, goal, length, out, count):
     """Canonical path ``goal .. start`` from depth-mod-3 states; ``count[0]`` −1 when the walk breaks off."""
     if cuda.grid(1) != 0:

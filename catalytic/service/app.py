@@ -368,10 +368,9 @@ def _cross_site(settings: Settings) -> list[Middleware]:
 
 
 def _warm_up(backend: str) -> None:
-    from catalytic.kernels import shortest_path
-    from catalytic.lattice import Lattice
+    from catalytic.warmup import warm_start
 
-    shortest_path(Lattice((2, 2)), (0, 0), (1, 1), backend=backend)
+    warm_start(backend)
 
 
 def _freeze_heap(_: object) -> None:

@@ -219,6 +219,17 @@ def test_label_allocates_the_stated_bytes_per_vertex(name: str) -> None:
     assert temporary == words * 32 * LABEL_TEMPORARY_BYTES_PER_VERTEX[labels.itemsize]
 
 
+def test_the_warm_up_launches_every_device_kernel() -> None:
+    # the start-up compile covers the BFS, bidirectional, label and SSSP kernels: every kernel the module exports
+    from catalytic.kernels import cuda_kernels
+    from catalytic.warmup import compile_device_kernels
+
+    device = _device_backend({})
+    launched = compile_device_kernels(device)
+    assert launched >= set(cuda_kernels.__all__), set(cuda_kernels.__all__) - launched
+    assert device.k is cuda_kernels and device.fused  # type: ignore[attr-defined]
+
+
 def _float_weighted(seed: int, shape: tuple[int, ...], periodic: Any) -> Lattice:
     """Weights drawn from a continuum, so that sums along different paths round differently in the last bit."""
     rng = np.random.default_rng(seed)

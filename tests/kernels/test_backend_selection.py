@@ -280,6 +280,20 @@ def test_astar_point_queries_run_on_the_host_backend_and_say_so(
     assert _PlacingGpu.searches == ["bfs", "dijkstra"]
 
 
+def test_a_gpu_server_compiles_the_device_kernels_in_a_child_before_it_is_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from catalytic import warmup
+
+    warmup.warm_start("numba")  # a CPU backend: the small query only, no child
+    monkeypatch.setitem(registry._REGISTRY, "cupy", _PlacingGpu)
+    monkeypatch.delitem(registry._INSTANCES, "cupy", raising=False)
+    assert registry.resolve_backend("auto") == ("cupy", True)
+    # The child process has no stand-in and no device here, so its compile fails, and the warm-up says so.
+    with pytest.raises(RuntimeError, match="compiling the CUDA kernels failed"):
+        warmup.warm_start("auto")
+
+
 # --- imports --------------------------------------------------------------------------------------------
 
 

@@ -7,25 +7,29 @@ its rows of the explicit mask and weights; wrap on axes 1.. stays inside the sla
 distances of all its rows, halos included. Slabs talk only through their two boundary faces (the first and last
 own row): a face is one row of ``prod(shape[1:])`` values.
 
-Everything a slab computes runs on the backends' own primitives (:mod:`catalytic.kernels.backend`) over the
-slab's geometry. Distance fields run in rounds. In the first round every slab runs the multi-source search (BFS,
-or Dijkstra when weighted) from the sources it holds. In every later round each slab takes its neighbours'
-boundary faces into its halo rows (keeping the smaller value) and runs Dijkstra seeded with the halo vertices
-whose value dropped: a seed starts at the cost it holds, every other finite distance is an upper bound, so the
-search lowers exactly what the halo improves, through the slab, until nothing changes locally. The rounds stop
-after one in which no slab's own rows changed. A path is walked back by the backends' path walk on the same
-slab: it ends at the start, or at its first step into a halo, where the neighbouring slab takes over.
+Distance fields run in rounds, and each round runs a slab to local quiescence before anything is exchanged. In
+the first round every slab runs the backend's multi-source search (BFS, or Dijkstra when weighted) from the
+sources it holds. In every later round each slab takes its neighbours' updates into its halo rows (keeping the
+smaller value) and lowers what they reach, through the whole slab, until nothing changes locally: on an
+unweighted lattice with a bucket search over int32 steps (:func:`catalytic.distributed._relax.lower_from_seeds`,
+one bucket per depth, about the cost of a BFS), on a weighted one with the backend's Dijkstra seeded with the
+halo vertices whose cost dropped (every other finite cost is an upper bound). A slab then sends only the
+entries of its first and last own rows that went down since it last sent them (:class:`HaloUpdate`: columns
+and values, straight to the neighbouring actors through Ray's object store), and the rounds stop after one in
+which no slab sent anything. A path is walked back by the backends' path walk on the same slab: it ends at the
+start, or at its first step into a halo, where the neighbouring slab takes over.
 
 Why the answer is exact (bit for bit, weights included): every stored value is the cost of a real path (halo
 rows are real rows of the lattice), summed left to right as the kernels sum it, so it never undercuts the true
 distance; and when the rounds stop every edge is relaxed, which forces every value down to the true distance.
 Float addition is monotone, so the minimum over paths is the same number a single-node Dijkstra settles. On an
-unweighted lattice the costs are whole numbers, exact in float64, reported as int32 steps.
+unweighted lattice the values are whole steps, the int32 field the single-node BFS writes.
 
 The same argument makes failures harmless. Every call carries the query, so a slab actor that died and was
-restarted by Ray (``max_restarts``; the lost call is retried, ``max_task_retries``) rebuilds its slab from
-the spec, reruns the first round from its own sources and then takes the current halos: its neighbours only
-ever hold real path costs, so the rounds resume and converge to the same exact answer.
+restarted by Ray (``max_restarts``; the lost call is retried, ``max_task_retries``) rebuilds its slab from the
+spec, reruns the first round from its own sources and then takes the halos: after a lost round, or a round in
+which an actor started afresh, every slab sends its whole boundary rows once, and since its neighbours only
+ever hold real path costs, the rounds resume and converge to the same exact answer.
 
 Components: every slab labels its own rows with :func:`catalytic.components`; a union-find over the labels
 that touch across slab faces merges them, and every piece is renumbered to the global rule (components
@@ -40,6 +44,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -133,6 +138,23 @@ def slab_lattice(
     return _rows_lattice(spec, range(lo, hi), wrap, arrays)
 
 
+@dataclass(frozen=True)
+class HaloUpdate:
+    """The entries of one boundary row that went down since the row was last sent: columns and new values.
+
+    ``columns`` index the row (``prod(shape[1:])`` entries); ``values`` are int32 steps, or float64 costs on
+    weighted lattices. Usually far smaller than the row after the first rounds.
+    """
+
+    columns: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the two arrays (what travels, bar Ray's framing)."""
+        return int(self.columns.nbytes + self.values.nbytes)
+
+
 class SlabWorker:
     """One slab of a partitioned lattice with its halo rows, its per-query distances and its component labels.
 
@@ -158,6 +180,8 @@ class SlabWorker:
         shape = tuple(int(n) for n in spec["shape"])
         periodic = Lattice(shape, periodic=spec.get("periodic", False)).periodic[0]
         rows, self.first = halo_rows(shape[0], periodic and not single, lo, hi)
+        # which boundary rows have a neighbouring slab to send to (a halo row on that side)
+        self._sides = (self.first > 0, len(rows) > self.first + hi - lo)
         self.halo = _rows_lattice(spec, rows, periodic and single, arrays)
         self.geometry = Geometry.of(self.halo)
         self.backend = backend
@@ -170,6 +194,9 @@ class SlabWorker:
         self.dist = np.zeros(0)
         self.labels: np.ndarray | None = None
         self._masks: dict[str, Any] = {}
+        self._open: np.ndarray | None = None
+        self._sent: list[np.ndarray] = []
+        self._column_dtype = np.int32 if self.row_size < 2**31 else np.int64
 
     def _run(self, call: Callable[[Backend, Any], T]) -> T:
         """Run ``call(backend, open_mask)`` on the requested backend (with its GPU fallback); masks are kept."""
@@ -184,8 +211,15 @@ class SlabWorker:
 
     # --- distances ---------------------------------------------------------------------------------------
 
+    def _unreached(self) -> float:
+        return math.inf if self.halo.weighted else -1
+
     def _start(self, query: str, sources: np.ndarray) -> None:
-        """Round one: the multi-source search from the slab's own sources (local indices)."""
+        """Round one: the multi-source search from the slab's own sources (local indices).
+
+        Unweighted slabs keep int32 steps (−1 unreached), as the single-node BFS writes them; weighted slabs
+        keep float64 costs (``inf`` unreached).
+        """
         self.query = query
         seeds = np.asarray(sources, dtype=np.int64) + self.own.start
         geom, vertices = self.geometry, self.halo.vertices
@@ -197,25 +231,46 @@ class SlabWorker:
                 return be.to_host(costs)
             steps = be.full(vertices, -1, np.int32)
             be.bfs(geom, mask, seeds, -1, steps)
-            found = be.to_host(steps)
-            return np.where(found < 0, np.inf, found.astype(np.float64))
+            return np.ascontiguousarray(be.to_host(steps), dtype=np.int32)
 
-        self.dist = self._run(search) if seeds.size else np.full(vertices, np.inf)
+        if seeds.size:
+            self.dist = self._run(search)
+        else:
+            self.dist = np.full(vertices, self._unreached(), dtype=np.float64 if self.halo.weighted else np.int32)
+        # what this slab last sent of its first and last own rows: nothing yet
+        self._sent = [np.full(self.row_size, self._unreached(), dtype=self.dist.dtype) for _ in range(2)]
 
-    def _take_halos(self, from_prev: np.ndarray | None, from_next: np.ndarray | None) -> np.ndarray:
-        """Lower the halo rows to the neighbours' faces; returns the halo vertices whose value dropped."""
+    def _take_halos(self, from_prev: HaloUpdate | None, from_next: HaloUpdate | None) -> np.ndarray:
+        """Lower the halo rows to the neighbours' updates; returns the halo vertices whose value dropped."""
         lowered = []
-        ends = (0, self.own.start), (self.own.stop, self.halo.vertices)
-        for face, (start, stop) in zip((from_prev, from_next), ends, strict=True):
-            if face is None:  # no neighbour on that side, and no halo row
+        starts = 0, self.own.stop
+        for update, start in zip((from_prev, from_next), starts, strict=True):
+            if update is None or update.columns.size == 0:
                 continue
-            halo = self.dist[start:stop]
-            lowered.append(start + np.flatnonzero(face < halo))
-            np.minimum(halo, face, out=halo)
+            index = start + update.columns.astype(np.int64)
+            held = self.dist[index]
+            lower = update.values < held
+            if not self.halo.weighted:
+                lower |= held < 0
+            index = index[lower]
+            self.dist[index] = update.values[lower]
+            lowered.append(index)
         return np.concatenate(lowered) if lowered else np.zeros(0, dtype=np.int64)
 
     def _relax(self, seeds: np.ndarray) -> None:
-        """Propagate the seeds' costs through the slab (a seeded Dijkstra that only ever lowers values)."""
+        """Propagate the seeds' values through the slab; every value only ever goes down.
+
+        Unweighted: a bucket search with one bucket per depth (:func:`._relax.lower_from_seeds`), which costs
+        about a BFS. Weighted: the backend's Dijkstra, seeded (a finite cost is an upper bound).
+        """
+        if not self.halo.weighted:
+            from catalytic.distributed._relax import lower_from_seeds
+
+            if self._open is None:
+                self._open = np.ascontiguousarray(self.halo.open_mask_flat()).view(np.uint8)
+            geom = self.geometry
+            lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds)
+            return
 
         def search(be: Backend, mask: Any) -> np.ndarray:
             costs = be.to_device(self.dist)
@@ -224,30 +279,53 @@ class SlabWorker:
 
         self.dist = self._run(search)
 
-    def step(
-        self, query: str, sources: np.ndarray, from_prev: np.ndarray | None, from_next: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, bool]:
-        """One round: take the halos, relax, and return ``(first face, last face, changed)``.
+    def _updates(self, full: bool) -> tuple[HaloUpdate, HaloUpdate]:
+        """The entries of the first and last own rows that went down since they were last sent (all, if ``full``)."""
+        own = self.dist[self.own]
+        rows = own[: self.row_size], own[-self.row_size :]
+        out = []
+        for row, sent, side in zip(rows, self._sent, self._sides, strict=True):
+            if not side:
+                out.append(HaloUpdate(np.zeros(0, self._column_dtype), row[:0].copy()))
+                continue
+            if full:
+                sent.fill(self._unreached())
+            changed = row < sent
+            if not self.halo.weighted:
+                changed = (row >= 0) & (changed | (sent < 0))
+            columns = np.flatnonzero(changed).astype(self._column_dtype)
+            values = row[columns]
+            sent[columns] = values
+            out.append(HaloUpdate(columns, values))
+        return out[0], out[1]
 
-        ``from_prev`` is the previous slab's last row (the neighbours of this slab's first row), ``from_next``
-        the next slab's first row. A slab that (re)starts the query reports ``changed``.
+    def step(
+        self,
+        query: str,
+        sources: np.ndarray,
+        from_prev: HaloUpdate | None,
+        from_next: HaloUpdate | None,
+        full: bool = False,
+    ) -> tuple[HaloUpdate, HaloUpdate, tuple[bool, int]]:
+        """One round: take the halo updates, lower what they reach, send what changed on the boundary rows.
+
+        ``from_prev`` updates the halo row before this slab's first row (from the previous slab's last row),
+        ``from_next`` the halo row after its last row. Returns ``(first-row update, last-row update,
+        (fresh, bytes sent))``: each update holds only the entries that went down since the last round, all of
+        them when ``full`` or when this slab (re)starts the query (``fresh``: a new query, or an actor that was
+        restarted and lost it; its neighbours then resend their whole rows, see :class:`PartitionedLattice`).
         """
         fresh = query != self.query
         if fresh:
             self._start(query, sources)
-        before = self.dist[self.own].copy()
         seeds = self._take_halos(from_prev, from_next)
         if seeds.size:
             self._relax(seeds)
-        own = self.dist[self.own]
-        changed = fresh or not np.array_equal(own, before)
-        return own[: self.row_size].copy(), own[-self.row_size :].copy(), changed
+        first, last = self._updates(full or fresh)
+        return first, last, (fresh, first.nbytes + last.nbytes)
 
     def _external(self) -> np.ndarray:
-        own = self.dist[self.own]
-        if self.halo.weighted:
-            return own.copy()
-        return np.where(np.isinf(own), -1, own).astype(np.int32)
+        return self.dist[self.own].copy()
 
     def field(self, query: str) -> np.ndarray | None:
         """The slab's converged distances (None when this actor restarted and lost the query)."""
@@ -259,13 +337,14 @@ class SlabWorker:
         """One converged distance (None when this actor restarted and lost the query)."""
         if query != self.query:
             return None
-        return float(self._external()[local])
+        return float(self.dist[self.own.start + local])
 
     def reached(self, query: str) -> int | None:
         """Vertices of the slab with a finite distance (None when this actor restarted and lost the query)."""
         if query != self.query:
             return None
-        return int(np.count_nonzero(np.isfinite(self.dist[self.own])))
+        own = self.dist[self.own]
+        return int(np.count_nonzero(np.isfinite(own) if self.halo.weighted else own >= 0))
 
     def trace(self, query: str, local: int, root: int) -> tuple[list[int], tuple[int, int] | None] | None:
         """Walk the canonical path back from ``local`` while it stays in this slab's own rows.
@@ -397,6 +476,7 @@ class PartitionedLattice:
         self.wrap = self.lattice.periodic[0] and len(self.bounds) > 1
         self.rounds = 0
         self.recoveries = 0
+        self.round_bytes: list[int] = []
         ray = connect(address)
         if num_cpus is None:
             num_cpus = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / len(self.bounds))
@@ -451,34 +531,49 @@ class PartitionedLattice:
         return [np.unique(np.asarray(local, dtype=np.int64)) for local in per_slab]
 
     def _converge(self, query: str, sources: list[np.ndarray], on_round: Callable[[int], None] | None) -> None:
-        """Run rounds until no slab changes; a round lost to a dead actor is run again (see module notes)."""
+        """Run rounds until no slab sends an update; a round lost to a dead actor is run again (see module notes).
+
+        Each slab's updates go straight to its neighbours' next step (object references; the driver only reads
+        the small reports). After a round lost to a dead actor, or one in which a restarted actor started the
+        query afresh, every slab sends its whole boundary rows once: the updates the lost round carried, or
+        that the restarted actor had taken before, are sent again.
+        """
         import ray
         from ray.exceptions import RayActorError
 
-        first_faces: list[Any] = [None] * len(self.actors)
-        last_faces: list[Any] = [None] * len(self.actors)
+        first: list[Any] = [None] * len(self.actors)
+        last: list[Any] = [None] * len(self.actors)
+        full = False
         failures = 0
+        self.round_bytes = []
         while True:
             outputs = []
             for k, actor in enumerate(self.actors):
                 prev, nxt = self._neighbours(k)
-                from_prev = None if prev is None else last_faces[prev]
-                from_next = None if nxt is None else first_faces[nxt]
-                outputs.append(actor.step.options(num_returns=3).remote(query, sources[k], from_prev, from_next))
+                from_prev = None if prev is None else last[prev]
+                from_next = None if nxt is None else first[nxt]
+                step = actor.step.options(num_returns=3)
+                outputs.append(step.remote(query, sources[k], from_prev, from_next, full))
             try:
-                changed = ray.get([out[2] for out in outputs])
+                reports = ray.get([out[2] for out in outputs])
             except RayActorError:
                 failures += 1
                 self.recoveries += 1
                 if failures > _RECOVERIES:
                     raise
+                full = True
                 continue
-            first_faces = [out[0] for out in outputs]
-            last_faces = [out[1] for out in outputs]
+            first = [out[0] for out in outputs]
+            last = [out[1] for out in outputs]
+            restarted = bool(self.round_bytes) and any(fresh for fresh, _ in reports)
             self.rounds += 1
+            self.round_bytes.append(sum(sent for _, sent in reports))
             if on_round is not None:
                 on_round(self.rounds)
-            if not any(changed):
+            if restarted:
+                self.recoveries += 1
+            full = restarted
+            if not full and self.round_bytes[-1] == 0:
                 return
 
     def _query(self, sources: Any, collect: Callable[[str], Any], on_round: Callable[[int], None] | None) -> Any:

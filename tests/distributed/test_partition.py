@@ -16,7 +16,7 @@ from catalytic.distributed import (
     partitioned_shortest_path,
 )
 from catalytic.distributed._runtime import explicit_arrays, rows_of
-from catalytic.distributed.partition import SlabWorker, _merge_labels, halo_rows, slab_bounds
+from catalytic.distributed.partition import HaloUpdate, SlabWorker, _merge_labels, halo_rows, slab_bounds
 from catalytic.errors import BlockedVertexError, CoordinateError, InvalidTypeError, MaskError, NoPathError, WeightsError
 from catalytic.kernels import components, distance_field, shortest_path
 from catalytic.lattice import Lattice
@@ -212,7 +212,7 @@ class _Slabs:
                 outputs.append(worker.step(query, np.asarray(per_slab[k], dtype=np.int64), *halos))
             rounds += 1
             first, last = [out[0] for out in outputs], [out[1] for out in outputs]
-            if not any(out[2] for out in outputs):
+            if sum(out[2][1] for out in outputs) == 0:
                 return rounds
 
     def walk(self, query: str, start: int, goal: int) -> list[int]:
@@ -286,13 +286,24 @@ def test_a_slab_holds_its_halo_rows_and_answers_only_its_query() -> None:
     np.testing.assert_array_equal(worker.halo.open_mask(), whole.open_mask()[[5, 0, 1, 2]])
     assert worker.halo.periodic == (False, False)
     # a slab without sources of its own starts unreached and takes its distances from the halos
-    first, last, changed = worker.step("q", np.zeros(0, dtype=np.int64), None, None)
-    assert changed and np.isinf(first).all() and np.isinf(last).all()
-    face = np.where(whole.open_mask()[5], 3.0, np.inf)
-    first, _, changed = worker.step("q", np.zeros(0, dtype=np.int64), face, None)
-    assert changed
-    np.testing.assert_array_equal(first, np.where(whole.open_mask()[0] & whole.open_mask()[5], 4.0, first))
-    assert worker.step("q", np.zeros(0, dtype=np.int64), face, None)[2] is False
+    none = np.zeros(0, dtype=np.int64)
+    first, last, (fresh, sent) = worker.step("q", none, None, None)
+    assert fresh and sent == 0 and first.columns.size == 0 and last.columns.size == 0
+    open_columns = np.flatnonzero(whole.open_mask()[5]).astype(np.int32)
+    update = HaloUpdate(open_columns, np.full(open_columns.size, 3, dtype=np.int32))
+    first, last, (fresh, sent) = worker.step("q", none, update, None)
+    through = np.flatnonzero(whole.open_mask()[0] & whole.open_mask()[5])
+    assert not fresh and sent == first.nbytes + last.nbytes and first.nbytes > 0
+    # only the entries the halo lowered travel, each at one step past the halo's value
+    np.testing.assert_array_equal(first.columns, through)
+    np.testing.assert_array_equal(first.values, np.full(through.size, 4))
+    assert first.values.dtype == np.int32
+    # the same update again lowers nothing, and nothing is sent; a full round sends every reached entry again
+    assert worker.step("q", none, update, None)[2] == (False, 0)
+    again, _, _ = worker.step("q", none, None, None, full=True)
+    assert np.isin(through, again.columns).all() and again.columns.size >= through.size
+    converged = worker.field("q")
+    assert converged is not None and converged[0][through].tolist() == [4] * through.size
     for lost in (worker.field("other"), worker.value("other", 0), worker.reached("other"), worker.trace("other", 0, 0)):
         assert lost is None
     assert worker.pid() > 0

@@ -7,9 +7,11 @@ import pickle
 import numpy as np
 import pytest
 
+from catalytic.distributed._relax import lower_from_seeds
 from catalytic.distributed._runtime import ErrorCarrier, explicit_arrays, lattice_from, slab_arrays
 from catalytic.distributed.partition import _merge_labels, slab_bounds, slab_lattice
 from catalytic.errors import BlockedVertexError, MaskError, NoPathError
+from catalytic.kernels import distance_field
 from catalytic.lattice import Lattice
 
 
@@ -73,3 +75,32 @@ def test_error_carrier_rebuilds_the_error() -> None:
     lost = pickle.loads(pickle.dumps(ErrorCarrier.of(NoPathError((0,), (3,))))).error()
     assert isinstance(lost, NoPathError)
     assert lost.goal == (3,)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool) -> None:
+    lattice = Lattice(
+        (9, 7, 6), periodic=[periodic, True, periodic], obstacles=[{"kind": "random", "p": 0.3, "seed": 3}]
+    )
+    open_index = np.flatnonzero(lattice.open_mask_flat())
+    rng = np.random.default_rng(5)
+    seeds = rng.choice(open_index, size=4, replace=False)
+    depths = np.array([7, 0, 3, 3], dtype=np.int32)
+    # the answer: each vertex's smallest (depth + steps) over the seeds, from one BFS per seed
+    fields = [distance_field(lattice, [lattice.coords_of(int(s)).tolist()]).ravel() for s in seeds]
+    through = np.stack([np.where(f < 0, 2**30, f + depth) for f, depth in zip(fields, depths, strict=True)])
+    # start from upper bounds: some vertices already hold a longer distance (kept where no seed reaches them)
+    dist = np.full(lattice.vertices, -1, dtype=np.int32)
+    dist[rng.choice(open_index, size=20, replace=False)] = 100
+    dist[seeds] = depths
+    held = np.where(dist < 0, 2**30, dist)
+    expected = np.minimum(through.min(axis=0), held)
+    expected = np.where(expected >= 2**30, -1, expected).astype(np.int32)
+    shape = np.asarray(lattice.shape, dtype=np.int64)
+    strides = np.asarray(lattice.strides, dtype=np.int64)
+    axes = np.asarray(lattice.periodic, dtype=np.uint8)
+    mask = lattice.open_mask_flat().astype(np.uint8)
+    expanded = lower_from_seeds(shape, strides, axes, mask, dist, seeds)
+    np.testing.assert_array_equal(dist, expected)
+    assert expanded > 0
+    assert lower_from_seeds(shape, strides, axes, mask, dist, np.zeros(0, dtype=np.int64)) == 0

@@ -46,8 +46,10 @@ def versioned_key(key: str, version: int | None = None) -> str:
 class LRU(Generic[V]):
     """A least-recently-used map of at most ``size`` entries, each with an optional expiry time.
 
-    Given ``weigh`` (value → bytes), it keeps the bytes its entries hold in :attr:`nbytes`, weighed again on
-    every insertion (a held value may have grown since), and reports the sum to ``on_bytes``. With
+    Given ``weigh`` (value → bytes), it keeps the bytes its entries hold in :attr:`nbytes` and reports the sum
+    to ``on_bytes``. A held value may grow after it was handed out (the kernels prepare masks for a lattice), so
+    every entry :meth:`get` returned is weighed again at the next :meth:`get`, :meth:`put` or :meth:`pop`; the
+    others keep the weight they had, and no call weighs more than the entries handed out since the last. With
     ``max_bytes`` as well, least recently used entries are evicted until the rest weigh at most that; an entry
     heavier than ``max_bytes`` on its own is not kept.
 
@@ -73,18 +75,27 @@ class LRU(Generic[V]):
         self._weigh = weigh
         self._on_bytes = on_bytes
         self._entries: OrderedDict[str, tuple[V, float]] = OrderedDict()
+        self._weights: dict[str, int] = {}
+        self._handed_out: set[str] = set()
 
-    def _reweigh(self) -> None:
+    def _forget(self, key: str) -> None:
+        self.nbytes -= self._weights.pop(key, 0)
+        self._handed_out.discard(key)
+
+    def _settle(self) -> None:
+        """Weigh the entries handed out since the last call, evict down to the limits, report the bytes."""
+        while len(self._entries) > self.size:
+            self._forget(self._entries.popitem(last=False)[0])
         if self._weigh is None:
             return
-        weights = [self._weigh(value) for value, _ in self._entries.values()]
-        self.nbytes = sum(weights)
+        for key in self._handed_out:
+            weight = self._weigh(self._entries[key][0])
+            self.nbytes += weight - self._weights[key]
+            self._weights[key] = weight
+        self._handed_out.clear()
         if self.max_bytes is not None:
-            for weight in weights:
-                if self.nbytes <= self.max_bytes:
-                    break
-                self._entries.popitem(last=False)
-                self.nbytes -= weight
+            while self.nbytes > self.max_bytes and self._entries:
+                self._forget(self._entries.popitem(last=False)[0])
         if self._on_bytes is not None:
             self._on_bytes(self.nbytes)
 
@@ -96,23 +107,30 @@ class LRU(Generic[V]):
         value, expires = entry
         if expires and expires < time.monotonic():
             del self._entries[key]
-            self._reweigh()
+            self._forget(key)
+            self._settle()
             return None
         self._entries.move_to_end(key)
+        if self._weigh is not None:
+            self._settle()
+            self._handed_out.add(key)
         return value
 
     def put(self, key: str, value: V, ttl: float | None = None) -> None:
-        """Store ``value``, evicting the least recently used entry when full."""
+        """Store ``value``, evicting the least recently used entries while over ``size`` or ``max_bytes``."""
+        self._forget(key)
         self._entries[key] = (value, time.monotonic() + ttl if ttl else 0.0)
         self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        self._reweigh()
+        if self._weigh is not None:
+            self._weights[key] = 0
+            self._handed_out.add(key)
+        self._settle()
 
     def pop(self, key: str) -> None:
         """Forget ``key``."""
         if self._entries.pop(key, None) is not None:
-            self._reweigh()
+            self._forget(key)
+            self._settle()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -30,6 +30,7 @@ __all__ = [
     "claim_job",
     "claim_shared_job",
     "count_lattices",
+    "count_lattices_of",
     "delete_finished_job_arrays",
     "delete_lattice",
     "delete_results",
@@ -134,6 +135,14 @@ async def count_lattices(db: Queries, tenant: str | None = None) -> int:
     return int(await db.fetchval("SELECT COUNT(*) FROM service_lattices WHERE tenant = $1", tenant))
 
 
+async def count_lattices_of(db: Queries, tenant: str) -> tuple[int, int]:
+    """How many lattices are stored in all, and how many of them are ``tenant``'s, in one statement."""
+    [row] = await db.fetch(
+        "SELECT COUNT(*) AS stored, COUNT(*) FILTER (WHERE tenant = $1) AS mine FROM service_lattices", tenant
+    )
+    return int(row["stored"]), int(row["mine"])
+
+
 async def oldest_queued_job_created_at(db: Queries) -> float | None:
     """Submission time (epoch seconds) of the oldest job still waiting to start, or None when none waits."""
     oldest = await db.fetchval("SELECT MIN(created_at) FROM service_jobs WHERE status = 'queued'")
@@ -180,15 +189,28 @@ async def fetch_arrays(db: Queries, owner_id: str) -> dict[str, bytes]:
     return {r["name"]: bytes(r["data"]) for r in rows}
 
 
-async def delete_lattice(db: Queries, lattice_id: str, tenant: str) -> bool:
-    """Delete a lattice of ``tenant`` and its arrays (call inside a transaction); False when it did not exist."""
+async def delete_lattice(db: Queries, lattice_id: str, tenant: str) -> int | None:
+    """Delete a lattice of ``tenant`` and its arrays (call inside a transaction).
+
+    Returns how many lattices remain stored, or None when ``tenant`` has no such lattice. On PostgreSQL the
+    deletes and the count are one statement (the count sees the table as it was before the deletes).
+    """
+    if getattr(db, "dialect", None) == "postgresql":
+        [row] = await db.fetch(
+            "WITH gone AS (DELETE FROM service_lattices WHERE id = $1 AND tenant = $2 RETURNING id), "
+            "arrays AS (DELETE FROM service_arrays WHERE owner_id IN (SELECT id FROM gone)) "
+            "SELECT (SELECT COUNT(*) FROM gone) AS deleted, (SELECT COUNT(*) FROM service_lattices) AS stored",
+            lattice_id,
+            tenant,
+        )
+        return int(row["stored"]) - 1 if row["deleted"] else None
     deleted = await db.fetchval(
         "DELETE FROM service_lattices WHERE id = $1 AND tenant = $2 RETURNING id", lattice_id, tenant
     )
     if deleted is None:
-        return False
+        return None
     await db.execute("DELETE FROM service_arrays WHERE owner_id = $1", lattice_id)
-    return True
+    return await count_lattices(db)
 
 
 def _job(row: Mapping[str, Any]) -> dict[str, Any]:

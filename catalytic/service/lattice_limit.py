@@ -13,12 +13,16 @@ committed create either had committed before that count (it was counted) or was 
 cannot overlap a shared one, so a shared create's count is never followed by an exclusive commit before its own.
 
 On SQLite writes are serial anyway: the count inside the transaction is exact.
+
+A caller that also needs a lock of its own for the same transaction (a tenant's quota) names it, and it is taken
+in the same statement as this one: one round trip fewer per create. Every create takes the two in the same order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from catalytic.service.db import TENANT_LOCK_CLASS
 from catalytic.service.errors import Unavailable
 from catalytic.storage import Connection, Database
 
@@ -40,7 +44,9 @@ def _refuse(stored: int, limit: int, retry_after_s: int) -> None:
         raise Unavailable(f"MAX_LATTICES ({limit}) lattices are stored", retry_after_s)
 
 
-async def store_within_limit(db: Database, limit: int, retry_after_s: int, count: Count, write: Write) -> int:
+async def store_within_limit(
+    db: Database, limit: int, retry_after_s: int, count: Count, write: Write, *, tenant_lock: str | None = None
+) -> int:
     """Run ``write`` in a transaction that adds one lattice, refused when ``limit`` are stored already.
 
     Parameters
@@ -55,6 +61,9 @@ async def store_within_limit(db: Database, limit: int, retry_after_s: int, count
         ``count(conn)``: how many lattices are stored, read on the transaction's connection.
     write : async callable
         ``write(conn)``: stores the lattice (and its event) on the transaction's connection.
+    tenant_lock : str, optional
+        On PostgreSQL, also hold the advisory lock ``(TENANT_LOCK_CLASS, hashtext(tenant_lock))`` from before
+        ``count`` runs to the commit.
 
     Returns
     -------
@@ -73,11 +82,15 @@ async def store_within_limit(db: Database, limit: int, retry_after_s: int, count
     ...     return await store_within_limit(db, 10_000, 5, count_lattices, write)
     """
     if db.dialect == "postgresql":
+        extra = ", pg_advisory_xact_lock($2, hashtext($3))" if tenant_lock is not None else ""
+        arguments = (TENANT_LOCK_CLASS, tenant_lock) if tenant_lock is not None else ()
         try:
             async with db.transaction() as conn:
                 [row] = await conn.fetch(
-                    "SELECT pg_advisory_xact_lock_shared($1), current_setting('max_connections')::int AS connections",
+                    "SELECT pg_advisory_xact_lock_shared($1), current_setting('max_connections')::int AS connections"
+                    + extra,
                     LOCK_KEY,
+                    *arguments,
                 )
                 stored = await count(conn)
                 if stored + 1 + int(row["connections"]) > limit:
@@ -88,7 +101,7 @@ async def store_within_limit(db: Database, limit: int, retry_after_s: int, count
             pass
     async with db.transaction() as conn:
         if db.dialect == "postgresql":
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)" + extra, LOCK_KEY, *arguments)
         stored = await count(conn)
         _refuse(stored, limit, retry_after_s)
         await write(conn)

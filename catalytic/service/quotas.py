@@ -47,6 +47,12 @@ def check_vertices(settings: Settings, tenant: str, vertices: int) -> None:
         raise QuotaExceeded(413, "max_vertices", limit, vertices, f"the lattice has {vertices} vertices")
 
 
+def tenant_lock(tenant: str, quota: str) -> str:
+    """The key, under :data:`~catalytic.service.db.TENANT_LOCK_CLASS`, of the lock that serialises the checks
+    of ``quota`` for ``tenant`` on PostgreSQL (on SQLite each write transaction is exclusive already)."""
+    return f"{quota}/{tenant}"
+
+
 async def serialise_tenant(db: Queries, tenant: str, quota: str) -> None:
     """Hold, to the end of the transaction, a lock that other checks of ``quota`` for ``tenant`` wait for.
 
@@ -54,15 +60,19 @@ async def serialise_tenant(db: Queries, tenant: str, quota: str) -> None:
     both insert: one over the quota. On SQLite each write transaction is exclusive already.
     """
     if getattr(db, "dialect", None) == "postgresql":
-        await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", TENANT_LOCK_CLASS, f"{quota}/{tenant}")
+        await db.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", TENANT_LOCK_CLASS, tenant_lock(tenant, quota)
+        )
 
 
-async def check_lattice(db: Queries, settings: Settings, tenant: str) -> None:
-    """Refuse (403) a new lattice of a tenant that stores TENANT_MAX_LATTICES already (inside the create's
-    transaction, which waits for the tenant's other creates to commit first)."""
+def check_lattice(settings: Settings, tenant: str, stored: int) -> None:
+    """Refuse (403) a new lattice of a tenant that stores TENANT_MAX_LATTICES already.
+
+    ``stored`` is the tenant's count, read inside the create's transaction in a statement after the one that
+    took the lock :func:`tenant_lock` ``(tenant, "max_lattices")``: the count then includes every other create
+    of the tenant that committed first.
+    """
     limit = settings.tenant_max_lattices
-    await serialise_tenant(db, tenant, "max_lattices")
-    stored = int(await db.fetchval("SELECT COUNT(*) FROM service_lattices WHERE tenant = $1", tenant))
     _note(tenant, "max_lattices", stored, limit)
     if stored >= limit:
         raise QuotaExceeded(403, "max_lattices", limit, stored, f"{stored} lattices are stored; delete some first")

@@ -213,17 +213,16 @@ async def emit(
     size = len(payload.encode("utf-8"))
     if size > max_payload_bytes:
         raise InvalidInputError("data", f"the event payload is {size} bytes", f"at most {max_payload_bytes} bytes")
-    await conn.execute(
-        "INSERT INTO events (id, type, payload, created_at, tenant) VALUES ($1, $2, $3, $4, $5)",
-        event_id,
-        event_type,
-        payload,
-        moment,
-        tenant,
-    )
-    endpoints = await conn.fetch(
-        "SELECT id, url, event_types FROM webhook_endpoints WHERE enabled = TRUE AND tenant = $1", tenant
-    )
+    insert = "INSERT INTO events (id, type, payload, created_at, tenant) VALUES ($1, $2, $3, $4, $5)"
+    select = "SELECT id, url, event_types FROM webhook_endpoints WHERE enabled = TRUE AND tenant = $5"
+    if getattr(conn, "dialect", None) == "postgresql":
+        # One round trip: a data-modifying WITH runs to completion whatever the query around it reads.
+        endpoints = await conn.fetch(
+            f"WITH recorded AS ({insert}) {select}", event_id, event_type, payload, moment, tenant
+        )
+    else:
+        await conn.execute(insert, event_id, event_type, payload, moment, tenant)
+        endpoints = await conn.fetch(select.replace("$5", "$1"), tenant)
     only = set(endpoint_ids) if endpoint_ids is not None else None
     rows = [
         (new_id("dlv"), event_id, ep["id"], ep["url"], event_type, moment, moment, tenant)

@@ -117,6 +117,32 @@ def test_lru_evicts_and_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lru.get("t") is None
 
 
+def test_lru_weighs_only_what_it_handed_out() -> None:
+    sizes = {"a": 10, "b": 20, "c": 30}
+    weighed: list[str] = []
+    reported: list[int] = []
+
+    def weigh(name: str) -> int:
+        weighed.append(name)
+        return sizes[name]
+
+    lru: LRU[str] = LRU(10, weigh=weigh, on_bytes=reported.append, max_bytes=55)
+    for name in ("a", "b"):
+        lru.put(name, name)
+    assert lru.nbytes == 30 and reported[-1] == 30
+    weighed.clear()
+    assert lru.get("a") == "a"
+    sizes["a"] = 25  # the held value grew after it was handed out
+    lru.put("c", "c")  # weighs "a" again and "c", never "b"; 25 + 20 + 30 > 55 evicts the oldest, "b"
+    assert sorted(weighed) == ["a", "c"]
+    assert lru.get("b") is None and lru.nbytes == 55 and reported[-1] == 55
+    lru.pop("a")
+    assert lru.nbytes == 30 and reported[-1] == 30 and len(lru) == 1
+    sizes["d"] = 80
+    lru.put("d", "d")  # heavier than max_bytes on its own: nothing is kept
+    assert len(lru) == 0 and lru.nbytes == 0
+
+
 def test_decode_blocked_forms_agree() -> None:
     shape = (3, 5)
     mask = np.zeros(shape, dtype=bool)

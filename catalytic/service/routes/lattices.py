@@ -58,16 +58,24 @@ async def create_lattice(request: Request) -> Response:
     record = {"id": queries.new_id("lat"), "spec": lattice.spec(), **counts, "created_at": time.time()}
     record["tenant"] = tenant
 
+    tenant_stored = 0
+
+    async def count(conn: Connection) -> int:
+        nonlocal tenant_stored
+        stored, tenant_stored = await queries.count_lattices_of(conn, tenant)
+        return stored
+
     async def write(conn: Connection) -> None:
-        await quotas.check_lattice(conn, st.settings, tenant)
+        quotas.check_lattice(st.settings, tenant, tenant_stored)
         await queries.insert_lattice(conn, record, arrays)
         if st.emit is not None:
             await st.emit(conn, "lattice.created", _event(record), tenant=tenant)
 
     settings = st.settings
     stored = await store_within_limit(
-        st.db, settings.max_lattices, settings.retry_after_s, queries.count_lattices, write
-    )
+        st.db, settings.max_lattices, settings.retry_after_s, count, write,
+        tenant_lock=quotas.tenant_lock(tenant, "max_lattices"),
+    )  # fmt: skip
     st.lattices.put(record["id"], lattice)
     ACTIVE_LATTICES.set(stored)
     MEMORY_EFFICIENCY_RATIO.set(float(counts["memory"]["memory_efficiency_ratio"]))
@@ -123,11 +131,11 @@ async def delete_lattice(request: Request) -> Response:
     lattice_id = request.path_params["lattice_id"]
     tenant = tenant_of(request.scope)
     async with st.db.transaction() as conn:
-        if not await queries.delete_lattice(conn, lattice_id, tenant):
+        remaining = await queries.delete_lattice(conn, lattice_id, tenant)
+        if remaining is None:
             raise NotFound(f"no lattice {lattice_id!r}")
         if st.emit is not None:
             await st.emit(conn, "lattice.deleted", {"id": lattice_id, "deleted_at": time.time()}, tenant=tenant)
-        remaining = await queries.count_lattices(conn)
     st.lattices.pop(lattice_id)
     ACTIVE_LATTICES.set(remaining)
     return JSONResponse({"id": lattice_id, "deleted": True})

@@ -6,6 +6,8 @@ Tasks (each on its own procedural lattice, 20 % random obstacles, seed 1):
   search: whole levels until the target's level);
 * ``components``: component labels of a 3-D lattice;
 * ``distance_field``: a single-source BFS distance field over a 4-D lattice;
+* ``sssp``: a single-source weighted distance field (Dijkstra's costs) over a 3-D lattice whose weights are
+  drawn uniformly from [1, 2) (seed 1);
 * ``open_mask``: materialising the open mask of the 5-D lattice from its generators.
 
 Each row times the primitive through the backend interface (state allocation included, the open mask built
@@ -15,11 +17,14 @@ are compared across backends; a disagreeing row is flagged. A backend that canno
 reads "not measured" with the reason; nothing is estimated.
 
 Options: ``--quick`` (tiny lattices), ``--shape-5d N``, ``--shape-3d N``, ``--shape-4d N`` (axis lengths),
-``--backends a,b`` (default: all three), ``--tasks a,b`` (default: all), ``--repeat R`` / ``--repeat-slow R``
-/ ``--repeat-cpu R`` (warm calls for every backend, for the NumPy reference, and for the CPU backends), and
-``--name NAME`` (result file name, default ``backends``). A repeat of 0 times one call only (for CPU rows that
-take minutes on 10^9 vertices; run the suite once with ``--quick`` first so that it is not a compile). The
-result files are rewritten after every row, so a run cut short keeps the rows it finished.
+``--backends a,b`` (default: all three), ``--tasks a,b`` (default: all), ``--repeat R`` / ``--repeat-slow R`` /
+``--repeat-cpu R`` (warm calls for every backend, for the NumPy reference, and for the CPU backends), ``--name
+NAME`` (result file name, default ``backends``), and ``--vertices N[,N...]``: instead of the shapes, run each task
+once per size, on the lattice of its axis count whose axis length is the rounded d-th root of N. A repeat of 0 times
+one call only (for CPU rows that take minutes on 10^9 vertices; run the suite once with ``--quick`` first so that it
+is not a compile). The result files are rewritten after every row, so a run cut short keeps the rows it finished.
+Every row gives nanoseconds per vertex of the lattice (warm median over the vertex count). :func:`gpu_summary` reads
+the rows of GPU runs back and writes the table ``bench/gpu_check.sh`` prints last.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import xxhash
 
 from bench.common import markdown_table, timed, write_results
 
-TASKS = ("bfs", "components", "distance_field", "open_mask")
+TASKS = ("bfs", "components", "distance_field", "sssp", "open_mask")
+AXES = {"bfs": 5, "components": 3, "distance_field": 4, "sssp": 3, "open_mask": 5}
 ALL_BACKENDS = ("numpy", "numba", "cupy")
 SLOW_BACKENDS = ("numpy",)
 
@@ -53,7 +59,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeat-cpu", type=int, default=None, help="warm calls per CPU row (numpy and numba)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
     parser.add_argument("--name", default="backends", help="result file name under bench/results")
+    parser.add_argument("--vertices", default="", help="comma-separated vertex counts (replace the shapes)")
     args = parser.parse_args(list(argv))
+    args.vertices = [int(float(v)) for v in args.vertices.split(",") if v.strip()]
     small = {"5d": 6, "3d": 16, "4d": 8} if args.quick else {"5d": 12, "3d": 64, "4d": 24}
     args.shape_5d = args.shape_5d or small["5d"]
     args.shape_3d = args.shape_3d or small["3d"]
@@ -68,25 +76,31 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _lattice(ndim: int, n: int) -> Any:
+def _lattice(ndim: int, n: int, weighted: bool = False) -> Any:
     from catalytic.lattice import Lattice
 
-    return Lattice((n,) * ndim, obstacles=[{"kind": "random", "p": 0.2, "seed": 1}])
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(1).random((n,) * ndim) + 1.0
+    return Lattice((n,) * ndim, obstacles=[{"kind": "random", "p": 0.2, "seed": 1}], weights=weights)
 
 
 def _digest(array: np.ndarray) -> str:
     return xxhash.xxh3_64_hexdigest(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
 
 
-def _tasks(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
-    """Each task's lattice and a description of it."""
-    shapes = {"bfs": (5, args.shape_5d), "components": (3, args.shape_3d), "distance_field": (4, args.shape_4d)}
+def _tasks(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
+    """Each row group's task, lattice and a description of it."""
+    shapes = {"bfs": args.shape_5d, "components": args.shape_3d, "distance_field": args.shape_4d}
     shapes["open_mask"] = shapes["bfs"]
-    out = {}
-    for task in args.tasks:
-        ndim, n = shapes[task]
-        lattice = _lattice(ndim, n)
-        out[task] = (lattice, f"{ndim}-D {n}^{ndim} ({lattice.vertices:,} vertices), 20 % obstacles")
+    shapes["sssp"] = args.shape_3d
+    out = []
+    for vertices in args.vertices or [None]:
+        for task in args.tasks:
+            ndim = AXES[task]
+            n = shapes[task] if vertices is None else round(vertices ** (1 / ndim))
+            lattice = _lattice(ndim, n, weighted=task == "sssp")
+            out.append((task, lattice, f"{ndim}-D {n}^{ndim} ({lattice.vertices:,} vertices), 20 % obstacles"))
     return out
 
 
@@ -116,6 +130,14 @@ def _runner(task: str, be: Any, lattice: Any) -> Callable[[], tuple[int, Any]]:
 
         return components
     target = goal if task == "bfs" else -1
+    if task == "sssp":
+
+        def weighted_field() -> tuple[int, Any]:
+            costs = be.full(lattice.vertices, np.inf, np.float64)
+            expanded = be.dijkstra(geom, mask, np.asarray([start], dtype=np.int64), -1, costs, False)
+            return int(expanded), costs
+
+        return weighted_field
 
     def search() -> tuple[int, Any]:
         dist = be.full(lattice.vertices, -1, np.int32)
@@ -140,9 +162,14 @@ def run(
         except BackendUnavailableError as exc:
             missing[name] = str(exc)
     rows: list[dict[str, Any]] = []
-    for task, (lattice, description) in _tasks(args).items():
+    for task, lattice, description in _tasks(args):
         for name in args.backends:
-            row: dict[str, Any] = {"task": task, "lattice": description, "backend": name}
+            row: dict[str, Any] = {
+                "task": task,
+                "lattice": description,
+                "vertices": lattice.vertices,
+                "backend": name,
+            }
             if name in missing:
                 row.update(status=f"not measured: {missing[name]}")
                 rows.append(row)
@@ -157,6 +184,7 @@ def run(
             timing, (value, answer) = timed(call, repeat)
             digest = _digest(be.to_host(answer))
             row.update(status="measured", prepare_s=prepare, value=value, digest=digest, **timing)
+            row["ns_per_vertex"] = row["median_s"] / lattice.vertices * 1e9
             rows.append(row)
             del call, answer
             gc.collect()
@@ -166,9 +194,9 @@ def run(
 
 
 def _mark_agreement(rows: list[dict[str, Any]]) -> None:
-    """Flag each measured row whose answer differs from another backend's on the same task."""
-    for task in TASKS:
-        measured = [r for r in rows if r["task"] == task and r["status"] == "measured"]
+    """Flag each measured row whose answer differs from another backend's on the same task and lattice."""
+    for group in {(r["task"], r["lattice"]) for r in rows}:
+        measured = [r for r in rows if (r["task"], r["lattice"]) == group and r["status"] == "measured"]
         answers = {(r["value"], r["digest"]) for r in measured}
         for r in measured:
             r["agrees"] = len(answers) == 1
@@ -176,13 +204,15 @@ def _mark_agreement(rows: list[dict[str, Any]]) -> None:
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The Markdown table: warm median, first call and speed-up over numba per task."""
-    numba = {r["task"]: r["median_s"] for r in rows if r["backend"] == "numba" and r["status"] == "measured"}
+    numba = {
+        (r["task"], r["lattice"]): r["median_s"] for r in rows if r["backend"] == "numba" and r["status"] == "measured"
+    }
     table = []
     for r in rows:
         if r["status"] != "measured":
-            table.append([r["task"], r["lattice"], r["backend"], "not measured", "not measured", "-", "-", "-"])
+            table.append([r["task"], r["lattice"], r["backend"], "not measured", "-", "not measured", "-", "-", "-"])
             continue
-        base = numba.get(r["task"])
+        base = numba.get((r["task"], r["lattice"]))
         speedup = f"{base / r['median_s']:.2f}x" if base and r["median_s"] > 0 else "-"
         table.append(
             [
@@ -190,13 +220,24 @@ def render(rows: list[dict[str, Any]]) -> str:
                 r["lattice"],
                 r["backend"],
                 f"{r['median_s'] * 1e3:.2f}",
+                f"{r['median_s'] / r['vertices'] * 1e9:.3f}" if r.get("vertices") else "-",
                 f"{r['cold_s'] * 1e3:.2f}",
                 speedup,
                 "-" if r["task"] == "open_mask" else r["value"],
                 "yes" if r["agrees"] else "NO",
             ]
         )
-    header = ["task", "lattice", "backend", "warm median ms", "first call ms", "vs numba", "expanded/count", "agrees"]
+    header = [
+        "task",
+        "lattice",
+        "backend",
+        "warm median ms",
+        "ns per vertex",
+        "first call ms",
+        "vs numba",
+        "expanded/count",
+        "agrees",
+    ]
     return markdown_table(header, table)
 
 
@@ -219,12 +260,58 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], missing: dict[s
             "repeat_slow": args.repeat_slow,
             "repeat_cpu": args.repeat_cpu,
             "shapes": {"5d": args.shape_5d, "3d": args.shape_3d, "4d": args.shape_4d},
+            "vertices": args.vertices,
         },
         "not_measured": missing,
         "rows": rows,
     }
     write_results(args.name, payload, markdown, plots=final)
     return markdown
+
+
+def gpu_summary(rows: list[dict[str, Any]], failures: Sequence[str] = ()) -> str:
+    """The GPU check's table: per task and lattice, ns per vertex on each backend, the speed-up over numba, the
+    targets (10^9-vertex BFS <= 1 s, >= 20x numba) and whether the answers are identical.
+
+    Examples
+    --------
+    >>> row = {"task": "bfs", "lattice": "5-D", "vertices": 10, "status": "measured", "value": 3, "digest": "d"}
+    >>> rows = [{**row, "backend": "numba", "median_s": 2e-6}, {**row, "backend": "cupy", "median_s": 1e-7}]
+    >>> print(gpu_summary(rows))
+    | task | lattice | numba ns/vertex | cupy ns/vertex | speed-up | >= 20x | identical | BFS <= 1 s |
+    |---|---|---|---|---|---|---|---|
+    | bfs | 5-D | 200 | 10 | 20.0x | yes | yes | - |
+    """
+    measured = {(r["task"], r["lattice"], r["backend"]): r for r in rows if r.get("status") == "measured"}
+    groups = list(dict.fromkeys((r["task"], r["lattice"]) for r in rows))
+    table = []
+    for task, lattice in groups:
+        cpu, gpu = measured.get((task, lattice, "numba")), measured.get((task, lattice, "cupy"))
+
+        def per_vertex(row: dict[str, Any] | None) -> str:
+            return "not measured" if row is None else f"{row['median_s'] / row['vertices'] * 1e9:.4g}"
+
+        ratio = cpu["median_s"] / gpu["median_s"] if cpu and gpu and gpu["median_s"] > 0 else None
+        same = cpu is not None and gpu is not None and (cpu["value"], cpu["digest"]) == (gpu["value"], gpu["digest"])
+        within = "-"
+        if task == "bfs" and gpu is not None and gpu["vertices"] >= 9 * 10**8:
+            within = "yes" if gpu["median_s"] <= 1.0 else f"NO ({gpu['median_s']:.2f} s)"
+        table.append(
+            [
+                task,
+                lattice,
+                per_vertex(cpu),
+                per_vertex(gpu),
+                "-" if ratio is None else f"{ratio:.1f}x",
+                "-" if ratio is None else ("yes" if ratio >= 20 else "NO"),
+                "yes" if same else ("-" if cpu is None or gpu is None else "NO"),
+                within,
+            ]
+        )
+    for failure in failures:
+        table.append([f"step failed: {failure}", "-", "-", "-", "-", "-", "-", "-"])
+    header = ["task", "lattice", "numba ns/vertex", "cupy ns/vertex", "speed-up", ">= 20x", "identical", "BFS <= 1 s"]
+    return markdown_table(header, table)
 
 
 def main(argv: Sequence[str]) -> int:

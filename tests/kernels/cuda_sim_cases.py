@@ -483,3 +483,31 @@ def test_a_cooperative_grid_is_capped_at_what_the_device_holds() -> None:
     gpu._launch_cooperative(_CooperativeKernel(fits=10**6), 1, 1)
     assert kernel.grids == [3, 3]
     assert len(gpu._cooperative) == 2
+
+
+def test_the_gpu_check_bench_runs_under_the_simulator(simulated_registry: None) -> None:
+    # The Python half of bench/gpu_check.sh at two tiny sizes: every task on both backends, identical answers,
+    # and the summary it prints last.
+    from bench import suite_backends
+
+    args = suite_backends.parse(
+        [
+            "--backends",
+            "cupy,numba",
+            "--tasks",
+            "bfs,components,distance_field,sssp",
+            "--vertices",
+            "200,700",
+            "--repeat",
+            "1",
+            "--repeat-cpu",
+            "0",
+        ]
+    )
+    rows, missing = suite_backends.run(args, lambda rows, missing: None)
+    assert missing == {}
+    assert len(rows) == 2 * 4 * 2
+    assert all(r["status"] == "measured" and r["agrees"] and r["ns_per_vertex"] > 0 for r in rows)
+    summary = suite_backends.gpu_summary(rows).splitlines()
+    assert len(summary) == 2 + 2 * 4
+    assert all(line.split(" | ")[6] == "yes" for line in summary[2:]), summary

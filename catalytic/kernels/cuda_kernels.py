@@ -470,6 +470,7 @@ def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, 
     becomes the least of their costs, which the host reads when a pass relaxed nothing.
     """
     relaxed = 0
+    nearest_far = np.inf  # one atomic per thread, not one per waiting vertex on a single address
     for w in range(cuda.grid(1), pending.size, cuda.gridsize(1)):
         bits = pending[w]
         if bits == 0:
@@ -482,8 +483,8 @@ def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, 
                 cost = dist[w * 32 + b]
                 if cost < limit:
                     near |= _BIT << np.uint32(b)
-                else:
-                    cuda.atomic.min(far, 0, cost)
+                elif cost < nearest_far:
+                    nearest_far = cost
             scan = scan >> _BIT
             b += 1
         if near == 0:
@@ -517,6 +518,8 @@ def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, 
             b += 1
     if relaxed:
         cuda.atomic.add(control, 0, relaxed)
+    if nearest_far < far[0]:
+        cuda.atomic.min(far, 0, nearest_far)
 
 
 @cuda.jit(cache=True)

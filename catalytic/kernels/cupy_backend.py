@@ -539,10 +539,9 @@ class CupyBackend(Backend):
         start = np.where(np.isfinite(given), given, 0.0)
         stops = target >= 0
         # The entries the reference leaves unsettled keep their starting bounds unless a settled neighbour
-        # lowered them; those bounds are all inf (a lone source is settled first) unless the caller gave some.
-        has_bounds = stops and (
-            sources.size > 1 or int(xp.count_nonzero(xp.isfinite(dist))) > int(np.isfinite(given).sum())
-        )
+        # lowered them; those bounds are all inf (a lone source is settled first) unless the caller gave some
+        # (a finite minimum: a lone seeded source counts too, which only costs the copy).
+        has_bounds = stops and (sources.size > 1 or math.isfinite(float(xp.min(dist))))
         dist[on_device] = self.to_device(start)
         pending = xp.zeros(nwords, dtype=np.uint32)
         reached = xp.zeros(nwords, dtype=np.uint32)

@@ -1,5 +1,5 @@
 """Queries for lattices, their uploaded arrays, jobs and job results (schema: migrations 0002_service, 0003_job_leases,
-0005_tenants, 0006_job_capability).
+0005_tenants, 0006_job_capability, 0007_result_usage).
 
 Lattices, jobs and results belong to a tenant (:mod:`catalytic.tenancy`). Every query a route runs for a client
 names the client's tenant, so another tenant's id reads as unknown; the job runner's own queries (claim, lease,
@@ -504,18 +504,28 @@ async def finish_job(
     if updated is None:
         return False
     if body is not None:
+        text = json.dumps(body)  # ASCII (non-ASCII escaped): its length is its size in bytes
+        held = len(text) + (0 if array is None else int(array["nbytes"]))
         await db.execute(
             "INSERT INTO service_results (job_id, body, npy, created_at, array_ref, array_sha256, array_bytes, "
-            "expires_at, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+            "expires_at, held_bytes, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
             "(SELECT tenant FROM service_jobs WHERE id = $1))",
             job_id,
-            json.dumps(body),
+            text,
             None if array is None else array.get("npy"),
             now,
             None if array is None else array.get("ref"),
             None if array is None else array["sha256"],
             None if array is None else int(array["nbytes"]),
             expires_at,
+            held,
+        )
+        await db.execute(
+            "INSERT INTO service_tenant_usage AS usage (tenant, result_bytes) "
+            "SELECT tenant, $2 FROM service_jobs WHERE id = $1 "
+            "ON CONFLICT (tenant) DO UPDATE SET result_bytes = usage.result_bytes + excluded.result_bytes",
+            job_id,
+            held,
         )
     return True
 
@@ -565,9 +575,16 @@ async def expired_results(db: Queries, now: float, ttl_s: float, limit: int) -> 
 
 
 async def delete_results(db: Queries, job_ids: list[str]) -> None:
-    """Delete the result records of ``job_ids`` (their store files are deleted first, by the caller)."""
+    """Delete the result records of ``job_ids`` and take their bytes off their tenants' totals (call inside a
+    transaction; their store files are deleted first, by the caller)."""
     for job_id in job_ids:
-        await db.execute("DELETE FROM service_results WHERE job_id = $1", job_id)
+        row = await db.fetchrow("DELETE FROM service_results WHERE job_id = $1 RETURNING tenant, held_bytes", job_id)
+        if row is not None:
+            await db.execute(
+                "UPDATE service_tenant_usage SET result_bytes = result_bytes - $2 WHERE tenant = $1",
+                row["tenant"],
+                int(row["held_bytes"]),
+            )
 
 
 async def delete_finished_job_arrays(db: Queries, finished_before: float) -> None:

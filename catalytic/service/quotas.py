@@ -105,12 +105,9 @@ async def check_job(db: Queries, settings: Settings, tenant: str) -> None:
 
 
 async def held_result_bytes(db: Queries, tenant: str) -> int:
-    """Bytes of job results ``tenant`` holds (JSON bodies and arrays, in the database or the store)."""
-    held = await db.fetchval(
-        "SELECT COALESCE(SUM(LENGTH(body) + COALESCE(array_bytes, LENGTH(npy), 0)), 0) FROM service_results "
-        "WHERE tenant = $1",
-        tenant,
-    )
+    """Bytes of job results ``tenant`` holds (JSON bodies and arrays, in the database or the store): the running
+    total the result writes and deletes keep (migration 0007_result_usage), one row read whatever the count."""
+    held = await db.fetchval("SELECT result_bytes FROM service_tenant_usage WHERE tenant = $1", tenant)
     return int(held or 0)
 
 

@@ -495,7 +495,9 @@ def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, 
         while near != 0:
             if near & _BIT:
                 v = w * 32 + b
-                g = dist[v]
+                # An atomic read: another block may have lowered the cost in this launch, and a plain load may
+                # come from this multiprocessor's cache. Adding 0.0 to a cost leaves it as it is.
+                g = cuda.atomic.add(dist, v, 0.0)
                 relaxed += 1
                 rem = v
                 for k in range(shape.size):
@@ -511,6 +513,8 @@ def sssp_relax(shape, strides, periodic, open_mask, weights, weighted, pending, 
                         if candidate < dist[u]:
                             old = cuda.atomic.min(dist, u, candidate)
                             if candidate < old:
+                                # the lowered cost is visible before anyone can see the vertex pending
+                                cuda.threadfence()
                                 bit = _BIT << np.uint32(u & 31)
                                 cuda.atomic.or_(reached, u >> 5, bit)
                                 cuda.atomic.or_(pending, u >> 5, bit)

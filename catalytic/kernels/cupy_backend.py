@@ -235,6 +235,8 @@ class CupyBackend(Backend):
         self.fused = fused
         self.levels_per_launch = int(levels_per_launch)
         self.host_backend = host_backend
+        if not delta > 0:
+            raise ValueError(f"delta: {delta!r} is not a positive band width")
         self.delta = float(delta)
         self._geometries: weakref.WeakKeyDictionary[Geometry, _DeviceGeometry] = weakref.WeakKeyDictionary()
         self._cooperative: dict[tuple[int, tuple[Any, ...]], int] = {}
@@ -557,7 +559,7 @@ class CupyBackend(Backend):
         entry = (open_mask, weights, int(weighted))
         axes = self._device(geom).axes()
         delta = self.delta * geom.min_weight
-        limit = float(start.min()) + delta
+        limit = max(float(start.min()) + delta, math.nextafter(float(start.min()), math.inf))
         control = xp.zeros(2, dtype=np.int64)
         far = xp.full(1, np.inf, dtype=np.float64)
         counts = meter()
@@ -577,7 +579,7 @@ class CupyBackend(Backend):
             # No pending cost below the target's: the target's cost and every lower one are final.
             if stops and self._is_reached(reached, target) and nearest >= self._cost(dist, target):
                 break
-            limit = nearest + delta
+            limit = max(nearest + delta, math.nextafter(nearest, math.inf))  # the nearest always relaxes next
 
         settled = pending  # free now; overwritten whole
         popped = stops and self._is_reached(reached, target)

@@ -241,12 +241,13 @@ def _float_weighted(seed: int, shape: tuple[int, ...], periodic: Any) -> Lattice
     ("seed", "shape", "periodic"),
     [(11, (9, 11), True), (12, (5, 4, 6), [True, False, True]), (13, (40,), True), (14, (7, 8), False)],
 )
-@pytest.mark.parametrize("delta", [0.5, 2.0, 1e12])
+@pytest.mark.parametrize("delta", [1e-300, 0.5, 2.0, 1e12])
 def test_device_dijkstra_is_the_reference_bit_for_bit(
     seed: int, shape: tuple[int, ...], periodic: Any, delta: float
 ) -> None:
-    # Whatever the band width (1e12: every pending vertex relaxes in every pass, as in Bellman-Ford), the device
-    # reaches the reference's costs; stopped at a target it also leaves the reference's unsettled entries.
+    # Whatever the band width (1e-300: only the least pending costs relax in a pass, as in Dijkstra; 1e12: every
+    # pending vertex relaxes in every pass, as in Bellman-Ford), the device reaches the reference's costs;
+    # stopped at a target it also leaves the reference's unsettled entries.
     lattice = _float_weighted(seed, shape, periodic)
     ref, gpu, geom = NumpyBackend(), _device_backend({"delta": delta}), Geometry.of(lattice)
     start, goal = _endpoints(lattice)

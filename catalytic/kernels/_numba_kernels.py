@@ -102,28 +102,6 @@ def _splitmix(seed: np.uint64, index: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _is_open(
-    index: Int,
-    coords: np.ndarray,
-    seeds: np.ndarray,
-    thresholds: np.ndarray,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
-    explicit: np.ndarray,
-) -> bool:
-    if explicit.shape[0] > 0 and explicit[index]:
-        return False
-    key = np.uint64(index)
-    for r in range(seeds.shape[0]):
-        if (_splitmix(seeds[r], key) >> SHIFT11) < thresholds[r]:
-            return False
-    for b in range(box_lo.shape[0]):  # noqa: SIM110 (numba compiles no all() over a generator)
-        if _box_holds(box_lo, box_hi, b, coords, coords.shape[0]):
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _set_coords(index: Int, strides: np.ndarray, coords: np.ndarray) -> None:
     rem = index
     for k in range(strides.shape[0]):
@@ -224,15 +202,30 @@ def _open_run(lo: Int, hi: Int, generators: tuple[np.ndarray, ...], out: np.ndar
     """Write 1 (open) or 0 for the vertices ``lo .. hi - 1`` into ``out[0 .. hi - lo - 1]``.
 
     ``generators`` is ``(shape, strides, seeds, thresholds, box_lo, box_hi, explicit)``; ``explicit`` is empty
-    without an explicit mask.
+    without an explicit mask. One pass per generator, each a straight loop without branches that the compiler
+    vectorises, rather than one pass testing every generator at each vertex; boxes, which need coordinates,
+    are tested last and only at vertices still open.
     """
     shape, strides, seeds, thresholds, box_lo, box_hi, explicit = generators
-    boxed = box_lo.shape[0] > 0  # coordinates are needed for boxes only
-    coords = np.empty(shape.shape[0], np.int64)
-    _set_coords(lo, strides, coords)
-    for i in range(lo, hi):
-        out[i - lo] = 1 if _is_open(i, coords, seeds, thresholds, box_lo, box_hi, explicit) else 0
-        if boxed:
+    if explicit.shape[0] > 0:
+        for i in range(lo, hi):
+            out[i - lo] = np.uint8(1) - np.uint8(explicit[i])
+    else:
+        out[: hi - lo] = 1
+    for r in range(seeds.shape[0]):
+        seed = seeds[r]
+        threshold = thresholds[r]
+        for i in range(lo, hi):
+            out[i - lo] &= np.uint8((_splitmix(seed, np.uint64(i)) >> SHIFT11) >= threshold)
+    if box_lo.shape[0] > 0:
+        coords = np.empty(shape.shape[0], np.int64)
+        _set_coords(lo, strides, coords)
+        for i in range(lo, hi):
+            if out[i - lo]:
+                for b in range(box_lo.shape[0]):
+                    if _box_holds(box_lo, box_hi, b, coords, coords.shape[0]):
+                        out[i - lo] = 0
+                        break
             _advance(coords, shape)
 
 
@@ -246,6 +239,22 @@ def open_mask(generators: tuple[np.ndarray, ...], out: np.ndarray) -> None:
         _open_run(lo, hi, generators, out[lo:hi])
 
 
+@njit(cache=True, nogil=True)
+def open_mask_serial(generators: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+    """:func:`open_mask` on the calling thread, for lattices too small to repay starting numba's threads."""
+    _open_run(0, out.shape[0], generators, out)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_run(flags: np.ndarray, lo: Int, hi: Int, out: np.ndarray) -> None:
+    """Pack ``flags`` (0 or 1, of the vertices ``lo .. hi - 1``, ``lo`` a multiple of 8) 8 per byte into ``out``."""
+    for b in range((hi - lo + 7) >> 3):
+        byte = np.uint8(0)
+        for j in range(min(8, hi - lo - 8 * b)):
+            byte |= np.uint8(flags[8 * b + j] << j)
+        out[(lo >> 3) + b] = byte
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def open_bits(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> None:
     """Write the open mask of ``n`` vertices packed 8 per byte into ``out`` ((n + 7) // 8,).
@@ -257,11 +266,15 @@ def open_bits(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> No
         hi = min(n, lo + CHUNK)
         flags = np.empty(hi - lo, np.uint8)
         _open_run(lo, hi, generators, flags)
-        for b in range((hi - lo + 7) >> 3):
-            byte = np.uint8(0)
-            for j in range(min(8, hi - lo - 8 * b)):
-                byte |= np.uint8(flags[8 * b + j] << j)
-            out[(lo >> 3) + b] = byte
+        _pack_run(flags, lo, hi, out)
+
+
+@njit(cache=True, nogil=True)
+def open_bits_serial(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> None:
+    """:func:`open_bits` on the calling thread, for lattices too small to repay starting numba's threads."""
+    flags = np.empty(n, np.uint8)
+    _open_run(0, n, generators, flags)
+    _pack_run(flags, 0, n, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -307,71 +320,6 @@ def degree_histogram(axes: Axes, open_mask: np.ndarray) -> np.ndarray:
 # --- searches ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
-def axis_edges(shape: np.ndarray, strides: np.ndarray, words: Int) -> tuple[np.ndarray, np.ndarray]:
-    """Bit sets of the vertices on each axis's low face (coordinate 0) and high face (coordinate n − 1).
-
-    ``(d, words)`` uint64 each, bit ``i & 63`` of word ``i >> 6`` for vertex ``i``. They depend on the shape
-    alone. Vertices with coordinate 0 on axis k form runs of ``strides[k]`` consecutive indices, one every
-    ``shape[k] * strides[k]``, so whole words are filled at once.
-    """
-    d = shape.shape[0]
-    low = np.zeros((d, words), np.uint64)
-    high = np.zeros((d, words), np.uint64)
-    n = shape[0] * strides[0]
-    for k in range(d):
-        s = strides[k]
-        period = shape[k] * s
-        for j in range(0, n, period):
-            _set_run(low[k], j, j + s)
-            _set_run(high[k], j + period - s, j + period)
-    return low, high
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _set_run(bits: np.ndarray, lo: Int, hi: Int) -> None:
-    """Set bits ``lo`` .. ``hi - 1``."""
-    i = lo
-    while i < hi and (i & 63) != 0:
-        bits[i >> 6] |= ONE << np.uint64(i & 63)
-        i += 1
-    while i + 64 <= hi:
-        bits[i >> 6] = ~np.uint64(0)
-        i += 64
-    while i < hi:
-        bits[i >> 6] |= ONE << np.uint64(i & 63)
-        i += 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _spread(
-    frontier: np.ndarray, face: np.ndarray, off_face: bool, out: np.ndarray, shift: Int, up: bool, lo: Int, hi: Int
-) -> None:
-    """``out |= (frontier & face') moved by shift bits``, up (to higher indices) or down; face' = ~face if off_face.
-
-    Only frontier words ``lo`` .. ``hi`` are read. The caller masks out the face whose step would leave the
-    lattice, so no moved bit crosses a border; bits moved past either end of the set are dropped.
-    """
-    words = out.shape[0]
-    q = shift >> 6
-    r = np.uint64(shift & 63)
-    back = np.uint64(64) - r
-    flip = ~np.uint64(0) if off_face else np.uint64(0)
-    # Straight loops without data-dependent branches; word a of the frontier lands in words a ± q and a ± q ± 1.
-    if up:
-        for a in range(lo, min(hi, words - 1 - q) + 1):
-            out[a + q] |= (frontier[a] & (face[a] ^ flip)) << r
-        if r != 0:
-            for a in range(lo, min(hi, words - 2 - q) + 1):
-                out[a + q + 1] |= (frontier[a] & (face[a] ^ flip)) >> back
-    else:
-        for a in range(max(lo, q), hi + 1):
-            out[a - q] |= (frontier[a] & (face[a] ^ flip)) >> r
-        if r != 0:
-            for a in range(max(lo, q + 1), hi + 1):
-                out[a - q - 1] |= (frontier[a] & (face[a] ^ flip)) << back
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _enqueue(u: Int, step: Int, dist: np.ndarray, queue: np.ndarray, tail: Int) -> Int:
     """Label ``u`` at depth ``step`` and append it to ``queue[tail]``; returns the new tail."""
@@ -388,30 +336,16 @@ def bfs(
     target: Int,
     dist: np.ndarray,
     queue: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    ratio: Int,
     meter: np.ndarray,
 ) -> Int:
-    """Whole-level multi-source BFS; ``queue`` has room for every vertex. Returns ``expanded``.
+    """Whole-level multi-source BFS over a vertex queue with room for every vertex; returns ``expanded``.
 
-    ``meter`` is a :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded
-    at the start of each level, and ``meter[2]`` the bytes of the bitmaps the first bit-parallel level allocates.
-
-    Each level runs one of two ways, whichever touches less memory:
-
-    * vertex by vertex: every frontier vertex checks its 2d neighbours (cost ∝ frontier size);
-    * bit-parallel: the frontier as a bit set is moved by each axis's stride, 64 vertices per word operation,
-      with the faces from :func:`axis_edges` (``low``/``high``) masking out steps across a border, and the wrap
-      steps of periodic axes added the same way (cost ∝ the words the frontier spans plus the largest shift).
-      A level goes bit-parallel when ``frontier size × ratio`` exceeds its word window. ``low``/``high`` of
-      shape (0, 0) keep every level vertex by vertex.
-
-    Both discover the same set per level and write the same depth, so ``dist`` is identical either way.
+    The search for lattices whose tile tables are too large to keep (:func:`bfs_tiles` is the fast one):
+    every frontier vertex checks its 2d neighbours. ``meter[0]`` gets the vertices expanded at the start of
+    each level (a :class:`catalytic.kernels.backend.Meter`'s counts).
     """
     shape, strides, periodic = axes
     d = shape.shape[0]
-    n = dist.shape[0]
     tail: Int = 0
     for s in sources:
         if dist[s] < 0:
@@ -422,69 +356,12 @@ def bfs(
         return 0
     inverse = _inverse_strides(strides)
     coords = np.empty(d, np.int64)
-    words = (n + 63) >> 6
-    bitwise = low.shape[0] == d and low.shape[1] == words and ratio > 0
-    reach = 0  # the farthest any step moves a bit, in words
-    for k in range(d):
-        far = (shape[k] - 1) * strides[k] if periodic[k] else strides[k]
-        reach = max(reach, (far >> 6) + 1)
-    seen = np.zeros(0, np.uint64)  # visited or known blocked; allocated at the first bit-parallel level
-    frontier = np.zeros(0, np.uint64)
-    reached = np.zeros(0, np.uint64)
     head: Int = 0
     found = False
     while head < tail and not found:
         meter[0] = head
         level_end = tail
         step = dist[queue[head]] + 1
-        lo = words
-        hi = -1
-        if bitwise:
-            for i in range(head, level_end):
-                word = int(queue[i]) >> 6
-                lo = word if word < lo else lo
-                hi = word if word > hi else hi
-        out_lo = max(0, lo - reach)
-        out_hi = min(words - 1, hi + reach)
-        if bitwise and (level_end - head) * ratio > out_hi - out_lo + 1:
-            if seen.shape[0] == 0:
-                seen = np.zeros(words, np.uint64)
-                frontier = np.zeros(words, np.uint64)
-                reached = np.zeros(words, np.uint64)
-                meter[2] += 3 * 8 * words
-                for i in range(tail):
-                    v = np.int64(queue[i])
-                    seen[v >> 6] |= ONE << np.uint64(v & 63)
-            for i in range(head, level_end):
-                v = np.int64(queue[i])
-                frontier[v >> 6] |= ONE << np.uint64(v & 63)
-            head = level_end
-            for j in range(out_lo, out_hi + 1):
-                reached[j] = 0
-            for k in range(d):
-                s = strides[k]
-                _spread(frontier, high[k], True, reached, s, True, lo, hi)
-                _spread(frontier, low[k], True, reached, s, False, lo, hi)
-                if periodic[k]:
-                    wrap = (shape[k] - 1) * s
-                    _spread(frontier, high[k], False, reached, wrap, False, lo, hi)
-                    _spread(frontier, low[k], False, reached, wrap, True, lo, hi)
-            for j in range(lo, hi + 1):
-                frontier[j] = 0
-            for j in range(out_lo, out_hi + 1):
-                fresh = reached[j] & ~seen[j]
-                if fresh == 0:
-                    continue
-                seen[j] |= fresh
-                base = j << 6
-                while fresh != 0:
-                    x = base + int(trailing_zeros(fresh))
-                    fresh &= fresh - ONE
-                    if x < n and open_mask[x]:
-                        tail = _enqueue(x, step, dist, queue, tail)
-                        if x == target:
-                            found = True
-            continue
         while head < level_end:
             v = np.int64(queue[head])
             head += 1
@@ -494,11 +371,302 @@ def bfs(
                     u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
                     if dist[u] < 0 and open_mask[u]:
                         tail = _enqueue(u, step, dist, queue, tail)
-                        if seen.shape[0] != 0:
-                            seen[u >> 6] |= ONE << np.uint64(u & 63)
                         if u == target:
                             found = True
     return head
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_word(octets: np.ndarray, w: Int) -> np.uint64:
+    """Word ``w`` of a packed mask: the low bits of the 64 mask bytes ``octets[8w .. 8w + 7]`` (8 per uint64)."""
+    # one multiply gathers the low bit of each of 8 bytes into the top byte
+    acc = np.uint64(0)
+    for j in range(8):
+        acc |= (((octets[8 * w + j] & BYTE_LOWS) * BYTE_GATHER) >> SHIFT56) << np.uint64(8 * j)
+    return acc
+
+
+TILE_LOG = 6
+"""log2 of the vertices a tile of :func:`tiling` holds: one uint64 word."""
+
+
+@njit(cache=True, nogil=True)
+def tiling(shape: np.ndarray, strides: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Cut the lattice into tiles of 64 vertices, a box of ``2^log[k]`` along each axis, one word of bits each.
+
+    Returns ``(log, tile_strides, offset, base, edges)``:
+
+    * ``log`` (d,): the tile's extent along each axis is ``1 << log[k]``. Bits go one at a time to the axis with
+      the smallest extent that is still shorter than the axis (the last such axis on ties), so a tile is as
+      close to a cube as the shape allows and a BFS front, a surface of the lattice, crosses a tile in many
+      vertices where it crosses a run of 64 consecutive indices in one or two;
+    * ``tile_strides`` (d,): the strides of the grid of tiles (C order, partial tiles at the high ends);
+    * ``offset`` (64,): the linear index of bit ``b`` relative to its tile's first vertex;
+    * ``base`` (tiles,): the linear index of each tile's first vertex;
+    * ``edges`` (tiles,): bit ``2k`` set when the tile is the first along axis ``k``, bit ``2k + 1`` when the last.
+
+    Bit ``b`` of a tile is the vertex whose in-tile coordinate on axis ``k`` is ``(b >> sum(log[k + 1:])) &
+    ((1 << log[k]) - 1)``: the last axis varies fastest. Bits of a partial tile that fall outside the lattice are
+    never open.
+    """
+    d = shape.shape[0]
+    log = np.zeros(d, np.int64)
+    total = 0
+    while total < TILE_LOG:
+        best = -1
+        for k in range(d - 1, -1, -1):
+            if (1 << log[k]) < shape[k] and (best < 0 or log[k] < log[best]):
+                best = k
+        if best < 0:
+            break
+        log[best] += 1
+        total += 1
+    grid = np.empty(d, np.int64)
+    for k in range(d):
+        grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
+    tile_strides = np.empty(d, np.int64)
+    tiles = 1
+    for k in range(d - 1, -1, -1):
+        tile_strides[k] = tiles
+        tiles *= grid[k]
+    offset = np.zeros(64, np.int64)
+    for b in range(1 << total):
+        low = 0
+        for k in range(d - 1, -1, -1):
+            offset[b] += ((b >> low) & ((1 << log[k]) - 1)) * strides[k]
+            low += log[k]
+    base = np.empty(tiles, np.int64)
+    edges = np.empty(tiles, np.uint64)
+    coords = np.zeros(d, np.int64)
+    for t in range(tiles):
+        first = 0
+        flags = ZERO
+        for k in range(d):
+            first += (coords[k] << log[k]) * strides[k]
+            if coords[k] == 0:
+                flags |= ONE << np.uint64(2 * k)
+            if coords[k] == grid[k] - 1:
+                flags |= ONE << np.uint64(2 * k + 1)
+        base[t] = first
+        edges[t] = flags
+        advance_axes(coords, grid, d - 1)
+    return log, tile_strides, offset, base, edges
+
+
+@njit(cache=True, nogil=True)
+def _pack_tiles(
+    open_mask: np.ndarray, shape: np.ndarray, log: np.ndarray, tile_strides: np.ndarray, out: np.ndarray
+) -> None:
+    """Write the uint8 open mask into ``out`` in the tile layout of :func:`tiling`.
+
+    The mask is packed in index order first (8 bytes a multiply), then each run of a line that falls in one tile
+    is copied with one shift.
+    """
+    n = open_mask.shape[0]
+    d = shape.shape[0]
+    line = shape[d - 1]
+    run = 1 << log[d - 1]
+    packed = np.zeros(((n + 63) >> 6) + 1, np.uint64)
+    full = n >> 6
+    octets = open_mask[: full << 6].view(np.uint64)
+    for w in range(full):
+        packed[w] = _pack_word(octets, w)
+    for i in range(full << 6, n):
+        packed[full] |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)
+    out[:] = ZERO
+    coords = np.zeros(d, np.int64)
+    for row in range(n // line):
+        first_tile = 0
+        first_bit = 0
+        low = log[d - 1]
+        for k in range(d - 2, -1, -1):
+            first_tile += (coords[k] >> log[k]) * tile_strides[k]
+            first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
+            low += log[k]
+        start = row * line
+        shift = np.uint64(first_bit)
+        for c in range(0, line, run):
+            # bits past the line's end belong to the next line: masked off
+            bits = _bits_at(packed, start + c) & _low_mask(min(run, line - c))
+            out[first_tile + (c >> log[d - 1])] |= bits << shift
+        advance_axes(coords, shape, d - 2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _plane(log: np.ndarray, k: Int, c: Int) -> np.uint64:
+    """The bits of a tile whose in-tile coordinate on axis ``k`` is ``c``."""
+    low = 0
+    for j in range(k + 1, log.shape[0]):
+        low += log[j]
+    total = low
+    for j in range(k + 1):
+        total += log[j]
+    plane = ZERO
+    for b in range(1 << total):
+        if ((b >> low) & ((1 << log[k]) - 1)) == c:
+            plane |= ONE << np.uint64(b)
+    return plane
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _move(reached: np.ndarray, noted: np.ndarray, t: Int, bits: np.uint64) -> None:
+    """OR ``bits`` into ``reached[t]`` and, when they are not empty, set bit ``t`` of ``noted``.
+
+    Without a branch: whether a face of the frontier holds bits is as good as random.
+    """
+    reached[t] |= bits
+    noted[t >> 6] |= np.uint64(bits != 0) << np.uint64(t & 63)
+
+
+@njit(cache=True, nogil=True)
+def bfs_tiles(
+    axes: Axes,
+    open_mask: np.ndarray,
+    sources: np.ndarray,
+    target: Int,
+    dist: np.ndarray,
+    layout: tuple[np.ndarray, ...],
+    meter: np.ndarray,
+) -> Int:
+    """Whole-level multi-source BFS on bit sets in the tile layout of :func:`tiling`; returns ``expanded``.
+
+    ``layout`` is :func:`tiling` of the shape. ``meter`` is a :class:`catalytic.kernels.backend.Meter`'s
+    counts: ``meter[0]`` gets the vertices expanded at the start of each level, ``meter[2]`` the bytes of the
+    bit sets and tile lists.
+
+    The frontier, the vertices it reaches and the open vertices not yet labelled are bit sets of one word per
+    tile, and the frontier's non-zero tiles are listed in increasing order; no vertex is ever queued. A level
+    moves each listed tile along every axis: within the tile by a shift of the bits, and across its faces into
+    the next tile (the last tile along a periodic axis wraps to the first). It ORs the results into
+    ``reached``, noting each tile written in a summary bit set (one bit per tile). Then it reads the noted
+    tiles in increasing order and keeps ``reached & unlabelled`` as the next frontier, writing its depth into
+    ``dist``. A thin frontier costs no pass over the lattice, and every array is read in increasing order. The
+    depths are the BFS depths, so ``dist`` and ``expanded`` (every vertex of the levels before the target's)
+    equal the vertex-queue search's.
+    """
+    shape, periodic = axes[0], axes[2]
+    log, tile_strides, offset, base, edges = layout
+    d = shape.shape[0]
+    tiles = base.shape[0]
+    # per moving axis: the bit shift inside a tile, the low and high face planes, the shift that carries a face
+    # plane to the opposite face of the next tile, and for a periodic axis the plane and shift of its wrap
+    axis = np.empty(d, np.int64)
+    inner = np.empty(d, np.uint64)
+    low_face = np.empty(d, np.uint64)
+    high_face = np.empty(d, np.uint64)
+    across = np.empty(d, np.uint64)
+    wrap_face = np.zeros(d, np.uint64)
+    wrap_shift = np.zeros(d, np.uint64)
+    wrap_tiles = np.zeros(d, np.int64)
+    moving = 0
+    reach = 1  # the farthest a move writes, in tiles
+    low = 0
+    for k in range(d - 1, -1, -1):
+        if shape[k] > 1:
+            extent = 1 << log[k]
+            axis[moving] = k
+            inner[moving] = np.uint64(1 << low)
+            low_face[moving] = _plane(log, k, 0)
+            high_face[moving] = _plane(log, k, extent - 1)
+            across[moving] = np.uint64((extent - 1) << low)
+            reach = max(reach, tile_strides[k])
+            if periodic[k] and shape[k] > 2:
+                last = (shape[k] - 1) & (extent - 1)
+                wrap_face[moving] = _plane(log, k, last)
+                wrap_shift[moving] = np.uint64(last << low)
+                wrap_tiles[moving] = ((shape[k] - 1) >> log[k]) * tile_strides[k]
+                reach = max(reach, wrap_tiles[moving])
+            moving += 1
+        low += log[k]
+    free = np.zeros(tiles, np.uint64)  # open and not yet labelled
+    frontier = np.zeros(tiles, np.uint64)
+    reached = np.zeros(tiles, np.uint64)
+    noted = np.zeros((tiles + 63) >> 6, np.uint64)  # bit t: reached[t] was written this level
+    listed = np.empty(tiles, np.int64)  # the frontier's non-zero tiles, increasing
+    # and the mask packed in index order on the way to the tiles (:func:`_pack_tiles`)
+    meter[2] += 8 * (4 * tiles + noted.shape[0]) + 8 * (((dist.shape[0] + 63) >> 6) + 1)
+    _pack_tiles(open_mask, shape, log, tile_strides, free)
+    level: Int = 0
+    for s in sources:
+        if dist[s] < 0:
+            dist[s] = 0
+            level += 1
+            t: Int = 0
+            b = 0
+            rem = s
+            width = 0
+            for k in range(d - 1, -1, -1):
+                c = rem % shape[k]
+                rem //= shape[k]
+                t += (c >> log[k]) * tile_strides[k]
+                b += (c & ((1 << log[k]) - 1)) << width
+                width += log[k]
+            bit = ONE << np.uint64(b)
+            frontier[t] |= bit
+            free[t] &= ~bit
+            noted[t >> 6] |= ONE << np.uint64(t & 63)
+    if target >= 0 and dist[target] == 0:
+        return 0
+    count: Int = 0
+    for i in range(noted.shape[0]):
+        bits = noted[i]
+        noted[i] = ZERO
+        while bits != 0:
+            listed[count] = (i << 6) + np.int64(trailing_zeros(bits))
+            bits &= bits - ONE
+            count += 1
+    expanded: Int = 0
+    step = 0
+    while count > 0:
+        meter[0] = expanded
+        expanded += level
+        step += 1
+        for a in range(count):
+            t = listed[a]
+            f = frontier[t]
+            frontier[t] = ZERO
+            flags = edges[t]
+            within = ZERO
+            for m in range(moving):
+                k = axis[m]
+                s = inner[m]
+                within |= ((f & ~high_face[m]) << s) | ((f & ~low_face[m]) >> s)
+                if (flags >> np.uint64(2 * k + 1)) & ONE == 0:
+                    _move(reached, noted, t + tile_strides[k], (f & high_face[m]) >> across[m])
+                elif wrap_face[m] != 0:
+                    _move(reached, noted, t - wrap_tiles[m], (f & wrap_face[m]) >> wrap_shift[m])
+                if (flags >> np.uint64(2 * k)) & ONE == 0:
+                    _move(reached, noted, t - tile_strides[k], (f & low_face[m]) << across[m])
+                elif wrap_face[m] != 0:
+                    _move(reached, noted, t + wrap_tiles[m], (f & low_face[m]) << wrap_shift[m])
+            _move(reached, noted, t, within)
+        lo = max(listed[0] - reach, 0) >> 6
+        hi = min(listed[count - 1] + reach, tiles - 1) >> 6
+        count = 0
+        level = 0
+        for i in range(lo, hi + 1):
+            bits = noted[i]
+            if bits == 0:
+                continue
+            noted[i] = ZERO
+            while bits != 0:
+                t = (i << 6) + np.int64(trailing_zeros(bits))
+                bits &= bits - ONE
+                fresh = reached[t] & free[t]
+                reached[t] = ZERO
+                # without a branch: about half the noted tiles gain nothing
+                free[t] ^= fresh
+                frontier[t] = fresh
+                listed[count] = t
+                count += np.int64(fresh != 0)
+                first = base[t]
+                while fresh != 0:
+                    dist[first + offset[trailing_zeros(fresh)]] = step
+                    fresh &= fresh - ONE
+                    level += 1
+        if target >= 0 and dist[target] >= 0:
+            break
+    return expanded
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -896,13 +1064,9 @@ def _pack_open(open_mask: np.ndarray, packed: np.ndarray) -> None:
     :func:`_bits_at` may read one word past any vertex."""
     n = open_mask.shape[0]
     full = n >> 6
-    # eight mask bytes at a time: one multiply gathers the low bit of each byte into the top byte
     octets = open_mask[: full << 6].view(np.uint64)
     for w in prange(full):
-        acc = np.uint64(0)
-        for j in range(8):
-            acc |= (((octets[8 * w + j] & BYTE_LOWS) * BYTE_GATHER) >> SHIFT56) << np.uint64(8 * j)
-        packed[w] = acc
+        packed[w] = _pack_word(octets, w)
     tail = np.uint64(0)
     for i in range(full << 6, n):
         tail |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)

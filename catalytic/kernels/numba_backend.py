@@ -27,28 +27,29 @@ __all__ = ["NumbaBackend"]
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_MASK = np.empty(0, dtype=np.bool_)
 _INT32_LIMIT = 2**31 - 1
-_NO_FACES = np.zeros((0, 0), dtype=np.uint64)
-FACE_BYTES_LIMIT = 64 * 2**20
-"""Largest pair of axis-face bit sets (d / 4 bytes per vertex) kept for bit-parallel BFS levels; beyond it
-every level runs vertex by vertex."""
-BITWISE_RATIO = 3
-"""A BFS level runs bit-parallel when its frontier × this exceeds the 64-vertex words it spans."""
+SERIAL_MASK_VERTICES = 1 << 18
+"""Lattices up to this many vertices materialise their mask on the calling thread: starting numba's threads
+costs more than the second thread saves (the mask takes about 1 ns per vertex)."""
+TILE_BYTES_LIMIT = 64 * 2**20
+"""Largest tile tables (a first index and edge flags per 64-vertex tile: 1/4 byte per vertex) kept for the
+bit-set BFS; beyond it, or past 32 axes, the BFS runs over a vertex queue."""
 
 
-def _faces(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """The low/high face bit sets of a shape (none past FACE_BYTES_LIMIT), built once per shape."""
-    words = (geom.vertices + 63) // 64
-    if 2 * geom.ndim * words * 8 > FACE_BYTES_LIMIT:
-        return _NO_FACES, _NO_FACES
-    return _faces_of_shape(tuple(int(x) for x in geom.shape), tuple(int(x) for x in geom.strides), words)
+def _tiles(geom: Geometry) -> tuple[np.ndarray, ...] | None:
+    """The tile layout of a shape (:func:`_numba_kernels.tiling`), built once per shape; None past the limit."""
+    if geom.ndim > 32 or 16 * ((geom.vertices + 63) // 64) > TILE_BYTES_LIMIT:
+        return None
+    return _tiles_of_shape(tuple(int(x) for x in geom.shape), tuple(int(x) for x in geom.strides))
 
 
 @functools.lru_cache(maxsize=8)
-def _faces_of_shape(shape: tuple[int, ...], strides: tuple[int, ...], words: int) -> tuple[np.ndarray, np.ndarray]:
-    faces: tuple[np.ndarray, np.ndarray] = _kernels().axis_edges(
-        np.asarray(shape, dtype=np.int64), np.asarray(strides, dtype=np.int64), words
+def _tiles_of_shape(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    layout: tuple[np.ndarray, ...] = _kernels().tiling(
+        np.asarray(shape, dtype=np.int64), np.asarray(strides, dtype=np.int64)
     )
-    return faces
+    for table in layout:
+        table.flags.writeable = False  # shared by every search of the shape
+    return layout
 
 
 def _kernels() -> Any:
@@ -120,7 +121,7 @@ class NumbaBackend(HostBackend):
     # --- lattice ----------------------------------------------------------------------------------------
 
     def open_mask(self, geom: Geometry) -> np.ndarray:
-        """The uint8 open mask (N,), materialised in parallel over chunks of the lattice.
+        """The uint8 open mask (N,), materialised in parallel over chunks of the lattice (small ones serially).
 
         Examples
         --------
@@ -129,11 +130,13 @@ class NumbaBackend(HostBackend):
         [1, 1, 1]
         """
         out = np.empty(geom.vertices, dtype=np.uint8)
-        _kernels().open_mask(_generators(geom), out)
+        kernels = _kernels()
+        build = kernels.open_mask_serial if geom.vertices <= SERIAL_MASK_VERTICES else kernels.open_mask
+        build(_generators(geom), out)
         return out
 
     def open_bits(self, geom: Geometry) -> np.ndarray:
-        """The open mask packed 1 bit per vertex (padding bits past N are 0), computed in parallel.
+        """The open mask packed 1 bit per vertex (padding bits past N are 0), in parallel (small lattices serially).
 
         Examples
         --------
@@ -142,7 +145,9 @@ class NumbaBackend(HostBackend):
         [255, 3]
         """
         out = np.empty((geom.vertices + 7) // 8, dtype=np.uint8)
-        _kernels().open_bits(_generators(geom), geom.vertices, out)
+        kernels = _kernels()
+        build = kernels.open_bits_serial if geom.vertices <= SERIAL_MASK_VERTICES else kernels.open_bits
+        build(_generators(geom), geom.vertices, out)
         return out
 
     def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:
@@ -162,7 +167,7 @@ class NumbaBackend(HostBackend):
     # --- searches ---------------------------------------------------------------------------------------
 
     def bfs(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
-        """Multi-source whole-level BFS; a wide level runs bit-parallel over 64-vertex words.
+        """Multi-source whole-level BFS on bit sets of 64-vertex tiles (over a vertex queue past the tile limit).
 
         Examples
         --------
@@ -173,15 +178,18 @@ class NumbaBackend(HostBackend):
         >>> backend.bfs(geom, backend.open_mask(geom), np.array([2]), -1, dist), dist.tolist()
         (5, [2, 1, 0, 1, 2])
         """
-        queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
-        low, high = _faces(geom)
+        layout = _tiles(geom)
         counts = meter()
-        # the face bit sets are kept per shape, but they are held for the search like its queue
-        counts.allocated(queue.nbytes + low.nbytes + high.nbytes)
-        expanded = _kernels().bfs(
-            _axes(geom), open_mask, seeds, int(target), dist, queue, low, high, BITWISE_RATIO, counts.counts
-        )
+        axes = _axes(geom)
+        if layout is None:
+            queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
+            counts.allocated(queue.nbytes)
+            expanded = _kernels().bfs(axes, open_mask, seeds, int(target), dist, queue, counts.counts)
+        else:
+            # the tile tables are kept per shape, but they are held for the search like its bit sets
+            counts.allocated(sum(int(table.nbytes) for table in layout))
+            expanded = _kernels().bfs_tiles(axes, open_mask, seeds, int(target), dist, layout, counts.counts)
         return int(expanded)
 
     def bidirectional(

@@ -92,19 +92,18 @@ def test_searches(lattice: Lattice) -> None:
     geom = Geometry.of(lattice)
     mask = FAST.open_mask(geom)
     start, goal = _ends(lattice)
-    words = (geom.vertices + 63) // 64
-    low, high = kernels.axis_edges(geom.shape, geom.strides, words)
+    layout = kernels.tiling(geom.shape, geom.strides)
+    sources = np.array([start, goal // 2], dtype=np.int64)
     for target in (goal, -1):
         want = np.full(geom.vertices, -1, np.int32)
-        expanded = REFERENCE.bfs(geom, mask, np.array([start, goal // 2]), target, want)
-        # ratio 0: vertex by vertex; 10**9: every level bit-parallel; 1: a mix
-        for ratio in (0, 1, 10**9):
-            dist = np.full(geom.vertices, -1, np.int32)
-            queue = np.empty(geom.vertices, np.int64)
-            sources = np.array([start, goal // 2], dtype=np.int64)
-            meter = np.zeros(3, np.int64)
-            assert kernels.bfs(_axes(geom), mask, sources, target, dist, queue, low, high, ratio, meter) == expanded
-            np.testing.assert_array_equal(dist, want)
+        expanded = REFERENCE.bfs(geom, mask, sources, target, want)
+        tiled = np.full(geom.vertices, -1, np.int32)
+        assert kernels.bfs_tiles(_axes(geom), mask, sources, target, tiled, layout, np.zeros(3, np.int64)) == expanded
+        np.testing.assert_array_equal(tiled, want)
+        queued = np.full(geom.vertices, -1, np.int32)
+        queue = np.empty(geom.vertices, np.int64)
+        assert kernels.bfs(_axes(geom), mask, sources, target, queued, queue, np.zeros(3, np.int64)) == expanded
+        np.testing.assert_array_equal(queued, want)
     for s, g in ((start, goal), (goal, start), (start, start)):
         got = [FAST.full(geom.vertices, -1, np.int32) for _ in range(2)]
         ref = [REFERENCE.full(geom.vertices, -1, np.int32) for _ in range(2)]

@@ -299,11 +299,16 @@ def test_path_memory_is_measured_against_baselines() -> None:
     lat = Lattice((12, 12, 12), obstacles=[{"kind": "random", "p": 0.2, "seed": 4}])
     start = tuple(int(c) for c in lat.coords_of(int(np.flatnonzero(lat.open_mask_flat())[0])))
     goal = tuple(int(c) for c in lat.coords_of(int(np.flatnonzero(lat.open_mask_flat())[-1])))
-    path = shortest_path(lat, start, goal, method="bfs")
+    path = shortest_path(lat, start, goal, method="bfs", backend="numba")
     memory = path.memory
-    # int32 depths and numba's int32 queue, its face bit sets (d / 4 bytes per vertex) and bit-parallel bitmaps
-    faces = 2 * 3 * 8 * ((lat.vertices + 63) // 64)
-    assert memory["state_bytes"] >= 8 * lat.vertices + faces
+    # int32 depths; numba's tile tables, its four bit sets of one word per tile (free, frontier, reached, listed),
+    # the summary of one bit per tile and the mask packed in index order on the way to the tiles
+    from catalytic.kernels import _numba_kernels as numba_kernels
+
+    layout = numba_kernels.tiling(*(np.asarray(x, dtype=np.int64) for x in (lat.shape, lat.strides)))
+    tiles = layout[3].size
+    words = 4 * tiles + (tiles + 63) // 64 + (lat.vertices + 63) // 64 + 1
+    assert memory["state_bytes"] == 4 * lat.vertices + sum(table.nbytes for table in layout) + 8 * words
     assert memory["mask_bytes"] == lat.vertices
     assert memory["measured_bytes"] == memory["state_bytes"] + lat.vertices
     edges = to_networkx(lat).number_of_edges()
@@ -311,7 +316,7 @@ def test_path_memory_is_measured_against_baselines() -> None:
     assert memory["memory_efficiency_ratio"] == memory["baselines"]["igraph"]["bytes"] / memory["measured_bytes"]
     assert path.memory is memory  # built once
     # A pickled path (a Ray batch result) carries the finished report.
-    fresh = shortest_path(lat, start, goal, method="bfs")
+    fresh = shortest_path(lat, start, goal, method="bfs", backend="numba")
     copy = pickle.loads(pickle.dumps(fresh))
     assert copy.memory == memory and not callable(copy.memory_source)
     np.testing.assert_array_equal(copy.coords, path.coords)

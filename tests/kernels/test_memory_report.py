@@ -53,17 +53,18 @@ def _measure(mode: str, side: int) -> dict[str, int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 @pytest.mark.parametrize(("mode", "side"), [("full", 28), ("frugal", 40)])
 def test_reported_state_bytes_match_the_high_water_mark(mode: str, side: int) -> None:
-    # 28^5 (17 M vertices) full: about 160 MB of dist, queue, faces and bitmaps; 40^5 (102 M) frugal: about 50 MB
+    # 28^5 (17 M vertices) full: about 85 MB of dist, tile tables and bit sets; 40^5 (102 M) frugal: about 50 MB
     result = _measure(mode, side)
     assert result["reported"] == pytest.approx(result["added"], rel=0.15), result
 
 
-def test_full_bfs_counts_its_queue_and_frugal_its_frontiers() -> None:
+def test_full_bfs_counts_its_bit_sets_and_frugal_its_frontiers() -> None:
     lattice = Lattice((20,) * 5)
     n = lattice.vertices
     full = shortest_path(lattice, (0,) * 5, (19,) * 5, method="bfs", backend="numba", memory="full").memory
-    # 1 B mask + 4 B dist + 4 B queue, then the face bit sets and the bit-parallel bitmaps
-    assert full["measured_bytes"] >= 9 * n
+    # 1 B mask + 4 B dist, then the tile tables (1/4 B), four bit sets of one word per tile (1/2 B) and the mask
+    # packed in index order (1/8 B)
+    assert full["measured_bytes"] >= 5 * n + n * 7 // 8
     frugal = shortest_path(lattice, (0,) * 5, (19,) * 5, method="bfs", backend="numba", memory="frugal").memory
     # 1 bit mask + 2 bits state + 2 bitmap frontiers of 1 bit each
     assert frugal["measured_bytes"] >= n * 5 // 8

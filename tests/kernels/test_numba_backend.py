@@ -64,23 +64,22 @@ def test_lattice_primitives_match_reference(lattice: Lattice, data: st.DataObjec
 
 
 @given(lattice=lattices(max_dim=5, max_vertices=2000), data=st.data())
-def test_bfs_level_modes_agree(lattice: Lattice, data: st.DataObject) -> None:
-    """Vertex-by-vertex levels, bit-parallel levels and any mix of them give the reference's depths and counts."""
+def test_tile_and_queue_bfs_agree(lattice: Lattice, data: st.DataObject) -> None:
+    """The bit-set BFS over tiles and the vertex-queue BFS give the reference's depths and counts."""
     geom = Geometry.of(lattice)
     mask = FAST.open_mask(geom)
-    words = (geom.vertices + 63) // 64
-    low, high = kernels.axis_edges(geom.shape, geom.strides, words)
     sources = np.array(data.draw(st.lists(endpoints(lattice), min_size=1, max_size=3)), dtype=np.int64)
     target = data.draw(st.sampled_from([-1, data.draw(endpoints(lattice))]))
     ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, list(sources), target)
-    # ratio 0: never bit-parallel; 10**9: always; 1: only dense levels, so runs mix both.
-    for ratio in (0, 1, 10**9):
-        dist = np.full(geom.vertices, -1, np.int32)
-        queue = np.empty(geom.vertices, np.int64)
-        axes = (geom.shape, geom.strides, geom.periodic)
-        expanded = kernels.bfs(axes, mask, sources, target, dist, queue, low, high, ratio, np.zeros(3, np.int64))
-        assert expanded == ref_expanded, ratio
-        np.testing.assert_array_equal(dist, ref_dist, err_msg=f"ratio {ratio}")
+    axes = (geom.shape, geom.strides, geom.periodic)
+    tiled = np.full(geom.vertices, -1, np.int32)
+    layout = kernels.tiling(geom.shape, geom.strides)
+    assert kernels.bfs_tiles(axes, mask, sources, target, tiled, layout, np.zeros(3, np.int64)) == ref_expanded
+    np.testing.assert_array_equal(tiled, ref_dist)
+    queued = np.full(geom.vertices, -1, np.int32)
+    queue = np.empty(geom.vertices, np.int64)
+    assert kernels.bfs(axes, mask, sources, target, queued, queue, np.zeros(3, np.int64)) == ref_expanded
+    np.testing.assert_array_equal(queued, ref_dist)
 
 
 @given(lattice=lattices(max_dim=4, max_vertices=600), data=st.data())
@@ -99,19 +98,24 @@ def test_dijkstra_reports_exactly_the_entries_it_wrote(lattice: Lattice, data: s
     np.testing.assert_array_equal(dist, ref)
 
 
-def test_axis_edges_mark_exactly_the_faces() -> None:
-    lattice = Lattice((3, 5, 70))
+@pytest.mark.parametrize("shape", [(3, 5, 70), (7,), (1, 130), (2, 3, 1, 5, 2, 3), (10, 10, 10, 10, 10)])
+def test_tiling_maps_every_vertex_to_one_bit(shape: tuple[int, ...]) -> None:
+    lattice = Lattice(shape)
     geom = Geometry.of(lattice)
-    words = (geom.vertices + 63) // 64
-    low, high = kernels.axis_edges(geom.shape, geom.strides, words)
-    coords = np.indices(lattice.shape).reshape(3, -1)
-    for k in range(3):
-        bits_low = np.unpackbits(low[k].view(np.uint8), bitorder="little")[: geom.vertices].astype(bool)
-        bits_high = np.unpackbits(high[k].view(np.uint8), bitorder="little")[: geom.vertices].astype(bool)
-        np.testing.assert_array_equal(bits_low, coords[k] == 0)
-        np.testing.assert_array_equal(bits_high, coords[k] == lattice.shape[k] - 1)
-        # Nothing past the last vertex.
-        assert not np.unpackbits(low[k].view(np.uint8), bitorder="little")[geom.vertices :].any()
+    log, tile_strides, offset, base, edges = kernels.tiling(geom.shape, geom.strides)
+    assert int(log.sum()) == min(6, sum(int(np.ceil(np.log2(n))) for n in shape))
+    # every (tile, bit) inside the lattice names a distinct vertex, and the packed mask sets exactly those bits
+    packed = np.zeros(base.size, np.uint64)
+    kernels._pack_tiles(FAST.open_mask(geom), geom.shape, log, tile_strides, packed)
+    bits = np.unpackbits(packed.view(np.uint8), bitorder="little").reshape(base.size, 64).astype(bool)
+    tile_of, bit_of = np.nonzero(bits)
+    np.testing.assert_array_equal(np.sort(base[tile_of] + offset[bit_of]), np.arange(geom.vertices))
+    # edge flags: the first and the last tile along each axis
+    grid = [-(-n // (1 << int(b))) for n, b in zip(shape, log, strict=True)]
+    tile_coords = np.indices(grid).reshape(len(shape), -1)
+    for k in range(len(shape)):
+        np.testing.assert_array_equal((edges >> np.uint64(2 * k)) & np.uint64(1), tile_coords[k] == 0)
+        np.testing.assert_array_equal((edges >> np.uint64(2 * k + 1)) & np.uint64(1), tile_coords[k] == grid[k] - 1)
 
 
 @given(lattice=lattices(max_dim=5, max_vertices=500), data=st.data())
@@ -289,16 +293,15 @@ def test_second_source_is_not_a_predecessor() -> None:
         FAST.trace_path(geom, mask, dist, 0, 5)
 
 
-def test_past_the_face_budget_every_level_runs_vertex_by_vertex(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_past_the_tile_budget_the_bfs_runs_over_a_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     from catalytic.kernels import numba_backend
 
     lattice = Lattice((40, 30), periodic=[True, False], obstacles=[{"kind": "random", "p": 0.2, "seed": 5}])
     geom = Geometry.of(lattice)
     mask = FAST.open_mask(geom)
     start = int(np.flatnonzero(mask)[0])
-    monkeypatch.setattr(numba_backend, "FACE_BYTES_LIMIT", 0)
-    low, high = numba_backend._faces(geom)
-    assert low.shape == high.shape == (0, 0)
+    monkeypatch.setattr(numba_backend, "TILE_BYTES_LIMIT", 0)
+    assert numba_backend._tiles(geom) is None
     dist, expanded = _bfs(FAST, geom, mask, [start], -1)
     ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, [start], -1)
     assert expanded == ref_expanded

@@ -253,3 +253,43 @@ def write_results(
 
         drawing.refresh(suite, RESULTS)
     return json_path, md_path
+
+
+BANDWIDTH_BYTES = 256 * 2**20
+"""Bytes streamed by :func:`memory_bandwidth`: far past any cache, so the figure is the memory's."""
+
+
+def memory_bandwidth(size: int = BANDWIDTH_BYTES, repeat: int = 5) -> dict[str, Any]:
+    """The sequential memory bandwidth of one core, in GB/s: a streaming read and a streaming copy.
+
+    Measured in the same run as the kernels it is set beside, so that a ``ns per vertex`` figure can be read
+    against the time the bytes it must touch take to stream: the read sums ``size`` bytes of uint64 (NumPy's
+    reduction streams them), the copy moves them to a second buffer (``np.copyto``, a ``memcpy``; the figure
+    counts the bytes read and written). Best of ``repeat``: the other work of a shared machine only slows it.
+    """
+    import numpy as np
+
+    words = size // 8
+    source = np.ones(words, dtype=np.uint64)
+    target = np.empty_like(source)
+    np.copyto(target, source)  # both buffers resident before timing
+    read_s = copy_s = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        source.sum()
+        read_s = min(read_s, time.perf_counter() - began)
+        began = time.perf_counter()
+        np.copyto(target, source)
+        copy_s = min(copy_s, time.perf_counter() - began)
+    return {
+        "bytes": words * 8,
+        "read_gb_s": round(words * 8 / read_s / 1e9, 2),
+        "copy_gb_s": round(2 * words * 8 / copy_s / 1e9, 2),
+        "threads": 1,
+        "load_average": load_average(),
+    }
+
+
+def bandwidth_floor_ns(bytes_per_vertex: float, bandwidth: dict[str, Any]) -> float:
+    """Nanoseconds per vertex to stream ``bytes_per_vertex`` at the measured read bandwidth (GB/s = bytes/ns)."""
+    return float(bytes_per_vertex / bandwidth["read_gb_s"])

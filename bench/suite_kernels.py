@@ -16,6 +16,10 @@ under ``publication_problems`` instead.
 Every row's answer (path length, component count, distance-field digest) is checked against the answer
 most rows give; a row that disagrees is flagged.
 
+Beside the rows, a run measures the machine's single-core sequential memory bandwidth (a streaming read and a
+copy, :func:`bench.common.memory_bandwidth`) and gives each catalytic path row its time per expanded vertex next
+to the time the bytes a BFS must touch per vertex (its 1-byte mask entry and 4-byte depth) take to stream.
+
 Options: ``--quick`` (tiny lattices, few repeats: the smoke test), ``--only CASE[,CASE]`` and
 ``--no-cold`` (skip the fresh-process compile measurement).
 
@@ -27,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import begin_run, write_results
+from bench.common import bandwidth_floor_ns, begin_run, markdown_table, memory_bandwidth, write_results
 from bench.kernels.cases import CASES, RUNNERS
 from bench.kernels.checks import publication_problems
 from bench.kernels.cold import cold_runs
@@ -40,7 +45,10 @@ from bench.kernels.report import payload, render
 from bench.kernels.rows import Case, check_answers
 from bench.kernels.targets import evaluate_targets
 
-__all__ = ["CASES", "main"]
+__all__ = ["CASES", "main", "per_vertex"]
+
+BFS_BYTES_PER_VERTEX = 5
+"""Bytes a BFS must touch per vertex it labels: the open mask's byte, read, and the int32 depth, written."""
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -55,6 +63,51 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
     args.cases = [c for c in CASES if not only or c in only]
     return args
+
+
+def per_vertex(cases: dict[str, Case], bandwidth: dict[str, Any]) -> list[dict[str, Any]]:
+    """Time per expanded vertex of every catalytic path row that reports its expanded count."""
+    floor = bandwidth_floor_ns(BFS_BYTES_PER_VERTEX, bandwidth)
+    rows = []
+    for case in cases.values():
+        for row in case.rows:
+            found = re.search(r"ran (\w+), expanded (\d+)", row.note)
+            if row.task != "path" or not row.impl.startswith("catalytic") or found is None or int(found[2]) == 0:
+                continue
+            expanded = int(found[2])
+            rows.append({
+                "case": case.name,
+                "impl": row.impl,
+                "ran": found[1],
+                "median_ms": row.query["median_s"] * 1e3,
+                "expanded": expanded,
+                "ns_per_expanded": row.query["median_s"] * 1e9 / expanded,
+                "bandwidth_floor_ns": floor,
+            })  # fmt: skip
+    return rows
+
+
+def per_vertex_markdown(rows: list[dict[str, Any]], bandwidth: dict[str, Any]) -> str:
+    """The per-vertex section of the Markdown report."""
+    table = markdown_table(
+        ["case", "implementation", "ran", "ms", "expanded", "ns per expanded vertex", "streaming floor (ns)"],
+        [
+            [r["case"], r["impl"], r["ran"], f"{r['median_ms']:.3f}", f"{r['expanded']:,}",
+             f"{r['ns_per_expanded']:.1f}", f"{r['bandwidth_floor_ns']:.2f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+    return "\n".join([
+        "",
+        "## Per expanded vertex, against the memory bandwidth",
+        "",
+        f"Sequential memory bandwidth of one core, measured in this run: read {bandwidth['read_gb_s']} GB/s, copy "
+        f"{bandwidth['copy_gb_s']} GB/s ({bandwidth['bytes'] // 2**20} MiB, best of 5; load average "
+        f"{bandwidth['load_average']}). The streaming floor is the {BFS_BYTES_PER_VERTEX} bytes a BFS must touch per "
+        "vertex (its mask byte and its int32 depth) at the read bandwidth; queries on a prebuilt lattice only.",
+        "",
+        table,
+    ])  # fmt: skip
 
 
 def main(argv: Sequence[str]) -> int:
@@ -80,9 +133,14 @@ def main(argv: Sequence[str]) -> int:
     if problems:
         print("a full run would not publish this: " + "; ".join(problems), file=sys.stderr)
     targets = evaluate_targets(cases)
+    bandwidth = memory_bandwidth(size=16 * 2**20 if cfg.quick else 256 * 2**20)
+    vertex_rows = per_vertex(cases, bandwidth)
     result = payload(cases, references, targets, cold, cfg, available)
     result["publication_problems"] = problems
-    json_path, md_path = write_results("kernels", result, render(cases, targets, cold, cfg), load_started=started)
+    result["memory_bandwidth"] = bandwidth
+    result["per_vertex"] = vertex_rows
+    markdown = render(cases, targets, cold, cfg) + "\n" + per_vertex_markdown(vertex_rows, bandwidth)
+    json_path, md_path = write_results("kernels", result, markdown, load_started=started)
     print(f"wrote {json_path} and {md_path}")
     if result["disagreements"]:
         print(f"answers disagree: {result['disagreements']}", file=sys.stderr)

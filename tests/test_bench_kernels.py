@@ -116,3 +116,23 @@ def test_published_end_to_end_rows_were_checked_cold() -> None:
         pytest.skip("the stored kernels results predate the cold check; rerun `python -m bench kernels`")
     for row in rows:
         assert row["query"]["cold_checked"] == row["query"]["repeat"] + 1, row["impl"]
+
+
+def test_per_vertex_rows_divide_each_catalytic_query_by_its_expanded_count() -> None:
+    case = Case("small", {}, {"vertices": 1000})
+    note = "query on a prebuilt Lattice (mask cached); ran bfs, expanded 1000"
+    case.rows.append(Row("small", "path", "catalytic[numba] bfs", None, {"median_s": 0.002}, 45, note))
+    case.rows.append(Row("small", "path", "igraph get_shortest_path", None, {"median_s": 0.5}, 45, "expanded 7"))
+    bandwidth = {"read_gb_s": 10.0, "copy_gb_s": 12.0, "bytes": 2**20, "load_average": [0.0, 0.0, 0.0]}
+    rows = suite_kernels.per_vertex({"small": case}, bandwidth)
+    assert [(r["impl"], r["ran"], r["expanded"]) for r in rows] == [("catalytic[numba] bfs", "bfs", 1000)]
+    assert rows[0]["ns_per_expanded"] == pytest.approx(2000.0)
+    # 5 bytes per vertex at 10 bytes per ns
+    assert rows[0]["bandwidth_floor_ns"] == pytest.approx(0.5)
+    assert "| small | catalytic[numba] bfs | bfs |" in suite_kernels.per_vertex_markdown(rows, bandwidth)
+
+
+def test_memory_bandwidth_streams_the_bytes_it_names() -> None:
+    measured = bench.common.memory_bandwidth(size=2**20, repeat=1)
+    assert measured["bytes"] == 2**20
+    assert measured["read_gb_s"] > 0 and measured["copy_gb_s"] > 0

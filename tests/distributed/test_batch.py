@@ -61,8 +61,8 @@ def test_batch_paths_in_order_with_unreachable_as_none(
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_guided_chunks_keep_the_order(ray_cluster: dict[str, Any], workers: int) -> None:
-    # Default chunking: sizes shrink as the batch drains (150, 75, 64, 11 pairs for one worker).
+def test_default_chunks_keep_the_order(ray_cluster: dict[str, Any], workers: int) -> None:
+    # Default chunking: one chunk per worker (150 + 150 pairs for two), answers in the order asked.
     lattice = Lattice((12, 11, 10), obstacles=[{"kind": "random", "p": 0.25, "seed": 4}])
     pairs = _pairs(lattice, 300, seed=8)
     got = batch_shortest_paths(lattice.spec(), pairs, backend="numba", workers=workers, progress=False)
@@ -239,3 +239,21 @@ def test_path_batch_progress_rises_to_the_query_count(
     assert {4.0, 8.0} <= set(moves)  # each chunk's end
     for lo in (0, 4, 8):
         assert any(lo < p < lo + 4 for p in moves), (lo, positions)
+
+
+def test_a_lattice_is_placed_once_for_every_batch_of_it(ray_cluster: dict[str, Any]) -> None:
+    from catalytic.distributed import batch
+
+    lattice = Lattice((7, 6, 5), periodic=[True, False, True], obstacles=[{"kind": "random", "p": 0.3, "seed": 6}])
+    spec = lattice.spec()
+    answers = []
+    refs = []
+    for seed in (1, 2):
+        pairs = _pairs(lattice, 40, seed=seed)
+        answers.append((pairs, batch_shortest_paths(spec, pairs, backend="numba", workers=2, progress=False)))
+        refs.append([key_refs for key, key_refs in batch._placements.items() if key[1] == batch._lattice_key(spec)])
+    # the second batch sent nothing new: the same spec, arrays and mask references serve it
+    assert len(refs[1]) == 1 and refs[0][0][0] is refs[1][0][0] and refs[0][0][2] == refs[1][0][2]
+    for pairs, got in answers:
+        for answer, (start, goal) in zip(got, pairs, strict=True):
+            _same(answer, lattice, start, goal, "auto", "numba")

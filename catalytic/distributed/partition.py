@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from catalytic.distributed._runtime import RETRIES, connect, explicit_arrays, lattice_from, rows_of
-from catalytic.errors import CoordinateError, InvalidTypeError, NoPathError
-from catalytic.kernels import Path
+from catalytic.errors import CoordinateError, InvalidTypeError, MemoryBudgetError, NoPathError
+from catalytic.kernels import DEFAULT_MEMORY_BUDGET, Path
 from catalytic.kernels.backend import Backend, Geometry, run_with_fallback
 from catalytic.lattice import Lattice, materialise_open, obstacle_generators
 
@@ -69,6 +70,17 @@ __all__ = [
 
 _RECOVERIES = 3
 T = TypeVar("T")
+
+
+def _memory_budget() -> int:
+    """This process's ``CATALYTIC_MEMORY_BUDGET`` in bytes (the kernels' default when unset)."""
+    raw = os.environ.get("CATALYTIC_MEMORY_BUDGET")
+    if raw is None:
+        return DEFAULT_MEMORY_BUDGET
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidTypeError("CATALYTIC_MEMORY_BUDGET", f"{raw!r} is not an integer", "a byte count") from None
 
 
 def slab_bounds(rows: int, slabs: int) -> list[tuple[int, int]]:
@@ -185,7 +197,7 @@ class SlabWorker:
         self.halo = _rows_lattice(spec, rows, periodic and single, arrays)
         self.geometry = Geometry.of(self.halo)
         self.backend = backend
-        self.lo = lo
+        self.lo, self.hi = lo, hi
         self.shape = (hi - lo, *shape[1:])
         self.row_size = math.prod(shape[1:])
         # the slab's own rows inside the halo lattice
@@ -211,6 +223,21 @@ class SlabWorker:
 
     # --- distances ---------------------------------------------------------------------------------------
 
+    def state_bytes(self) -> int:
+        """Bytes of search state a distance query holds on this slab, halo rows included.
+
+        The open mask (1 B per vertex), the distances (int32 steps, or float64 costs when weighted) and the
+        search's queue (one index per vertex; Dijkstra's heap holds a cost and an index). The query refuses to
+        start past this process's ``CATALYTIC_MEMORY_BUDGET`` (:class:`catalytic.errors.MemoryBudgetError`).
+        """
+        index = 4 if self.halo.vertices < 2**31 - 1 else 8
+        per_vertex = 1 + (8 + 8 + index if self.halo.weighted else 4 + index)
+        return self.halo.vertices * per_vertex
+
+    def peak_rss(self) -> int:
+        """This actor process's peak resident set size in bytes, as the kernel counts it."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
     def _unreached(self) -> float:
         return math.inf if self.halo.weighted else -1
 
@@ -220,6 +247,9 @@ class SlabWorker:
         Unweighted slabs keep int32 steps (−1 unreached), as the single-node BFS writes them; weighted slabs
         keep float64 costs (``inf`` unreached).
         """
+        needed, budget = self.state_bytes(), _memory_budget()
+        if needed > budget:
+            raise MemoryBudgetError(needed, budget, f"the search state of the slab of rows {self.lo}..{self.hi - 1}")
         self.query = query
         seeds = np.asarray(sources, dtype=np.int64) + self.own.start
         geom, vertices = self.geometry, self.halo.vertices
@@ -506,6 +536,18 @@ class PartitionedLattice:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+
+    def state_bytes(self) -> list[int]:
+        """Each slab's search-state bytes for a distance query (:meth:`SlabWorker.state_bytes`)."""
+        import ray
+
+        return [int(n) for n in ray.get([actor.state_bytes.remote() for actor in self.actors])]
+
+    def peak_rss(self) -> list[int]:
+        """Each slab actor's peak resident set size in bytes."""
+        import ray
+
+        return [int(n) for n in ray.get([actor.peak_rss.remote() for actor in self.actors])]
 
     # --- helpers -----------------------------------------------------------------------------------------
 

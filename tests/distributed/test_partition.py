@@ -17,7 +17,15 @@ from catalytic.distributed import (
 )
 from catalytic.distributed._runtime import explicit_arrays, rows_of
 from catalytic.distributed.partition import HaloUpdate, SlabWorker, _merge_labels, halo_rows, slab_bounds
-from catalytic.errors import BlockedVertexError, CoordinateError, InvalidTypeError, MaskError, NoPathError, WeightsError
+from catalytic.errors import (
+    BlockedVertexError,
+    CoordinateError,
+    InvalidTypeError,
+    MaskError,
+    MemoryBudgetError,
+    NoPathError,
+    WeightsError,
+)
 from catalytic.kernels import components, distance_field, shortest_path
 from catalytic.lattice import Lattice
 
@@ -335,3 +343,24 @@ def test_sources_are_checked_before_the_slabs_start() -> None:
         partitioned_shortest_path(spec, (0, 1), (2, 2), arrays=arrays)
     with pytest.raises(InvalidTypeError, match="slabs"):
         PartitionedLattice(spec, slabs=0, arrays=arrays)
+
+
+def test_a_slab_refuses_a_query_over_its_budget_and_fits_where_the_whole_would_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lattice = Lattice((40, 9, 8), periodic=[False, True, False], obstacles=[{"kind": "random", "p": 0.2, "seed": 1}])
+    whole = SlabWorker(lattice.spec(), 0, 40, True, {}, "numba")
+    part = _Slabs(lattice, 4, {}, "numba")
+    slab_bytes = [worker.state_bytes() for worker in part.workers]
+    # 4 slabs with their halo rows: each needs under a third of the whole lattice's state
+    assert max(slab_bytes) * 3 < whole.state_bytes()
+    monkeypatch.setenv("CATALYTIC_MEMORY_BUDGET", str(max(slab_bytes)))
+    with pytest.raises(MemoryBudgetError):
+        whole.step("q", np.zeros(1, dtype=np.int64), None, None)
+    source = int(np.flatnonzero(lattice.open_mask_flat())[0])
+    part.converge("q", [source])
+    field = np.concatenate([worker.field("q") for worker in part.workers], axis=0)
+    np.testing.assert_array_equal(field, distance_field(lattice, [lattice.coords_of(source).tolist()]))
+    monkeypatch.setenv("CATALYTIC_MEMORY_BUDGET", str(max(slab_bytes) - 1))
+    with pytest.raises(MemoryBudgetError):
+        _Slabs(lattice, 4, {}, "numba").converge("q", [source])

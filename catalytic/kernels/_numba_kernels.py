@@ -474,22 +474,40 @@ def _pack_tiles(
     for i in range(full << 6, n):
         packed[full] |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)
     out[:] = ZERO
+    whole = line - line % run
+    run_mask = _low_mask(run)
+    # the tile and the bit offset of each line's first vertex: worked out afresh where axis d - 2 starts over,
+    # and otherwise stepped one line along it
+    line_bit = 1 << log[d - 1]
+    extent = 1 << log[d - 2] if d > 1 else 1
+    step_tile = tile_strides[d - 2] if d > 1 else 0
     coords = np.zeros(d, np.int64)
+    first_tile = 0
+    first_bit = 0
     for row in range(n // line):
-        first_tile = 0
-        first_bit = 0
-        low = log[d - 1]
-        for k in range(d - 2, -1, -1):
-            first_tile += (coords[k] >> log[k]) * tile_strides[k]
-            first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
-            low += log[k]
+        if d == 1 or coords[d - 2] == 0:
+            first_tile = 0
+            first_bit = 0
+            low = log[d - 1]
+            for k in range(d - 2, -1, -1):
+                first_tile += (coords[k] >> log[k]) * tile_strides[k]
+                first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
+                low += log[k]
         start = row * line
         shift = np.uint64(first_bit)
-        for c in range(0, line, run):
-            # bits past the line's end belong to the next line: masked off
-            bits = _bits_at(packed, start + c) & _low_mask(min(run, line - c))
-            out[first_tile + (c >> log[d - 1])] |= bits << shift
+        for c in range(0, whole, run):
+            out[first_tile + (c >> log[d - 1])] |= (_bits_at(packed, start + c) & run_mask) << shift
+        if whole < line:
+            # the bits past the line's end belong to the next line: masked off
+            bits = _bits_at(packed, start + whole) & _low_mask(line - whole)
+            out[first_tile + (whole >> log[d - 1])] |= bits << shift
         advance_axes(coords, shape, d - 2)
+        if d > 1 and coords[d - 2] != 0:
+            if coords[d - 2] & (extent - 1) == 0:
+                first_tile += step_tile
+                first_bit -= (extent - 1) * line_bit
+            else:
+                first_bit += line_bit
 
 
 @njit(cache=True, nogil=True, inline="always")

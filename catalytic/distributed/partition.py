@@ -46,6 +46,7 @@ import resource
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path as Path_
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -70,6 +71,20 @@ __all__ = [
 
 _RECOVERIES = 3
 T = TypeVar("T")
+
+
+def peak_rss(reset: bool = False) -> int:
+    """This process's peak resident set size in bytes (Linux: ``VmHWM``, which ``reset`` sets back to the current
+    size first, so a later call gives the peak since; elsewhere the lifetime peak, ``ru_maxrss``)."""
+    status = Path_("/proc/self/status")
+    if not status.exists():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if reset:
+        Path_("/proc/self/clear_refs").write_text("5")
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _memory_budget() -> int:
@@ -234,9 +249,9 @@ class SlabWorker:
         per_vertex = 1 + (8 + 8 + index if self.halo.weighted else 4 + index)
         return self.halo.vertices * per_vertex
 
-    def peak_rss(self) -> int:
-        """This actor process's peak resident set size in bytes, as the kernel counts it."""
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    def peak_rss(self, reset: bool = False) -> int:
+        """This actor process's peak resident set size in bytes; with ``reset``, the peak starts again from now."""
+        return peak_rss(reset)
 
     def _unreached(self) -> float:
         return math.inf if self.halo.weighted else -1
@@ -543,11 +558,11 @@ class PartitionedLattice:
 
         return [int(n) for n in ray.get([actor.state_bytes.remote() for actor in self.actors])]
 
-    def peak_rss(self) -> list[int]:
-        """Each slab actor's peak resident set size in bytes."""
+    def peak_rss(self, reset: bool = False) -> list[int]:
+        """Each slab actor's peak resident set size in bytes (``reset``: start each peak again from now)."""
         import ray
 
-        return [int(n) for n in ray.get([actor.peak_rss.remote() for actor in self.actors])]
+        return [int(n) for n in ray.get([actor.peak_rss.remote(reset) for actor in self.actors])]
 
     # --- helpers -----------------------------------------------------------------------------------------
 

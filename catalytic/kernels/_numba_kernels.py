@@ -207,11 +207,11 @@ def _open_run(lo: Int, hi: Int, generators: tuple[np.ndarray, ...], out: np.ndar
     are tested last and only at vertices still open.
     """
     shape, strides, seeds, thresholds, box_lo, box_hi, explicit = generators
-    if explicit.shape[0] > 0:
-        for i in range(lo, hi):
-            out[i - lo] = np.uint8(1) - np.uint8(explicit[i])
-    else:
-        out[: hi - lo] = 1
+    # loops, not array expressions: inside a parallel kernel an array expression is a parallel region of its
+    # own, which a small lattice's serial path must not start
+    explicit_any = explicit.shape[0] > 0
+    for i in range(lo, hi):
+        out[i - lo] = np.uint8(1) - np.uint8(explicit_any and explicit[i])
     for r in range(seeds.shape[0]):
         seed = seeds[r]
         threshold = thresholds[r]
@@ -229,20 +229,25 @@ def _open_run(lo: Int, hi: Int, generators: tuple[np.ndarray, ...], out: np.ndar
             _advance(coords, shape)
 
 
+SERIAL_MASK_VERTICES = 1 << 18
+"""Lattices up to this many vertices materialise their mask on the calling thread: starting numba's threads
+costs more than the second thread saves (the mask takes about 1 ns per vertex)."""
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def open_mask(generators: tuple[np.ndarray, ...], out: np.ndarray) -> None:
-    """Write the uint8 open mask into ``out`` (N,) (``generators`` as for :func:`_open_run`)."""
+    """Write the uint8 open mask into ``out`` (N,) (``generators`` as for :func:`_open_run`).
+
+    Chunks of the lattice run in parallel, except on a lattice of at most :data:`SERIAL_MASK_VERTICES`.
+    """
     n = out.shape[0]
+    if n <= SERIAL_MASK_VERTICES:
+        _open_run(0, n, generators, out)
+        return
     for chunk in prange((n + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         hi = min(n, lo + CHUNK)
         _open_run(lo, hi, generators, out[lo:hi])
-
-
-@njit(cache=True, nogil=True)
-def open_mask_serial(generators: tuple[np.ndarray, ...], out: np.ndarray) -> None:
-    """:func:`open_mask` on the calling thread, for lattices too small to repay starting numba's threads."""
-    _open_run(0, out.shape[0], generators, out)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -259,22 +264,20 @@ def _pack_run(flags: np.ndarray, lo: Int, hi: Int, out: np.ndarray) -> None:
 def open_bits(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> None:
     """Write the open mask of ``n`` vertices packed 8 per byte into ``out`` ((n + 7) // 8,).
 
-    Each chunk (a multiple of 8 vertices, so it owns whole bytes) is materialised as bytes, then packed.
+    Each chunk (a multiple of 8 vertices, so it owns whole bytes) is materialised as bytes, then packed; chunks
+    run in parallel, except on a lattice of at most :data:`SERIAL_MASK_VERTICES`.
     """
+    if n <= SERIAL_MASK_VERTICES:
+        flags = np.empty(n, np.uint8)
+        _open_run(0, n, generators, flags)
+        _pack_run(flags, 0, n, out)
+        return
     for chunk in prange((n + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         hi = min(n, lo + CHUNK)
-        flags = np.empty(hi - lo, np.uint8)
-        _open_run(lo, hi, generators, flags)
-        _pack_run(flags, lo, hi, out)
-
-
-@njit(cache=True, nogil=True)
-def open_bits_serial(generators: tuple[np.ndarray, ...], n: Int, out: np.ndarray) -> None:
-    """:func:`open_bits` on the calling thread, for lattices too small to repay starting numba's threads."""
-    flags = np.empty(n, np.uint8)
-    _open_run(0, n, generators, flags)
-    _pack_run(flags, 0, n, out)
+        chunk_flags = np.empty(hi - lo, np.uint8)
+        _open_run(lo, hi, generators, chunk_flags)
+        _pack_run(chunk_flags, lo, hi, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -27,9 +27,6 @@ __all__ = ["NumbaBackend"]
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_MASK = np.empty(0, dtype=np.bool_)
 _INT32_LIMIT = 2**31 - 1
-SERIAL_MASK_VERTICES = 1 << 18
-"""Lattices up to this many vertices materialise their mask on the calling thread: starting numba's threads
-costs more than the second thread saves (the mask takes about 1 ns per vertex)."""
 TILE_BYTES_LIMIT = 64 * 2**20
 """Largest tile tables (a first index and edge flags per 64-vertex tile: 1/4 byte per vertex) kept for the
 bit-set BFS; beyond it, or past 32 axes, the BFS runs over a vertex queue."""
@@ -130,9 +127,7 @@ class NumbaBackend(HostBackend):
         [1, 1, 1]
         """
         out = np.empty(geom.vertices, dtype=np.uint8)
-        kernels = _kernels()
-        build = kernels.open_mask_serial if geom.vertices <= SERIAL_MASK_VERTICES else kernels.open_mask
-        build(_generators(geom), out)
+        _kernels().open_mask(_generators(geom), out)
         return out
 
     def open_bits(self, geom: Geometry) -> np.ndarray:
@@ -145,9 +140,7 @@ class NumbaBackend(HostBackend):
         [255, 3]
         """
         out = np.empty((geom.vertices + 7) // 8, dtype=np.uint8)
-        kernels = _kernels()
-        build = kernels.open_bits_serial if geom.vertices <= SERIAL_MASK_VERTICES else kernels.open_bits
-        build(_generators(geom), geom.vertices, out)
+        _kernels().open_bits(_generators(geom), geom.vertices, out)
         return out
 
     def degree_histogram(self, geom: Geometry, open_mask: Any) -> np.ndarray:

@@ -37,7 +37,7 @@ from catalytic.kernels import (
 )
 from catalytic.lattice import Lattice
 
-__all__ = ["MAX_SIZES", "OPERATIONS", "check_operation", "component_sizes", "run_operation"]
+__all__ = ["MAX_SIZES", "OPERATIONS", "check_operation", "component_sizes", "path_method", "run_operation"]
 
 OPERATIONS = ("shortest_path", "distance_field", "components", "analyze")
 """Every operation :func:`run_operation` knows, in the order the API documents them."""
@@ -84,20 +84,35 @@ def component_sizes(labels: np.ndarray, count: int, max_sizes: int = MAX_SIZES) 
     }
 
 
+def path_method(lattice: Lattice, params: Mapping[str, Any]) -> str:
+    """The method a shortest-path request runs: ``params["method"]`` (default ``auto``) with ``auto`` resolved.
+
+    Raises
+    ------
+    MethodError, VertexError
+        An unknown method, BFS on a weighted lattice, or an endpoint outside the lattice.
+
+    Examples
+    --------
+    >>> path_method(Lattice((8, 8)), {"start": [0, 0], "goal": [7, 7], "method": "bidirectional"})
+    'bidirectional'
+    """
+    method = params.get("method", "auto")
+    check_method(lattice, method)
+    lattice.check_vertex(params["start"], "start")
+    lattice.check_vertex(params["goal"], "goal")
+    return auto_method(lattice, params["start"], params["goal"]) if method == "auto" else method
+
+
 def _memory_for(lattice: Lattice, params: Mapping[str, Any], memory: str) -> str:
     """``frugal`` where the method that runs has a frugal mode (unweighted BFS), ``auto`` elsewhere.
 
     The runner's memory mode is a deployment's preference (LATTICE_MEMORY_OPTIMIZATION), not part of the request:
     it never changes the method, so a pod set to frugal answers with the path every other pod gives.
     """
-    method = params.get("method", "auto")
     if memory != "frugal" or lattice.weighted:
         return "auto" if memory == "frugal" else memory
-    check_method(lattice, method)
-    lattice.check_vertex(params["start"], "start")
-    lattice.check_vertex(params["goal"], "goal")
-    resolved = auto_method(lattice, params["start"], params["goal"]) if method == "auto" else method
-    return "frugal" if resolved == "bfs" else "auto"
+    return "frugal" if path_method(lattice, params) == "bfs" else "auto"
 
 
 def _path(lattice: Lattice, params: Mapping[str, Any], options: Options) -> Answer:

@@ -80,17 +80,25 @@ def spec_job_bytes(operation: str, spec: dict[str, Any]) -> int:
     return estimate_job_bytes(operation, vertices, bool(spec.get("weights")))
 
 
-DEVICE_BYTES_PER_VERTEX: dict[str, float] = {
+DEVICE_BYTES_PER_VERTEX: dict[tuple[str, bool], float] = {
     # Counted from the arrays the cupy backend allocates (int32 indices), rounded up by about 25 %; not measured
-    # on a device. shortest_path: two int32 distance fields (bidirectional), the open mask, bit-packed frontier
-    # rings and visited sets. distance_field: one int32 field, the mask, rings and visited set. components and
-    # analyze: union-find parents, labels and their prefix sum (int32 each), the mask and two boolean masks.
-    "shortest_path": 12.0,
-    "distance_field": 8.0,
-    "components": 24.0,
-    "analyze": 24.0,
+    # on a device. Keys: (operation, weighted).
+    # Unweighted searches: shortest_path holds two int32 distance fields (bidirectional), the open mask, bit-packed
+    # frontier rings and visited sets; distance_field one int32 field, the mask, rings and visited set.
+    ("shortest_path", False): 12.0,
+    ("distance_field", False): 8.0,
+    # Weighted (near-far relaxation): float64 costs and weights, the mask, pending and reached bits; a path query
+    # also keeps the costs' upper bounds (another float64 field).
+    ("shortest_path", True): 32.0,
+    ("distance_field", True): 22.0,
+    # components and analyze: int32 labels, the mask, and the label kernels' 0.25 B of temporaries
+    # (catalytic.kernels.cupy_backend.LABEL_TEMPORARY_BYTES_PER_VERTEX); weights play no part.
+    ("components", False): 7.0,
+    ("components", True): 7.0,
+    ("analyze", False): 7.0,
+    ("analyze", True): 7.0,
 }
-"""Device bytes per vertex of one GPU job, by operation (lattices past 2**31 vertices index with int64: twice)."""
+"""Device bytes per vertex of one GPU job, by operation and weights (past 2**31 vertices indices are int64: twice)."""
 
 _DEVICE_OVERHEAD = 64 * 2**20
 """Device bytes a GPU job adds whatever its size (geometry tables, kernel launch state, CuPy's pool slack)."""
@@ -107,7 +115,7 @@ def device_job_bytes(operation: str, spec: dict[str, Any]) -> int:
     vertices = 1
     for n in spec["shape"]:
         vertices *= int(n)
-    per_vertex = DEVICE_BYTES_PER_VERTEX[operation] * (2 if vertices > 2**31 - 1 else 1)
+    per_vertex = DEVICE_BYTES_PER_VERTEX[operation, bool(spec.get("weights"))] * (2 if vertices > 2**31 - 1 else 1)
     return int(vertices * per_vertex) + _DEVICE_OVERHEAD
 
 

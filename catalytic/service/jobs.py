@@ -83,19 +83,22 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-DEVICE_METHODS = ("auto", "bfs", "bidirectional")
-"""Shortest-path methods that search on the device (A* and Dijkstra run on the host whatever the backend)."""
-
-
 def wants_gpu(
-    operation: str, params: Mapping[str, Any], spec: Mapping[str, Any], backend: str | None, min_vertices: int
+    operation: str, method: str | None, spec: Mapping[str, Any], backend: str | None, min_vertices: int
 ) -> bool:
-    """Whether a job is GPU work: its operation runs on the device and the lattice is large enough.
+    """Whether a job is GPU work: it runs on the device and the lattice is large enough.
+
+    Every operation runs on the device, weighted lattices included, except the path methods the GPU backend
+    hands to the host (:attr:`catalytic.kernels.cupy_backend.CupyBackend.host_methods`: A\\*, which ``auto``
+    resolves to on weighted and sparse lattices); those queue for any worker, as a CPU pod answers them as fast.
 
     Parameters
     ----------
-    operation, params, spec
+    operation, spec
         The job.
+    method : str or None
+        The path method it runs, ``auto`` resolved (:func:`catalytic.operations.path_method`); None for the
+        other operations.
     backend : str or None
         The backend the request named (None or ``auto``: any; ``cupy`` asks for the GPU whatever the size).
     min_vertices : int
@@ -103,16 +106,16 @@ def wants_gpu(
 
     Examples
     --------
-    >>> wants_gpu("components", {}, {"shape": [2048, 1024]}, None, 2**20)
+    >>> wants_gpu("components", None, {"shape": [2048, 1024]}, None, 2**20)
     True
-    >>> wants_gpu("shortest_path", {"method": "astar"}, {"shape": [2048, 1024]}, None, 2**20)
+    >>> wants_gpu("shortest_path", "astar", {"shape": [2048, 1024]}, None, 2**20)
     False
     """
+    from catalytic.kernels.cupy_backend import CupyBackend
+
     if backend == "cupy":
         return True
-    if backend not in (None, "auto") or spec.get("weights"):
-        return False  # a named CPU backend; weighted searches run Dijkstra on the host
-    if operation == "shortest_path" and params.get("method", "auto") not in DEVICE_METHODS:
+    if backend not in (None, "auto") or method in CupyBackend.host_methods:
         return False
     vertices = 1
     for n in spec["shape"]:
@@ -451,7 +454,7 @@ class JobRunner:
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="catalytic-job-heartbeat"))
 
     async def place(
-        self, operation: str, params: Mapping[str, Any], spec: Mapping[str, Any], backend: str | None
+        self, operation: str, method: str | None, spec: Mapping[str, Any], backend: str | None
     ) -> dict[str, Any]:
         """Where a job about to be recorded waits: the fields of its record that :func:`queries.insert_job` takes.
 
@@ -459,7 +462,7 @@ class JobRunner:
         which a CPU worker may take it (none when it named the cupy backend); when no GPU worker has been seen
         alive within a lease it is a CPU job at once, and its placement says why. Every other job is held here.
         """
-        if not wants_gpu(operation, params, spec, backend, self.gpu_min_vertices):
+        if not wants_gpu(operation, method, spec, backend, self.gpu_min_vertices):
             return {"owner": self.owner, "capability": "cpu"}
         now = self.clock()
         alone = backend != "cupy" and self.capability != "gpu"

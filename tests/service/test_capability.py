@@ -23,6 +23,7 @@ from service.service_helpers import Service, start_service
 from service.test_replicas import Replica
 
 from catalytic.lattice import Lattice
+from catalytic.operations import path_method
 from catalytic.service import db as queries
 from catalytic.service.admission import device_job_bytes
 from catalytic.service.jobs import wants_gpu
@@ -73,21 +74,40 @@ async def gpu_worker_alive(service: Service, name: str = "gpu-pod:1:feed") -> No
 def test_gpu_work_is_large_device_work_a_request_lets_the_gpu_run() -> None:
     big, small = {"shape": [2048, 1024]}, {"shape": [100, 100]}
     threshold = 2**20
-    for operation, params in (("distance_field", {"sources": [[0, 0]]}), ("components", {}), ("analyze", {})):
-        assert wants_gpu(operation, params, big, None, threshold)
-        assert wants_gpu(operation, params, big, "auto", threshold)
-        assert not wants_gpu(operation, params, small, None, threshold)
-        assert not wants_gpu(operation, params, big, "numba", threshold)
-        assert not wants_gpu(operation, params, big, "numpy", threshold)
-    for method in ("auto", "bfs", "bidirectional"):
-        assert wants_gpu("shortest_path", {"method": method}, big, None, threshold)
-    for method in ("astar", "dijkstra"):
-        assert not wants_gpu("shortest_path", {"method": method}, big, None, threshold)
-    weighted = Lattice((4, 4), weights=np.ones((4, 4))).spec()
-    assert not wants_gpu("distance_field", {}, {**weighted, "shape": [2048, 1024]}, None, threshold)
+    for operation in ("distance_field", "components", "analyze"):
+        assert wants_gpu(operation, None, big, None, threshold)
+        assert wants_gpu(operation, None, big, "auto", threshold)
+        assert not wants_gpu(operation, None, small, None, threshold)
+        assert not wants_gpu(operation, None, big, "numba", threshold)
+        assert not wants_gpu(operation, None, big, "numpy", threshold)
+    for method in ("bfs", "bidirectional", "dijkstra"):  # dijkstra: near-far relaxation on the device
+        assert wants_gpu("shortest_path", method, big, None, threshold)
+    assert not wants_gpu("shortest_path", "astar", big, None, threshold)  # the GPU backend runs A* on the host
+    weighted = {**Lattice((4, 4), weights=np.ones((4, 4))).spec(), "shape": [2048, 1024]}
+    assert wants_gpu("distance_field", None, weighted, None, threshold)
     # The cupy backend asked for by name is GPU work at any size.
-    assert wants_gpu("distance_field", {}, small, "cupy", threshold)
-    assert device_job_bytes("components", big) > device_job_bytes("distance_field", big) > 2 * 2**20
+    assert wants_gpu("distance_field", None, small, "cupy", threshold)
+    assert device_job_bytes("distance_field", weighted) > device_job_bytes("distance_field", big)
+    assert device_job_bytes("distance_field", big) > device_job_bytes("components", big) > 2 * 2**20
+
+
+async def test_a_path_job_is_placed_by_the_method_auto_resolves_to(make_settings: Any) -> None:
+    """``auto`` is resolved at submission: BFS (far corners of a mid-density 2-D lattice) is GPU work, A* (a near
+    pair on the same lattice) queues here, as the GPU pod would run it on its CPU anyway."""
+    spec = {"shape": [64, 64], "obstacles": [{"kind": "random", "p": 0.2, "seed": 1}]}
+    async for service in start_service(settings_of(make_settings, CATALYTIC_GPU_WAIT_S=600)):
+        await gpu_worker_alive(service)
+        far = {"start": [0, 0], "goal": [63, 63]}
+        near = {"start": [0, 0], "goal": [2, 3]}
+        lattice = Lattice(spec["shape"], obstacles=spec["obstacles"])
+        assert (path_method(lattice, far), path_method(lattice, near)) == ("bfs", "astar")
+        placed = {}
+        for name, ends in (("far", far), ("near", near)):
+            location = await submit(service, {"operation": "shortest_path", "lattice": spec, "params": ends})
+            record = await queries.get_job(service.state.db, location.rsplit("/", 1)[1])
+            assert record is not None
+            placed[name] = record["capability"]
+        assert placed == {"far": "gpu", "near": "cpu"}
 
 
 async def test_submission_places_gpu_work_in_the_shared_queue_and_the_rest_here(make_settings: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from catalytic.operations import path_method
 from catalytic.service import db as queries
 from catalytic.service import quotas
 from catalytic.service.admission import spec_job_bytes
@@ -68,7 +69,8 @@ async def submit_job(
     job_id = queries.new_id("job")
     spec = resolved.lattice.spec()
     owner = resolved.lattice_id or job_id
-    placed = await st.runner.place(operation, params, spec, backend)
+    method = path_method(resolved.lattice, params) if operation == "shortest_path" else None
+    placed = await st.runner.place(operation, method, spec, backend)
     async with st.db.transaction() as conn:
         await queries.insert_job(
             conn,

@@ -542,9 +542,17 @@ def _move(reached: np.ndarray, noted: np.ndarray, free: np.ndarray, t: Int, bits
 
 
 @njit(cache=True, nogil=True)
+def open_tiles(open_mask: np.ndarray, shape: np.ndarray, layout: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The uint8 open mask in the tile layout of :func:`tiling`: a uint64 word per tile, 0 outside the lattice."""
+    out = np.empty(layout[3].shape[0], np.uint64)
+    _pack_tiles(open_mask, shape, layout[0], layout[1], out)
+    return out
+
+
+@njit(cache=True, nogil=True)
 def bfs_tiles(
     axes: Axes,
-    open_mask: np.ndarray,
+    opened: np.ndarray,
     sources: np.ndarray,
     target: Int,
     dist: np.ndarray,
@@ -553,9 +561,9 @@ def bfs_tiles(
 ) -> Int:
     """Whole-level multi-source BFS on bit sets in the tile layout of :func:`tiling`; returns ``expanded``.
 
-    ``layout`` is :func:`tiling` of the shape. ``meter`` is a :class:`catalytic.kernels.backend.Meter`'s
-    counts: ``meter[0]`` gets the vertices expanded at the start of each level, ``meter[2]`` the bytes of the
-    bit sets and tile lists.
+    ``opened`` is :func:`open_tiles` of the mask and ``layout`` :func:`tiling` of the shape. ``meter`` is a
+    :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded at the start of
+    each level, ``meter[2]`` the bytes of the bit sets and tile lists.
 
     The frontier, the vertices it reaches and the open vertices not yet labelled are bit sets of one word per
     tile, and the frontier's non-zero tiles are listed in increasing order; no vertex is ever queued. A level
@@ -602,14 +610,12 @@ def bfs_tiles(
                 reach = max(reach, wrap_tiles[moving])
             moving += 1
         low += log[k]
-    free = np.zeros(tiles, np.uint64)  # open and not yet labelled
+    free = opened.copy()  # open and not yet labelled
     frontier = np.zeros(tiles, np.uint64)
     reached = np.zeros(tiles, np.uint64)
     noted = np.zeros((tiles + 63) >> 6, np.uint64)  # bit t: reached[t] was written this level
     listed = np.empty(tiles, np.int64)  # the frontier's non-zero tiles, increasing
-    # and the mask packed in index order on the way to the tiles (:func:`_pack_tiles`)
-    meter[2] += 8 * (4 * tiles + noted.shape[0]) + 8 * (((dist.shape[0] + 63) >> 6) + 1)
-    _pack_tiles(open_mask, shape, log, tile_strides, free)
+    meter[2] += 8 * (4 * tiles + noted.shape[0])
     level: Int = 0
     for s in sources:
         if dist[s] < 0:

@@ -14,7 +14,10 @@ depend on the thread count. A corner-to-corner path on a 5-D lattice of about 10
 
 from __future__ import annotations
 
+import collections
 import functools
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -47,6 +50,41 @@ def _tiles_of_shape(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[n
     for table in layout:
         table.flags.writeable = False  # shared by every search of the shape
     return layout
+
+
+OPEN_TILES_ENTRIES = 4
+"""Open masks whose tile form (:func:`_numba_kernels.open_tiles`, 1 bit per vertex) is kept for the next BFS."""
+_OPEN_TILES: collections.OrderedDict[int, tuple[weakref.ref[np.ndarray], np.ndarray]] = collections.OrderedDict()
+_OPEN_TILES_LOCK = threading.Lock()
+
+
+def _open_tiles(geom: Geometry, open_mask: np.ndarray, layout: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The mask in tile form, built once per mask while the mask lives (the last few masks only).
+
+    A lattice keeps its materialised mask for every query; its tile form is kept beside it, keyed by the mask
+    itself, so repeated searches on one lattice skip the repacking and a new lattice (a new mask) never finds
+    another's. An entry goes when its mask is freed or when more recent masks push it out.
+    """
+    key = id(open_mask)
+    with _OPEN_TILES_LOCK:
+        entry = _OPEN_TILES.get(key)
+        if entry is not None and entry[0]() is open_mask:
+            _OPEN_TILES.move_to_end(key)
+            return entry[1]
+    opened: np.ndarray = _kernels().open_tiles(open_mask, geom.shape, layout)
+    opened.flags.writeable = False
+
+    def forget(_: object, key: int = key) -> None:
+        with _OPEN_TILES_LOCK:
+            held = _OPEN_TILES.get(key)
+            if held is not None and held[0]() is None:
+                del _OPEN_TILES[key]
+
+    with _OPEN_TILES_LOCK:
+        _OPEN_TILES[key] = (weakref.ref(open_mask, forget), opened)
+        while len(_OPEN_TILES) > OPEN_TILES_ENTRIES:
+            _OPEN_TILES.popitem(last=False)
+    return opened
 
 
 def _kernels() -> Any:
@@ -180,9 +218,10 @@ class NumbaBackend(HostBackend):
             counts.allocated(queue.nbytes)
             expanded = _kernels().bfs(axes, open_mask, seeds, int(target), dist, queue, counts.counts)
         else:
-            # the tile tables are kept per shape, but they are held for the search like its bit sets
-            counts.allocated(sum(int(table.nbytes) for table in layout))
-            expanded = _kernels().bfs_tiles(axes, open_mask, seeds, int(target), dist, layout, counts.counts)
+            opened = _open_tiles(geom, np.ascontiguousarray(open_mask), layout)
+            # the tile tables and the mask's tile form are kept, but they are held for the search like its bit sets
+            counts.allocated(sum(int(table.nbytes) for table in layout) + opened.nbytes)
+            expanded = _kernels().bfs_tiles(axes, opened, seeds, int(target), dist, layout, counts.counts)
         return int(expanded)
 
     def bidirectional(

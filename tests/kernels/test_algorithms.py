@@ -301,13 +301,13 @@ def test_path_memory_is_measured_against_baselines() -> None:
     goal = tuple(int(c) for c in lat.coords_of(int(np.flatnonzero(lat.open_mask_flat())[-1])))
     path = shortest_path(lat, start, goal, method="bfs", backend="numba")
     memory = path.memory
-    # int32 depths; numba's tile tables, its four bit sets of one word per tile (free, frontier, reached, listed),
-    # the summary of one bit per tile and the mask packed in index order on the way to the tiles
+    # int32 depths; numba's tile tables, the mask in tile form and four bit sets of one word per tile (free,
+    # frontier, reached, listed), and the summary of one bit per tile
     from catalytic.kernels import _numba_kernels as numba_kernels
 
     layout = numba_kernels.tiling(*(np.asarray(x, dtype=np.int64) for x in (lat.shape, lat.strides)))
     tiles = layout[3].size
-    words = 4 * tiles + (tiles + 63) // 64 + (lat.vertices + 63) // 64 + 1
+    words = 5 * tiles + (tiles + 63) // 64
     assert memory["state_bytes"] == 4 * lat.vertices + sum(table.nbytes for table in layout) + 8 * words
     assert memory["mask_bytes"] == lat.vertices
     assert memory["measured_bytes"] == memory["state_bytes"] + lat.vertices

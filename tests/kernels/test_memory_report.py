@@ -62,8 +62,8 @@ def test_full_bfs_counts_its_bit_sets_and_frugal_its_frontiers() -> None:
     lattice = Lattice((20,) * 5)
     n = lattice.vertices
     full = shortest_path(lattice, (0,) * 5, (19,) * 5, method="bfs", backend="numba", memory="full").memory
-    # 1 B mask + 4 B dist, then the tile tables (1/4 B), four bit sets of one word per tile (1/2 B) and the mask
-    # packed in index order (1/8 B)
+    # 1 B mask + 4 B dist, then the tile tables (1/4 B), the mask in tile form and four bit sets of one word per
+    # tile (5/8 B)
     assert full["measured_bytes"] >= 5 * n + n * 7 // 8
     frugal = shortest_path(lattice, (0,) * 5, (19,) * 5, method="bfs", backend="numba", memory="frugal").memory
     # 1 bit mask + 2 bits state + 2 bitmap frontiers of 1 bit each

@@ -74,7 +74,8 @@ def test_tile_and_queue_bfs_agree(lattice: Lattice, data: st.DataObject) -> None
     axes = (geom.shape, geom.strides, geom.periodic)
     tiled = np.full(geom.vertices, -1, np.int32)
     layout = kernels.tiling(geom.shape, geom.strides)
-    assert kernels.bfs_tiles(axes, mask, sources, target, tiled, layout, np.zeros(3, np.int64)) == ref_expanded
+    opened = kernels.open_tiles(mask, geom.shape, layout)
+    assert kernels.bfs_tiles(axes, opened, sources, target, tiled, layout, np.zeros(3, np.int64)) == ref_expanded
     np.testing.assert_array_equal(tiled, ref_dist)
     queued = np.full(geom.vertices, -1, np.int32)
     queue = np.empty(geom.vertices, np.int64)
@@ -105,8 +106,7 @@ def test_tiling_maps_every_vertex_to_one_bit(shape: tuple[int, ...]) -> None:
     log, tile_strides, offset, base, edges = kernels.tiling(geom.shape, geom.strides)
     assert int(log.sum()) == min(6, sum(int(np.ceil(np.log2(n))) for n in shape))
     # every (tile, bit) inside the lattice names a distinct vertex, and the packed mask sets exactly those bits
-    packed = np.zeros(base.size, np.uint64)
-    kernels._pack_tiles(FAST.open_mask(geom), geom.shape, log, tile_strides, packed)
+    packed = kernels.open_tiles(FAST.open_mask(geom), geom.shape, (log, tile_strides, offset, base, edges))
     bits = np.unpackbits(packed.view(np.uint8), bitorder="little").reshape(base.size, 64).astype(bool)
     tile_of, bit_of = np.nonzero(bits)
     np.testing.assert_array_equal(np.sort(base[tile_of] + offset[bit_of]), np.arange(geom.vertices))
@@ -306,3 +306,29 @@ def test_past_the_tile_budget_the_bfs_runs_over_a_queue(monkeypatch: pytest.Monk
     ref_dist, ref_expanded = _bfs(REFERENCE, geom, mask, [start], -1)
     assert expanded == ref_expanded
     np.testing.assert_array_equal(dist, ref_dist)
+
+
+def test_the_tile_form_of_a_mask_is_kept_while_the_mask_lives() -> None:
+    import gc
+
+    from catalytic.kernels import numba_backend
+
+    geom = Geometry.of(Lattice((9, 70), obstacles=[{"kind": "random", "p": 0.3, "seed": 2}]))
+    mask = FAST.open_mask(geom)
+    first = _bfs(FAST, geom, mask, [int(np.flatnonzero(mask)[0])], -1)
+    held = numba_backend._OPEN_TILES[id(mask)][1]
+    again = _bfs(FAST, geom, mask, [int(np.flatnonzero(mask)[0])], -1)
+    assert numba_backend._OPEN_TILES[id(mask)][1] is held  # reused, not rebuilt
+    np.testing.assert_array_equal(again[0], first[0])
+    # a different mask of the same shape gets its own tile form, and the answer of its own mask
+    other = mask.copy()
+    other[np.flatnonzero(other)[1]] = 0
+    ref_dist, _ = _bfs(REFERENCE, geom, other, [int(np.flatnonzero(other)[0])], -1)
+    np.testing.assert_array_equal(_bfs(FAST, geom, other, [int(np.flatnonzero(other)[0])], -1)[0], ref_dist)
+    key = id(other)
+    del other
+    gc.collect()
+    assert key not in numba_backend._OPEN_TILES
+    for _ in range(numba_backend.OPEN_TILES_ENTRIES + 2):
+        _bfs(FAST, geom, FAST.open_mask(geom), [0], -1)
+    assert len(numba_backend._OPEN_TILES) <= numba_backend.OPEN_TILES_ENTRIES

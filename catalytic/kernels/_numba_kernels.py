@@ -7,7 +7,9 @@ determinism rules of :mod:`catalytic.kernels.backend`. Two habits keep the inner
   stride and one integer correction step instead of an integer division (a 64-bit division costs tens of
   cycles, several times the rest of the neighbour loop);
 * sweeps in linear order (mask materialisation, histograms, labelling) carry an odometer of coordinates
-  instead of decomposing every index.
+  instead of decomposing every index;
+* BFS moves 64 vertices per word operation on bit sets of tiles, boxes of the lattice that a BFS front crosses
+  in several vertices (:func:`tiling`, :func:`bfs_tiles`).
 
 Kernels return status codes rather than raising, so they stay ``nogil`` and the Python wrapper chooses the
 error class.

@@ -3,8 +3,9 @@
 State lives in host NumPy arrays. Kernels are compiled once per process (and cached on disk) with
 ``nogil=True``, so the service can run several searches at once in a thread pool. Mask materialisation,
 bit packing and the degree histogram run in parallel over chunks of the lattice (numba ``prange``). The
-queue-based searches and labelling are sequential, which keeps their visiting order, and so their results,
-the ones fixed by :mod:`catalytic.kernels.backend`.
+searches run on the calling thread, which keeps their visiting order, and so their results, the ones fixed by
+:mod:`catalytic.kernels.backend`. BFS works on bit sets of 64-vertex tiles (a box of the lattice per uint64
+word), a level at a time, with no vertex queue.
 
 The frugal search (:mod:`catalytic.kernels._numba_frugal`) keeps 2 bits of state per vertex and two bitmap
 frontiers, about 0.63 bytes per vertex in all, and splits each wide level over threads; its answer does not

@@ -18,6 +18,44 @@ from numba import njit
 __all__ = ["lower_from_seeds"]
 
 
+_DE_BRUIJN = 0x03F79D71B4CB0A89
+_BIT_INDEX = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _BIT_INDEX[(((1 << _i) * _DE_BRUIJN) & (2**64 - 1)) >> 58] = _i
+"""Position of a word's lowest set bit from the top 6 bits of (that bit x a de Bruijn constant): numba has no
+trailing-zero count."""
+
+BITWISE_RATIO = 3
+"""A level runs bit-parallel when its frontier x this exceeds the 64-vertex words its steps can reach."""
+
+
+@njit(cache=True, nogil=True)
+def _spread(
+    frontier: np.ndarray, face: np.ndarray, inside: bool, out: np.ndarray, shift: int, up: bool, lo: int, hi: int
+) -> None:
+    """``out |= (frontier & face')`` moved ``shift`` bits up or down, face' = ~face when ``inside`` else face.
+
+    Only frontier words ``lo .. hi`` are read; bits moved past either end are dropped.
+    """
+    words = out.shape[0]
+    q = shift >> 6
+    r = np.uint64(shift & 63)
+    back = np.uint64(64) - r
+    flip = ~np.uint64(0) if inside else np.uint64(0)
+    if up:
+        for a in range(lo, min(hi, words - 1 - q) + 1):
+            out[a + q] |= (frontier[a] & (face[a] ^ flip)) << r
+        if r != 0:
+            for a in range(lo, min(hi, words - 2 - q) + 1):
+                out[a + q + 1] |= (frontier[a] & (face[a] ^ flip)) >> back
+    else:
+        for a in range(max(lo, q), hi + 1):
+            out[a - q] |= (frontier[a] & (face[a] ^ flip)) >> r
+        if r != 0:
+            for a in range(max(lo, q + 1), hi + 1):
+                out[a - q - 1] |= (frontier[a] & (face[a] ^ flip)) << back
+
+
 @njit(cache=True, nogil=True)
 def _lower(
     shape: np.ndarray,
@@ -28,13 +66,30 @@ def _lower(
     seeds: np.ndarray,
     depths: np.ndarray,
     queue: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    bit_index: np.ndarray,
 ) -> int:
     d = shape.shape[0]
+    n_vertices = dist.shape[0]
+    count = seeds.shape[0]
     # coordinates by a multiplication with 1 / n and a correction, instead of an integer division per axis
     inverse = np.empty(d, np.float64)
     for k in range(d):
         inverse[k] = 1.0 / shape[k]
-    count = seeds.shape[0]
+    words = (n_vertices + 63) >> 6
+    bitwise = low.shape[0] == d and low.shape[1] == words
+    reach = 0
+    for k in range(d):
+        far = (shape[k] - 1) * strides[k] if periodic[k] else strides[k]
+        reach = max(reach, (far >> 6) + 1)
+    frontier = np.zeros(words if bitwise else 0, np.uint64)
+    reached = np.zeros(words if bitwise else 0, np.uint64)
+    # vertices lowered (or seeded) by this call: final, so a wide level skips them by the word
+    settled = np.zeros(words if bitwise else 0, np.uint64)
+    one = np.uint64(1)
+    de_bruijn = np.uint64(_DE_BRUIJN)
+    six = np.uint64(58)
     head = 0
     tail = 0
     si = 0
@@ -46,6 +101,8 @@ def _lower(
             if dist[seeds[si]] == depths[si]:
                 queue[tail] = seeds[si]
                 tail += 1
+                if bitwise:
+                    settled[seeds[si] >> 6] |= one << np.uint64(seeds[si] & 63)
             si += 1
         if head == tail:
             if si >= count:
@@ -54,9 +111,52 @@ def _lower(
             continue
         level_end = tail
         step = level + 1
+        lo = words
+        hi = -1
+        if bitwise:
+            for i in range(head, level_end):
+                word = int(queue[i]) >> 6
+                lo = word if word < lo else lo
+                hi = word if word > hi else hi
+        out_lo = max(0, lo - reach)
+        out_hi = min(words - 1, hi + reach)
+        if bitwise and (level_end - head) * BITWISE_RATIO > out_hi - out_lo + 1:
+            for i in range(head, level_end):
+                v = np.int64(queue[i])
+                if dist[v] == level:
+                    frontier[v >> 6] |= one << np.uint64(v & 63)
+            head = level_end
+            for j in range(out_lo, out_hi + 1):
+                reached[j] = 0
+            for k in range(d):
+                s = strides[k]
+                _spread(frontier, high[k], True, reached, s, True, lo, hi)
+                _spread(frontier, low[k], True, reached, s, False, lo, hi)
+                if periodic[k]:
+                    wrap = (shape[k] - 1) * s
+                    _spread(frontier, high[k], False, reached, wrap, False, lo, hi)
+                    _spread(frontier, low[k], False, reached, wrap, True, lo, hi)
+            for j in range(lo, hi + 1):
+                frontier[j] = 0
+            for j in range(out_lo, out_hi + 1):
+                bits = reached[j] & ~settled[j]
+                base = j << 6
+                while bits != 0:
+                    lowest = bits & (~bits + one)
+                    x = base + bit_index[(lowest * de_bruijn) >> six]
+                    bits ^= lowest
+                    if x < n_vertices and open_mask[x] and (dist[x] < 0 or dist[x] > step):
+                        dist[x] = step
+                        queue[tail] = x
+                        tail += 1
+                        settled[j] |= lowest
+            level = step
+            continue
         while head < level_end:
             v = np.int64(queue[head])
             head += 1
+            if dist[v] != level:
+                continue
             rest = v
             for k in range(d - 1, 0, -1):
                 n = shape[k]
@@ -90,16 +190,49 @@ def _lower(
                         dist[u] = step
                         queue[tail] = u
                         tail += 1
+                        if bitwise:
+                            settled[u >> 6] |= one << np.uint64(u & 63)
         level = step
 
 
+def axis_faces(shape: np.ndarray, strides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit sets (uint64 words, bit i = vertex i) of the vertices on each axis's low and high face.
+
+    With these :func:`lower_from_seeds` runs wide levels 64 vertices per word operation; they take d / 4 bytes
+    per vertex, so a slab builds them once and keeps them.
+    """
+    n = int(np.prod(shape))
+    words = (n + 63) // 64
+    index = np.arange(n, dtype=np.int64)
+    low = np.zeros((len(shape), words), dtype=np.uint64)
+    high = np.zeros((len(shape), words), dtype=np.uint64)
+    for k, (length, stride) in enumerate(zip(shape.tolist(), strides.tolist(), strict=True)):
+        coord = (index // stride) % length
+        for out, on_face in ((low, coord == 0), (high, coord == length - 1)):
+            packed = np.packbits(on_face, bitorder="little")
+            padded = np.zeros(words * 8, dtype=np.uint8)
+            padded[: packed.size] = packed
+            out[k] = padded.view("<u8")
+    return low, high
+
+
+_NO_FACES = np.zeros((0, 0), dtype=np.uint64)
+
+
 def lower_from_seeds(
-    shape: np.ndarray, strides: np.ndarray, periodic: np.ndarray, open_mask: np.ndarray, dist: np.ndarray, seeds: Any
+    shape: np.ndarray,
+    strides: np.ndarray,
+    periodic: np.ndarray,
+    open_mask: np.ndarray,
+    dist: np.ndarray,
+    seeds: Any,
+    faces: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> int:
     """Lower int32 BFS steps ``dist`` (−1 unreached) from ``seeds``, each starting at its own ``dist`` value.
 
     Every other reached vertex is an upper bound; on return each vertex holds the smaller of its old value and
-    its distance through the seeds. Returns how many vertices were expanded.
+    its distance through the seeds. Returns how many vertices were expanded. With ``faces`` (from
+    :func:`axis_faces`) a level whose frontier is wide runs bit-parallel; the result is the same.
 
     Parameters
     ----------
@@ -111,6 +244,8 @@ def lower_from_seeds(
         int32 (N,), changed in place.
     seeds : array_like
         Linear indices of open vertices whose ``dist`` is reached (``>= 0``).
+    faces : tuple of numpy.ndarray, optional
+        The low and high face bit sets of every axis.
 
     Examples
     --------
@@ -127,4 +262,5 @@ def lower_from_seeds(
     order = order[np.argsort(dist[order], kind="stable")]
     depths = dist[order].astype(np.int64)
     queue = np.empty(dist.shape[0] + order.size, dtype=np.int64 if dist.shape[0] >= 2**31 - 1 else np.int32)
-    return int(_lower(shape, strides, periodic, open_mask, dist, order, depths, queue))
+    low, high = faces if faces is not None else (_NO_FACES, _NO_FACES)
+    return int(_lower(shape, strides, periodic, open_mask, dist, order, depths, queue, low, high, _BIT_INDEX))

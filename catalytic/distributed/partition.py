@@ -222,6 +222,7 @@ class SlabWorker:
         self.labels: np.ndarray | None = None
         self._masks: dict[str, Any] = {}
         self._open: np.ndarray | None = None
+        self._faces: tuple[np.ndarray, np.ndarray] | None = None
         self._sent: list[np.ndarray] = []
         self._column_dtype = np.int32 if self.row_size < 2**31 else np.int64
 
@@ -309,12 +310,13 @@ class SlabWorker:
         about a BFS. Weighted: the backend's Dijkstra, seeded (a finite cost is an upper bound).
         """
         if not self.halo.weighted:
-            from catalytic.distributed._relax import lower_from_seeds
+            from catalytic.distributed._relax import axis_faces, lower_from_seeds
 
+            geom = self.geometry
             if self._open is None:
                 self._open = np.ascontiguousarray(self.halo.open_mask_flat()).view(np.uint8)
-            geom = self.geometry
-            lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds)
+                self._faces = axis_faces(geom.shape, geom.strides)
+            lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds, self._faces)
             return
 
         def search(be: Backend, mask: Any) -> np.ndarray:

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from catalytic.distributed._relax import lower_from_seeds
+from catalytic.distributed._relax import axis_faces, lower_from_seeds
 from catalytic.distributed._runtime import ErrorCarrier, explicit_arrays, lattice_from, slab_arrays
 from catalytic.distributed.partition import _merge_labels, slab_bounds, slab_lattice
 from catalytic.errors import BlockedVertexError, MaskError, NoPathError
@@ -77,8 +77,9 @@ def test_error_carrier_rebuilds_the_error() -> None:
     assert lost.goal == (3,)
 
 
+@pytest.mark.parametrize("bitwise", [False, True])
 @pytest.mark.parametrize("periodic", [False, True])
-def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool) -> None:
+def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool, bitwise: bool) -> None:
     lattice = Lattice(
         (9, 7, 6), periodic=[periodic, True, periodic], obstacles=[{"kind": "random", "p": 0.3, "seed": 3}]
     )
@@ -100,7 +101,19 @@ def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool) -> 
     strides = np.asarray(lattice.strides, dtype=np.int64)
     axes = np.asarray(lattice.periodic, dtype=np.uint8)
     mask = lattice.open_mask_flat().astype(np.uint8)
-    expanded = lower_from_seeds(shape, strides, axes, mask, dist, seeds)
+    # with the face bit sets every wide level runs 64 vertices a word (on this small lattice, almost all)
+    faces = axis_faces(shape, strides) if bitwise else None
+    expanded = lower_from_seeds(shape, strides, axes, mask, dist, seeds, faces)
     np.testing.assert_array_equal(dist, expected)
     assert expanded > 0
     assert lower_from_seeds(shape, strides, axes, mask, dist, np.zeros(0, dtype=np.int64)) == 0
+
+
+def test_face_bit_sets_mark_each_axis_end() -> None:
+    shape, strides = np.array([3, 5, 70]), np.array([350, 70, 1])
+    low, high = axis_faces(shape, strides)
+    coords = np.indices(tuple(shape.tolist())).reshape(3, -1)
+    for k in range(3):
+        for bits, end in ((low[k], 0), (high[k], shape[k] - 1)):
+            marked = np.unpackbits(bits.view(np.uint8), bitorder="little")[: coords.shape[1]].astype(bool)
+            np.testing.assert_array_equal(marked, coords[k] == end)

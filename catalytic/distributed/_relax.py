@@ -68,6 +68,7 @@ def _lower(
     queue: np.ndarray,
     low: np.ndarray,
     high: np.ndarray,
+    closed: np.ndarray,
     bit_index: np.ndarray,
 ) -> int:
     d = shape.shape[0]
@@ -86,7 +87,8 @@ def _lower(
     frontier = np.zeros(words if bitwise else 0, np.uint64)
     reached = np.zeros(words if bitwise else 0, np.uint64)
     # vertices lowered (or seeded) by this call: final, so a wide level skips them by the word
-    settled = np.zeros(words if bitwise else 0, np.uint64)
+    # and blocked vertices (``closed``), which no level ever takes
+    settled = closed.copy() if bitwise else np.zeros(0, np.uint64)
     one = np.uint64(1)
     de_bruijn = np.uint64(_DE_BRUIJN)
     six = np.uint64(58)
@@ -145,7 +147,7 @@ def _lower(
                     lowest = bits & (~bits + one)
                     x = base + bit_index[(lowest * de_bruijn) >> six]
                     bits ^= lowest
-                    if x < n_vertices and open_mask[x] and (dist[x] < 0 or dist[x] > step):
+                    if x < n_vertices and (dist[x] < 0 or dist[x] > step):
                         dist[x] = step
                         queue[tail] = x
                         tail += 1
@@ -195,28 +197,33 @@ def _lower(
         level = step
 
 
-def axis_faces(shape: np.ndarray, strides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bit sets (uint64 words, bit i = vertex i) of the vertices on each axis's low and high face.
+def axis_faces(shape: np.ndarray, strides: np.ndarray, open_mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Bit sets (uint64 words, bit i = vertex i): each axis's low and high face, and the blocked vertices.
 
-    With these :func:`lower_from_seeds` runs wide levels 64 vertices per word operation; they take d / 4 bytes
-    per vertex, so a slab builds them once and keeps them.
+    With these :func:`lower_from_seeds` runs wide levels 64 vertices per word operation; they take d / 4 + 1 / 8
+    bytes per vertex, so a slab builds them once and keeps them.
     """
     n = int(np.prod(shape))
     words = (n + 63) // 64
+
+    def packed(flags: np.ndarray) -> np.ndarray:
+        padded = np.zeros(words * 8, dtype=np.uint8)
+        bits = np.packbits(flags, bitorder="little")
+        padded[: bits.size] = bits
+        return padded.view("<u8")
+
     index = np.arange(n, dtype=np.int64)
     low = np.zeros((len(shape), words), dtype=np.uint64)
     high = np.zeros((len(shape), words), dtype=np.uint64)
     for k, (length, stride) in enumerate(zip(shape.tolist(), strides.tolist(), strict=True)):
         coord = (index // stride) % length
-        for out, on_face in ((low, coord == 0), (high, coord == length - 1)):
-            packed = np.packbits(on_face, bitorder="little")
-            padded = np.zeros(words * 8, dtype=np.uint8)
-            padded[: packed.size] = packed
-            out[k] = padded.view("<u8")
-    return low, high
+        low[k] = packed(coord == 0)
+        high[k] = packed(coord == length - 1)
+    return low, high, packed(np.asarray(open_mask) == 0)
 
 
 _NO_FACES = np.zeros((0, 0), dtype=np.uint64)
+_NO_BITS = np.zeros(0, dtype=np.uint64)
 
 
 def lower_from_seeds(
@@ -226,7 +233,7 @@ def lower_from_seeds(
     open_mask: np.ndarray,
     dist: np.ndarray,
     seeds: Any,
-    faces: tuple[np.ndarray, np.ndarray] | None = None,
+    faces: tuple[np.ndarray, ...] | None = None,
 ) -> int:
     """Lower int32 BFS steps ``dist`` (−1 unreached) from ``seeds``, each starting at its own ``dist`` value.
 
@@ -245,7 +252,8 @@ def lower_from_seeds(
     seeds : array_like
         Linear indices of open vertices whose ``dist`` is reached (``>= 0``).
     faces : tuple of numpy.ndarray, optional
-        The low and high face bit sets of every axis.
+        The low and high face bit sets of every axis and the blocked vertices, from :func:`axis_faces` with
+        this ``open_mask``.
 
     Examples
     --------
@@ -262,5 +270,5 @@ def lower_from_seeds(
     order = order[np.argsort(dist[order], kind="stable")]
     depths = dist[order].astype(np.int64)
     queue = np.empty(dist.shape[0] + order.size, dtype=np.int64 if dist.shape[0] >= 2**31 - 1 else np.int32)
-    low, high = faces if faces is not None else (_NO_FACES, _NO_FACES)
-    return int(_lower(shape, strides, periodic, open_mask, dist, order, depths, queue, low, high, _BIT_INDEX))
+    low, high, closed = faces if faces is not None else (_NO_FACES, _NO_FACES, _NO_BITS)
+    return int(_lower(shape, strides, periodic, open_mask, dist, order, depths, queue, low, high, closed, _BIT_INDEX))

@@ -222,7 +222,7 @@ class SlabWorker:
         self.labels: np.ndarray | None = None
         self._masks: dict[str, Any] = {}
         self._open: np.ndarray | None = None
-        self._faces: tuple[np.ndarray, np.ndarray] | None = None
+        self._faces: tuple[np.ndarray, ...] | None = None
         self._sent: list[np.ndarray] = []
         self._column_dtype = np.int32 if self.row_size < 2**31 else np.int64
 
@@ -315,7 +315,7 @@ class SlabWorker:
             geom = self.geometry
             if self._open is None:
                 self._open = np.ascontiguousarray(self.halo.open_mask_flat()).view(np.uint8)
-                self._faces = axis_faces(geom.shape, geom.strides)
+                self._faces = axis_faces(geom.shape, geom.strides, self._open)
             lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds, self._faces)
             return
 

@@ -102,7 +102,7 @@ def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool, bit
     axes = np.asarray(lattice.periodic, dtype=np.uint8)
     mask = lattice.open_mask_flat().astype(np.uint8)
     # with the face bit sets every wide level runs 64 vertices a word (on this small lattice, almost all)
-    faces = axis_faces(shape, strides) if bitwise else None
+    faces = axis_faces(shape, strides, mask) if bitwise else None
     expanded = lower_from_seeds(shape, strides, axes, mask, dist, seeds, faces)
     np.testing.assert_array_equal(dist, expected)
     assert expanded > 0
@@ -111,8 +111,12 @@ def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool, bit
 
 def test_face_bit_sets_mark_each_axis_end() -> None:
     shape, strides = np.array([3, 5, 70]), np.array([350, 70, 1])
-    low, high = axis_faces(shape, strides)
+    mask = (np.arange(1050) % 7 != 3).astype(np.uint8)
+    low, high, closed = axis_faces(shape, strides, mask)
     coords = np.indices(tuple(shape.tolist())).reshape(3, -1)
+    unpacked = np.unpackbits(closed.view(np.uint8), bitorder="little")
+    np.testing.assert_array_equal(unpacked[:1050].astype(bool), mask == 0)
+    assert not unpacked[1050:].any()
     for k in range(3):
         for bits, end in ((low[k], 0), (high[k], shape[k] - 1)):
             marked = np.unpackbits(bits.view(np.uint8), bitorder="little")[: coords.shape[1]].astype(bool)

@@ -18,7 +18,8 @@ most rows give; a row that disagrees is flagged.
 
 Beside the rows, a run measures the machine's single-core sequential memory bandwidth (a streaming read and a
 copy, :func:`bench.common.memory_bandwidth`) and gives each catalytic path row its time per expanded vertex next
-to the time the bytes a BFS must touch per vertex (its 1-byte mask entry and 4-byte depth) take to stream.
+to the time the bytes a BFS must touch per vertex (its 1-byte mask entry and 4-byte depth) take to stream, for
+the rows that ran BFS.
 
 Options: ``--quick`` (tiny lattices, few repeats: the smoke test), ``--only CASE[,CASE]`` and
 ``--no-cold`` (skip the fresh-process compile measurement).
@@ -66,13 +67,13 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def per_vertex(cases: dict[str, Case], bandwidth: dict[str, Any]) -> list[dict[str, Any]]:
-    """Time per expanded vertex of every catalytic path row that reports its expanded count."""
+    """Time per expanded vertex of every catalytic path row that ran BFS (the rows the streaming floor is for)."""
     floor = bandwidth_floor_ns(BFS_BYTES_PER_VERTEX, bandwidth)
     rows = []
     for case in cases.values():
         for row in case.rows:
             found = re.search(r"ran (\w+), expanded (\d+)", row.note)
-            if row.task != "path" or not row.impl.startswith("catalytic") or found is None or int(found[2]) == 0:
+            if row.task != "path" or not row.impl.startswith("catalytic") or found is None or found[1] != "bfs":
                 continue
             expanded = int(found[2])
             rows.append({

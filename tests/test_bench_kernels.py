@@ -118,11 +118,13 @@ def test_published_end_to_end_rows_were_checked_cold() -> None:
         assert row["query"]["cold_checked"] == row["query"]["repeat"] + 1, row["impl"]
 
 
-def test_per_vertex_rows_divide_each_catalytic_query_by_its_expanded_count() -> None:
+def test_per_vertex_rows_divide_each_catalytic_bfs_query_by_its_expanded_count() -> None:
     case = Case("small", {}, {"vertices": 1000})
     note = "query on a prebuilt Lattice (mask cached); ran bfs, expanded 1000"
     case.rows.append(Row("small", "path", "catalytic[numba] bfs", None, {"median_s": 0.002}, 45, note))
     case.rows.append(Row("small", "path", "igraph get_shortest_path", None, {"median_s": 0.5}, 45, "expanded 7"))
+    astar = "query on a prebuilt Lattice (mask cached); ran astar, expanded 46"
+    case.rows.append(Row("small", "path", "catalytic[numba] auto", None, {"median_s": 0.0001}, 45, astar))
     bandwidth = {"read_gb_s": 10.0, "copy_gb_s": 12.0, "bytes": 2**20, "load_average": [0.0, 0.0, 0.0]}
     rows = suite_kernels.per_vertex({"small": case}, bandwidth)
     assert [(r["impl"], r["ran"], r["expanded"]) for r in rows] == [("catalytic[numba] bfs", "bfs", 1000)]

@@ -10,9 +10,10 @@ neighbour streams ``v ± stride`` advance monotonically and the hardware prefetc
 4096 vertices that hold frontier bits are visited: their ids are collected per level, sorted, and dealt round
 robin to the threads, so a thin frontier (a 1-D lattice, a maze) costs no scan of the whole bitmap.
 
-Threads share the state and the next-level bitmap. Every write is an atomic OR of bits that only ever go from
-0 to the one value a vertex can get at this level, so two threads discovering the same vertex write the same
-bits and the result does not depend on the interleaving: the state, the length and ``expanded`` are the same
+Threads share the state and the next-level bitmap. A write two threads may race on (one within a move of both
+threads' shares of the level) is an atomic OR of bits that only ever go from 0 to the one value a vertex can get
+at this level, so two threads discovering the same vertex write the same bits; every other write is plain. The
+result does not depend on the interleaving: the state, the length and ``expanded`` are the same
 for any thread count, and equal to the queue-based reference.
 """
 
@@ -93,10 +94,12 @@ def expand_share(
     ``search`` is ``(axes, open_bits, state)`` and ``frontier`` is ``(current, following,
     current_flags, following_flags)``: the bitmaps of this level and the next, and their group flags. Returns
     ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely write to
-    the same cache line.
+    the same cache line, and most of a share's writes land in groups no other share can reach, which take plain
+    writes; only the groups within one move of another share's take atomic ones.
 
     Vertices discovered get ``value`` in ``state`` and a bit in ``following``; a group gaining its first bit is
-    flagged and its id written to ``discovered[t, :written]``. ``threads > 1`` makes every shared write atomic.
+    flagged and its id written to ``discovered[t, :written]``. With ``threads > 1`` the writes another share may
+    race with are atomic.
     """
     (shape, strides, periodic), open_bits, state = search
     current, following, _, following_flags = frontier
@@ -108,11 +111,24 @@ def expand_share(
     inverse = np.empty(d, np.float64)
     for k in range(d):
         inverse[k] = 1.0 / strides[k]
+    # The groups no other share can write: a share writes only within one move of its own groups, so a group
+    # further than that from every other share's groups is this share's alone, and needs no atomic writes.
+    first_slot = t * count // threads
+    last_slot = (t + 1) * count // threads - 1
+    own_lo: Int = 0
+    own_hi: Int = -1
+    if shared and first_slot <= last_slot:
+        reach: Int = 0
+        for k in range(d):
+            reach = max(reach, (shape[k] - 1) * strides[k] if periodic[k] else strides[k])
+        reach_groups = (reach >> GROUP_SHIFT) + 1
+        own_lo = np.int64(active[first_slot]) + reach_groups
+        own_hi = np.int64(active[last_slot]) - reach_groups
     previous = np.int64(-1)
     size = 0
     hit = False
     out = 0
-    for slot in range(t * count // threads, (t + 1) * count // threads):
+    for slot in range(first_slot, last_slot + 1):
         group = active[slot]
         first = group * GROUP_WORDS
         for w in range(first, min(words, first + GROUP_WORDS)):
@@ -148,7 +164,7 @@ def expand_share(
                         bit_mask = np.uint64(1) << np.uint64(u & 63)
                         target_group = u >> GROUP_SHIFT
                         fresh = False
-                        if shared:
+                        if shared and (target_group < own_lo or target_group > own_hi):
                             atomic_or(state, byte, mark)
                             atomic_or(following, u >> 6, bit_mask)
                             if following_flags[target_group] == 0:

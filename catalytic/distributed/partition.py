@@ -314,7 +314,8 @@ class SlabWorker:
 
             geom = self.geometry
             if self._open is None:
-                self._open = np.ascontiguousarray(self.halo.open_mask_flat()).view(np.uint8)
+                # the backend's host mask when it keeps one (numpy, numba), so the slab holds one copy
+                self._open = self._run(lambda be, mask: np.ascontiguousarray(be.to_host(mask)).view(np.uint8))
                 self._faces = axis_faces(geom.shape, geom.strides, self._open)
             lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds, self._faces)
             return

@@ -59,12 +59,14 @@ from catalytic.kernels.backend import Backend, Geometry, run_with_fallback
 from catalytic.lattice import Lattice, materialise_open, obstacle_generators
 
 __all__ = [
+    "HaloUpdate",
     "PartitionedLattice",
     "SlabWorker",
     "halo_rows",
     "partitioned_components",
     "partitioned_distance_field",
     "partitioned_shortest_path",
+    "peak_rss",
     "slab_bounds",
     "slab_lattice",
 ]

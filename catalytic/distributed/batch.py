@@ -456,7 +456,7 @@ def _chunk_sizes(count: int, workers: int) -> list[int]:
     """Near-equal chunk sizes: one chunk per worker, or a multiple of the workers past :data:`_MAX_CHUNK` each.
 
     Every task costs the driver, the raylet and the GCS CPU time (submission, argument and result transfer
-    through the object store, the driver's fetch): about 9 ms of CPU per task on the 2-core bench machine,
+    through the object store, the driver's fetch): about 7 ms of CPU per task on the 2-core bench machine,
     measured over 10,000 queries on 5-D 10^5 as 0.19-0.21 CPU seconds outside the workers with 17 shrinking
     chunks against 0.09-0.10 with one chunk per worker. On a machine where the workers take every core, that
     CPU comes out of the queries, so the tasks are as few as the workers. The bar still moves within a chunk

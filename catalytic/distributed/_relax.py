@@ -200,6 +200,31 @@ def _lower(
         level = step
 
 
+@njit(cache=True, nogil=True)
+def _by_depth(seeds: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``seeds`` ordered by their ``dist`` (a counting sort, stable), and those depths."""
+    count = seeds.shape[0]
+    low = dist[seeds[0]]
+    high = low
+    for i in range(count):
+        value = dist[seeds[i]]
+        low = min(low, value)
+        high = max(high, value)
+    starts = np.zeros(high - low + 2, np.int64)
+    for i in range(count):
+        starts[dist[seeds[i]] - low + 1] += 1
+    for b in range(1, starts.shape[0]):
+        starts[b] += starts[b - 1]
+    order = np.empty(count, np.int64)
+    depths = np.empty(count, np.int64)
+    for i in range(count):
+        b = dist[seeds[i]] - low
+        order[starts[b]] = seeds[i]
+        depths[starts[b]] = dist[seeds[i]]
+        starts[b] += 1
+    return order, depths
+
+
 def axis_faces(shape: np.ndarray, strides: np.ndarray, open_mask: np.ndarray) -> tuple[np.ndarray, ...]:
     """Bit sets (uint64 words, bit i = vertex i): each axis's low and high face, and the blocked vertices.
 
@@ -272,8 +297,7 @@ def lower_from_seeds(
     order = np.asarray(seeds, dtype=np.int64)
     if order.size == 0:
         return 0
-    order = order[np.argsort(dist[order], kind="stable")]
-    depths = dist[order].astype(np.int64)
+    order, depths = _by_depth(order, dist)
     queue = np.empty(dist.shape[0] + order.size, dtype=np.int64 if dist.shape[0] >= 2**31 - 1 else np.int32)
     low, high, closed = faces if faces is not None else (_NO_FACES, _NO_FACES, _NO_BITS)
     return int(_lower(shape, strides, periodic, open_mask, dist, order, depths, queue, low, high, closed, _BIT_INDEX))

@@ -190,10 +190,13 @@ def held_bytes(lattice: Lattice) -> int:
     >>> held_bytes(lat) >= 100
     True
     """
+    from catalytic.kernels.numba_backend import tile_form_bytes
+
     cache = _PREPARED.get(lattice)
     if not cache:
         return 0
-    return sum(int(getattr(value, "nbytes", 0)) for key, value in cache.items() if ":" in key)
+    held = (int(getattr(value, "nbytes", 0)) + tile_form_bytes(value) for key, value in cache.items() if ":" in key)
+    return sum(held)
 
 
 def _prepared(lattice: Lattice, be: Backend, what: str = "mask") -> tuple[Geometry, Any]:

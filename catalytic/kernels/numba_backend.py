@@ -16,7 +16,6 @@ depend on the thread count. A corner-to-corner path on a 5-D lattice of about 10
 from __future__ import annotations
 
 import collections
-import functools
 import threading
 import weakref
 from typing import Any
@@ -32,24 +31,38 @@ _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_MASK = np.empty(0, dtype=np.bool_)
 _INT32_LIMIT = 2**31 - 1
 TILE_BYTES_LIMIT = 64 * 2**20
-"""Largest tile tables (a first index and edge flags per 64-vertex tile: 1/4 byte per vertex) kept for the
-bit-set BFS; beyond it, or past 32 axes, the BFS runs over a vertex queue."""
+"""Largest tile tables (a first index and edge flags per 64-vertex tile: 1/4 byte per vertex) of the bit-set
+BFS, and the most the tables kept for the shapes searched last hold together; past it for one shape, or past 32
+axes, the BFS runs over a vertex queue."""
+
+
+_LAYOUTS: collections.OrderedDict[tuple[tuple[int, ...], tuple[int, ...]], tuple[np.ndarray, ...]] = (
+    collections.OrderedDict()
+)
+_LAYOUTS_LOCK = threading.Lock()
 
 
 def _tiles(geom: Geometry) -> tuple[np.ndarray, ...] | None:
-    """The tile layout of a shape (:func:`_numba_kernels.tiling`), built once per shape; None past the limit."""
+    """The tile layout of a shape (:func:`_numba_kernels.tiling`), kept for the next search; None past the limit.
+
+    Layouts are kept for the shapes searched last, together at most :data:`TILE_BYTES_LIMIT` bytes (a process
+    serving many large shapes rebuilds theirs instead of holding one table per shape).
+    """
     if geom.ndim > 32 or 16 * ((geom.vertices + 63) // 64) > TILE_BYTES_LIMIT:
         return None
-    return _tiles_of_shape(tuple(int(x) for x in geom.shape), tuple(int(x) for x in geom.strides))
-
-
-@functools.lru_cache(maxsize=8)
-def _tiles_of_shape(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    layout: tuple[np.ndarray, ...] = _kernels().tiling(
-        np.asarray(shape, dtype=np.int64), np.asarray(strides, dtype=np.int64)
-    )
+    key = (tuple(int(x) for x in geom.shape), tuple(int(x) for x in geom.strides))
+    with _LAYOUTS_LOCK:
+        layout = _LAYOUTS.get(key)
+        if layout is not None:
+            _LAYOUTS.move_to_end(key)
+            return layout
+    layout = _kernels().tiling(np.asarray(key[0], dtype=np.int64), np.asarray(key[1], dtype=np.int64))
     for table in layout:
         table.flags.writeable = False  # shared by every search of the shape
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[key] = layout
+        while sum(table.nbytes for kept in _LAYOUTS.values() for table in kept) > TILE_BYTES_LIMIT:
+            _LAYOUTS.popitem(last=False)
     return layout
 
 
@@ -86,6 +99,14 @@ def _open_tiles(geom: Geometry, open_mask: np.ndarray, layout: tuple[np.ndarray,
         while len(_OPEN_TILES) > OPEN_TILES_ENTRIES:
             _OPEN_TILES.popitem(last=False)
     return opened
+
+
+def tile_form_bytes(open_mask: Any) -> int:
+    """Bytes of the tile form kept beside ``open_mask`` (0 when none is kept): what a lattice holds besides its
+    mask once a BFS ran on it (:func:`catalytic.kernels.held_bytes` adds it)."""
+    with _OPEN_TILES_LOCK:
+        entry = _OPEN_TILES.get(id(open_mask))
+        return int(entry[1].nbytes) if entry is not None and entry[0]() is open_mask else 0
 
 
 def _kernels() -> Any:

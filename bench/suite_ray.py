@@ -224,7 +224,6 @@ def main(argv: list[str]) -> int:
         "scaling_2_over_1": scaling,
         "speed_2_workers_vs_in_process": baseline_s / batch[2]["elapsed_s"],
         "speed_target": 1.7,
-        "scaling_target": 1.7,
         "ray_scaling_share_of_plain": scaling / ceiling["throughput_2_over_1"],
         "scaling_share_target": 0.9,
         "cold_first_call_2_workers_s": cold_s,

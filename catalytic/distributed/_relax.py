@@ -3,8 +3,8 @@
 The backends' primitives search from sources that all start at 0 (BFS) or relax with a heap (Dijkstra). A slab
 that takes a neighbour's face holds seeds at many different depths, and on an unweighted lattice those only
 need one bucket per depth: each seed joins the frontier when the search reaches its depth, and every vertex is
-lowered at most once per call. A wide level runs bit-parallel, as the backends' BFS does: the frontier as
-64-vertex words moved along each axis's stride, per-axis face bit sets masking the steps that would cross a
+lowered at most once per call. A wide level runs bit-parallel: the frontier as 64-vertex words of consecutive
+indices moved along each axis's stride, per-axis face bit sets masking the steps that would cross a
 border (and adding the wraps of periodic axes); narrow levels go vertex by vertex. On 5-D 28^5 the heap's
 Dijkstra costs 17 times a BFS (measured here); this search about 4 times, until the backends offer a seeded BFS
 of their own. This module is imported only where a slab needs it, so ``import catalytic.distributed`` does not

@@ -6,17 +6,24 @@ need one bucket per depth: each seed joins the frontier when the search reaches 
 lowered at most once per call. A wide level runs bit-parallel: the frontier as 64-vertex words of consecutive
 indices moved along each axis's stride, per-axis face bit sets masking the steps that would cross a
 border (and adding the wraps of periodic axes); narrow levels go vertex by vertex. On 5-D 28^5 the heap's
-Dijkstra costs 17 times a BFS (measured here); this search about 4 times, until the backends offer a seeded BFS
-of their own. This module is imported only where a slab needs it, so ``import catalytic.distributed`` does not
-load numba.
+Dijkstra costs 17 times a BFS (measured here); this search about 4 times. Given the slab's geometry, the same
+levels run on the numba backend's 64-vertex tiles instead (:meth:`NumbaBackend.lower_from_seeds
+<catalytic.kernels.numba_backend.NumbaBackend.lower_from_seeds>`), with the same result, and this search
+remains for lattices past the tile limit. This module is imported only where a slab needs it, so ``import
+catalytic.distributed`` does not load numba.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
+
+from catalytic.kernels.numba_backend import NumbaBackend
+
+if TYPE_CHECKING:
+    from catalytic.kernels.backend import Geometry
 
 __all__ = ["lower_from_seeds"]
 
@@ -252,6 +259,7 @@ def axis_faces(shape: np.ndarray, strides: np.ndarray, open_mask: np.ndarray) ->
     return low, high, packed(np.asarray(open_mask) == 0)
 
 
+_TILES = NumbaBackend()
 _NO_FACES = np.zeros((0, 0), dtype=np.uint64)
 _NO_BITS = np.zeros(0, dtype=np.uint64)
 
@@ -264,12 +272,14 @@ def lower_from_seeds(
     dist: np.ndarray,
     seeds: Any,
     faces: tuple[np.ndarray, ...] | None = None,
+    geom: Geometry | None = None,
 ) -> int:
     """Lower int32 BFS steps ``dist`` (−1 unreached) from ``seeds``, each starting at its own ``dist`` value.
 
     Every other reached vertex is an upper bound; on return each vertex holds the smaller of its old value and
     its distance through the seeds. Returns how many vertices were expanded. With ``faces`` (from
-    :func:`axis_faces`) a level whose frontier is wide runs bit-parallel; the result is the same.
+    :func:`axis_faces`) a level whose frontier is wide runs bit-parallel; with ``geom`` every level runs on the
+    numba backend's tiles unless the lattice is past their limit. The result is the same either way.
 
     Parameters
     ----------
@@ -284,6 +294,8 @@ def lower_from_seeds(
     faces : tuple of numpy.ndarray, optional
         The low and high face bit sets of every axis and the blocked vertices, from :func:`axis_faces` with
         this ``open_mask``.
+    geom : Geometry, optional
+        The slab lattice with these axes; its tile layout and the mask's tile form are kept between calls.
 
     Examples
     --------
@@ -298,6 +310,10 @@ def lower_from_seeds(
     if order.size == 0:
         return 0
     order, depths = _by_depth(order, dist)
+    if geom is not None:
+        expanded = _TILES.lower_from_seeds(geom, open_mask, order, depths, dist)
+        if expanded is not None:
+            return expanded
     queue = np.empty(dist.shape[0] + order.size, dtype=np.int64 if dist.shape[0] >= 2**31 - 1 else np.int32)
     low, high, closed = faces if faces is not None else (_NO_FACES, _NO_FACES, _NO_BITS)
     return int(_lower(shape, strides, periodic, open_mask, dist, order, depths, queue, low, high, closed, _BIT_INDEX))

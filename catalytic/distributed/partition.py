@@ -11,13 +11,14 @@ Distance fields run in rounds, and each round runs a slab to local quiescence be
 the first round every slab runs the backend's multi-source search (BFS, or Dijkstra when weighted) from the
 sources it holds. In every later round each slab takes its neighbours' updates into its halo rows (keeping the
 smaller value) and lowers what they reach, through the whole slab, until nothing changes locally: on an
-unweighted lattice with a bucket search over int32 steps (:func:`catalytic.distributed._relax.lower_from_seeds`,
-one bucket per depth, about the cost of a BFS), on a weighted one with the backend's Dijkstra seeded with the
-halo vertices whose cost dropped (every other finite cost is an upper bound). A slab then sends only the
-entries of its first and last own rows that went down since it last sent them (:class:`HaloUpdate`: columns
-and values, straight to the neighbouring actors through Ray's object store), and the rounds stop after one in
-which no slab sent anything. A path is walked back by the backends' path walk on the same slab: it ends at the
-start, or at its first step into a halo, where the neighbouring slab takes over.
+unweighted lattice with a BFS over int32 steps whose seeds join at their own depths
+(:func:`catalytic.distributed._relax.lower_from_seeds`, on the numba backend's tiles, about the cost of a BFS),
+on a weighted one with the backend's Dijkstra seeded with the halo vertices whose cost dropped (every other
+finite cost is an upper bound). A slab then sends only the entries of its first and last own rows that went down
+since it last sent them (:class:`HaloUpdate`: columns and values, straight to the neighbouring actors through
+Ray's object store), and the rounds stop after one in which no slab sent anything. A path is walked back by the
+backends' path walk on the same slab: it ends at the start, or at its first step into a halo, where the
+neighbouring slab takes over.
 
 Why the answer is exact (bit for bit, weights included): every stored value is the cost of a real path (halo
 rows are real rows of the lattice), summed left to right as the kernels sum it, so it never undercuts the true
@@ -308,18 +309,22 @@ class SlabWorker:
     def _relax(self, seeds: np.ndarray) -> None:
         """Propagate the seeds' values through the slab; every value only ever goes down.
 
-        Unweighted: a bucket search with one bucket per depth (:func:`._relax.lower_from_seeds`), which costs
-        about a BFS. Weighted: the backend's Dijkstra, seeded (a finite cost is an upper bound).
+        Unweighted: a BFS whose seeds join at their own depths (:func:`._relax.lower_from_seeds`), on the numba
+        backend's tiles within their limit and as a bucket search past it; it costs about a BFS. Weighted: the
+        backend's Dijkstra, seeded (a finite cost is an upper bound).
         """
         if not self.halo.weighted:
             from catalytic.distributed._relax import axis_faces, lower_from_seeds
+            from catalytic.kernels.numba_backend import tiles_fit
 
             geom = self.geometry
             if self._open is None:
                 # the backend's host mask when it keeps one (numpy, numba), so the slab holds one copy
                 self._open = self._run(lambda be, mask: np.ascontiguousarray(be.to_host(mask)).view(np.uint8))
-                self._faces = axis_faces(geom.shape, geom.strides, self._open)
-            lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds, self._faces)
+                # only the bucket search, past the tile limit, runs on face bit sets (d / 4 bytes a vertex)
+                if not tiles_fit(geom):
+                    self._faces = axis_faces(geom.shape, geom.strides, self._open)
+            lower_from_seeds(geom.shape, geom.strides, geom.periodic, self._open, self.dist, seeds, self._faces, geom)
             return
 
         def search(be: Backend, mask: Any) -> np.ndarray:

@@ -30,6 +30,8 @@ Int = int | np.integer[Any]
 """An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
 Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
 """A lattice's ``(shape, strides, periodic)``: int64, int64 and uint8 arrays of one entry per axis."""
+TileMoves = tuple[Any, ...]
+"""The per-axis move tables of a tile BFS level, from :func:`_tile_moves`."""
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -552,6 +554,118 @@ def open_tiles(open_mask: np.ndarray, shape: np.ndarray, layout: tuple[np.ndarra
 
 
 @njit(cache=True, nogil=True)
+def _tile_moves(shape: np.ndarray, periodic: np.ndarray, layout: tuple[np.ndarray, ...]) -> TileMoves:
+    """The tables a level of :func:`bfs_tiles` or :func:`lower_tiles` moves its tiles by.
+
+    Per moving axis (length over 1, last axis first): the axis, the bit shift inside a tile, the low and high
+    face planes, the shift that carries a face plane to the opposite face of the next tile, and for a periodic
+    axis the plane, shift and tile offset of its wrap; then how many axes move and the farthest a move writes,
+    in tiles.
+    """
+    log, tile_strides = layout[0], layout[1]
+    d = shape.shape[0]
+    axis = np.empty(d, np.int64)
+    inner = np.empty(d, np.uint64)
+    low_face = np.empty(d, np.uint64)
+    high_face = np.empty(d, np.uint64)
+    across = np.empty(d, np.uint64)
+    wrap_face = np.zeros(d, np.uint64)
+    wrap_shift = np.zeros(d, np.uint64)
+    wrap_tiles = np.zeros(d, np.int64)
+    moving = 0
+    reach = 1
+    low = 0
+    for k in range(d - 1, -1, -1):
+        if shape[k] > 1:
+            extent = 1 << log[k]
+            axis[moving] = k
+            inner[moving] = np.uint64(1 << low)
+            low_face[moving] = _plane(log, k, 0)
+            high_face[moving] = _plane(log, k, extent - 1)
+            across[moving] = np.uint64((extent - 1) << low)
+            reach = max(reach, tile_strides[k])
+            if periodic[k] and shape[k] > 2:
+                last = (shape[k] - 1) & (extent - 1)
+                wrap_face[moving] = _plane(log, k, last)
+                wrap_shift[moving] = np.uint64(last << low)
+                wrap_tiles[moving] = ((shape[k] - 1) >> log[k]) * tile_strides[k]
+                reach = max(reach, wrap_tiles[moving])
+            moving += 1
+        low += log[k]
+    return axis, inner, low_face, high_face, across, wrap_face, wrap_shift, wrap_tiles, moving, reach
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tile_bit(
+    index: Int, axes: Axes, inverse: np.ndarray, coords: np.ndarray, layout: tuple[np.ndarray, ...]
+) -> tuple[Int, np.uint64]:
+    """The tile of vertex ``index`` and its bit there, in the layout of :func:`tiling`.
+
+    ``inverse`` is :func:`_inverse_strides` of the strides and ``coords`` scratch of one entry per axis: a
+    multiplication per axis instead of a division, for the many halo seeds of :func:`lower_tiles`.
+    """
+    log, tile_strides = layout[0], layout[1]
+    decompose(index, axes[1], inverse, coords)
+    t: Int = 0
+    b = 0
+    width = 0
+    for k in range(coords.shape[0] - 1, -1, -1):
+        c = coords[k]
+        t += (c >> log[k]) * tile_strides[k]
+        b += (c & ((1 << log[k]) - 1)) << width
+        width += log[k]
+    return t, ONE << np.uint64(b)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expand_tiles(
+    listed: np.ndarray,
+    count: Int,
+    frontier: np.ndarray,
+    moves: TileMoves,
+    layout: tuple[np.ndarray, ...],
+    reached: np.ndarray,
+    noted: np.ndarray,
+    free: np.ndarray,
+) -> None:
+    """Move the frontier's ``listed[:count]`` tiles one step along every axis into ``reached`` (free bits only).
+
+    Clears those tiles of ``frontier`` and notes each tile that gained bits in ``noted``; a tile inside the
+    lattice along every axis moves without a face test.
+    """
+    axis, inner, low_face, high_face, across, wrap_face, wrap_shift, wrap_tiles, moving, _ = moves
+    tile_strides, edges = layout[1], layout[4]
+    for a in range(count):
+        t = listed[a]
+        f = frontier[t]
+        frontier[t] = ZERO
+        flags = edges[t]
+        within = ZERO
+        if flags == 0:
+            for m in range(moving):
+                s = inner[m]
+                step_m = tile_strides[axis[m]]
+                within |= ((f & ~high_face[m]) << s) | ((f & ~low_face[m]) >> s)
+                _move(reached, noted, free, t + step_m, (f & high_face[m]) >> across[m])
+                _move(reached, noted, free, t - step_m, (f & low_face[m]) << across[m])
+            _move(reached, noted, free, t, within)
+            continue
+        for m in range(moving):
+            k = axis[m]
+            s = inner[m]
+            within |= ((f & ~high_face[m]) << s) | ((f & ~low_face[m]) >> s)
+            if (flags >> np.uint64(2 * k + 1)) & ONE == 0:
+                _move(reached, noted, free, t + tile_strides[k], (f & high_face[m]) >> across[m])
+            elif wrap_face[m] != 0:
+                _move(reached, noted, free, t - wrap_tiles[m], (f & wrap_face[m]) >> wrap_shift[m])
+            if (flags >> np.uint64(2 * k)) & ONE == 0:
+                _move(reached, noted, free, t - tile_strides[k], (f & low_face[m]) << across[m])
+            elif wrap_face[m] != 0:
+                _move(reached, noted, free, t + wrap_tiles[m], (f & low_face[m]) << wrap_shift[m])
+        _move(reached, noted, free, t, within)
+
+
+@njit(cache=True, nogil=True)
 def bfs_tiles(
     axes: Axes,
     opened: np.ndarray,
@@ -579,61 +693,24 @@ def bfs_tiles(
     equal the vertex-queue search's.
     """
     shape, periodic = axes[0], axes[2]
-    log, tile_strides, offset, base, edges = layout
-    d = shape.shape[0]
+    offset, base = layout[2], layout[3]
     tiles = base.shape[0]
-    # per moving axis: the bit shift inside a tile, the low and high face planes, the shift that carries a face
-    # plane to the opposite face of the next tile, and for a periodic axis the plane and shift of its wrap
-    axis = np.empty(d, np.int64)
-    inner = np.empty(d, np.uint64)
-    low_face = np.empty(d, np.uint64)
-    high_face = np.empty(d, np.uint64)
-    across = np.empty(d, np.uint64)
-    wrap_face = np.zeros(d, np.uint64)
-    wrap_shift = np.zeros(d, np.uint64)
-    wrap_tiles = np.zeros(d, np.int64)
-    moving = 0
-    reach = 1  # the farthest a move writes, in tiles
-    low = 0
-    for k in range(d - 1, -1, -1):
-        if shape[k] > 1:
-            extent = 1 << log[k]
-            axis[moving] = k
-            inner[moving] = np.uint64(1 << low)
-            low_face[moving] = _plane(log, k, 0)
-            high_face[moving] = _plane(log, k, extent - 1)
-            across[moving] = np.uint64((extent - 1) << low)
-            reach = max(reach, tile_strides[k])
-            if periodic[k] and shape[k] > 2:
-                last = (shape[k] - 1) & (extent - 1)
-                wrap_face[moving] = _plane(log, k, last)
-                wrap_shift[moving] = np.uint64(last << low)
-                wrap_tiles[moving] = ((shape[k] - 1) >> log[k]) * tile_strides[k]
-                reach = max(reach, wrap_tiles[moving])
-            moving += 1
-        low += log[k]
+    moves = _tile_moves(shape, periodic, layout)
+    reach = moves[9]
     free = opened.copy()  # open and not yet labelled
     frontier = np.zeros(tiles, np.uint64)
     reached = np.zeros(tiles, np.uint64)
     noted = np.zeros((tiles + 63) >> 6, np.uint64)  # bit t: reached[t] was written this level
     listed = np.empty(tiles, np.int64)  # the frontier's non-zero tiles, increasing
     meter[2] += 8 * (4 * tiles + noted.shape[0])
+    inverse = _inverse_strides(axes[1])
+    coords = np.empty(shape.shape[0], np.int64)
     level: Int = 0
     for s in sources:
         if dist[s] < 0:
             dist[s] = 0
             level += 1
-            t: Int = 0
-            b = 0
-            rem = s
-            width = 0
-            for k in range(d - 1, -1, -1):
-                c = rem % shape[k]
-                rem //= shape[k]
-                t += (c >> log[k]) * tile_strides[k]
-                b += (c & ((1 << log[k]) - 1)) << width
-                width += log[k]
-            bit = ONE << np.uint64(b)
+            t, bit = _tile_bit(s, axes, inverse, coords, layout)
             frontier[t] |= bit
             free[t] &= ~bit
             noted[t >> 6] |= ONE << np.uint64(t & 63)
@@ -653,35 +730,7 @@ def bfs_tiles(
         meter[0] = expanded
         expanded += level
         step += 1
-        for a in range(count):
-            t = listed[a]
-            f = frontier[t]
-            frontier[t] = ZERO
-            flags = edges[t]
-            within = ZERO
-            if flags == 0:
-                # inside the lattice along every axis: no face test
-                for m in range(moving):
-                    s = inner[m]
-                    step_m = tile_strides[axis[m]]
-                    within |= ((f & ~high_face[m]) << s) | ((f & ~low_face[m]) >> s)
-                    _move(reached, noted, free, t + step_m, (f & high_face[m]) >> across[m])
-                    _move(reached, noted, free, t - step_m, (f & low_face[m]) << across[m])
-                _move(reached, noted, free, t, within)
-                continue
-            for m in range(moving):
-                k = axis[m]
-                s = inner[m]
-                within |= ((f & ~high_face[m]) << s) | ((f & ~low_face[m]) >> s)
-                if (flags >> np.uint64(2 * k + 1)) & ONE == 0:
-                    _move(reached, noted, free, t + tile_strides[k], (f & high_face[m]) >> across[m])
-                elif wrap_face[m] != 0:
-                    _move(reached, noted, free, t - wrap_tiles[m], (f & wrap_face[m]) >> wrap_shift[m])
-                if (flags >> np.uint64(2 * k)) & ONE == 0:
-                    _move(reached, noted, free, t - tile_strides[k], (f & low_face[m]) << across[m])
-                elif wrap_face[m] != 0:
-                    _move(reached, noted, free, t + wrap_tiles[m], (f & low_face[m]) << wrap_shift[m])
-            _move(reached, noted, free, t, within)
+        _expand_tiles(listed, count, frontier, moves, layout, reached, noted, free)
         lo = max(listed[0] - reach, 0) >> 6
         hi = min(listed[count - 1] + reach, tiles - 1) >> 6
         count = 0
@@ -709,6 +758,98 @@ def bfs_tiles(
         if target >= 0 and dist[target] >= 0:
             break
     return expanded
+
+
+@njit(cache=True, nogil=True)
+def lower_tiles(
+    axes: Axes,
+    opened: np.ndarray,
+    seeds: np.ndarray,
+    depths: np.ndarray,
+    dist: np.ndarray,
+    layout: tuple[np.ndarray, ...],
+) -> Int:
+    """Lower int32 steps ``dist`` (−1 unreached) from ``seeds`` starting at ``depths``, on tiles; returns the
+    vertices expanded (seeds that joined and vertices lowered).
+
+    ``seeds`` are open vertices ordered by ``depths`` (non-decreasing). The levels of :func:`bfs_tiles` run in
+    depth order from the first seed's depth: a seed joins the frontier at its own depth if ``dist`` still holds
+    that depth there (else the search lowered it already), and a vertex reached at depth ``step`` is taken when
+    its ``dist`` is −1 or larger than ``step``. Every finite entry is an upper bound; a vertex reached and not
+    taken is final for this call, as in the bucket search of :mod:`catalytic.distributed._relax`, so the result
+    is the same. When a level is empty the search jumps to the next seed's depth.
+    """
+    shape, periodic = axes[0], axes[2]
+    offset, base = layout[2], layout[3]
+    tiles = base.shape[0]
+    count_seeds = seeds.shape[0]
+    moves = _tile_moves(shape, periodic, layout)
+    reach = moves[9]
+    free = opened.copy()  # open and neither lowered nor reached by this call
+    frontier = np.zeros(tiles, np.uint64)
+    reached = np.zeros(tiles, np.uint64)
+    joining = np.zeros(tiles, np.uint64)  # the seeds that join the level being formed
+    noted = np.zeros((tiles + 63) >> 6, np.uint64)
+    listed = np.empty(tiles, np.int64)
+    inverse = _inverse_strides(axes[1])
+    coords = np.empty(shape.shape[0], np.int64)
+    expanded: Int = 0
+    si = 0
+    step = depths[0] if count_seeds > 0 else 0
+    lo: Int = tiles
+    hi: Int = -1
+    while True:
+        while si < count_seeds and depths[si] <= step:
+            s = seeds[si]
+            if dist[s] == depths[si]:
+                t, bit = _tile_bit(s, axes, inverse, coords, layout)
+                expanded += np.int64((joining[t] & bit) == 0)
+                joining[t] |= bit
+                noted[t >> 6] |= ONE << np.uint64(t & 63)
+                lo = min(lo, t)
+                hi = max(hi, t)
+            si += 1
+        count: Int = 0
+        bound = np.uint32(step)
+        for i in range(max(lo, 0) >> 6, (hi >> 6) + 1 if hi >= 0 else 0):
+            bits = noted[i]
+            if bits == 0:
+                continue
+            noted[i] = ZERO
+            while bits != 0:
+                t = (i << 6) + np.int64(trailing_zeros(bits))
+                bits &= bits - ONE
+                got = reached[t]
+                reached[t] = ZERO
+                fresh = joining[t]
+                joining[t] = ZERO
+                # reached and not taken is final too: a later level reaches it deeper still
+                free[t] &= ~(got | fresh)
+                first = base[t]
+                while got != 0:
+                    b = trailing_zeros(got)
+                    got &= got - ONE
+                    x = first + offset[b]
+                    # −1 (unreached) is the largest as unsigned
+                    if np.uint32(dist[x]) > bound:
+                        dist[x] = step
+                        fresh |= ONE << b
+                        expanded += 1
+                if fresh != 0:
+                    frontier[t] = fresh
+                    listed[count] = t
+                    count += 1
+        if count == 0:
+            if si >= count_seeds:
+                return expanded
+            step = depths[si]
+            lo = tiles
+            hi = -1
+            continue
+        _expand_tiles(listed, count, frontier, moves, layout, reached, noted, free)
+        lo = max(listed[0] - reach, 0)
+        hi = min(listed[count - 1] + reach, tiles - 1)
+        step += 1
 
 
 @njit(cache=True, nogil=True, inline="always")

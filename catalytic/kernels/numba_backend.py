@@ -42,13 +42,25 @@ _LAYOUTS: collections.OrderedDict[tuple[tuple[int, ...], tuple[int, ...]], tuple
 _LAYOUTS_LOCK = threading.Lock()
 
 
+def tiles_fit(geom: Geometry) -> bool:
+    """Whether the lattice is within the tile limit, so that BFS and the seeded BFS run on 64-vertex tiles.
+
+    Examples
+    --------
+    >>> from catalytic.lattice import Lattice
+    >>> tiles_fit(Geometry.of(Lattice((64, 64))))
+    True
+    """
+    return geom.ndim <= 32 and 16 * ((geom.vertices + 63) // 64) <= TILE_BYTES_LIMIT
+
+
 def _tiles(geom: Geometry) -> tuple[np.ndarray, ...] | None:
     """The tile layout of a shape (:func:`_numba_kernels.tiling`), kept for the next search; None past the limit.
 
     Layouts are kept for the shapes searched last, together at most :data:`TILE_BYTES_LIMIT` bytes (a process
     serving many large shapes rebuilds theirs instead of holding one table per shape).
     """
-    if geom.ndim > 32 or 16 * ((geom.vertices + 63) // 64) > TILE_BYTES_LIMIT:
+    if not tiles_fit(geom):
         return None
     key = (tuple(int(x) for x in geom.shape), tuple(int(x) for x in geom.strides))
     with _LAYOUTS_LOCK:
@@ -245,6 +257,54 @@ class NumbaBackend(HostBackend):
             counts.allocated(sum(int(table.nbytes) for table in layout) + opened.nbytes)
             expanded = _kernels().bfs_tiles(axes, opened, seeds, int(target), dist, layout, counts.counts)
         return int(expanded)
+
+    def lower_from_seeds(
+        self, geom: Geometry, open_mask: Any, seeds: np.ndarray, depths: np.ndarray, steps: np.ndarray
+    ) -> int | None:
+        """Lower int32 BFS ``steps`` (−1 unreached) from seeds that start at their own depths, on tiles.
+
+        Runs the levels of :meth:`bfs` in depth order from the smallest depth: a seed joins the frontier at its
+        depth when ``steps`` still holds that depth there, and a vertex reached at depth ``d`` takes ``d`` when
+        its entry is −1 or larger; a vertex reached and not taken is not expanded. Where the finite entries are
+        upper bounds that their neighbours' entries already follow (as in a slab's field), each open vertex ends
+        at the smaller of its old value and its depth through the seeds.
+
+        Parameters
+        ----------
+        geom : Geometry
+            The lattice.
+        open_mask : numpy.ndarray
+            uint8 (N,), 1 where open.
+        seeds : numpy.ndarray
+            int64 linear indices of open vertices, ordered by ``depths``.
+        depths : numpy.ndarray
+            int64 start depth of each seed, non-decreasing.
+        steps : numpy.ndarray
+            int32 (N,), changed in place.
+
+        Returns
+        -------
+        int or None
+            The vertices expanded (seeds that joined and vertices lowered), or None without touching ``steps``
+            when the lattice is past the tile limit (:data:`TILE_BYTES_LIMIT`).
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice(5))
+        >>> steps = np.array([-1, 5, -1, 0, 9], dtype=np.int32)
+        >>> NumbaBackend().lower_from_seeds(geom, np.ones(5, np.uint8), np.array([3, 1]), np.array([0, 5]), steps)
+        5
+        >>> steps.tolist()
+        [3, 2, 1, 0, 1]
+        """
+        layout = _tiles(geom)
+        if layout is None:
+            return None
+        opened = _open_tiles(geom, np.ascontiguousarray(open_mask), layout)
+        order = np.ascontiguousarray(seeds, dtype=np.int64)
+        start = np.ascontiguousarray(depths, dtype=np.int64)
+        return int(_kernels().lower_tiles(_axes(geom), opened, order, start, steps, layout))
 
     def bidirectional(
         self, geom: Geometry, open_mask: Any, start: int, goal: int, dist_start: Any, dist_goal: Any

@@ -12,6 +12,7 @@ from catalytic.distributed._runtime import ErrorCarrier, explicit_arrays, lattic
 from catalytic.distributed.partition import _merge_labels, slab_bounds, slab_lattice
 from catalytic.errors import BlockedVertexError, MaskError, NoPathError
 from catalytic.kernels import distance_field
+from catalytic.kernels.backend import Geometry
 from catalytic.lattice import Lattice
 
 
@@ -77,9 +78,9 @@ def test_error_carrier_rebuilds_the_error() -> None:
     assert lost.goal == (3,)
 
 
-@pytest.mark.parametrize("bitwise", [False, True])
+@pytest.mark.parametrize("search", ["vertices", "words", "tiles"])
 @pytest.mark.parametrize("periodic", [False, True])
-def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool, bitwise: bool) -> None:
+def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool, search: str) -> None:
     lattice = Lattice(
         (9, 7, 6), periodic=[periodic, True, periodic], obstacles=[{"kind": "random", "p": 0.3, "seed": 3}]
     )
@@ -102,8 +103,10 @@ def test_seeds_at_their_own_depths_lower_to_the_nearest_seed(periodic: bool, bit
     axes = np.asarray(lattice.periodic, dtype=np.uint8)
     mask = lattice.open_mask_flat().astype(np.uint8)
     # with the face bit sets every wide level runs 64 vertices a word (on this small lattice, almost all)
-    faces = axis_faces(shape, strides, mask) if bitwise else None
-    expanded = lower_from_seeds(shape, strides, axes, mask, dist, seeds, faces)
+    faces = axis_faces(shape, strides, mask) if search == "words" else None
+    # with the geometry every level runs on the numba backend's 64-vertex tiles
+    geom = Geometry.of(lattice) if search == "tiles" else None
+    expanded = lower_from_seeds(shape, strides, axes, mask, dist, seeds, faces, geom)
     np.testing.assert_array_equal(dist, expected)
     assert expanded > 0
     assert lower_from_seeds(shape, strides, axes, mask, dist, np.zeros(0, dtype=np.int64)) == 0

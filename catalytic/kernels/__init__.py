@@ -59,11 +59,13 @@ __all__ = [
 
 METHODS = ("auto", "bfs", "bidirectional", "astar", "dijkstra")
 MEMORY_MODES = ("auto", "full", "frugal")
-ALGORITHM_VERSION = 2
+ALGORITHM_VERSION = 3
 """The version of the paths the methods return: bumped whenever a method's tie-breaking, or the rule by which
 ``auto`` picks a method (:func:`auto_method`), changes, so that answers and cached results of different
 versions are never mixed up. Every answer carries it; result-cache keys include it."""
-AUTO_DENSITY_BANDS: Mapping[int, tuple[float, float]] = MappingProxyType({2: (0.02, 0.3), 3: (0.5, 0.6), 4: (0.6, 0.8)})
+AUTO_DENSITY_BANDS: Mapping[int, tuple[float, float]] = MappingProxyType(
+    {2: (0.02, 0.25), 3: (0.5, 0.6), 4: (0.6, 0.8)}
+)
 """``auto``'s obstacle-density bands by axis count (1 reads as 2, more than 4 as 4): up to the first density it
 runs A*, above the second BFS, and in between A* for near endpoints and BFS for far ones (:func:`auto_method`).
 Measured in ``bench/results/auto.md``."""

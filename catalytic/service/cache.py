@@ -48,8 +48,8 @@ class LRU(Generic[V]):
 
     Given ``weigh`` (value → bytes), it keeps the bytes its entries hold in :attr:`nbytes` and reports the sum
     to ``on_bytes``. A held value may grow after it was handed out (the kernels prepare masks for a lattice), so
-    every entry :meth:`get` returned is weighed again at the next :meth:`get`, :meth:`put` or :meth:`pop`; the
-    others keep the weight they had, and no call weighs more than the entries handed out since the last. With
+    every entry :meth:`get` returned is weighed again at the next :meth:`put` or :meth:`pop`; the others keep the
+    weight they had, and no call weighs more than the entries handed out since the last. With
     ``max_bytes`` as well, least recently used entries are evicted until the rest weigh at most that; an entry
     heavier than ``max_bytes`` on its own is not kept.
 
@@ -112,8 +112,7 @@ class LRU(Generic[V]):
             return None
         self._entries.move_to_end(key)
         if self._weigh is not None:
-            self._settle()
-            self._handed_out.add(key)
+            self._handed_out.add(key)  # weighed at the next put or pop: a hit costs no weighing
         return value
 
     def put(self, key: str, value: V, ttl: float | None = None) -> None:

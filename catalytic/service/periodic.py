@@ -3,6 +3,7 @@ of its own, until :meth:`Periodic.close`. A failed round is logged and the next 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -10,7 +11,7 @@ import logging
 __all__ = ["Periodic"]
 
 
-class Periodic:
+class Periodic(abc.ABC):
     """Base of the probes and the sweepers; subclasses define :meth:`run_once`, ``interval_s`` and ``task_name``."""
 
     task_name = "catalytic-periodic"
@@ -19,9 +20,9 @@ class Periodic:
     interval_s: float
     _task: asyncio.Task[None] | None = None
 
+    @abc.abstractmethod
     async def run_once(self) -> object:
         """One round."""
-        raise NotImplementedError
 
     def start(self) -> None:
         """Run a round now and every ``interval_s`` until :meth:`close`."""

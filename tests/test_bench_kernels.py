@@ -138,3 +138,20 @@ def test_memory_bandwidth_streams_the_bytes_it_names() -> None:
     measured = bench.common.memory_bandwidth(size=2**20, repeat=1)
     assert measured["bytes"] == 2**20
     assert measured["read_gb_s"] > 0 and measured["copy_gb_s"] > 0
+
+
+def test_a_cold_call_finds_no_tile_tables_of_its_shape() -> None:
+    import gc
+
+    import catalytic
+    from bench.kernels.ours import warm_before_cold_call
+    from catalytic.kernels import numba_backend
+
+    spec = {"shape": (9, 7, 5), "obstacles": [{"kind": "random", "p": 0.1, "seed": 3}]}
+    lattice = catalytic.Lattice(**spec)
+    catalytic.shortest_path(lattice, (0, 0, 0), (8, 6, 4), method="bfs", backend="numba")
+    assert numba_backend._LAYOUTS
+    assert warm_before_cold_call(spec)  # the equal lattice above still holds its prepared mask
+    del lattice
+    gc.collect()
+    assert not warm_before_cold_call(spec) and not numba_backend._LAYOUTS

@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.kernels import peers
 from bench.kernels.lattices import Ends, coords
-from bench.kernels.ours import prepared_elsewhere
+from bench.kernels.ours import warm_before_cold_call
 from bench.kernels.timing import Stage, WarmStateError, interleaved, medians, stage, with_overhead
 
 
@@ -55,7 +55,7 @@ def profile_path(lat_spec: dict[str, Any], start: int, goal: int, repeat: int) -
 
     def cold_call(method: str) -> Stage:
         def check() -> None:
-            if prepared_elsewhere(lat_spec):
+            if warm_before_cold_call(lat_spec):
                 raise WarmStateError("an equal lattice with a prepared mask is alive during the end-to-end stage")
 
         return Stage(

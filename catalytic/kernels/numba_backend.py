@@ -54,6 +54,12 @@ def tiles_fit(geom: Geometry) -> bool:
     return geom.ndim <= 32 and 16 * ((geom.vertices + 63) // 64) <= TILE_BYTES_LIMIT
 
 
+def forget_tile_layouts() -> None:
+    """Drop the tile tables kept for recent shapes (a benchmark's cold call must find none)."""
+    with _LAYOUTS_LOCK:
+        _LAYOUTS.clear()
+
+
 def _tiles(geom: Geometry) -> tuple[np.ndarray, ...] | None:
     """The tile layout of a shape (:func:`_numba_kernels.tiling`), kept for the next search; None past the limit.
 

@@ -391,8 +391,11 @@ def giant_plots(payload: dict[str, Any]) -> list[Plot]:
         parts = [
             ("interpreter + JIT (after warm-up)", result["rss_after_warm_mib"]),
             ("open bits (1 bit/vertex)", result["open_bits_bytes"] / mib),
-            ("search state (2 bits/vertex)", result["state_bytes"] / mib),
-            ("frontier bitmaps", result["frontier_bitmap_bytes"] / mib),
+            ("search state (tiles: open + 2 code bits a vertex)", result["state_bytes"] / mib),
+            (
+                "search scratch (edge flags, summaries, level lists)",
+                result.get("search_scratch_bytes", result.get("frontier_bitmap_bytes", 0)) / mib,
+            ),
         ]
         bottom = 0.0
         for i, (label, value) in enumerate(parts):

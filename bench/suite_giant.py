@@ -162,7 +162,7 @@ def _measure(args: argparse.Namespace, began: float, rss: RssSampler) -> dict[st
     import numba
     import numpy as np
 
-    from catalytic.kernels.backend import Geometry
+    from catalytic.kernels.backend import Geometry, Meter, metered
     from catalytic.kernels.numba_backend import NumbaBackend
     from catalytic.lattice import Lattice
 
@@ -177,7 +177,8 @@ def _measure(args: argparse.Namespace, began: float, rss: RssSampler) -> dict[st
     warm = Geometry.of(Lattice(WARM_SHAPE, obstacles=obstacles))
     warm_bits = backend.open_bits(warm)
     warm_start, warm_goal = _endpoints(warm_bits, warm.vertices)
-    warm_state = np.zeros((warm.vertices + 3) // 4, dtype=np.uint8)
+    warm_size, state_dtype = backend.frugal_state_size(warm)
+    warm_state = np.zeros(warm_size, dtype=state_dtype)
     warm_length, _ = backend.bfs_frugal(warm, warm_bits, warm_start, warm_goal, warm_state)
     if warm_length >= 0:
         backend.trace_path_frugal(warm, warm_bits, warm_state, warm_start, warm_goal, warm_length)
@@ -193,10 +194,13 @@ def _measure(args: argparse.Namespace, began: float, rss: RssSampler) -> dict[st
     cpu1, t1 = time.process_time(), time.perf_counter()
     rss.enter("endpoints + state")
     start, goal = _endpoints(open_bits, geom.vertices)
-    state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
+    state_size, state_dtype = backend.frugal_state_size(geom)
+    state = np.zeros(state_size, dtype=state_dtype)
     rss.enter("search")
+    search_meter = Meter()
     cpu2, t2 = time.process_time(), time.perf_counter()
-    length, expanded = backend.bfs_frugal(geom, open_bits, start, goal, state)
+    with metered(search_meter):
+        length, expanded = backend.bfs_frugal(geom, open_bits, start, goal, state)
     cpu3, t3 = time.process_time(), time.perf_counter()
     rss.enter("path rebuild + check")
     path = backend.trace_path_frugal(geom, open_bits, state, start, goal, length) if length >= 0 else None
@@ -229,7 +233,7 @@ def _measure(args: argparse.Namespace, began: float, rss: RssSampler) -> dict[st
         "search_ns_per_expanded": (t3 - t2) / max(expanded, 1) * 1e9,
         "open_bits_bytes": int(open_bits.nbytes),
         "state_bytes": int(state.nbytes),
-        "frontier_bitmap_bytes": 2 * 8 * ((geom.vertices + 63) // 64),
+        "search_scratch_bytes": search_meter.allocated_bytes,
         "rss_after_warm_mib": rss_after_warm,
         "peak_rss_mib": _rss_mib(),
         "load_average_before": [round(x, 2) for x in load_before],
@@ -244,7 +248,7 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
     cores = os.cpu_count() or 1
     rss_cause = (
         f"peak RSS {rss_gib:.2f} GiB: open bits {result['open_bits_bytes'] / 2**20:.0f} MiB, state "
-        f"{result['state_bytes'] / 2**20:.0f} MiB, frontier bitmaps {result['frontier_bitmap_bytes'] / 2**20:.0f} MiB, "
+        f"{result['state_bytes'] / 2**20:.0f} MiB, search scratch {result['search_scratch_bytes'] / 2**20:.0f} MiB, "
         f"interpreter and JIT {result['rss_after_warm_mib']:.0f} MiB"
     )
     wall_cause = (

@@ -218,7 +218,8 @@ def compile_device_kernels(device: Any) -> set[str]:
                 device.trace_path(geom, mask, steps, start, goal)
                 sides = [device.full(geom.vertices, -1, np.int32) for _ in range(2)]
                 device.bidirectional(geom, mask, start, goal, *sides)
-                state = device.full((geom.vertices + 3) // 4, 0, np.uint8)
+                size, dtype = device.frugal_state_size(geom)
+                state = device.full(size, 0, dtype)
                 length, _ = device.bfs_frugal(geom, bits, start, goal, state)
                 device.trace_path_frugal(geom, bits, state, start, goal, length)
     finally:

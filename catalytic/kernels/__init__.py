@@ -32,6 +32,7 @@ from catalytic.errors import (
     NoPathError,
     ScratchError,
 )
+from catalytic.kernels._rules import tile_count
 from catalytic.kernels.backend import Backend, Geometry, Meter, backends, metered, run_with_fallback
 from catalytic.lattice import Lattice
 
@@ -253,7 +254,10 @@ def _choose(value: str, field: str, allowed: Sequence[str]) -> str:
 def _state_bytes(lattice: Lattice, method: str, mode: str) -> int:
     n = lattice.vertices
     if mode == "frugal":
-        return (n + 7) // 8 + (n + 3) // 4
+        # the packed mask and the larger state: 2 bits a vertex, or the numba backend's 3 words and the edge
+        # flags of each 64-vertex tile (partial tiles pad it)
+        tiles = tile_count(tuple(lattice.shape))
+        return (n + 7) // 8 + max((n + 3) // 4, tiles * (24 + (2 if len(lattice.shape) <= 8 else 4)))
     per_vertex = {"bfs": 4, "bidirectional": 8, "astar": 8, "dijkstra": 8}[method]
     return n * (1 + per_vertex)
 
@@ -538,9 +542,10 @@ SearchResult = tuple[np.ndarray, float, int]
 
 
 def _frugal_search(be: Backend, alloc: _Allocator, q: _PathQuery) -> SearchResult:
-    """BFS on 2 bits of state per vertex (depth mod 3), the path rebuilt from the goal."""
+    """BFS keeping depth mod 3 per vertex in the backend's frugal state, the path rebuilt from the goal."""
     geom, bits = _prepared(q.lattice, be, "bits")
-    state = alloc.full((q.lattice.vertices + 3) // 4, 0, np.uint8)
+    size, dtype = be.frugal_state_size(geom)
+    state = alloc.full(size, 0, dtype)
     length, expanded = be.bfs_frugal(geom, bits, q.start, q.goal, state)
     if length < 0:
         raise q.unreachable()
@@ -621,9 +626,9 @@ def shortest_path(
         GPU backend, A* runs on the host backend (numba), the other methods on the device; the answer's
         ``backend`` names the one that ran.
     memory : {"auto", "full", "frugal"}
-        ``frugal`` keeps 2 bits of state per vertex (depth mod 3) plus a bit-packed mask, for BFS only, and
-        traces the same path as full-state BFS; ``auto`` uses it for BFS when the full state would not fit
-        ``memory_budget``. Other methods have no frugal mode: over the budget they are refused.
+        ``frugal`` keeps depth mod 3 in 2 bits per vertex (3 on the numba backend's tiles, with the open bits)
+        plus a bit-packed mask, for BFS only, and traces the same path as full-state BFS; ``auto`` uses it for
+        BFS when the full state would not fit ``memory_budget``. Other methods have no frugal mode: over the budget they are refused.
     memory_budget : int, optional
         Bytes of state the search may allocate (default ``CATALYTIC_MEMORY_BUDGET`` or 2 GiB).
     scratch : Scratch, optional

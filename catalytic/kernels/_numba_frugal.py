@@ -1,19 +1,23 @@
-"""The frugal BFS of the ``numba`` backend: 2 bits of state per vertex, a bitmap frontier, two threads or more.
+"""The frugal BFS of the ``numba`` backend: 3 bits per vertex on 64-vertex tiles, two threads or more.
 
-Memory per vertex is 1 bit of open mask, 2 bits of state (``1 + depth mod 3``) and 2 bits of frontier (the
-current and the next level as bitmaps), about 0.63 bytes per vertex in all; a level is never stored as a list
-of indices, so no buffer grows with the widest level.
+The state is the backend's own layout (:meth:`NumbaBackend.frugal_depths` decodes it): per tile of
+:func:`catalytic.kernels._numba_kernels.tiling`, a box of the lattice whose 64 vertices share a uint64 word,
+three words: the open bits, then the low and the high bit of each vertex's code, ``1 + depth mod 3`` (0 for
+unvisited). That is 3 bits per vertex of the tile grid (a partial tile at the high end of an axis pads it) and
+nothing else grows with the lattice: there is no frontier bitmap and no vertex queue.
 
-Why bitmaps rather than a queue: a queue lists a level in discovery order, which on a lattice of 10^9 vertices
-turns every neighbour check into a cache miss. A bitmap is read back in increasing index order, so the ``2d``
-neighbour streams ``v ± stride`` advance monotonically and the hardware prefetchers keep up. Only the groups of
-4096 vertices that hold frontier bits are visited: their ids are collected per level, sorted, and dealt round
-robin to the threads, so a thin frontier (a 1-D lattice, a maze) costs no scan of the whole bitmap.
+A level's frontier is read off the codes. The tiles that gained vertices are noted in a summary bit set (one
+bit per tile) and listed in increasing order with the word of their vertices whose code is this level's. A
+listed word can also hold vertices three levels older (same code); moving them again reaches only labelled
+vertices, so the superset costs nothing in the answer, and the moves are whole-word shifts, so nothing in the
+time either. A level moves each listed word one step along every axis, within its tile by a shift and across a
+face into the next tile, and keeps the open, unlabelled bits it reaches, writing the next level's code into
+them. The vertices labelled are counted as they are written, so ``expanded`` is exact.
 
-Threads share the state and the next-level bitmap. A write two threads may race on (one within a move of both
-threads' shares of the level) is an atomic OR of bits that only ever go from 0 to the one value a vertex can get
-at this level, so two threads discovering the same vertex write the same bits; every other write is plain. The
-result does not depend on the interleaving: the state, the length and ``expanded`` are the same
+A wide level is split into contiguous shares of the listed tiles, one per thread. A tile within one move of
+another share's tiles is written with atomic ORs (the same code, from either thread); every other write is
+plain, and every thread notes into its own summary bit set. The words a level moves are taken before it starts,
+so a thread never reads a code another thread is writing. The state, the length and ``expanded`` are the same
 for any thread count, and equal to the queue-based reference.
 """
 
@@ -24,18 +28,38 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from catalytic.kernels._numba_kernels import Axes, Int, advance_axes, decompose, neighbour, trailing_zeros
+from catalytic.kernels._numba_kernels import (
+    ALL_BITS,
+    ONE,
+    ZERO,
+    Axes,
+    Int,
+    TileMoves,
+    _inverse_strides,
+    _low_mask,
+    _tile_bit,
+    _tile_moves,
+    _walk_step,
+    advance_axes,
+    decompose,
+    popcount,
+    prefetch,
+    tile_logs,
+    trailing_zeros,
+)
 
-GROUP_SHIFT = 12
-"""log2 of the vertices per group (64 words of 64 bits)."""
-GROUP_WORDS = 1 << (GROUP_SHIFT - 6)
+AHEAD = 32
+"""Listed tiles between the one a thread moves and the one whose cache lines it asks for."""
 
-Search = tuple[Axes, np.ndarray, np.ndarray]
-"""A frugal search's lattice, open bits and 2-bit state: ``(axes, open_bits, state)``."""
+WORDS_PER_TILE = 3
+"""State words per tile: open bits, low code bits, high code bits."""
+
+Frame = tuple[np.ndarray, np.ndarray]
+"""A tile grid's ``(log, tile_strides)``: the log2 tile extent and the tile-grid stride of each axis."""
 
 
 _PYTHON_ATOMICS = threading.Lock()
@@ -78,184 +102,378 @@ def _atomic_or_compiled(array: Any, index: Any, value: Any) -> Any:
 
 
 @njit(cache=True, nogil=True)
-def expand_share(
-    search: Search,
-    goal: Int,
-    value: Int,
-    frontier: tuple[np.ndarray, ...],
-    active: np.ndarray,
-    count: Int,
-    discovered: np.ndarray,
-    t: Int,
-    threads: Int,
-) -> tuple[Int, bool, Int]:
-    """Expand the ``t``-th of ``threads`` contiguous shares of the groups ``active[:count]``.
-
-    ``search`` is ``(axes, open_bits, state)`` and ``frontier`` is ``(current, following,
-    current_flags, following_flags)``: the bitmaps of this level and the next, and their group flags. Returns
-    ``(expanded, found, written)``. Contiguous shares keep two threads apart in memory, so they rarely write to
-    the same cache line, and most of a share's writes land in groups no other share can reach, which take plain
-    writes; only the groups within one move of another share's take atomic ones.
-
-    Vertices discovered get ``value`` in ``state`` and a bit in ``following``; a group gaining its first bit is
-    flagged and its id written to ``discovered[t, :written]``. With ``threads > 1`` the writes another share may
-    race with are atomic.
-    """
-    (shape, strides, periodic), open_bits, state = search
-    current, following, _, following_flags = frontier
+def tile_frame(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Int]:
+    """The tile grid of ``shape``: ``(log, tile_strides, grid, tiles)``, as :func:`tiling` cuts it."""
     d = shape.shape[0]
-    words = current.shape[0]
-    shared = threads > 1
-    last = shape[d - 1]
-    coords = np.zeros(d, np.int64)
-    inverse = np.empty(d, np.float64)
-    for k in range(d):
-        inverse[k] = 1.0 / strides[k]
-    # The groups no other share can write: a share writes only within one move of its own groups, so a group
-    # further than that from every other share's groups is this share's alone, and needs no atomic writes.
-    first_slot = t * count // threads
-    last_slot = (t + 1) * count // threads - 1
-    own_lo: Int = 0
-    own_hi: Int = -1
-    if shared and first_slot <= last_slot:
-        reach: Int = 0
-        for k in range(d):
-            reach = max(reach, (shape[k] - 1) * strides[k] if periodic[k] else strides[k])
-        reach_groups = (reach >> GROUP_SHIFT) + 1
-        own_lo = np.int64(active[first_slot]) + reach_groups
-        own_hi = np.int64(active[last_slot]) - reach_groups
-    previous = np.int64(-1)
-    size = 0
-    hit = False
-    out = 0
-    for slot in range(first_slot, last_slot + 1):
-        group = active[slot]
-        first = group * GROUP_WORDS
-        for w in range(first, min(words, first + GROUP_WORDS)):
-            word = current[w]
-            if word == 0:
-                continue
-            current[w] = np.uint64(0)
-            while word != 0:
-                bit = np.int64(trailing_zeros(word))
-                word &= word - np.uint64(1)
-                v = (w << 6) + bit
-                size += 1
-                # Frontier vertices come in increasing order, usually close together: advance the coordinates
-                # with one carry instead of decomposing the index.
-                delta = v - previous
-                if previous >= 0 and delta < last:
-                    c = coords[d - 1] + delta
-                    if c >= last:
-                        c -= last
-                        advance_axes(coords, shape, d - 2)
-                    coords[d - 1] = c
-                else:
-                    decompose(v, strides, inverse, coords)
-                previous = v
-                for k in range(d):
-                    for side in range(2):
-                        u = neighbour(v, coords[k], shape[k], strides[k], periodic[k], side)
-                        byte = u >> 2
-                        shift = 2 * (u & 3)
-                        if ((state[byte] >> shift) & 3) | (((open_bits[u >> 3] >> (u & 7)) & 1) ^ 1):
-                            continue
-                        mark = np.uint8(value << shift)
-                        bit_mask = np.uint64(1) << np.uint64(u & 63)
-                        target_group = u >> GROUP_SHIFT
-                        fresh = False
-                        if shared and (target_group < own_lo or target_group > own_hi):
-                            atomic_or(state, byte, mark)
-                            atomic_or(following, u >> 6, bit_mask)
-                            if following_flags[target_group] == 0:
-                                fresh = atomic_or(following_flags, target_group, np.uint8(1)) == 0
-                        else:
-                            state[byte] |= mark
-                            following[u >> 6] |= bit_mask
-                            if following_flags[target_group] == 0:
-                                following_flags[target_group] = 1
-                                fresh = True
-                        if fresh:
-                            discovered[t, out] = target_group
-                            out += 1
-                        if u == goal:
-                            hit = True
-    return size, hit, out
+    log = tile_logs(shape)
+    grid = np.empty(d, np.int64)
+    tile_strides = np.empty(d, np.int64)
+    tiles: Int = 1
+    for k in range(d - 1, -1, -1):
+        grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
+        tile_strides[k] = tiles
+        tiles *= grid[k]
+    return log, tile_strides, grid, tiles
 
 
 @njit(cache=True, nogil=True)
-def next_active(
-    active: np.ndarray,
-    current_flags: np.ndarray,
-    following_flags: np.ndarray,
-    count: Int,
-    discovered: np.ndarray,
-    written: np.ndarray,
-) -> Int:
-    """Close a level: unflag its groups and list the next level's groups in ``active``, in increasing order.
+def tile_edges(grid: np.ndarray, out: np.ndarray) -> None:
+    """Write each tile's faces into ``out`` (uint16 or uint32 per tile): bit ``2k`` when it is the first along
+    axis ``k``, bit ``2k + 1`` when the last."""
+    d = grid.shape[0]
+    coords = np.zeros(d, np.int64)
+    for t in range(out.shape[0]):
+        flags = 0
+        for k in range(d):
+            if coords[k] == 0:
+                flags |= 1 << (2 * k)
+            if coords[k] == grid[k] - 1:
+                flags |= 1 << (2 * k + 1)
+        out[t] = flags
+        advance_axes(coords, grid, d - 1)
 
-    Returns the number of groups of the next level.
+
+@njit(cache=True, nogil=True, inline="always")
+def _byte_bits(packed: np.ndarray, pos: Int, width: Int) -> np.uint64:
+    """Bits ``pos .. pos + width - 1`` (``width`` 1..64) of the uint8 bit array ``packed``, lowest first."""
+    byte = pos >> 3
+    s = pos & 7
+    span = (s + width + 7) >> 3
+    acc = ZERO
+    for j in range(min(span, 8)):
+        acc |= np.uint64(packed[byte + j]) << np.uint64(8 * j)
+    acc >>= np.uint64(s)
+    if span > 8:
+        acc |= np.uint64(packed[byte + 8]) << np.uint64(64 - s)
+    return acc & _low_mask(width)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def fill_open(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray) -> None:
+    """OR the open bits (uint8, packed 8 per byte in index order) into the tiles' first words of ``state``.
+
+    Each run of a line along the last axis that falls in one tile is one shift. Slabs of one tile along axis 0
+    write disjoint tiles, so they run in parallel.
     """
-    for j in range(count):
-        current_flags[active[j]] = 0
-    count = 0
-    for t in range(written.shape[0]):
-        for j in range(written[t]):
-            active[count] = discovered[t, j]
-            count += 1
-    groups = following_flags.shape[0]
-    if count * 16 > groups:
-        # dense: one ordered pass over the flags is cheaper than sorting
-        count = 0
-        for g in range(groups):
-            if following_flags[g]:
-                active[count] = g
-                count += 1
+    log, tile_strides = frame
+    d = shape.shape[0]
+    line = shape[d - 1]
+    run = 1 << log[d - 1]
+    rows = 1
+    for k in range(d - 1):
+        rows *= shape[k]
+    if d == 1:
+        slabs = 1
+        rows_per_slab = 1
     else:
-        active[:count] = np.sort(active[:count])
-    return count
+        extent0 = 1 << log[0]
+        slabs = (shape[0] + extent0 - 1) >> log[0]
+        rows_per_slab = extent0 * (rows // shape[0])
+    for slab in prange(slabs):
+        coords = np.zeros(d, np.int64)
+        first_row = slab * rows_per_slab
+        rest = first_row
+        for k in range(d - 2, -1, -1):
+            coords[k] = rest % shape[k]
+            rest //= shape[k]
+        for row in range(first_row, min(rows, first_row + rows_per_slab)):
+            first_tile: Int = 0
+            first_bit: Int = 0
+            low = log[d - 1]
+            for k in range(d - 2, -1, -1):
+                first_tile += (coords[k] >> log[k]) * tile_strides[k]
+                first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
+                low += log[k]
+            start = row * line
+            shift = np.uint64(first_bit)
+            for c in range(0, line, run):
+                bits = _byte_bits(open_bits, start + c, min(run, line - c))
+                state[WORDS_PER_TILE * (first_tile + (c >> log[d - 1]))] |= bits << shift
+            advance_axes(coords, shape, d - 2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _coded(state: np.ndarray, t: Int, code: Int) -> np.uint64:
+    """The bits of tile ``t`` whose code is ``code`` (1, 2 or 3)."""
+    lo = state[WORDS_PER_TILE * t + 1]
+    hi = state[WORDS_PER_TILE * t + 2]
+    if code == 1:
+        return lo & ~hi
+    if code == 2:
+        return hi & ~lo
+    return lo & hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _label(
+    state: np.ndarray,
+    u: Int,
+    bits: np.uint64,
+    code: Int,
+    low_mask: np.uint64,
+    high_mask: np.uint64,
+    noted: np.ndarray,
+    atomic: bool,
+) -> Int:
+    """Give the open, unlabelled ``bits`` of tile ``u`` the code ``code``; returns how many this call labelled.
+
+    With ``atomic`` the code goes in by atomic ORs (low word first), and only the bits no other thread set
+    first are counted.
+    """
+    at = WORDS_PER_TILE * u
+    lo = state[at + 1]
+    hi = state[at + 2]
+    fresh = bits & state[at] & ~(lo | hi)
+    if atomic:
+        if fresh == 0:
+            return 0
+        noted[u >> 6] |= ONE << np.uint64(u & 63)
+        if code & 1:
+            old = atomic_or(state, at + 1, fresh)
+            if code & 2:
+                atomic_or(state, at + 2, fresh)
+        else:
+            old = atomic_or(state, at + 2, fresh)
+        return np.int64(popcount(fresh & ~old))
+    # without a branch on whether anything was labelled, which is as good as random
+    state[at + 1] = lo | (fresh & low_mask)
+    state[at + 2] = hi | (fresh & high_mask)
+    noted[u >> 6] |= np.uint64(fresh != 0) << np.uint64(u & 63)
+    return np.int64(popcount(fresh))
+
+
+@njit(cache=True, nogil=True)
+def expand_share(
+    state: np.ndarray,
+    listed: tuple[np.ndarray, np.ndarray],
+    count: Int,
+    moves: TileMoves,
+    tile_strides: np.ndarray,
+    edges: np.ndarray,
+    code: Int,
+    noted: np.ndarray,
+    t: Int,
+    threads: Int,
+) -> Int:
+    """Move the ``t``-th of ``threads`` contiguous shares of the listed words one step; returns the vertices
+    labelled ``code``.
+
+    ``listed`` is ``(ids, words)``: the level's tiles, increasing, and the words to move from each. Writes to a
+    tile within one move of another share's tiles are atomic; ``noted`` is this thread's summary bit set.
+    """
+    ids, words = listed
+    axis, inner, low_face, high_face, across, wrap_face, wrap_shift, wrap_tiles, moving, reach = moves
+    first_slot = t * count // threads
+    last_slot = (t + 1) * count // threads - 1
+    if first_slot > last_slot:
+        return 0
+    # the tiles no other share can write: further than one move from all of their listed tiles
+    own_lo: Int = ids[first_slot] + reach if t > 0 else -1
+    own_hi: Int = ids[last_slot] - reach if t < threads - 1 else 1 << 62
+    low_mask = ALL_BITS if code & 1 else ZERO
+    high_mask = ALL_BITS if code & 2 else ZERO
+    labelled: Int = 0
+    last_tile = edges.shape[0] - 1
+    for slot in range(first_slot, last_slot + 1):
+        # the tiles a few slots ahead will move: their lines are asked for now, so the misses overlap
+        if slot + AHEAD <= last_slot:
+            ahead = ids[slot + AHEAD]
+            prefetch(edges, ahead)
+            prefetch(state, WORDS_PER_TILE * ahead)
+            for m in range(moving):
+                step = tile_strides[axis[m]]
+                prefetch(state, WORDS_PER_TILE * min(ahead + step, last_tile))
+                prefetch(state, WORDS_PER_TILE * max(ahead - step, 0))
+        tile = ids[slot]
+        f = words[slot]
+        flags = edges[tile]
+        within = ZERO
+        for m in range(moving):
+            k = axis[m]
+            s = inner[m]
+            within |= ((f & ~high_face[m]) << s) | ((f & ~low_face[m]) >> s)
+            step = tile_strides[k]
+            if (flags >> (2 * k + 1)) & 1 == 0:
+                up = f & high_face[m]
+                if up != 0:
+                    u = tile + step
+                    labelled += _label(
+                        state, u, up >> across[m], code, low_mask, high_mask, noted, u < own_lo or u > own_hi
+                    )
+            elif wrap_face[m] != 0:
+                # the last tile along a periodic axis: its vertices at the axis's end wrap to the first tile
+                up = f & wrap_face[m]
+                if up != 0:
+                    u = tile - wrap_tiles[m]
+                    labelled += _label(
+                        state, u, up >> wrap_shift[m], code, low_mask, high_mask, noted, u < own_lo or u > own_hi
+                    )
+            down = f & low_face[m]
+            if down != 0:
+                if (flags >> (2 * k)) & 1 == 0:
+                    u = tile - step
+                    labelled += _label(
+                        state, u, down << across[m], code, low_mask, high_mask, noted, u < own_lo or u > own_hi
+                    )
+                elif wrap_face[m] != 0:
+                    u = tile + wrap_tiles[m]
+                    labelled += _label(
+                        state, u, down << wrap_shift[m], code, low_mask, high_mask, noted, u < own_lo or u > own_hi
+                    )
+        labelled += _label(state, tile, within, code, low_mask, high_mask, noted, tile < own_lo or tile > own_hi)
+    return labelled
+
+
+@njit(cache=True, nogil=True)
+def list_level(
+    state: np.ndarray,
+    noted: np.ndarray,
+    lo: Int,
+    hi: Int,
+    listed: tuple[np.ndarray, np.ndarray],
+    code: Int,
+) -> tuple[Int, tuple[np.ndarray, np.ndarray]]:
+    """List the tiles noted in ``noted[:, lo >> 6 .. hi >> 6]`` (every thread's rows, cleared) in increasing
+    order with their ``code`` bits; returns ``(count, listed)``, the buffers doubled when they fill."""
+    ids, words = listed
+    count: Int = 0
+    for i in range(lo >> 6, (hi >> 6) + 1):
+        bits = ZERO
+        for r in range(noted.shape[0]):
+            bits |= noted[r, i]
+            noted[r, i] = ZERO
+        while bits != 0:
+            t = (i << 6) + np.int64(trailing_zeros(bits))
+            bits &= bits - ONE
+            if count == ids.shape[0]:
+                grown_ids = np.empty(2 * count, np.int64)
+                grown_ids[:count] = ids
+                ids = grown_ids
+                words = np.empty(2 * count, np.uint64)
+            ids[count] = t
+            count += 1
+    _read_words(state, ids, words, 0, count, code)
+    return count, (ids, words)
+
+
+@njit(cache=True, nogil=True)
+def merge_noted(noted: np.ndarray, lo: Int, hi: Int, parts: Int) -> tuple[Int, np.ndarray, np.ndarray]:
+    """Fold every thread's row of ``noted[:, lo >> 6 .. hi >> 6]`` into row 0 and cut it into ``parts`` ranges of
+    words holding about as many tiles each; returns ``(tiles, bounds, offsets)``: part ``k`` is the words
+    ``bounds[k] .. bounds[k + 1] - 1`` and lists its tiles from slot ``offsets[k]``."""
+    first = lo >> 6
+    last = (hi >> 6) + 1
+    total: Int = 0
+    for i in range(first, last):
+        bits = noted[0, i]
+        for r in range(1, noted.shape[0]):
+            bits |= noted[r, i]
+            noted[r, i] = ZERO
+        noted[0, i] = bits
+        total += np.int64(popcount(bits))
+    bounds = np.full(parts + 1, last, np.int64)
+    offsets = np.full(parts + 1, total, np.int64)
+    bounds[0] = first
+    offsets[0] = 0
+    running: Int = 0
+    k = 1
+    for i in range(first, last):
+        while k < parts and running >= total * k // parts:
+            bounds[k] = i
+            offsets[k] = running
+            k += 1
+        running += np.int64(popcount(noted[0, i]))
+    return total, bounds, offsets
+
+
+@njit(cache=True, nogil=True)
+def list_range(
+    state: np.ndarray,
+    noted: np.ndarray,
+    first: Int,
+    last: Int,
+    listed: tuple[np.ndarray, np.ndarray],
+    slot: Int,
+    code: Int,
+) -> None:
+    """List the tiles noted in words ``first .. last - 1`` of the folded summary ``noted`` (cleared) from ``slot``
+    on, with their ``code`` bits."""
+    ids, words = listed
+    begin = slot
+    for i in range(first, last):
+        bits = noted[i]
+        noted[i] = ZERO
+        while bits != 0:
+            ids[slot] = (i << 6) + np.int64(trailing_zeros(bits))
+            bits &= bits - ONE
+            slot += 1
+    _read_words(state, ids, words, begin, slot, code)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _read_words(state: np.ndarray, ids: np.ndarray, words: np.ndarray, begin: Int, end: Int, code: Int) -> None:
+    """``words[begin:end]``: the ``code`` bits of the tiles ``ids[begin:end]``, their lines asked for ahead."""
+    for slot in range(begin, end):
+        if slot + AHEAD < end:
+            prefetch(state, WORDS_PER_TILE * ids[slot + AHEAD])
+        words[slot] = _coded(state, ids[slot], code)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_code(state: np.ndarray, tile: Int, bit: np.uint64) -> bool:
+    return ((state[WORDS_PER_TILE * tile + 1] | state[WORDS_PER_TILE * tile + 2]) & bit) != 0
 
 
 @njit(cache=True, nogil=True)
 def serial_levels(
-    search: Search,
-    goal: Int,
-    frontier: tuple[np.ndarray, ...],
-    active: np.ndarray,
-    count: Int,
-    discovered: np.ndarray,
-    depth: Int,
-    expanded: Int,
+    state: np.ndarray,
+    geometry: tuple[TileMoves, np.ndarray, np.ndarray],
+    goal: tuple[Int, np.uint64],
+    listed: tuple[np.ndarray, np.ndarray],
+    noted: np.ndarray,
+    progress: tuple[Int, Int, Int, Int],
     limit: Int,
     meter: np.ndarray,
-) -> tuple[Int, Int, Int, Int, tuple[np.ndarray, ...]]:
-    """Expand levels on this thread while they span fewer than ``limit`` groups (arguments as :func:`expand_share`).
+) -> tuple[Int, tuple[Int, Int, Int, Int], tuple[np.ndarray, np.ndarray]]:
+    """Run levels on this thread while they list fewer than ``limit`` tiles.
 
-    ``meter[0]`` gets the vertices expanded after each level (a :class:`catalytic.kernels.backend.Meter`'s counts).
+    ``geometry`` is ``(moves, tile_strides, edges)``, ``goal`` the goal's tile and bit, and ``progress``
+    ``(count, depth, expanded, size)``: the tiles listed for level ``depth``, the vertices expanded before it
+    and the vertices in it. ``meter[0]`` gets ``expanded`` before each level.
 
-    Returns ``(status, count, depth, expanded, frontier)``: status 0 when the next level is wide (hand it to the
-    threads), 1 when ``goal`` was reached, 2 when the component is exhausted; ``frontier`` with the roles of this
-    level and the next as they stand on return.
+    Returns ``(status, progress, listed)``: status 0 when the level is wide (hand it to the threads), 1 when
+    the goal got its code, 2 when no vertex is left to reach.
     """
-    written = np.zeros(1, np.int64)
+    moves, tile_strides, edges = geometry
+    tiles = edges.shape[0]
+    reach = moves[9]
+    count, depth, expanded, size = progress
     while count > 0:
         if count >= limit:
-            return 0, count, depth, expanded, frontier
-        size, found, written[0] = expand_share(
-            search, goal, 1 + (depth + 1) % 3, frontier, active, count, discovered, 0, 1
-        )
+            return 0, (count, depth, expanded, size), listed
+        code = 1 + (depth + 1) % 3
         expanded += size
-        depth += 1
         meter[0] = expanded
-        if found:
-            return 1, count, depth, expanded, frontier
-        count = next_active(active, frontier[2], frontier[3], count, discovered, written)
-        frontier = (frontier[1], frontier[0], frontier[3], frontier[2])
-    return 2, count, depth, expanded, frontier
+        size = expand_share(state, listed, count, moves, tile_strides, edges, code, noted[0], 0, 1)
+        depth += 1
+        if _has_code(state, goal[0], goal[1]):
+            return 1, (count, depth, expanded, size), listed
+        lo = max(listed[0][0] - reach, 0)
+        hi = min(listed[0][count - 1] + reach, tiles - 1)
+        count, listed = list_level(state, noted, lo, hi, listed, code)
+    return 2, (count, depth, expanded + size, size), listed
 
 
-PARALLEL_GROUPS = 64
-"""A level spanning at least this many groups (up to 262,144 vertices) is split over threads."""
+PARALLEL_TILES = 4096
+"""A level listing at least this many tiles (up to 262,144 vertices) is split over threads."""
+
+FIRST_LISTED = 1 << 12
+"""Tiles the level lists start with room for (they double as a level needs)."""
+
+
+def state_words(shape: np.ndarray) -> int:
+    """uint64 words of the frugal state of a lattice of ``shape``: 3 per tile."""
+    return WORDS_PER_TILE * int(tile_frame(np.ascontiguousarray(shape, dtype=np.int64))[3])
 
 
 def bfs_frugal(
@@ -267,59 +485,133 @@ def bfs_frugal(
     threads: int,
     meter: np.ndarray | None = None,
 ) -> tuple[int, int]:
-    """Whole-level BFS from ``start`` keeping ``1 + depth mod 3`` in ``state``; returns ``(length, expanded)``.
+    """Whole-level BFS from ``start`` on the tiled frugal state (uint64, :func:`state_words`, zeroed); returns
+    ``(length, expanded)``, length −1 when ``goal`` is unreachable.
 
     Narrow levels run in one compiled loop; each wide level is split over ``threads`` Python threads running
     the ``nogil`` kernel, which costs no spinning workers when the machine is busy. ``meter`` is a
-    :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded after each level,
-    and ``meter[2]`` the bytes of the frontier bitmaps, their group flags and the group lists.
+    :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded before each
+    level, and ``meter[2]`` the bytes of the edge flags, the summary bit sets and the level lists.
     """
     meter = np.zeros(3, dtype=np.int64) if meter is None else meter
-    state[start >> 2] |= np.uint8(1 << (2 * (start & 3)))
+    shape, _, periodic = axes
+    log, tile_strides, grid, tiles = tile_frame(shape)
+    frame = (log, tile_strides)
+    fill_open(open_bits, shape, frame, state)
+    inverse = _inverse_strides(axes[1])
+    coords = np.empty(shape.shape[0], np.int64)
+    start_tile, start_bit = _tile_bit(start, axes, inverse, coords, frame)
+    state[WORDS_PER_TILE * start_tile + 1] |= np.uint64(start_bit)
     if start == goal:
         return 0, 0
-    vertices = int(np.prod(axes[0]))
-    words = (vertices + 63) >> 6
-    groups = (words + GROUP_WORDS - 1) // GROUP_WORDS
-    search: Search = (axes, open_bits, state)
-    # this level's bitmap and the next one's, and their group flags; the roles swap after every level
-    frontier: tuple[np.ndarray, ...] = (
-        np.zeros(words, dtype=np.uint64),
-        np.zeros(words, dtype=np.uint64),
-        np.zeros(groups, dtype=np.uint8),
-        np.zeros(groups, dtype=np.uint8),
-    )
-    active = np.empty(groups, dtype=np.int64)
-    discovered = np.empty((max(1, threads), groups), dtype=np.int64)
-    meter[2] += sum(int(array.nbytes) for array in (*frontier, active, discovered))
-    frontier[0][start >> 6] = np.uint64(1 << (start & 63))
-    frontier[2][start >> GROUP_SHIFT] = 1
-    active[0] = start >> GROUP_SHIFT
-    count: Int = 1
-    depth: Int = 0
-    expanded: Int = 0
-    limit = PARALLEL_GROUPS if threads > 1 else groups + 1
+    goal_tile, goal_bit = _tile_bit(goal, axes, inverse, coords, frame)
+    goal_at = (int(goal_tile), np.uint64(goal_bit))
+    threads = max(1, threads)
+    edges = np.empty(int(tiles), dtype=np.uint16 if shape.shape[0] <= 8 else np.uint32)
+    tile_edges(grid, edges)
+    moves = _tile_moves(shape, periodic, frame)
+    noted = np.zeros((threads, (int(tiles) + 63) >> 6), dtype=np.uint64)
+    capacity = min(int(tiles), FIRST_LISTED)
+    listed = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.uint64))
+    listed[0][0] = start_tile
+    listed[1][0] = np.uint64(start_bit)
+    progress: tuple[Any, ...] = (1, 0, 0, 1)
+    limit = PARALLEL_TILES if threads > 1 else int(tiles) + 1
+    geometry = (moves, tile_strides, edges)
+    reach = int(moves[9])
+    meter[2] += int(edges.nbytes + noted.nbytes)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalytic-frugal") if threads > 1 else None
     try:
         while True:
-            status, count, depth, expanded, frontier = serial_levels(
-                search, goal, frontier, active, count, discovered, depth, expanded, limit, meter
-            )
+            status, progress, listed = serial_levels(state, geometry, goal_at, listed, noted, progress, limit, meter)
             if status == 1:
-                return int(depth), int(expanded)
+                return int(progress[1]), int(progress[2])
             if status == 2 or pool is None:
-                return -1, int(expanded)
-            level = (search, goal, 1 + (depth + 1) % 3, frontier, active, count, discovered)
-            futures = [pool.submit(expand_share, *level, t, threads) for t in range(threads)]
-            shares = [future.result() for future in futures]
-            expanded += sum(int(share[0]) for share in shares)
+                return -1, int(progress[2])
+            count, depth, expanded, size = (int(x) for x in progress)
+            code = 1 + (depth + 1) % 3
+            expanded += size
             meter[0] = expanded
+            level = (state, listed, count, moves, tile_strides, edges, code)
+            futures = [pool.submit(expand_share, *level, noted[t], t, threads) for t in range(threads)]
+            size = sum(int(future.result()) for future in futures)
             depth += 1
-            if any(share[1] for share in shares):
-                return int(depth), int(expanded)
-            written = np.array([share[2] for share in shares], dtype=np.int64)
-            count = next_active(active, frontier[2], frontier[3], count, discovered, written)
-            frontier = (frontier[1], frontier[0], frontier[3], frontier[2])
+            if _has_code(state, goal_at[0], goal_at[1]):
+                return depth, expanded
+            lo = max(int(listed[0][0]) - reach, 0)
+            hi = min(int(listed[0][count - 1]) + reach, int(tiles) - 1)
+            total, bounds, offsets = merge_noted(noted, lo, hi, threads)
+            count = int(total)
+            if count > listed[0].shape[0]:
+                capacity = max(count, 2 * listed[0].shape[0])
+                listed = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.uint64))
+            parts = [(int(bounds[t]), int(bounds[t + 1]), int(offsets[t])) for t in range(threads)]
+            lists = [pool.submit(list_range, state, noted[0], a, b, listed, at, code) for a, b, at in parts]
+            for part in lists:
+                part.result()
+            progress = (count, depth, expanded, size)
     finally:
+        meter[2] += int(listed[0].nbytes + listed[1].nbytes)
         if pool is not None:
             pool.shutdown()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_at(state: np.ndarray, tile: Int, bit: np.uint64) -> Int:
+    at = WORDS_PER_TILE * tile
+    return np.int64((state[at + 1] & bit) != 0) + 2 * np.int64((state[at + 2] & bit) != 0)
+
+
+@njit(cache=True, nogil=True)
+def trace_path(axes: Axes, state: np.ndarray, frame: Frame, start: Int, goal: Int, length: Int) -> np.ndarray:
+    """The canonical path ``[goal, ..., start]`` rebuilt from the tiled codes of :func:`bfs_frugal`.
+
+    From each vertex at depth ``r`` the walk takes the first neighbour, in canonical order, whose code is
+    ``1 + (r - 1) mod 3``: only a vertex of depth ``r - 1`` can be a neighbour with that code. Returns an
+    empty array when the state holds no path of ``length`` steps.
+    """
+    strides = axes[1]
+    d = strides.shape[0]
+    inverse = _inverse_strides(strides)
+    coords = np.empty(d, np.int64)
+    scratch = np.empty(d, np.int64)
+    path = np.empty(length + 1, np.int64)
+    v: Int = np.int64(goal)
+    path[0] = v
+    for r in range(length, 0, -1):
+        wanted = 1 + (r - 1) % 3
+        decompose(v, strides, inverse, coords)
+        previous: Int = np.int64(-1)
+        for j in range(2 * d):
+            u = _walk_step(v, j, coords, axes)
+            if u >= 0:
+                tile, bit = _tile_bit(u, axes, inverse, scratch, frame)
+                if _code_at(state, tile, bit) == wanted:
+                    previous = u
+                    break
+        if previous < 0:
+            return path[:0].copy()
+        v = previous
+        path[length - r + 1] = v
+    if v != start:
+        return path[:0].copy()
+    return path
+
+
+@njit(cache=True, nogil=True)
+def depth_codes(shape: np.ndarray, state: np.ndarray, frame: Frame, out: np.ndarray) -> None:
+    """Write each vertex's code (0 unvisited, else ``1 + depth mod 3``) into ``out`` (uint8, index order)."""
+    log, tile_strides = frame
+    d = shape.shape[0]
+    coords = np.zeros(d, np.int64)
+    for i in range(out.shape[0]):
+        tile: Int = 0
+        b: Int = 0
+        width: Int = 0
+        for k in range(d - 1, -1, -1):
+            c = coords[k]
+            tile += (c >> log[k]) * tile_strides[k]
+            b += (c & ((1 << log[k]) - 1)) << width
+            width += log[k]
+        out[i] = _code_at(state, tile, ONE << np.uint64(b))
+        advance_axes(coords, shape, d - 1)

@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from catalytic.kernels._rules import box_holds
+from catalytic.kernels._rules import tile_logs as rule_tile_logs
 
 Int = int | np.integer[Any]
 """An index or count, a Python int from the interpreter or a NumPy integer inside compiled code."""
@@ -92,6 +94,72 @@ def _trailing_zeros_compiled(word: Any) -> Any:
         return _cttz(word)  # type: ignore[call-arg]
 
     return count if word == types.uint64 else None
+
+
+def popcount(word: np.uint64) -> np.uint64:
+    """The number of set bits of a uint64.
+
+    Compiled code counts with one instruction (:func:`_ctpop`); this body runs only where the kernels run as
+    Python (``NUMBA_DISABLE_JIT=1``).
+    """
+    return np.uint64(bin(int(word)).count("1"))
+
+
+@intrinsic
+def _ctpop(typingctx: Any, word: Any) -> Any:
+    if word != types.uint64:
+        return None
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@overload(popcount, inline="always")
+def _popcount_compiled(word: Any) -> Any:
+    def count(word: Any) -> Any:
+        return _ctpop(word)  # type: ignore[call-arg]
+
+    return count if word == types.uint64 else None
+
+
+def prefetch(array: np.ndarray, index: Int) -> None:
+    """Ask for the cache line of ``array[index]`` ahead of a write (a hint: it never faults, never changes state).
+
+    Compiled code issues one prefetch instruction (:func:`_prefetch_line`); as Python it does nothing.
+    """
+
+
+@intrinsic
+def _prefetch_line(typingctx: Any, array: Any, index: Any) -> Any:
+    if not isinstance(array, types.Array):
+        return None
+    sig = types.void(array, types.intp)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+        i32 = ir.IntType(32)
+        byte_pointer = ir.IntType(8).as_pointer()
+        hint = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
+        function = cgutils.get_or_insert_function(builder.module, hint, "llvm.prefetch.p0")
+        # write intent, keep in all cache levels, data cache
+        address = builder.bitcast(pointer, byte_pointer)
+        builder.call(function, [address, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@overload(prefetch, inline="always")
+def _prefetch_compiled(array: Any, index: Any) -> Any:
+    def hint(array: Any, index: Any) -> None:
+        _prefetch_line(array, index)  # type: ignore[call-arg]
+
+    return hint if isinstance(array, types.Array) else None
 
 
 _box_holds = njit(cache=True, nogil=True, inline="always")(box_holds)
@@ -393,8 +461,15 @@ def _pack_word(octets: np.ndarray, w: Int) -> np.uint64:
     return acc
 
 
-TILE_LOG = 6
-"""log2 of the vertices a tile of :func:`tiling` holds: one uint64 word."""
+_tile_logs = njit(cache=True, nogil=True, inline="always")(rule_tile_logs)
+
+
+@njit(cache=True, nogil=True)
+def tile_logs(shape: np.ndarray) -> np.ndarray:
+    """The tile extents of :func:`tiling` as log2 per axis (:func:`catalytic.kernels._rules.tile_logs`)."""
+    log = np.zeros(shape.shape[0], np.int64)
+    _tile_logs(shape, log)
+    return log
 
 
 @njit(cache=True, nogil=True)
@@ -417,17 +492,10 @@ def tiling(shape: np.ndarray, strides: np.ndarray) -> tuple[np.ndarray, ...]:
     never open.
     """
     d = shape.shape[0]
-    log = np.zeros(d, np.int64)
+    log = tile_logs(shape)
     total = 0
-    while total < TILE_LOG:
-        best = -1
-        for k in range(d - 1, -1, -1):
-            if (1 << log[k]) < shape[k] and (best < 0 or log[k] < log[best]):
-                best = k
-        if best < 0:
-            break
-        log[best] += 1
-        total += 1
+    for k in range(d):
+        total += log[k]
     grid = np.empty(d, np.int64)
     for k in range(d):
         grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
@@ -1179,44 +1247,6 @@ def trace_path(
         if previous < 0:
             return path[:0].copy()
         v = previous
-
-
-@njit(cache=True, nogil=True)
-def trace_path_frugal(
-    axes: Axes,
-    open_bits: np.ndarray,
-    state: np.ndarray,
-    start: Int,
-    goal: Int,
-    length: Int,
-) -> np.ndarray:
-    """The canonical path ``[goal, ..., start]`` rebuilt from the depth-mod-3 state.
-
-    Returns an empty array when the state does not hold a path of ``length`` steps.
-    """
-    shape, strides = axes[0], axes[1]
-    d = shape.shape[0]
-    inverse = _inverse_strides(strides)
-    coords = np.empty(d, np.int64)
-    path = np.empty(length + 1, np.int64)
-    v: Int = np.int64(goal)
-    path[0] = v
-    for r in range(length, 0, -1):
-        wanted = 1 + (r - 1) % 3
-        decompose(v, strides, inverse, coords)
-        previous: Int = np.int64(-1)
-        for j in range(2 * d):
-            u = _walk_step(v, j, coords, axes)
-            if u >= 0 and (open_bits[u >> 3] >> (u & 7)) & 1 and (state[u >> 2] >> (2 * (u & 3))) & 3 == wanted:
-                previous = u
-                break
-        if previous < 0:
-            return path[:0].copy()
-        v = previous
-        path[length - r + 1] = v
-    if v != start:
-        return path[:0].copy()
-    return path
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -225,8 +225,10 @@ class Backend(abc.ABC):
       run to exhaustion.
     * ``dist``: device distances written in place: int32 steps (−1 unreached) for unweighted searches, float64
       costs (inf unreached) for weighted ones.
-    * ``state``: the frugal search's uint8 ((N + 3) // 4,) array of 2-bit fields, vertex ``i`` at bits
-      ``2 (i & 3)`` of byte ``i >> 2``.
+    * ``state``: the frugal search's state, an array of :meth:`frugal_state_size`, zeroed. Its layout is the
+      backend's own; :meth:`frugal_depths` reads it back as one code per vertex. Unless a backend says
+      otherwise it is a uint8 ((N + 3) // 4,) array of 2-bit fields, vertex ``i`` at bits ``2 (i & 3)`` of byte
+      ``i >> 2``.
     """
 
     name: ClassVar[str]
@@ -321,9 +323,41 @@ class Backend(abc.ABC):
 
     # --- frugal (2 bits per vertex) --------------------------------------------------------------------
 
+    def frugal_state_size(self, geom: Geometry) -> tuple[int, Any]:
+        """The length and dtype of the zeroed ``state`` array :meth:`bfs_frugal` works in.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> from catalytic.kernels.numpy_backend import NumpyBackend
+        >>> NumpyBackend().frugal_state_size(Geometry.of(Lattice((3, 3))))
+        (3, dtype('uint8'))
+        """
+        return (geom.vertices + 3) // 4, np.dtype(np.uint8)
+
+    def frugal_depths(self, geom: Geometry, state: Any) -> np.ndarray:
+        """Host uint8 (N,): each vertex's code in the frugal ``state``, 0 unvisited, else ``1 + depth mod 3``.
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> from catalytic.kernels.numpy_backend import NumpyBackend
+        >>> backend = NumpyBackend()
+        >>> geom = Geometry.of(Lattice((5,)))
+        >>> size, dtype = backend.frugal_state_size(geom)
+        >>> state = backend.full(size, 0, dtype)
+        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 4, state)
+        (4, 4)
+        >>> backend.frugal_depths(geom, state).tolist()
+        [1, 2, 3, 1, 2]
+        """
+        packed = self.to_host(state).astype(np.uint8, copy=False)
+        codes = np.stack([(packed >> (2 * j)) & 3 for j in range(4)], axis=1).reshape(-1)
+        return np.ascontiguousarray(codes[: geom.vertices])
+
     @abc.abstractmethod
     def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
-        """BFS keeping depth mod 3 in 2 bits per vertex (``state``: uint8 ((N + 3) // 4,), zeroed).
+        """BFS keeping depth mod 3 in ``state`` (of :meth:`frugal_state_size`, zeroed).
 
         State values: 0 unvisited, 1 + depth mod 3 otherwise. Returns ``(length, expanded)``; length −1
         when unreachable.

@@ -7,9 +7,10 @@ searches run on the calling thread, which keeps their visiting order, and so the
 :mod:`catalytic.kernels.backend`. BFS works on bit sets of 64-vertex tiles (a box of the lattice per uint64
 word), a level at a time, with no vertex queue.
 
-The frugal search (:mod:`catalytic.kernels._numba_frugal`) keeps 2 bits of state per vertex and two bitmap
-frontiers, about 0.63 bytes per vertex in all, and splits each wide level over threads; its answer does not
-depend on the thread count. A corner-to-corner path on a 5-D lattice of about 10^9 vertices fits in well under
+The frugal search (:mod:`catalytic.kernels._numba_frugal`) keeps 3 bits per vertex on the same 64-vertex tiles
+(the open bits and a 2-bit code, ``1 + depth mod 3``) and no frontier: a level is read off the codes. With the
+packed mask that is about 0.5 bytes per vertex in all. Each wide level is split over threads; the answer does
+not depend on the thread count. A corner-to-corner path on a 5-D lattice of about 10^9 vertices fits in well under
 1.5 GiB (``python -m bench giant``).
 """
 
@@ -143,6 +144,21 @@ def _threads() -> int:
     import numba
 
     return int(numba.get_num_threads())
+
+
+def _frame(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    from catalytic.kernels import _numba_frugal
+
+    log, tile_strides, _, _ = _numba_frugal.tile_frame(geom.shape)
+    return log, tile_strides
+
+
+def _words(state: Any) -> np.ndarray:
+    """The frugal state as uint64 words (a state handed out as bytes is viewed, not copied)."""
+    array = np.asarray(state)
+    if array.dtype != np.uint64:
+        raise InvalidInputError("state", f"is {array.dtype}, not uint64 words", "an array of frugal_state_size")
+    return array
 
 
 def _axes(geom: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -397,24 +413,58 @@ class NumbaBackend(HostBackend):
             )
         return path
 
-    # --- frugal (2 bits per vertex) --------------------------------------------------------------------
+    # --- frugal (3 bits per vertex, on tiles) ---------------------------------------------------------------
+
+    def frugal_state_size(self, geom: Geometry) -> tuple[int, Any]:
+        """uint64 words, three per 64-vertex tile (open bits and two code bits a vertex; see the module notes).
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> NumbaBackend().frugal_state_size(Geometry.of(Lattice((8, 8, 3))))
+        (12, dtype('uint64'))
+        """
+        from catalytic.kernels import _numba_frugal
+
+        return _numba_frugal.state_words(geom.shape), np.dtype(np.uint64)
+
+    def frugal_depths(self, geom: Geometry, state: Any) -> np.ndarray:
+        """Each vertex's code read back from the tiles, in index order (uint8 (N,)).
+
+        Examples
+        --------
+        >>> from catalytic.lattice import Lattice
+        >>> geom = Geometry.of(Lattice((5,)))
+        >>> backend = NumbaBackend()
+        >>> size, dtype = backend.frugal_state_size(geom)
+        >>> state = backend.full(size, 0, dtype)
+        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 4, state)
+        (4, 4)
+        >>> backend.frugal_depths(geom, state).tolist()
+        [1, 2, 3, 1, 2]
+        """
+        from catalytic.kernels import _numba_frugal
+
+        out = np.empty(geom.vertices, dtype=np.uint8)
+        _numba_frugal.depth_codes(geom.shape, _words(state), _frame(geom), out)
+        return out
 
     def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
-        """Frugal BFS over bitmap frontiers, each wide level split over threads (see the module notes).
+        """Frugal BFS on 64-vertex tiles, each wide level split over threads (see the module notes).
 
         Examples
         --------
         >>> from catalytic.lattice import Lattice
         >>> geom = Geometry.of(Lattice((4, 4)))
         >>> backend = NumbaBackend()
-        >>> state = backend.full(4, 0, np.uint8)
-        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 15, state)
+        >>> size, dtype = backend.frugal_state_size(geom)
+        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 15, backend.full(size, 0, dtype))
         (6, 15)
         """
         from catalytic.kernels import _numba_frugal
 
         length, expanded = _numba_frugal.bfs_frugal(
-            _axes(geom), open_bits, state, int(start), int(goal), _threads(), meter().counts
+            _axes(geom), open_bits, _words(state), int(start), int(goal), _threads(), meter().counts
         )
         return int(length), int(expanded)
 
@@ -436,15 +486,18 @@ class NumbaBackend(HostBackend):
         >>> geom = Geometry.of(Lattice((2, 2)))
         >>> backend = NumbaBackend()
         >>> bits = backend.open_bits(geom)
-        >>> state = backend.full(1, 0, np.uint8)
+        >>> size, dtype = backend.frugal_state_size(geom)
+        >>> state = backend.full(size, 0, dtype)
         >>> length, _ = backend.bfs_frugal(geom, bits, 0, 3, state)
         >>> backend.trace_path_frugal(geom, bits, state, 0, 3, length).tolist()
         [3, 1, 0]
         """
+        from catalytic.kernels import _numba_frugal
+
         if length < 0:
             raise InvalidInputError("length", f"{length} is negative", "the length of a found path, >= 0")
-        path: np.ndarray = _kernels().trace_path_frugal(
-            _axes(geom), open_bits, state, int(start), int(goal), int(length)
+        path: np.ndarray = _numba_frugal.trace_path(
+            _axes(geom), _words(state), _frame(geom), int(start), int(goal), int(length)
         )
         if path.shape[0] == 0:
             raise InvalidInputError(

@@ -6,8 +6,8 @@ kernels are machine code that coverage cannot see; as Python the same source run
 both checks every branch of the kernels and lets coverage measure them. It refuses to run compiled.
 
 NumPy's uint64 scalars warn where compiled code wraps silently (the obstacle hash multiplies modulo 2^64), so
-the child ignores that one warning. The frugal search's group size and the level width that goes to threads are
-module constants, made small here so that small lattices take the paths a large one takes.
+the child ignores that one warning. The frugal search's first list size and the level width that goes to threads
+are module constants, made small here so that small lattices take the paths a large one takes.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ LATTICES = {
 def _as_python(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if os.environ.get("NUMBA_DISABLE_JIT") != "1":
         pytest.fail("run this module with NUMBA_DISABLE_JIT=1: it checks the kernels as Python")
-    monkeypatch.setattr(frugal, "GROUP_SHIFT", 6)  # groups of one 64-bit word
-    monkeypatch.setattr(frugal, "GROUP_WORDS", 1)
-    monkeypatch.setattr(frugal, "PARALLEL_GROUPS", 2)
+    monkeypatch.setattr(frugal, "PARALLEL_TILES", 2)
+    monkeypatch.setattr(frugal, "FIRST_LISTED", 1)  # the level lists grow from one slot
     yield
 
 
@@ -125,15 +124,17 @@ def test_searches(lattice: Lattice) -> None:
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_frugal(lattice: Lattice, threads: int) -> None:
+    # with threads, every level of 2 tiles or more is split, so the shares, the atomic writes near another
+    # share and the level lists cut by tile count all run as Python
     geom = Geometry.of(lattice)
     bits = FAST.open_bits(geom)
     start, goal = _ends(lattice)
     for s, g in ((start, goal), (goal, start), (start, start)):
-        state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
-        want_state = state.copy()
+        state = np.zeros(frugal.state_words(geom.shape), dtype=np.uint64)
+        want_state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
         answer = frugal.bfs_frugal(_axes(geom), bits, state, s, g, threads)
         assert answer == REFERENCE.bfs_frugal(geom, bits, s, g, want_state)
-        np.testing.assert_array_equal(state, want_state)
+        np.testing.assert_array_equal(FAST.frugal_depths(geom, state), REFERENCE.frugal_depths(geom, want_state))
         if answer[0] >= 0:
             np.testing.assert_array_equal(
                 FAST.trace_path_frugal(geom, bits, state, s, g, answer[0]),
@@ -143,7 +144,7 @@ def test_frugal(lattice: Lattice, threads: int) -> None:
 
 def test_frugal_without_a_path() -> None:
     geom = Geometry.of(Lattice((3, 70), obstacles=[{"kind": "box", "lo": [0, 30], "hi": [2, 30]}]))
-    state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
+    state = np.zeros(frugal.state_words(geom.shape), dtype=np.uint64)
     assert frugal.bfs_frugal(_axes(geom), FAST.open_bits(geom), state, 0, geom.vertices - 1, 3) == (-1, 90)
 
 
@@ -163,12 +164,13 @@ def test_growing_buffers_and_refused_fields() -> None:
     assert np.sort(written).tolist() == list(range(plane.vertices))
     # no chain back to the root, and a state that holds no path
     assert kernels.trace_path(_axes(line), mask, np.zeros(line.vertices), np.zeros(0), 0, 5, 0, 10).size == 0
-    bits = FAST.open_bits(line)
-    assert kernels.trace_path_frugal(_axes(line), bits, np.zeros(300, np.uint8), 0, 5, 5).size == 0
-    fields = np.zeros(line.vertices, dtype=np.uint8)
-    fields[[4, 3]] = [2, 1]  # depths 1 and 0 mod 3: a walk of 2 steps from 5 that ends at 3, not at the start 0
-    state = np.zeros(300, dtype=np.uint8)
-    np.bitwise_or.at(
-        state, np.arange(line.vertices) >> 2, fields << (2 * (np.arange(line.vertices) & 3)).astype(np.uint8)
-    )
-    assert kernels.trace_path_frugal(_axes(line), bits, state, 0, 5, 2).size == 0
+    frame = frugal.tile_frame(line.shape)[:2]
+    state = np.zeros(frugal.state_words(line.shape), dtype=np.uint64)
+    assert frugal.trace_path(_axes(line), state, frame, 0, 5, 5).size == 0
+    # codes 2 at vertex 4 and 1 at vertex 3 (depths 1 and 0 mod 3): a walk of 2 steps from 5 that ends at 3,
+    # not at the start 0; a line's tile 0 holds vertices 0..63, its low code bits in word 1 and high in word 2
+    state[1] = np.uint64(1 << 3)
+    state[2] = np.uint64(1 << 4)
+    assert frugal.trace_path(_axes(line), state, frame, 0, 5, 2).size == 0
+    state[1] |= np.uint64(1 << 2)  # vertex 2 now also has code 1: still no walk back to 0
+    assert frugal.trace_path(_axes(line), state, frame, 0, 4, 2).size == 0

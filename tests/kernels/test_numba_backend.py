@@ -37,10 +37,11 @@ def _dijkstra(
 
 def _frugal(backend: NumbaBackend | NumpyBackend, geom: Geometry, start: int, goal: int):  # type: ignore[no-untyped-def]
     bits = backend.open_bits(geom)
-    state = backend.full((geom.vertices + 3) // 4, 0, np.uint8)
+    size, dtype = backend.frugal_state_size(geom)
+    state = backend.full(size, 0, dtype)
     length, expanded = backend.bfs_frugal(geom, bits, start, goal, state)
     path = backend.trace_path_frugal(geom, bits, state, start, goal, length) if length >= 0 else None
-    return length, expanded, state, path
+    return length, expanded, backend.frugal_depths(geom, state), path
 
 
 def test_registered_and_probed() -> None:
@@ -206,11 +207,7 @@ def test_frugal_matches_full_bfs_on_a_million_vertices() -> None:
     assert expanded == full_expanded
     np.testing.assert_array_equal(path, FAST.trace_path(geom, mask, dist, start, goal))
     # every labelled vertex holds 1 + depth mod 3, every other one 0
-    depth_state = np.where(dist >= 0, 1 + dist % 3, 0).astype(np.uint8)
-    padded = np.zeros(state.size * 4, dtype=np.uint8)
-    padded[: geom.vertices] = depth_state
-    packed = padded.reshape(-1, 4) << np.array([0, 2, 4, 6], dtype=np.uint8)
-    np.testing.assert_array_equal(state, np.bitwise_or.reduce(packed, axis=1))
+    np.testing.assert_array_equal(state, np.where(dist >= 0, 1 + dist % 3, 0))
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 15, 16, 17, 65535, 65536, 65537, 131081])
@@ -222,14 +219,21 @@ def test_open_bits_at_byte_and_chunk_boundaries(n: int) -> None:
     np.testing.assert_array_equal(bits, expected)
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 5, 13, 4099])
-def test_frugal_state_packing_on_a_line(n: int) -> None:
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 13, 63, 64, 65, 4099])
+def test_frugal_tiles_on_a_line(n: int) -> None:
     geom = Geometry.of(Lattice(n))
-    state = FAST.full((n + 3) // 4, 0, np.uint8)
+    size, dtype = FAST.frugal_state_size(geom)
+    assert (size, dtype) == (3 * ((n + 63) // 64), np.uint64)
+    state = FAST.full(size, 0, dtype)
     length, expanded = FAST.bfs_frugal(geom, FAST.open_bits(geom), 0, n - 1, state)
     assert (length, expanded) == (n - 1, n - 1)
-    values = (state[np.arange(n) >> 2] >> (2 * (np.arange(n) & 3)).astype(np.uint8)) & 3
-    np.testing.assert_array_equal(values, 1 + np.arange(n) % 3)
+    # a line's tiles are its runs of 64: open bits, then the low and the high bit of 1 + depth mod 3
+    index = np.arange(n)
+    codes = 1 + index % 3
+    for word, plane in ((0, np.ones(n, dtype=np.int64)), (1, codes & 1), (2, codes >> 1)):
+        got = (state[3 * (index >> 6) + word] >> (index & 63).astype(np.uint64)) & np.uint64(1)
+        np.testing.assert_array_equal(got, plane)
+    np.testing.assert_array_equal(FAST.frugal_depths(geom, state), codes)
     assert FAST.trace_path_frugal(geom, FAST.open_bits(geom), state, 0, n - 1, length).tolist() == list(
         range(n - 1, -1, -1)
     )
@@ -250,9 +254,10 @@ def test_wide_label_dtype_gives_the_same_labels() -> None:
 
 
 @pytest.mark.parametrize("periodic", [[False, True, False], [False, False, False]])
-def test_frugal_answer_does_not_depend_on_thread_count(periodic: list[bool]) -> None:
-    # 72^3 vertices: wide levels span more than PARALLEL_GROUPS groups, so the threaded path runs; each share
-    # then writes most of its groups plainly and the groups near another share's atomically
+def test_frugal_answer_does_not_depend_on_thread_count(periodic: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    # every level of 8 tiles or more runs split over the threads: each share writes most of its tiles plainly
+    # and the tiles within one move of another share's atomically, and the level lists are cut by tile count
+    monkeypatch.setattr(frugal, "PARALLEL_TILES", 8)
     lattice = Lattice((72, 72, 72), periodic=periodic, obstacles=[{"kind": "random", "p": 0.3, "seed": 8}])
     geom = Geometry.of(lattice)
     mask = FAST.open_mask(geom)
@@ -260,7 +265,7 @@ def test_frugal_answer_does_not_depend_on_thread_count(periodic: list[bool]) -> 
     start, goal = (int(v) for v in np.flatnonzero(mask)[[0, -1]])
     answers = []
     for threads in (1, 2, 3, 4):
-        state = np.zeros((geom.vertices + 3) // 4, dtype=np.uint8)
+        state = np.zeros(frugal.state_words(geom.shape), dtype=np.uint64)
         answer = frugal.bfs_frugal((geom.shape, geom.strides, geom.periodic), bits, state, start, goal, threads)
         answers.append((answer, state))
     for answer, state in answers[1:]:
@@ -268,6 +273,7 @@ def test_frugal_answer_does_not_depend_on_thread_count(periodic: list[bool]) -> 
         np.testing.assert_array_equal(state, answers[0][1])
     dist, expanded = _bfs(FAST, geom, mask, [start], goal)
     assert answers[0][0] == (int(dist[goal]), expanded)
+    np.testing.assert_array_equal(FAST.frugal_depths(geom, answers[0][1]), np.where(dist >= 0, 1 + dist % 3, 0))
 
 
 def test_bad_fields_raise_named_errors() -> None:
@@ -277,12 +283,15 @@ def test_bad_fields_raise_named_errors() -> None:
     with pytest.raises(InvalidInputError, match="dist"):
         FAST.trace_path(geom, mask, scrambled, 0, 8)
     bits = FAST.open_bits(geom)
-    state = FAST.full(3, 0, np.uint8)
+    size, dtype = FAST.frugal_state_size(geom)
+    state = FAST.full(size, 0, dtype)
     length, _ = FAST.bfs_frugal(geom, bits, 0, 8, state)
     with pytest.raises(InvalidInputError, match="state"):
         FAST.trace_path_frugal(geom, bits, state, 0, 8, length + 1)
     with pytest.raises(InvalidInputError, match="length"):
         FAST.trace_path_frugal(geom, bits, state, 0, 8, -1)
+    with pytest.raises(InvalidInputError, match="state: is uint8"):
+        FAST.bfs_frugal(geom, bits, 0, 8, FAST.full(3, 0, np.uint8))
 
 
 def test_second_source_is_not_a_predecessor() -> None:

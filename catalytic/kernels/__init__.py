@@ -628,7 +628,8 @@ def shortest_path(
     memory : {"auto", "full", "frugal"}
         ``frugal`` keeps depth mod 3 in 2 bits per vertex (3 on the numba backend's tiles, with the open bits)
         plus a bit-packed mask, for BFS only, and traces the same path as full-state BFS; ``auto`` uses it for
-        BFS when the full state would not fit ``memory_budget``. Other methods have no frugal mode: over the budget they are refused.
+        BFS when the full state would not fit ``memory_budget``. Other methods have no frugal mode: over the
+        budget they are refused.
     memory_budget : int, optional
         Bytes of state the search may allocate (default ``CATALYTIC_MEMORY_BUDGET`` or 2 GiB).
     scratch : Scratch, optional

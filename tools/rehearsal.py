@@ -36,8 +36,10 @@ DIFFERENCES = {
     "REDIS_URL": "the Secret catalytic-secrets/redis-url: the local Redis",
     "WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8, so the worker may deliver to the local receiver",
     "lease lengths": "JOB_LEASE_SECONDS=3 (30 in the manifests), so a job takeover happens within seconds",
-    "mounted paths": "the API-keys Secret file: a temporary file; the NUMBA_CACHE_DIR emptyDir and the image's cache "
-    "(--seed-from): one directory, var/numba-generic, kept between rehearsals like an image layer",
+    "mounted paths": "the API-keys Secret file: a temporary file; the image's cache (--seed-from): the cache baked by "
+    "the rehearsed image build when one is given (its virtualenv's interpreter then runs every container's command), "
+    "else var/numba-generic, kept between rehearsals like an image layer; the NUMBA_CACHE_DIR emptyDir: a temporary "
+    "directory beside an image, else that same var/numba-generic",
     "results bucket": "RESULTS_S3_ENDPOINT_URL added: a moto S3 server on loopback holding the bucket that "
     "RESULTS_S3_BUCKET names (the manifests reach AWS's endpoint for RESULTS_S3_REGION); the Secret "
     "catalytic-results-s3: keys that server accepts",
@@ -129,6 +131,9 @@ class Rehearsal:
     report: dict[str, Any] = field(default_factory=dict)
     key: str = "rehearsal-key"
     bucket_url: str = ""
+    python: str = sys.executable
+    image_cache: Path = NUMBA_CACHE
+    numba_cache: Path = NUMBA_CACHE
 
     def _secrets(self) -> dict[str, dict[str, str]]:
         return {
@@ -161,7 +166,7 @@ class Rehearsal:
         keys.write_text(self.key, encoding="utf-8")
         env |= {
             "CATALYTIC_API_KEYS_FILE": str(keys),
-            "NUMBA_CACHE_DIR": str(NUMBA_CACHE),
+            "NUMBA_CACHE_DIR": str(self.numba_cache),
             "METRICS_HOST": "127.0.0.1",
             "METRICS_PORT": str(metrics_port),
             "WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8",
@@ -175,10 +180,10 @@ class Rehearsal:
         command = command_of(container)
         assert command[0] == "catalytic", command
         args = command[1:]
-        for flag, value in (("--host", "127.0.0.1"), ("--port", str(port)), ("--seed-from", str(NUMBA_CACHE))):
+        for flag, value in (("--host", "127.0.0.1"), ("--port", str(port)), ("--seed-from", str(self.image_cache))):
             if flag in args:
                 args[args.index(flag) + 1] = value
-        return [sys.executable, "-m", "catalytic.cli", *args]
+        return [self.python, "-m", "catalytic.cli", *args]
 
     def _process(self, name: str, container: Doc) -> Process:
         port, metrics = _free_port(), _free_port()
@@ -201,7 +206,8 @@ class Rehearsal:
     def start(self) -> None:
         api = pod_spec(one(self.docs, "Deployment", "catalytic-api"))
         worker = pod_spec(one(self.docs, "Deployment", "catalytic-worker"))
-        NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
+        self.image_cache.mkdir(parents=True, exist_ok=True)
+        self.numba_cache.mkdir(parents=True, exist_ok=True)
         for index, init in enumerate(api.get("initContainers", [])):
             process = self._process(f"init-{index}", init).start(self.workdir)
             assert process.popen is not None
@@ -372,9 +378,23 @@ def _owner(run: Rehearsal, job_id: str) -> int:
 
 
 @contextlib.contextmanager
-def rehearsal(workdir: Path, database_url: str, redis_url: str, stop_redis: Callable[[], None]) -> Iterator[Rehearsal]:
-    """Render prod, run the migration command, start the APIs and workers; stop them all on exit."""
+def rehearsal(
+    workdir: Path,
+    database_url: str,
+    redis_url: str,
+    stop_redis: Callable[[], None],
+    image: tuple[Path, Path] | None = None,
+) -> Iterator[Rehearsal]:
+    """Render prod, run the migration command, start the APIs and workers; stop them all on exit.
+
+    ``image``: the interpreter of an installed image's virtualenv and the numba cache its build baked. Every
+    container's command then runs on that interpreter and the init container seeds a fresh emptyDir from that
+    cache, so nothing compiles; without it, this checkout's package runs and var/numba-generic is both.
+    """
     run = Rehearsal(workdir, database_url, redis_url, stop_redis, docs=render("prod"))
+    if image is not None:
+        python, baked = image
+        run.python, run.image_cache, run.numba_cache = str(python), baked, workdir / "numba-cache"
     run.report["differences"] = DIFFERENCES
     port = _free_port()
     s3 = Process("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], local_environment({}),

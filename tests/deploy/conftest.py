@@ -1,9 +1,10 @@
-"""Rendered overlays, once per test process, for the deployment checks."""
+"""Rendered overlays, once per test process, and the rehearsed image, once per session, for the deployment checks."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from servers import pg_url, postgres_server, redis_server
@@ -14,7 +15,10 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-__all__ = ["monitoring_note", "pg_url", "postgres_server", "redis_server", "rendered", "rendered_text"]
+if TYPE_CHECKING:
+    from image_build import Image
+
+__all__ = ["image", "monitoring_note", "pg_url", "postgres_server", "redis_server", "rendered", "rendered_text"]
 
 _RENDERED: dict[str, str] = {}
 
@@ -47,3 +51,14 @@ def overlay(request: pytest.FixtureRequest) -> str:
     """Each overlay in turn."""
     name: str = request.param
     return name
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """The image's install and warm-up, rehearsed once per session (image_build.py); its kernels compiled once.
+
+    The modules that use it are in one xdist group, so one worker builds it.
+    """
+    from image_build import build_image
+
+    return build_image(tmp_path_factory.mktemp("image"))

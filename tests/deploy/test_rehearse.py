@@ -1,16 +1,22 @@
 """The prod overlay rehearsed with the real processes (tools/rehearsal.py): migration Job first, 3 APIs, 2 workers,
-real PostgreSQL and a throwaway Redis, on loopback. Only the listed differences from the manifests are made."""
+real PostgreSQL and a throwaway Redis, on loopback. Only the listed differences from the manifests are made.
+
+The containers run the session's rehearsed image (the ``image`` fixture: the wheel installed into a virtualenv, its
+kernels compiled by the Dockerfile's warm-up), and the API's init container seeds its emptyDir from that image's
+cache, as in a pod: the kernels are compiled once in the session, by the image build, not again here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from image_build import Image
 from servers import start_redis
 
 from tools.rehearsal import DIFFERENCES, rehearsal, scenario
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+# One worker runs this module and test_image_build.py: they share the session's image, built once.
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("image")]
 
 
 def test_the_differences_are_only_the_allowed_ones() -> None:
@@ -20,10 +26,10 @@ def test_the_differences_are_only_the_allowed_ones() -> None:
     }  # fmt: skip
 
 
-def test_prod_rehearsal(pg_url: str, tmp_path: Path) -> None:
+def test_prod_rehearsal(pg_url: str, tmp_path: Path, image: Image) -> None:
     redis = start_redis(tmp_path / "redis")
     try:
-        with rehearsal(tmp_path, pg_url, redis.url, redis.stop) as run:
+        with rehearsal(tmp_path, pg_url, redis.url, redis.stop, image=(image.python, image.baked)) as run:
             report = scenario(run)
             print(report)
         assert report["migrate"] == "migrate"

@@ -4,7 +4,7 @@ Three parts, every figure measured in this run:
 
 1. For 2-D to 6-D lattices with 20 % random obstacles: the bytes the lattice holds, the bytes a full BFS
    distance field allocates (tracemalloc peak, on a fresh lattice so the mask is built inside the measurement,
-   after the JIT was warmed on a small lattice) and the state of a frugal 2-bit BFS path search, each against
+   after the JIT was warmed on a small lattice) and the state of a frugal BFS path search, each against
    igraph, CSR and dense-bitmap baselines for the same lattice.
 2. borrow(): compression ratio, compress / decompress / digest / verification seconds for random, zero and
    structured buffers, and the cost of a reversible update and its undo.
@@ -93,8 +93,10 @@ def _search_rows(name: str, shape: tuple[int, ...]) -> list[dict[str, Any]]:
         note = f"length {path.length}"
     except NoPathError:
         kernel_bytes, note = meter.measured_bytes, "no path; traced peak"
-    state = search_memory_report(kernel_bytes, frugal, "frugal 2-bit BFS path")
-    what = "frugal BFS path: 2-bit state, frontier bitmaps, packed mask (as Path.memory measures them)"
+    state = search_memory_report(kernel_bytes, frugal, "frugal BFS path")
+    what = (
+        "frugal BFS path: tiles of open bits and 2-bit codes, level lists, packed mask (as Path.memory measures them)"
+    )
     rows.append({"case": name, "what": what, **_row(kernel_bytes, state)})
     rows[-1]["traced_peak"] = meter.traced_peak
     rows[-1]["note"] = note

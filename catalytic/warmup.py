@@ -156,6 +156,26 @@ def check(backend: str, reference: str = "numpy") -> list[str]:
     return [call for call, answer in _run_workload(backend) if not _same(answer, expected[call])]
 
 
+def _warm_wide_frugal() -> None:
+    """The numba frugal search's wide-level kernels (threads, parallel fill), which a small lattice never
+    reaches: one search with their thresholds at one tile, checked against the plain one."""
+    from catalytic.kernels import _numba_frugal
+    from catalytic.kernels.backend import Geometry
+    from catalytic.kernels.numba_backend import NumbaBackend
+    from catalytic.lattice import Lattice
+
+    backend = NumbaBackend()
+    geom = Geometry.of(Lattice((12, 10, 9), obstacles=[{"kind": "random", "p": 0.2, "seed": 3}]))
+    bits = backend.open_bits(geom)
+    axes = (geom.shape, geom.strides, geom.periodic)
+    size = _numba_frugal.state_words(geom.shape)
+    states = [np.zeros(size, dtype=np.uint64) for _ in range(2)]
+    wide = _numba_frugal.bfs_frugal(axes, bits, states[0], 0, geom.vertices - 1, 2, wide=(1, 1))
+    narrow = _numba_frugal.bfs_frugal(axes, bits, states[1], 0, geom.vertices - 1, 1)
+    if wide != narrow or not np.array_equal(states[0], states[1]):
+        raise RuntimeError(f"the threaded frugal search answered {wide}, the serial one {narrow}")
+
+
 def _dispatchers() -> list[Any]:
     from numba.core.registry import CPUDispatcher
 
@@ -286,6 +306,8 @@ def warm_up(backend: str = "numba") -> WarmupReport:
 
     started = time.perf_counter()
     _run_workload(backend)
+    if resolve_backend(backend)[0] in ("numba", "cupy"):
+        _warm_wide_frugal()
     device_kernels = 0
     if resolve_backend(backend)[0] == "cupy":
         _run_workload("numba")

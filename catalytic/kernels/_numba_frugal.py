@@ -55,6 +55,10 @@ from catalytic.kernels._numba_kernels import (
 AHEAD = 32
 """Listed tiles between the one a thread moves and the one whose cache lines it asks for."""
 
+PREFETCH_TILES = 1 << 16
+"""Tiles (4 M vertices, 1.5 MB of state) from which a level asks for its tiles' lines ahead: below it the
+state stays in cache and the requests cost more than they save."""
+
 WORDS_PER_TILE = 3
 """State words per tile: open bits, low code bits, high code bits."""
 
@@ -148,48 +152,68 @@ def _byte_bits(packed: np.ndarray, pos: Int, width: Int) -> np.uint64:
     return acc & _low_mask(width)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def fill_open(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray) -> None:
-    """OR the open bits (uint8, packed 8 per byte in index order) into the tiles' first words of ``state``.
+@njit(cache=True, nogil=True, inline="always")
+def _slabs(shape: np.ndarray, log: np.ndarray) -> tuple[Int, Int, Int]:
+    """``(slabs, rows_per_slab, rows)``: the slabs one tile thick along axis 0 and the lines along the last axis."""
+    d = shape.shape[0]
+    rows: Int = 1
+    for k in range(d - 1):
+        rows *= shape[k]
+    if d == 1:
+        return 1, 1, rows
+    return (shape[0] + (1 << log[0]) - 1) >> log[0], (1 << log[0]) * (rows // shape[0]), rows
 
-    Each run of a line along the last axis that falls in one tile is one shift. Slabs of one tile along axis 0
-    write disjoint tiles, so they run in parallel.
-    """
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill_slab(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray, slab: Int) -> None:
+    """OR the open bits of one slab's lines into its tiles, a shift per run of a line within one tile."""
     log, tile_strides = frame
     d = shape.shape[0]
     line = shape[d - 1]
     run = 1 << log[d - 1]
-    rows = 1
-    for k in range(d - 1):
-        rows *= shape[k]
-    if d == 1:
-        slabs = 1
-        rows_per_slab = 1
-    else:
-        extent0 = 1 << log[0]
-        slabs = (shape[0] + extent0 - 1) >> log[0]
-        rows_per_slab = extent0 * (rows // shape[0])
-    for slab in prange(slabs):
-        coords = np.zeros(d, np.int64)
-        first_row = slab * rows_per_slab
-        rest = first_row
+    run_mask = _low_mask(run)
+    _, rows_per_slab, rows = _slabs(shape, log)
+    coords = np.zeros(d, np.int64)
+    first_row = slab * rows_per_slab
+    rest = first_row
+    for k in range(d - 2, -1, -1):
+        coords[k] = rest % shape[k]
+        rest //= shape[k]
+    for row in range(first_row, min(rows, first_row + rows_per_slab)):
+        first_tile: Int = 0
+        first_bit: Int = 0
+        low = log[d - 1]
         for k in range(d - 2, -1, -1):
-            coords[k] = rest % shape[k]
-            rest //= shape[k]
-        for row in range(first_row, min(rows, first_row + rows_per_slab)):
-            first_tile: Int = 0
-            first_bit: Int = 0
-            low = log[d - 1]
-            for k in range(d - 2, -1, -1):
-                first_tile += (coords[k] >> log[k]) * tile_strides[k]
-                first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
-                low += log[k]
-            start = row * line
-            shift = np.uint64(first_bit)
-            for c in range(0, line, run):
-                bits = _byte_bits(open_bits, start + c, min(run, line - c))
-                state[WORDS_PER_TILE * (first_tile + (c >> log[d - 1]))] |= bits << shift
-            advance_axes(coords, shape, d - 2)
+            first_tile += (coords[k] >> log[k]) * tile_strides[k]
+            first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
+            low += log[k]
+        start = row * line
+        shift = np.uint64(first_bit)
+        # 64 bits of the line at a time (a whole number of runs), cut into runs by shifts
+        for c in range(0, line, 64):
+            word = _byte_bits(open_bits, start + c, min(64, line - c))
+            for j in range(0, min(64, line - c), run):
+                bits = (word >> np.uint64(j)) & run_mask
+                state[WORDS_PER_TILE * (first_tile + ((c + j) >> log[d - 1]))] |= bits << shift
+        advance_axes(coords, shape, d - 2)
+
+
+@njit(cache=True, nogil=True)
+def fill_open(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray) -> None:
+    """OR the open bits (uint8, packed 8 per byte in index order) into the tiles' first words of ``state``."""
+    for slab in range(_slabs(shape, frame[0])[0]):
+        _fill_slab(open_bits, shape, frame, state, slab)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def fill_open_parallel(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray) -> None:
+    """:func:`fill_open` with the slabs (one tile thick along axis 0, so they write disjoint tiles) in parallel."""
+    for slab in prange(_slabs(shape, frame[0])[0]):
+        _fill_slab(open_bits, shape, frame, state, slab)
+
+
+PARALLEL_FILL_TILES = 1 << 14
+"""Tiles (about a million vertices) from which :func:`bfs_frugal` fills the open bits in parallel."""
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -274,9 +298,10 @@ def expand_share(
     high_mask = ALL_BITS if code & 2 else ZERO
     labelled: Int = 0
     last_tile = edges.shape[0] - 1
+    far = last_tile >= PREFETCH_TILES
     for slot in range(first_slot, last_slot + 1):
         # the tiles a few slots ahead will move: their lines are asked for now, so the misses overlap
-        if slot + AHEAD <= last_slot:
+        if far and slot + AHEAD <= last_slot:
             ahead = ids[slot + AHEAD]
             prefetch(edges, ahead)
             prefetch(state, WORDS_PER_TILE * ahead)
@@ -484,6 +509,7 @@ def bfs_frugal(
     goal: int,
     threads: int,
     meter: np.ndarray | None = None,
+    wide: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """Whole-level BFS from ``start`` on the tiled frugal state (uint64, :func:`state_words`, zeroed); returns
     ``(length, expanded)``, length −1 when ``goal`` is unreachable.
@@ -491,13 +517,16 @@ def bfs_frugal(
     Narrow levels run in one compiled loop; each wide level is split over ``threads`` Python threads running
     the ``nogil`` kernel, which costs no spinning workers when the machine is busy. ``meter`` is a
     :class:`catalytic.kernels.backend.Meter`'s counts: ``meter[0]`` gets the vertices expanded before each
-    level, and ``meter[2]`` the bytes of the edge flags, the summary bit sets and the level lists.
+    level, and ``meter[2]`` the bytes of the edge flags, the summary bit sets and the level lists. ``wide``
+    is the tiles from which a level is split over threads and the open bits are filled in parallel (default
+    ``(PARALLEL_TILES, PARALLEL_FILL_TILES)``; the warm-up lowers them to compile those paths on a small lattice).
     """
+    parallel_tiles, parallel_fill_tiles = (PARALLEL_TILES, PARALLEL_FILL_TILES) if wide is None else wide
     meter = np.zeros(3, dtype=np.int64) if meter is None else meter
     shape, _, periodic = axes
     log, tile_strides, grid, tiles = tile_frame(shape)
     frame = (log, tile_strides)
-    fill_open(open_bits, shape, frame, state)
+    (fill_open_parallel if tiles >= parallel_fill_tiles else fill_open)(open_bits, shape, frame, state)
     inverse = _inverse_strides(axes[1])
     coords = np.empty(shape.shape[0], np.int64)
     start_tile, start_bit = _tile_bit(start, axes, inverse, coords, frame)
@@ -516,18 +545,20 @@ def bfs_frugal(
     listed[0][0] = start_tile
     listed[1][0] = np.uint64(start_bit)
     progress: tuple[Any, ...] = (1, 0, 0, 1)
-    limit = PARALLEL_TILES if threads > 1 else int(tiles) + 1
+    limit = parallel_tiles if threads > 1 else int(tiles) + 1
     geometry = (moves, tile_strides, edges)
     reach = int(moves[9])
     meter[2] += int(edges.nbytes + noted.nbytes)
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalytic-frugal") if threads > 1 else None
+    pool: ThreadPoolExecutor | None = None  # made at the first wide level: a narrow search never starts threads
     try:
         while True:
             status, progress, listed = serial_levels(state, geometry, goal_at, listed, noted, progress, limit, meter)
             if status == 1:
                 return int(progress[1]), int(progress[2])
-            if status == 2 or pool is None:
+            if status == 2 or threads == 1:
                 return -1, int(progress[2])
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="catalytic-frugal")
             count, depth, expanded, size = (int(x) for x in progress)
             code = 1 + (depth + 1) % 3
             expanded += size

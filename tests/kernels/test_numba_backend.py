@@ -3,6 +3,10 @@ frugal search at a million vertices, bit and 2-bit packing at byte boundaries, a
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -343,3 +347,22 @@ def test_the_tile_form_of_a_mask_is_kept_while_the_mask_lives() -> None:
     for _ in range(numba_backend.OPEN_TILES_ENTRIES + 2):
         _bfs(FAST, geom, FAST.open_mask(geom), [0], -1)
     assert len(numba_backend._OPEN_TILES) <= numba_backend.OPEN_TILES_ENTRIES
+
+
+def test_warm_up_reaches_every_frugal_kernel() -> None:
+    # the kernels the frugal search dispatches from Python, the wide-level ones (threads, the parallel fill)
+    # included, are compiled before a server is ready, not by the first large request; in a fresh process, so
+    # that no other test has called them first
+    probe = textwrap.dedent(
+        """
+        from catalytic import warmup
+        from catalytic.kernels import _numba_frugal as frugal
+
+        warmup.warm_up("numba")
+        dispatched = ("tile_frame", "tile_edges", "fill_open", "fill_open_parallel", "serial_levels")
+        dispatched += ("expand_share", "merge_noted", "list_range", "trace_path")
+        print([name for name in dispatched if not getattr(frugal, name).signatures])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=240, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

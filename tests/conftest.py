@@ -1,8 +1,10 @@
-"""Suite-wide test settings: hypothesis profiles, and ``tests/`` on ``sys.path`` for ``from naive import ...``."""
+"""Suite-wide test settings: hypothesis profiles, ``tests/`` on ``sys.path`` for ``from naive import ...``, and the
+numba kernels compiled once, in the background, when the suite runs on several workers."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,3 +37,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tagged = getattr(item, "_nodeid", None)
         if tagged and tagged != item.nodeid:
             item._id = coerce_node_id(tagged)
+
+
+_WARMUP_KEY = pytest.StashKey[subprocess.Popen[bytes]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, start ``catalytic warmup`` once, from the controller, before the workers need the kernels.
+
+    Every process that calls a kernel before numba's disk cache holds it compiles it: on a fresh checkout each
+    worker would compile the same kernels, under coverage's tracer (about 1.7x slower: 101 s against 58 s for the
+    17 signatures). One child without the tracer fills the cache (the default one, for this machine's CPU, as the
+    tests use) while the first tests run; a test that gets there first compiles as before. Nothing is asserted on
+    it: the answer of a kernel does not depend on where its machine code came from.
+    """
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    config.stash[_WARMUP_KEY] = subprocess.Popen(
+        [sys.executable, "-m", "catalytic.cli", "warmup", "--json"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The warm-up child is stopped by its id if it is still running when the session ends."""
+    child = config.stash.get(_WARMUP_KEY, None)
+    if child is not None and child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

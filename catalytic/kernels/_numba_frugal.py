@@ -52,7 +52,7 @@ from catalytic.kernels._numba_kernels import (
     trailing_zeros,
 )
 
-AHEAD = 32
+AHEAD = 8
 """Listed tiles between the one a thread moves and the one whose cache lines it asks for."""
 
 PREFETCH_TILES = 1 << 16

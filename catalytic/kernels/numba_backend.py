@@ -153,11 +153,19 @@ def _frame(geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
     return log, tile_strides
 
 
-def _words(state: Any) -> np.ndarray:
-    """The frugal state as uint64 words (a state handed out as bytes is viewed, not copied)."""
+def _words(state: Any, geom: Geometry) -> np.ndarray:
+    """The frugal state as uint64 words, checked to be :meth:`NumbaBackend.frugal_state_size` of ``geom`` (a
+    state sized for another lattice would be written past its end)."""
+    from catalytic.kernels import _numba_frugal
+
     array = np.asarray(state)
-    if array.dtype != np.uint64:
-        raise InvalidInputError("state", f"is {array.dtype}, not uint64 words", "an array of frugal_state_size")
+    words = _numba_frugal.state_words(geom.shape)
+    if array.dtype != np.uint64 or array.ndim != 1 or array.shape[0] != words or not array.flags.c_contiguous:
+        raise InvalidInputError(
+            "state",
+            f"is {array.dtype} of shape {array.shape}, not {words} contiguous uint64 words",
+            "an array of frugal_state_size(geom)",
+        )
     return array
 
 
@@ -446,7 +454,7 @@ class NumbaBackend(HostBackend):
         from catalytic.kernels import _numba_frugal
 
         out = np.empty(geom.vertices, dtype=np.uint8)
-        _numba_frugal.depth_codes(geom.shape, _words(state), _frame(geom), out)
+        _numba_frugal.depth_codes(geom.shape, _words(state, geom), _frame(geom), out)
         return out
 
     def bfs_frugal(self, geom: Geometry, open_bits: Any, start: int, goal: int, state: Any) -> tuple[int, int]:
@@ -463,8 +471,10 @@ class NumbaBackend(HostBackend):
         """
         from catalytic.kernels import _numba_frugal
 
+        if np.asarray(open_bits).shape != ((geom.vertices + 7) // 8,):
+            raise InvalidInputError("open_bits", f"has shape {np.asarray(open_bits).shape}", "open_bits(geom)")
         length, expanded = _numba_frugal.bfs_frugal(
-            _axes(geom), open_bits, _words(state), int(start), int(goal), _threads(), meter().counts
+            _axes(geom), open_bits, _words(state, geom), int(start), int(goal), _threads(), meter().counts
         )
         return int(length), int(expanded)
 
@@ -497,7 +507,7 @@ class NumbaBackend(HostBackend):
         if length < 0:
             raise InvalidInputError("length", f"{length} is negative", "the length of a found path, >= 0")
         path: np.ndarray = _numba_frugal.trace_path(
-            _axes(geom), _words(state), _frame(geom), int(start), int(goal), int(length)
+            _axes(geom), _words(state, geom), _frame(geom), int(start), int(goal), int(length)
         )
         if path.shape[0] == 0:
             raise InvalidInputError(

@@ -296,6 +296,11 @@ def test_bad_fields_raise_named_errors() -> None:
         FAST.trace_path_frugal(geom, bits, state, 0, 8, -1)
     with pytest.raises(InvalidInputError, match="state: is uint8"):
         FAST.bfs_frugal(geom, bits, 0, 8, FAST.full(3, 0, np.uint8))
+    # a state or a mask sized for another lattice is refused, not written past its end
+    with pytest.raises(InvalidInputError, match="state: is uint64 of shape"):
+        FAST.bfs_frugal(Geometry.of(Lattice((30, 30))), FAST.open_bits(Geometry.of(Lattice((30, 30)))), 0, 8, state)
+    with pytest.raises(InvalidInputError, match="open_bits"):
+        FAST.bfs_frugal(geom, FAST.open_bits(Geometry.of(Lattice((30, 30)))), 0, 8, state)
 
 
 def test_second_source_is_not_a_predecessor() -> None:

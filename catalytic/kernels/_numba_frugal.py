@@ -165,37 +165,73 @@ def _slabs(shape: np.ndarray, log: np.ndarray) -> tuple[Int, Int, Int]:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _fill_line(
+    open_bits: np.ndarray, start: Int, line: Int, state: np.ndarray, first_tile: Int, shift: np.uint64, log_last: Int
+) -> None:
+    """OR the open bits of the line from vertex ``start`` into its tiles: 64 bits read at a time (a whole number
+    of runs), cut into the runs each tile holds by shifts."""
+    run = 1 << log_last
+    run_mask = _low_mask(run)
+    for c in range(0, line, 64):
+        width = min(64, line - c)
+        word = _byte_bits(open_bits, start + c, width)
+        for j in range(0, width, run):
+            bits = (word >> np.uint64(j)) & run_mask
+            state[WORDS_PER_TILE * (first_tile + ((c + j) >> log_last))] |= bits << shift
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _fill_slab(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray, slab: Int) -> None:
-    """OR the open bits of one slab's lines into its tiles, a shift per run of a line within one tile."""
+    """OR the open bits of one slab's lines into its tiles, a row of tiles at a time.
+
+    The lines of one row of tiles (up to 64 of them, one per in-tile offset on the axes before the last) are
+    read one after another, so the row's tile words stay in cache while all of its lines are ORed in.
+    """
     log, tile_strides = frame
     d = shape.shape[0]
     line = shape[d - 1]
-    run = 1 << log[d - 1]
-    run_mask = _low_mask(run)
-    _, rows_per_slab, rows = _slabs(shape, log)
-    coords = np.zeros(d, np.int64)
-    first_row = slab * rows_per_slab
-    rest = first_row
-    for k in range(d - 2, -1, -1):
-        coords[k] = rest % shape[k]
-        rest //= shape[k]
-    for row in range(first_row, min(rows, first_row + rows_per_slab)):
+    if d == 1:
+        _fill_line(open_bits, 0, line, state, 0, ZERO, log[0])
+        return
+    m = d - 1  # the axes that pick a line
+    row_stride = np.empty(m, np.int64)
+    grid = np.empty(m, np.int64)
+    lines: Int = 1
+    offsets = 0
+    for k in range(m - 1, -1, -1):
+        row_stride[k] = lines
+        lines *= shape[k]
+        grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
+        offsets += log[k]
+    place = np.zeros(m, np.int64)  # the row of tiles: its tile coordinates on axes 0 .. d - 2
+    place[0] = slab
+    while True:
         first_tile: Int = 0
-        first_bit: Int = 0
-        low = log[d - 1]
-        for k in range(d - 2, -1, -1):
-            first_tile += (coords[k] >> log[k]) * tile_strides[k]
-            first_bit += (coords[k] & ((1 << log[k]) - 1)) << low
-            low += log[k]
-        start = row * line
-        shift = np.uint64(first_bit)
-        # 64 bits of the line at a time (a whole number of runs), cut into runs by shifts
-        for c in range(0, line, 64):
-            word = _byte_bits(open_bits, start + c, min(64, line - c))
-            for j in range(0, min(64, line - c), run):
-                bits = (word >> np.uint64(j)) & run_mask
-                state[WORDS_PER_TILE * (first_tile + ((c + j) >> log[d - 1]))] |= bits << shift
-        advance_axes(coords, shape, d - 2)
+        for k in range(m):
+            first_tile += place[k] * tile_strides[k]
+        for o in range(1 << offsets):
+            # o holds the in-tile offsets, axis d - 2 lowest: shifted past the last axis, the tile bit of the line
+            row: Int = 0
+            rest = o
+            inside = True
+            for k in range(m - 1, -1, -1):
+                c = (place[k] << log[k]) + (rest & ((1 << log[k]) - 1))
+                rest >>= log[k]
+                if c >= shape[k]:
+                    inside = False
+                    break
+                row += c * row_stride[k]
+            if inside:
+                _fill_line(open_bits, row * line, line, state, first_tile, np.uint64(o << log[d - 1]), log[d - 1])
+        k = m - 1
+        while k >= 1:
+            place[k] += 1
+            if place[k] < grid[k]:
+                break
+            place[k] = 0
+            k -= 1
+        if k < 1:
+            return
 
 
 @njit(cache=True, nogil=True)
@@ -310,7 +346,8 @@ def expand_share(
                 prefetch(state, WORDS_PER_TILE * min(ahead + step, last_tile))
                 prefetch(state, WORDS_PER_TILE * max(ahead - step, 0))
         tile = ids[slot]
-        f = words[slot]
+        shared_tile = tile < own_lo or tile > own_hi
+        f = words[slot] if shared_tile else _coded(state, tile, code - 1 if code > 1 else 3)
         flags = edges[tile]
         within = ZERO
         for m in range(moving):
@@ -345,21 +382,20 @@ def expand_share(
                     labelled += _label(
                         state, u, down << wrap_shift[m], code, low_mask, high_mask, noted, u < own_lo or u > own_hi
                     )
-        labelled += _label(state, tile, within, code, low_mask, high_mask, noted, tile < own_lo or tile > own_hi)
+        labelled += _label(state, tile, within, code, low_mask, high_mask, noted, shared_tile)
     return labelled
 
 
 @njit(cache=True, nogil=True)
 def list_level(
-    state: np.ndarray,
     noted: np.ndarray,
     lo: Int,
     hi: Int,
     listed: tuple[np.ndarray, np.ndarray],
-    code: Int,
 ) -> tuple[Int, tuple[np.ndarray, np.ndarray]]:
     """List the tiles noted in ``noted[:, lo >> 6 .. hi >> 6]`` (every thread's rows, cleared) in increasing
-    order with their ``code`` bits; returns ``(count, listed)``, the buffers doubled when they fill."""
+    order; returns ``(count, listed)``, the buffers doubled when they fill. A level on one thread reads each
+    tile's words as it moves it, so none are taken here."""
     ids, words = listed
     count: Int = 0
     for i in range(lo >> 6, (hi >> 6) + 1):
@@ -377,7 +413,6 @@ def list_level(
                 words = np.empty(2 * count, np.uint64)
             ids[count] = t
             count += 1
-    _read_words(state, ids, words, 0, count, code)
     return count, (ids, words)
 
 
@@ -412,19 +447,10 @@ def merge_noted(noted: np.ndarray, lo: Int, hi: Int, parts: Int) -> tuple[Int, n
 
 
 @njit(cache=True, nogil=True)
-def list_range(
-    state: np.ndarray,
-    noted: np.ndarray,
-    first: Int,
-    last: Int,
-    listed: tuple[np.ndarray, np.ndarray],
-    slot: Int,
-    code: Int,
-) -> None:
+def list_range(noted: np.ndarray, first: Int, last: Int, listed: tuple[np.ndarray, np.ndarray], slot: Int) -> None:
     """List the tiles noted in words ``first .. last - 1`` of the folded summary ``noted`` (cleared) from ``slot``
-    on, with their ``code`` bits."""
-    ids, words = listed
-    begin = slot
+    on."""
+    ids = listed[0]
     for i in range(first, last):
         bits = noted[i]
         noted[i] = ZERO
@@ -432,16 +458,42 @@ def list_range(
             ids[slot] = (i << 6) + np.int64(trailing_zeros(bits))
             bits &= bits - ONE
             slot += 1
-    _read_words(state, ids, words, begin, slot, code)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _read_words(state: np.ndarray, ids: np.ndarray, words: np.ndarray, begin: Int, end: Int, code: Int) -> None:
-    """``words[begin:end]``: the ``code`` bits of the tiles ``ids[begin:end]``, their lines asked for ahead."""
-    for slot in range(begin, end):
-        if slot + AHEAD < end:
-            prefetch(state, WORDS_PER_TILE * ids[slot + AHEAD])
-        words[slot] = _coded(state, ids[slot], code)
+@njit(cache=True, nogil=True)
+def take_zones(
+    state: np.ndarray, listed: tuple[np.ndarray, np.ndarray], count: Int, reach: Int, threads: Int, code: Int
+) -> Int:
+    """Take the ``code`` bits of the tiles another thread may write this level into ``listed[1]``; returns how
+    many.
+
+    These are the tiles of each share within one move of the share's ends (the tiles :func:`expand_share`
+    writes atomically): another thread may label them while this share moves them, so their words are taken
+    before the level starts. Every other tile is written by its own thread only and is read as it is moved.
+    """
+    ids, words = listed
+    taken: Int = 0
+    for t in range(threads):
+        first_slot = t * count // threads
+        last_slot = (t + 1) * count // threads - 1
+        if first_slot > last_slot:
+            continue
+        low_end = first_slot  # the share's first tile past its bottom zone
+        if t > 0:
+            slot = first_slot
+            while slot <= last_slot and ids[slot] < ids[first_slot] + reach:
+                words[slot] = _coded(state, ids[slot], code)
+                slot += 1
+            low_end = slot
+            taken += slot - first_slot
+        if t < threads - 1:
+            slot = last_slot
+            while slot >= low_end and ids[slot] > ids[last_slot] - reach:
+                tile: Int = ids[slot]
+                words[slot] = _coded(state, tile, code)
+                slot -= 1
+            taken += last_slot - slot
+    return taken
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -485,7 +537,7 @@ def serial_levels(
             return 1, (count, depth, expanded, size), listed
         lo = max(listed[0][0] - reach, 0)
         hi = min(listed[0][count - 1] + reach, tiles - 1)
-        count, listed = list_level(state, noted, lo, hi, listed, code)
+        count, listed = list_level(noted, lo, hi, listed)
     return 2, (count, depth, expanded + size, size), listed
 
 
@@ -563,6 +615,7 @@ def bfs_frugal(
             code = 1 + (depth + 1) % 3
             expanded += size
             meter[0] = expanded
+            take_zones(state, listed, count, reach, threads, 1 + depth % 3)
             level = (state, listed, count, moves, tile_strides, edges, code)
             futures = [pool.submit(expand_share, *level, noted[t], t, threads) for t in range(threads)]
             size = sum(int(future.result()) for future in futures)
@@ -577,7 +630,7 @@ def bfs_frugal(
                 capacity = max(count, 2 * listed[0].shape[0])
                 listed = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.uint64))
             parts = [(int(bounds[t]), int(bounds[t + 1]), int(offsets[t])) for t in range(threads)]
-            lists = [pool.submit(list_range, state, noted[0], a, b, listed, at, code) for a, b, at in parts]
+            lists = [pool.submit(list_range, noted[0], a, b, listed, at) for a, b, at in parts]
             for part in lists:
                 part.result()
             progress = (count, depth, expanded, size)

@@ -489,7 +489,7 @@ def take_zones(
         if t < threads - 1:
             slot = last_slot
             while slot >= low_end and ids[slot] > ids[last_slot] - reach:
-                tile: Int = ids[slot]
+                tile = np.int64(ids[slot])
                 words[slot] = _coded(state, tile, code)
                 slot -= 1
             taken += last_slot - slot

@@ -120,21 +120,31 @@ def tile_frame(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, I
     return log, tile_strides, grid, tiles
 
 
-@njit(cache=True, nogil=True)
 def tile_edges(grid: np.ndarray, out: np.ndarray) -> None:
     """Write each tile's faces into ``out`` (uint16 or uint32 per tile): bit ``2k`` when it is the first along
-    axis ``k``, bit ``2k + 1`` when the last."""
-    d = grid.shape[0]
-    coords = np.zeros(d, np.int64)
-    for t in range(out.shape[0]):
-        flags = 0
-        for k in range(d):
-            if coords[k] == 0:
-                flags |= 1 << (2 * k)
-            if coords[k] == grid[k] - 1:
-                flags |= 1 << (2 * k + 1)
-        out[t] = flags
-        advance_axes(coords, grid, d - 1)
+    axis ``k``, bit ``2k + 1`` when the last.
+
+    The flags of the axes after the first repeat for every tile coordinate on the first axis: they are worked
+    out once for the grid without its first axis, shifted two bits up and broadcast, and the first and last
+    blocks get the first axis's own flags.
+
+    Examples
+    --------
+    >>> out = np.empty(6, dtype=np.uint16)
+    >>> tile_edges(np.array([2, 3]), out)
+    >>> out.tolist()
+    [5, 1, 9, 6, 2, 10]
+    """
+    blocks = out.reshape(int(grid[0]), -1)
+    if grid.shape[0] == 1:
+        blocks[:] = 0
+    else:
+        rest = np.empty(blocks.shape[1], dtype=out.dtype)
+        tile_edges(grid[1:], rest)
+        np.left_shift(rest, 2, out=rest)
+        blocks[:] = rest
+    blocks[0] |= out.dtype.type(1)
+    blocks[-1] |= out.dtype.type(2)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -417,12 +427,9 @@ def list_level(
 
 
 @njit(cache=True, nogil=True)
-def merge_noted(noted: np.ndarray, lo: Int, hi: Int, parts: Int) -> tuple[Int, np.ndarray, np.ndarray]:
-    """Fold every thread's row of ``noted[:, lo >> 6 .. hi >> 6]`` into row 0 and cut it into ``parts`` ranges of
-    words holding about as many tiles each; returns ``(tiles, bounds, offsets)``: part ``k`` is the words
-    ``bounds[k] .. bounds[k + 1] - 1`` and lists its tiles from slot ``offsets[k]``."""
-    first = lo >> 6
-    last = (hi >> 6) + 1
+def fold_noted(noted: np.ndarray, first: Int, last: Int) -> Int:
+    """Fold every thread's row of ``noted[:, first .. last - 1]`` into row 0 (the others cleared); returns the
+    tiles noted there."""
     total: Int = 0
     for i in range(first, last):
         bits = noted[0, i]
@@ -431,19 +438,7 @@ def merge_noted(noted: np.ndarray, lo: Int, hi: Int, parts: Int) -> tuple[Int, n
             noted[r, i] = ZERO
         noted[0, i] = bits
         total += np.int64(popcount(bits))
-    bounds = np.full(parts + 1, last, np.int64)
-    offsets = np.full(parts + 1, total, np.int64)
-    bounds[0] = first
-    offsets[0] = 0
-    running: Int = 0
-    k = 1
-    for i in range(first, last):
-        while k < parts and running >= total * k // parts:
-            bounds[k] = i
-            offsets[k] = running
-            k += 1
-        running += np.int64(popcount(noted[0, i]))
-    return total, bounds, offsets
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -624,13 +619,20 @@ def bfs_frugal(
                 return depth, expanded
             lo = max(int(listed[0][0]) - reach, 0)
             hi = min(int(listed[0][count - 1]) + reach, int(tiles) - 1)
-            total, bounds, offsets = merge_noted(noted, lo, hi, threads)
-            count = int(total)
+            # each thread folds, then lists, an equal range of the summary words; the ranges' tiles are counted
+            # first, so each knows where its list starts
+            first, last = lo >> 6, (hi >> 6) + 1
+            bounds = [first + (last - first) * t // threads for t in range(threads + 1)]
+            folds = [pool.submit(fold_noted, noted, bounds[t], bounds[t + 1]) for t in range(threads)]
+            counts = [int(fold.result()) for fold in folds]
+            count = sum(counts)
             if count > listed[0].shape[0]:
                 capacity = max(count, 2 * listed[0].shape[0])
                 listed = (np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.uint64))
-            parts = [(int(bounds[t]), int(bounds[t + 1]), int(offsets[t])) for t in range(threads)]
-            lists = [pool.submit(list_range, noted[0], a, b, listed, at) for a, b, at in parts]
+            starts = [sum(counts[:t]) for t in range(threads)]
+            lists = [
+                pool.submit(list_range, noted[0], bounds[t], bounds[t + 1], listed, starts[t]) for t in range(threads)
+            ]
             for part in lists:
                 part.result()
             progress = (count, depth, expanded, size)

@@ -364,8 +364,8 @@ def test_warm_up_reaches_every_frugal_kernel() -> None:
         from catalytic.kernels import _numba_frugal as frugal
 
         warmup.warm_up("numba")
-        dispatched = ("tile_frame", "tile_edges", "fill_open", "fill_open_parallel", "serial_levels")
-        dispatched += ("expand_share", "merge_noted", "list_range", "trace_path")
+        dispatched = ("tile_frame", "fill_open", "fill_open_parallel", "serial_levels")
+        dispatched += ("expand_share", "fold_noted", "list_range", "trace_path")
         print([name for name in dispatched if not getattr(frugal, name).signatures])
         """
     )

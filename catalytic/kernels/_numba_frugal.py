@@ -46,6 +46,7 @@ from catalytic.kernels._numba_kernels import (
     _walk_step,
     advance_axes,
     decompose,
+    list_noted,
     popcount,
     prefetch,
     tile_logs,
@@ -215,7 +216,10 @@ def _fill_slab(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np
         offsets += log[k]
     place = np.zeros(m, np.int64)  # the row of tiles: its tile coordinates on axes 0 .. d - 2
     place[0] = slab
-    while True:
+    tile_rows: Int = 1
+    for k in range(1, m):
+        tile_rows *= grid[k]
+    for _ in range(tile_rows):
         first_tile: Int = 0
         for k in range(m):
             first_tile += place[k] * tile_strides[k]
@@ -233,15 +237,7 @@ def _fill_slab(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np
                 row += c * row_stride[k]
             if inside:
                 _fill_line(open_bits, row * line, line, state, first_tile, np.uint64(o << log[d - 1]), log[d - 1])
-        k = m - 1
-        while k >= 1:
-            place[k] += 1
-            if place[k] < grid[k]:
-                break
-            place[k] = 0
-            k -= 1
-        if k < 1:
-            return
+        advance_axes(place[1:], grid[1:], m - 2)
 
 
 @njit(cache=True, nogil=True)
@@ -445,14 +441,7 @@ def fold_noted(noted: np.ndarray, first: Int, last: Int) -> Int:
 def list_range(noted: np.ndarray, first: Int, last: Int, listed: tuple[np.ndarray, np.ndarray], slot: Int) -> None:
     """List the tiles noted in words ``first .. last - 1`` of the folded summary ``noted`` (cleared) from ``slot``
     on."""
-    ids = listed[0]
-    for i in range(first, last):
-        bits = noted[i]
-        noted[i] = ZERO
-        while bits != 0:
-            ids[slot] = (i << 6) + np.int64(trailing_zeros(bits))
-            bits &= bits - ONE
-            slot += 1
+    list_noted(noted, first, last, listed[0], slot)
 
 
 @njit(cache=True, nogil=True)

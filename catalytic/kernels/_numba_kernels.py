@@ -733,6 +733,20 @@ def _expand_tiles(
         _move(reached, noted, free, t, within)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def list_noted(noted: np.ndarray, first: Int, last: Int, ids: np.ndarray, slot: Int) -> Int:
+    """Write the tiles whose bits are set in words ``first .. last - 1`` of the summary ``noted`` (one bit per
+    tile; cleared) into ``ids`` from ``slot`` on, in increasing order; returns the slot after the last."""
+    for i in range(first, last):
+        bits = noted[i]
+        noted[i] = ZERO
+        while bits != 0:
+            ids[slot] = (i << 6) + np.int64(trailing_zeros(bits))
+            bits &= bits - ONE
+            slot += 1
+    return slot
+
+
 @njit(cache=True, nogil=True)
 def bfs_tiles(
     axes: Axes,
@@ -784,14 +798,7 @@ def bfs_tiles(
             noted[t >> 6] |= ONE << np.uint64(t & 63)
     if target >= 0 and dist[target] == 0:
         return 0
-    count: Int = 0
-    for i in range(noted.shape[0]):
-        bits = noted[i]
-        noted[i] = ZERO
-        while bits != 0:
-            listed[count] = (i << 6) + np.int64(trailing_zeros(bits))
-            bits &= bits - ONE
-            count += 1
+    count = list_noted(noted, 0, noted.shape[0], listed, 0)
     expanded: Int = 0
     step = 0
     while count > 0:

@@ -442,14 +442,10 @@ class NumbaBackend(HostBackend):
         Examples
         --------
         >>> from catalytic.lattice import Lattice
-        >>> geom = Geometry.of(Lattice((5,)))
-        >>> backend = NumbaBackend()
-        >>> size, dtype = backend.frugal_state_size(geom)
-        >>> state = backend.full(size, 0, dtype)
-        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 4, state)
-        (4, 4)
-        >>> backend.frugal_depths(geom, state).tolist()
-        [1, 2, 3, 1, 2]
+        >>> geom, backend = Geometry.of(Lattice((3, 2))), NumbaBackend()
+        >>> state = backend.full(*backend.frugal_state_size(geom)[:1], 0, np.uint64)
+        >>> backend.bfs_frugal(geom, backend.open_bits(geom), 0, 5, state), backend.frugal_depths(geom, state).tolist()
+        ((3, 5), [1, 2, 2, 3, 3, 1])
         """
         from catalytic.kernels import _numba_frugal
 

@@ -164,15 +164,11 @@ def _byte_bits(packed: np.ndarray, pos: Int, width: Int) -> np.uint64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _slabs(shape: np.ndarray, log: np.ndarray) -> tuple[Int, Int, Int]:
-    """``(slabs, rows_per_slab, rows)``: the slabs one tile thick along axis 0 and the lines along the last axis."""
-    d = shape.shape[0]
-    rows: Int = 1
-    for k in range(d - 1):
-        rows *= shape[k]
-    if d == 1:
-        return 1, 1, rows
-    return (shape[0] + (1 << log[0]) - 1) >> log[0], (1 << log[0]) * (rows // shape[0]), rows
+def _slabs(shape: np.ndarray, log: np.ndarray) -> Int:
+    """The slabs one tile thick along axis 0 that the open-bit fill works through (one on a 1-D lattice)."""
+    if shape.shape[0] == 1:
+        return 1
+    return (shape[0] + (1 << log[0]) - 1) >> log[0]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -243,14 +239,14 @@ def _fill_slab(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np
 @njit(cache=True, nogil=True)
 def fill_open(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray) -> None:
     """OR the open bits (uint8, packed 8 per byte in index order) into the tiles' first words of ``state``."""
-    for slab in range(_slabs(shape, frame[0])[0]):
+    for slab in range(_slabs(shape, frame[0])):
         _fill_slab(open_bits, shape, frame, state, slab)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def fill_open_parallel(open_bits: np.ndarray, shape: np.ndarray, frame: Frame, state: np.ndarray) -> None:
     """:func:`fill_open` with the slabs (one tile thick along axis 0, so they write disjoint tiles) in parallel."""
-    for slab in prange(_slabs(shape, frame[0])[0]):
+    for slab in prange(_slabs(shape, frame[0])):
         _fill_slab(open_bits, shape, frame, state, slab)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 __all__ = ["WarmupReport", "check", "compile_device_kernels", "seed_cache", "warm_start", "warm_up"]
 
-_KERNEL_MODULES = ("catalytic.kernels._numba_kernels", "catalytic.kernels._numba_frugal")
+_KERNEL_MODULES = ("catalytic.kernels._numba_kernels", "catalytic.kernels._numba_frugal", "catalytic.transforms")
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,21 @@ def _warm_wide_frugal() -> None:
         raise RuntimeError(f"the threaded frugal search answered {wide}, the serial one {narrow}")
 
 
+def _warm_transforms() -> None:
+    """Every transform, forward and inverse, into a new array and in place, on each lane width (1, 2, 4 and 8
+    bytes: the element types its kernels are compiled for), checked to round-trip."""
+    from catalytic.transforms import OPS, inverse, transform
+
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        data = np.arange(4096 * 2 + 77, dtype=np.uint64).astype(dtype)
+        for op in OPS:
+            back = inverse(transform(data, op, seed=1), op, seed=1)
+            work = data.copy()
+            inverse(transform(work, op, seed=2, out=work), op, seed=2, out=work)
+            if not (np.array_equal(back, data) and np.array_equal(work, data)):
+                raise RuntimeError(f"transform {op!r} on {np.dtype(dtype)} did not round-trip")
+
+
 def _dispatchers() -> list[Any]:
     from numba.core.registry import CPUDispatcher
 
@@ -308,6 +323,7 @@ def warm_up(backend: str = "numba") -> WarmupReport:
     _run_workload(backend)
     if resolve_backend(backend)[0] in ("numba", "cupy"):
         _warm_wide_frugal()
+    _warm_transforms()
     device_kernels = 0
     if resolve_backend(backend)[0] == "cupy":
         _run_workload("numba")

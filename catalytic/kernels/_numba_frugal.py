@@ -49,7 +49,7 @@ from catalytic.kernels._numba_kernels import (
     list_noted,
     popcount,
     prefetch,
-    tile_logs,
+    tile_frame,
     trailing_zeros,
 )
 
@@ -104,21 +104,6 @@ def _atomic_or_compiled(array: Any, index: Any, value: Any) -> Any:
         return _atomic_rmw_or(array, index, value)  # type: ignore[call-arg]
 
     return swap if isinstance(array, types.Array) and isinstance(array.dtype, types.Integer) else None
-
-
-@njit(cache=True, nogil=True)
-def tile_frame(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Int]:
-    """The tile grid of ``shape``: ``(log, tile_strides, grid, tiles)``, as :func:`tiling` cuts it."""
-    d = shape.shape[0]
-    log = tile_logs(shape)
-    grid = np.empty(d, np.int64)
-    tile_strides = np.empty(d, np.int64)
-    tiles: Int = 1
-    for k in range(d - 1, -1, -1):
-        grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
-        tile_strides[k] = tiles
-        tiles *= grid[k]
-    return log, tile_strides, grid, tiles
 
 
 def tile_edges(grid: np.ndarray, out: np.ndarray) -> None:
@@ -477,8 +462,9 @@ def take_zones(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _has_code(state: np.ndarray, tile: Int, bit: np.uint64) -> bool:
-    return ((state[WORDS_PER_TILE * tile + 1] | state[WORDS_PER_TILE * tile + 2]) & bit) != 0
+def _code_at(state: np.ndarray, tile: Int, bit: np.uint64) -> Int:
+    at = WORDS_PER_TILE * tile
+    return np.int64((state[at + 1] & bit) != 0) + 2 * np.int64((state[at + 2] & bit) != 0)
 
 
 @njit(cache=True, nogil=True)
@@ -513,7 +499,7 @@ def serial_levels(
         meter[0] = expanded
         size = expand_share(state, listed, count, moves, tile_strides, edges, code, noted[0], 0, 1)
         depth += 1
-        if _has_code(state, goal[0], goal[1]):
+        if _code_at(state, goal[0], goal[1]) != 0:
             return 1, (count, depth, expanded, size), listed
         lo = max(listed[0][0] - reach, 0)
         hi = min(listed[0][count - 1] + reach, tiles - 1)
@@ -600,7 +586,7 @@ def bfs_frugal(
             futures = [pool.submit(expand_share, *level, noted[t], t, threads) for t in range(threads)]
             size = sum(int(future.result()) for future in futures)
             depth += 1
-            if _has_code(state, goal_at[0], goal_at[1]):
+            if _code_at(state, goal_at[0], goal_at[1]) != 0:
                 return depth, expanded
             lo = max(int(listed[0][0]) - reach, 0)
             hi = min(int(listed[0][count - 1]) + reach, int(tiles) - 1)
@@ -625,12 +611,6 @@ def bfs_frugal(
         meter[2] += int(listed[0].nbytes + listed[1].nbytes)
         if pool is not None:
             pool.shutdown()
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _code_at(state: np.ndarray, tile: Int, bit: np.uint64) -> Int:
-    at = WORDS_PER_TILE * tile
-    return np.int64((state[at + 1] & bit) != 0) + 2 * np.int64((state[at + 2] & bit) != 0)
 
 
 @njit(cache=True, nogil=True)

@@ -473,6 +473,21 @@ def tile_logs(shape: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def tile_frame(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Int]:
+    """The tile grid of ``shape``: ``(log, tile_strides, grid, tiles)``, as :func:`tiling` cuts it."""
+    d = shape.shape[0]
+    log = tile_logs(shape)
+    grid = np.empty(d, np.int64)
+    tile_strides = np.empty(d, np.int64)
+    tiles: Int = 1
+    for k in range(d - 1, -1, -1):
+        grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
+        tile_strides[k] = tiles
+        tiles *= grid[k]
+    return log, tile_strides, grid, tiles
+
+
+@njit(cache=True, nogil=True)
 def tiling(shape: np.ndarray, strides: np.ndarray) -> tuple[np.ndarray, ...]:
     """Cut the lattice into tiles of 64 vertices, a box of ``2^log[k]`` along each axis, one word of bits each.
 
@@ -492,18 +507,10 @@ def tiling(shape: np.ndarray, strides: np.ndarray) -> tuple[np.ndarray, ...]:
     never open.
     """
     d = shape.shape[0]
-    log = tile_logs(shape)
+    log, tile_strides, grid, tiles = tile_frame(shape)
     total = 0
     for k in range(d):
         total += log[k]
-    grid = np.empty(d, np.int64)
-    for k in range(d):
-        grid[k] = (shape[k] + (1 << log[k]) - 1) >> log[k]
-    tile_strides = np.empty(d, np.int64)
-    tiles = 1
-    for k in range(d - 1, -1, -1):
-        tile_strides[k] = tiles
-        tiles *= grid[k]
     offset = np.zeros(64, np.int64)
     for b in range(1 << total):
         low = 0

@@ -393,12 +393,18 @@ async def expired_jobs(db: Queries, now: float, lease_s: float, limit: int, *, l
     ``lock`` (PostgreSQL, inside a transaction) locks the rows and skips those another replica holds.
     """
     sql = (
-        "SELECT id, status, attempts, capability FROM service_jobs WHERE status IN ('queued', 'running') "
+        "SELECT id, status, attempts, capability, owner FROM service_jobs WHERE status IN ('queued', 'running') "
         f"AND owner <> '' AND {_LEASE} < $1 ORDER BY created_at LIMIT $2"
     )
     rows = await db.fetch(sql + (" FOR UPDATE SKIP LOCKED" if lock else ""), now, limit, lease_s)
     return [
-        {"id": r["id"], "status": r["status"], "attempts": int(r["attempts"]), "capability": r["capability"]}
+        {
+            "id": r["id"],
+            "status": r["status"],
+            "attempts": int(r["attempts"]),
+            "capability": r["capability"],
+            "owner": r["owner"],
+        }
         for r in rows
     ]
 

@@ -7,6 +7,11 @@ expired (its replica died) is taken over atomically, re-queued here from its sto
 again; after ``JOB_MAX_ATTEMPTS`` started attempts it fails instead, with job.failed written in the same
 transaction like every other completion. Cancelled and finished jobs are never taken over.
 
+A database outage fails no job. While the database cannot be reached a running job runs on: its progress
+writes and status polls are skipped, its end is recorded once the database answers again, and the reclaimer
+of its own replica renews (never takes over) the leases that lapsed meanwhile. A job whose claim met the
+outage is queued here again.
+
 Jobs are claimed by capability. A job on a large lattice whose operation runs on the device (BFS, distance
 fields, components; :func:`wants_gpu`) is a ``gpu`` job: it goes to the shared queue (the database), where GPU
 workers claim it first, each within its free device memory, and any worker may take it once
@@ -51,6 +56,7 @@ from catalytic.service.metrics import (
     LATTICE_OPERATIONS,
 )
 from catalytic.service.results import open_store, result_name
+from catalytic.storage import DatabaseUnavailable
 
 __all__ = [
     "Emit",
@@ -72,6 +78,9 @@ log = logging.getLogger("catalytic.service")
 
 PROGRESS_WRITE_S = 0.5
 """A running job's progress row is written at most this often, however fast its kernels report."""
+
+END_RETRY_S = (0.25, 5.0)
+"""The first and the longest wait between tries to record a job's end while the database cannot be reached."""
 
 Emit = Callable[..., Awaitable[Any]]
 """``emit(conn, event_type, data, tenant=...)``: records an event for ``tenant``'s webhook endpoints in the same
@@ -534,6 +543,11 @@ class JobRunner:
                         await self.memory.release(needed)
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as exc:
+                # Before its run (claim, arrays): nothing ran, so the job is queued here again and tried later. Had
+                # the claim committed unseen, the next claim refuses it and its lease hands it to the reclaimer.
+                log.warning("job %s not started: %s; queued again", job_id, exc, extra={"job_id": job_id})
+                self._wait_turn(job_id, task)
             except Exception as exc:
                 # Failed here, once, with the reason: left running, the job would be taken over and run again.
                 log.exception("job %s: runner failure", job_id)
@@ -599,6 +613,9 @@ class JobRunner:
                 on_device = slot.device and job["capability"] == "gpu" and needed <= room
                 held = needed if on_device else 0
                 self.device_held += held
+        except DatabaseUnavailable as exc:
+            log.warning("no job claimed from the shared queue: %s", exc)
+            return None
         except Exception:
             log.exception("claiming a job from the shared queue failed")
             return None
@@ -678,7 +695,8 @@ class JobRunner:
             if 0 <= now - written_at < PROGRESS_WRITE_S:  # a clock set back writes at once
                 return
             written_at = now
-            await queries.set_progress(self.db, job_id, fraction)
+            with contextlib.suppress(DatabaseUnavailable):  # progress is advisory: the next report writes it
+                await queries.set_progress(self.db, job_id, fraction)
 
         started = time.perf_counter()
         run = asyncio.create_task(slot.run(task, progress))
@@ -695,7 +713,7 @@ class JobRunner:
                 except WorkerLost:
                     reason = "cancelled" if job_id in self._cancelled else "worker"
                     lost_because = slot.exit_reason()
-            elif job_id in self._cancelled or await queries.job_status(self.db, job_id) == "cancelled":
+            elif job_id in self._cancelled or await self._polled_status(job_id) == "cancelled":
                 reason = "cancelled"
             elif job_id in self._lost:
                 reason = "lost"
@@ -732,6 +750,13 @@ class JobRunner:
             error = {"status": 500, "error": "worker_lost", "message": lost_because, "fields": []}
         await self._finish(job_id, task["operation"], "failed", error=error)
 
+    async def _polled_status(self, job_id: str) -> str | None:
+        """The status of a job running here, or None while the database cannot be reached (the job runs on)."""
+        try:
+            return await queries.job_status(self.db, job_id)
+        except DatabaseUnavailable:
+            return None
+
     async def _succeed(
         self, job_id: str, operation: str, answer: dict[str, Any], stored: dict[str, Any] | None
     ) -> None:
@@ -763,21 +788,54 @@ class JobRunner:
         array: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> bool:
-        now = self.clock()
-        async with self.db.transaction() as conn:
-            if not await queries.finish_job(
-                conn,
-                job_id,
-                status,
-                now,
-                error=error,
-                body=body,
-                array=array,
-                owner=self.owner,
-                expires_at=now + self.result_ttl_s,
-            ):
-                return False
-            await self._emit_end(conn, job_id, status)
+        """Record a job's end and its event in one transaction; False when it was cancelled or taken over.
+
+        While the database cannot be reached the end is tried again (waits from ``END_RETRY_S[0]`` doubling to
+        ``END_RETRY_S[1]``) for as long as this process runs: the answer is held here meanwhile, and the job's
+        lease, renewed by no one, lets another replica take it over if this one stops. A try that failed at
+        COMMIT may have committed: a later try that finds the job already ended by this replica with the same
+        status counts it as recorded.
+        """
+        wait, longest = END_RETRY_S
+        tries = 0
+        while True:
+            tries += 1
+            now = self.clock()
+            try:
+                async with self.db.transaction() as conn:
+                    recorded = await queries.finish_job(
+                        conn,
+                        job_id,
+                        status,
+                        now,
+                        error=error,
+                        body=body,
+                        array=array,
+                        owner=self.owner,
+                        expires_at=now + self.result_ttl_s,
+                    )
+                    if recorded:
+                        await self._emit_end(conn, job_id, status)
+                if not recorded and tries > 1:
+                    job = await queries.get_job(self.db, job_id)
+                    recorded = job is not None and job["status"] == status and job["owner"] == self.owner
+                    if recorded:
+                        log.info("job %s: its end was recorded by an earlier try", job_id, extra={"job_id": job_id})
+                        return True
+                break
+            except DatabaseUnavailable as exc:
+                if tries == 1:
+                    log.warning(
+                        "job %s %s, not recorded yet: %s; trying again until the database answers",
+                        job_id,
+                        status,
+                        exc,
+                        extra={"job_id": job_id},
+                    )
+                await asyncio.sleep(wait)
+                wait = min(2 * wait, longest)
+        if not recorded:
+            return False
         JOBS.labels(status).inc()
         log.info("job %s %s", job_id, status, extra={"job_id": job_id, "operation": operation})
         return True
@@ -819,6 +877,10 @@ class JobRunner:
                 conn, now, self.lease_s, room, lock=getattr(self.db, "dialect", "") == "postgresql"
             )
             for row in rows:
+                if row["owner"] == self.owner and row["id"] in self._owned:
+                    # Still held here: its renewals failed (the database was away), but this replica never stopped.
+                    await queries.renew_lease(conn, row["id"], self.owner, now + self.lease_s)
+                    continue
                 if row["attempts"] >= self.max_attempts:
                     error = {
                         "status": 500,
@@ -860,6 +922,8 @@ class JobRunner:
             await asyncio.sleep(self.lease_s / 3)
             try:
                 await self.renew_leases()
+            except DatabaseUnavailable as exc:
+                log.warning("job lease renewal skipped: %s", exc)
             except Exception:
                 log.exception("job lease renewal failed")
 
@@ -867,6 +931,8 @@ class JobRunner:
         while True:
             try:
                 await self.heartbeat()
+            except DatabaseUnavailable as exc:
+                log.warning("job worker heartbeat skipped: %s", exc)
             except Exception:
                 log.exception("job worker heartbeat failed")
             await asyncio.sleep(self.lease_s / 3)
@@ -880,6 +946,8 @@ class JobRunner:
             await asyncio.sleep(delay)
             try:
                 await self.reclaim_once()
+            except DatabaseUnavailable as exc:
+                log.warning("job reclaim pass skipped: %s", exc)
             except Exception:
                 log.exception("job reclaim pass failed")
             delay = period * random.uniform(0.5, 1.5)

@@ -262,7 +262,9 @@ class NumbaBackend(HostBackend):
     # --- searches ---------------------------------------------------------------------------------------
 
     def bfs(self, geom: Geometry, open_mask: Any, sources: np.ndarray, target: int, dist: Any) -> int:
-        """Multi-source whole-level BFS on bit sets of 64-vertex tiles (over a vertex queue past the tile limit).
+        """Multi-source whole-level BFS on bit sets: of the whole lattice where that is estimated faster
+        (:func:`catalytic.kernels._numba_levels.whole_levels_pay`: many short axes), else of 64-vertex tiles
+        (over a vertex queue past the tile limit).
 
         Examples
         --------
@@ -273,10 +275,15 @@ class NumbaBackend(HostBackend):
         >>> backend.bfs(geom, backend.open_mask(geom), np.array([2]), -1, dist), dist.tolist()
         (5, [2, 1, 0, 1, 2])
         """
+        from catalytic.kernels import _numba_levels
+
         seeds = np.ascontiguousarray(sources, dtype=np.int64)
-        layout = _tiles(geom)
         counts = meter()
         axes = _axes(geom)
+        if _numba_levels.whole_levels_pay(tuple(geom.shape.tolist()), tuple(bool(p) for p in geom.periodic)):
+            mask = np.ascontiguousarray(open_mask).view(np.uint8)
+            return int(_numba_levels.bfs_levels(axes, mask, seeds, int(target), dist, counts.counts))
+        layout = _tiles(geom)
         if layout is None:
             queue = np.empty(geom.vertices, dtype=_index_dtype(geom.vertices))
             counts.allocated(queue.nbytes)

@@ -31,7 +31,12 @@ import numpy as np
 
 __all__ = ["WarmupReport", "check", "compile_device_kernels", "seed_cache", "warm_start", "warm_up"]
 
-_KERNEL_MODULES = ("catalytic.kernels._numba_kernels", "catalytic.kernels._numba_frugal", "catalytic.transforms")
+_KERNEL_MODULES = (
+    "catalytic.kernels._numba_kernels",
+    "catalytic.kernels._numba_frugal",
+    "catalytic.kernels._numba_levels",
+    "catalytic.transforms",
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ def _workload() -> list[tuple[str, Any]]:
         "boxes": Lattice((10, 10), obstacles=[{"kind": "box", "lo": [2, 2], "hi": [7, 7]}]),
         "explicit": Lattice((6, 6), blocked=explicit),
         "weighted": Lattice((8, 8), weights=weights),
+        # many short axes: the numba BFS runs whole-lattice levels here (whole_levels_pay)
+        "many_axes": Lattice((4, 4, 4, 4, 4), obstacles=[{"kind": "random", "p": 0.15, "seed": 5}]),
     }
     return list(lattices.items())
 

@@ -21,6 +21,7 @@ import pytest
 
 from catalytic.kernels import _numba_frugal as frugal
 from catalytic.kernels import _numba_kernels as kernels
+from catalytic.kernels import _numba_levels as levels
 from catalytic.kernels.backend import Geometry
 from catalytic.kernels.numba_backend import NumbaBackend
 from catalytic.kernels.numpy_backend import NumpyBackend
@@ -47,6 +48,7 @@ LATTICES = {
     "4d-thin": lambda: _lattice(4, (2, 5, 1, 9), [True, False, True, True], 0.15),
     "2d-weighted": lambda: _lattice(6, (10, 10), [False, True], 0.2, weighted=True),
     "open-3d": lambda: Lattice((4, 3, 5), periodic=[True, False, True]),
+    "5d-mixed": lambda: _lattice(7, (3, 4, 2, 3, 5), [False, True, True, False, True], 0.2),
 }
 
 
@@ -104,6 +106,9 @@ def test_searches(lattice: Lattice) -> None:
         queue = np.empty(geom.vertices, np.int64)
         assert kernels.bfs(_axes(geom), mask, sources, target, queued, queue, np.zeros(3, np.int64)) == expanded
         np.testing.assert_array_equal(queued, want)
+        whole = np.full(geom.vertices, -1, np.int32)
+        assert levels.bfs_levels(_axes(geom), mask, sources, target, whole, np.zeros(3, np.int64)) == expanded
+        np.testing.assert_array_equal(whole, want)
     for s, g in ((start, goal), (goal, start), (start, start)):
         got = [FAST.full(geom.vertices, -1, np.int32) for _ in range(2)]
         ref = [REFERENCE.full(geom.vertices, -1, np.int32) for _ in range(2)]

@@ -35,6 +35,7 @@ _KERNEL_MODULES = (
     "catalytic.kernels._numba_kernels",
     "catalytic.kernels._numba_frugal",
     "catalytic.kernels._numba_levels",
+    "catalytic.distributed._relax",
     "catalytic.transforms",
 )
 
@@ -118,12 +119,12 @@ def _workload() -> list[tuple[str, Any]]:
     return list(lattices.items())
 
 
-def _run_workload(backend: str) -> list[tuple[str, Any]]:
-    """Every call of the workload on ``backend``, with its answer."""
+def _run_workload(backend: str, workload: list[tuple[str, Any]] | None = None) -> list[tuple[str, Any]]:
+    """Every call of the workload (default :func:`_workload`) on ``backend``, with its answer."""
     from catalytic import kernels
 
     answers: list[tuple[str, Any]] = []
-    for name, lattice in _workload():
+    for name, lattice in _workload() if workload is None else workload:
         open_vertices = np.flatnonzero(lattice.open_mask_flat())
         start = tuple(int(c) for c in lattice.coords_of(int(open_vertices[0])))
         goal = tuple(int(c) for c in lattice.coords_of(int(open_vertices[-1])))
@@ -181,6 +182,65 @@ def _warm_wide_frugal() -> None:
     narrow = _numba_frugal.bfs_frugal(axes, bits, states[1], 0, geom.vertices - 1, 1)
     if wide != narrow or not np.array_equal(states[0], states[1]):
         raise RuntimeError(f"the threaded frugal search answered {wide}, the serial one {narrow}")
+
+
+def _shared_workload(read_only: bool) -> list[tuple[str, Any]]:
+    """Lattices as a Ray worker holds them (``read_only``): the open mask adopted from a read-only array (Ray's
+    object store maps one copy per node, :func:`catalytic.kernels.adopt_open_mask`), and the weights read-only
+    too; else the same lattices as a server holds them."""
+    from catalytic.kernels import adopt_open_mask
+    from catalytic.lattice import Lattice
+
+    weights = np.linspace(1.0, 2.0, 8 * 8, dtype=np.float64).reshape(8, 8)
+    weights.flags.writeable = not read_only
+    obstacles = [{"kind": "random", "p": 0.3, "seed": 2}]
+    lattices = {
+        "shared": Lattice((7, 6, 5), periodic=[True, False, False], obstacles=obstacles),
+        "shared weighted": Lattice((8, 8), weights=weights),
+    }
+    for lattice in lattices.values() if read_only else ():
+        mask = lattice.open_mask_flat().astype(np.uint8)
+        mask.flags.writeable = False
+        adopt_open_mask(lattice, mask, "numba")
+    return list(lattices.items())
+
+
+def _warm_shared() -> None:
+    """The signatures a Ray worker needs and a server does not: every call of the workload on read-only masks
+    and weights (:func:`_shared_workload`), and a slab's lowering of BFS steps from halo seeds at their own
+    depths (:func:`catalytic.distributed._relax.lower_from_seeds`) on tiles, on writable and read-only masks,
+    and as the bucket search of lattices past the tile limit, with and without face bit sets. Every answer is
+    checked against the same call on writable arrays."""
+    from catalytic.distributed._relax import axis_faces, lower_from_seeds
+    from catalytic.kernels.backend import Geometry
+    from catalytic.lattice import Lattice
+
+    expected = dict(_run_workload("numba", _shared_workload(read_only=False)))
+    for call, answer in _run_workload("numba", _shared_workload(read_only=True)):
+        if not _same(answer, expected[call]):
+            raise RuntimeError(f"{call} on read-only arrays differs from the same call on writable ones")
+
+    lattice = Lattice((9, 8, 7), periodic=[False, True, False], obstacles=[{"kind": "random", "p": 0.2, "seed": 4}])
+    geom = Geometry.of(lattice)
+    mask = lattice.open_mask_flat().astype(np.uint8)
+    frozen = mask.copy()
+    frozen.flags.writeable = False
+    open_vertices = np.flatnonzero(mask)
+    seeds = open_vertices[[0, open_vertices.size // 2, -1]]
+    axes = (geom.shape, geom.strides, geom.periodic)
+    answers = []
+    for open_mask, faces, on_tiles in (
+        (mask, None, True),
+        (frozen, None, True),
+        (mask, axis_faces(*axes[:2], mask), False),
+        (frozen, None, False),
+    ):
+        dist = np.full(geom.vertices, -1, dtype=np.int32)
+        dist[seeds] = [0, 3, 5]
+        lower_from_seeds(*axes, open_mask, dist, seeds, faces, geom if on_tiles else None)
+        answers.append(dist)
+    if not all(np.array_equal(answers[0], other) for other in answers[1:]):
+        raise RuntimeError("a slab's lowering from halo seeds differs between its tile and bucket searches")
 
 
 def _warm_transforms() -> None:
@@ -330,6 +390,7 @@ def warm_up(backend: str = "numba") -> WarmupReport:
     _run_workload(backend)
     if resolve_backend(backend)[0] in ("numba", "cupy"):
         _warm_wide_frugal()
+        _warm_shared()
     _warm_transforms()
     device_kernels = 0
     if resolve_backend(backend)[0] == "cupy":

@@ -354,9 +354,10 @@ def test_the_tile_form_of_a_mask_is_kept_while_the_mask_lives() -> None:
     assert len(numba_backend._OPEN_TILES) <= numba_backend.OPEN_TILES_ENTRIES
 
 
-def test_warm_up_reaches_every_frugal_and_whole_level_kernel() -> None:
+def test_warm_up_reaches_every_kernel_a_server_or_a_ray_worker_dispatches() -> None:
     # the kernels the frugal search dispatches from Python, the wide-level ones (threads, the parallel fill)
-    # included, are compiled before a server is ready, not by the first large request; in a fresh process, so
+    # included, are compiled before a server is ready, not by the first large request; so are the searches on
+    # read-only masks and a slab's lowering from halo seeds, which a Ray worker runs; in a fresh process, so
     # that no other test has called them first
     probe = textwrap.dedent(
         """
@@ -370,7 +371,19 @@ def test_warm_up_reaches_every_frugal_and_whole_level_kernel() -> None:
         from catalytic.kernels import _numba_levels as levels
 
         print([name for name in ("bfs_levels",) if not getattr(levels, name).signatures])
+        from numba.core import types
+
+        from catalytic.distributed import _relax
+        from catalytic.kernels import _numba_kernels as kernels
+
+        def on_shared_masks(kernel):
+            mask = types.Array(types.uint8, 1, "C", readonly=True)
+            return any(signature[1] == mask for signature in kernel.signatures)
+
+        searches = ("bidirectional", "dijkstra", "trace_path", "label", "degree_histogram")
+        missing = [name for name in searches if not on_shared_masks(getattr(kernels, name))]
+        print(missing + [name for name in ("_lower", "_by_depth") if not getattr(_relax, name).signatures])
         """
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=240, check=True)
-    assert done.stdout.strip().splitlines()[-2:] == ["[]", "[]"], done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-3:] == ["[]", "[]", "[]"], done.stdout + done.stderr

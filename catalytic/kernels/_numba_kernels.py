@@ -461,6 +461,23 @@ def _pack_word(octets: np.ndarray, w: Int) -> np.uint64:
     return acc
 
 
+@njit(cache=True, nogil=True)
+def pack_bits(open_mask: np.ndarray, packed: np.ndarray) -> None:
+    """Pack the uint8 open mask (0 or 1 per vertex) into ``packed`` in index order, 8 bytes a multiply: bit
+    ``i & 63`` of word ``i >> 6`` is vertex ``i``, the bits past the last vertex 0; words after the last vertex's
+    are left as they are."""
+    n = open_mask.shape[0]
+    full = n >> 6
+    octets = open_mask[: full << 6].view(np.uint64)
+    for w in range(full):
+        packed[w] = _pack_word(octets, w)
+    if n & 63:
+        tail = np.uint64(0)
+        for i in range(full << 6, n):
+            tail |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)
+        packed[full] = tail
+
+
 _tile_logs = njit(cache=True, nogil=True, inline="always")(rule_tile_logs)
 
 
@@ -549,12 +566,7 @@ def _pack_tiles(
     line = shape[d - 1]
     run = 1 << log[d - 1]
     packed = np.zeros(((n + 63) >> 6) + 1, np.uint64)
-    full = n >> 6
-    octets = open_mask[: full << 6].view(np.uint64)
-    for w in range(full):
-        packed[w] = _pack_word(octets, w)
-    for i in range(full << 6, n):
-        packed[full] |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)
+    pack_bits(open_mask, packed)
     out[:] = ZERO
     whole = line - line % run
     run_mask = _low_mask(run)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from catalytic.kernels._numba_kernels import _pack_word, trailing_zeros
+from catalytic.kernels._numba_kernels import pack_bits, trailing_zeros
 from catalytic.kernels._rules import tile_count, tile_logs
 
 __all__ = ["bfs_levels", "level_moves", "move_masks", "whole_levels_pay"]
@@ -202,14 +202,8 @@ def move_masks(moves: Moves, words: Int) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _pack_open(open_mask: np.ndarray, words: Int) -> np.ndarray:
     """The uint8 open mask as bits in index order (8 bytes a multiply); padding bits past the end are 0."""
-    n = open_mask.shape[0]
     packed = np.zeros(words, np.uint64)
-    full = n >> 6
-    octets = open_mask[: full << 6].view(np.uint64)
-    for w in range(full):
-        packed[w] = _pack_word(octets, w)
-    for i in range(full << 6, n):
-        packed[full] |= np.uint64(open_mask[i] & 1) << np.uint64(i & 63)
+    pack_bits(open_mask, packed)
     return packed
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernels.random_lattices import random_lattice
 from naive import canonical_path, nx_distances
 
 from catalytic.kernels import _numba_kernels as kernels
@@ -23,11 +24,7 @@ SIDES = {1: 300, 2: 40, 3: 13, 4: 7, 5: 5, 6: 4}
 
 
 def _random_lattice(seed: int, ndim: int) -> Lattice:
-    rng = np.random.default_rng(seed)
-    shape = tuple(int(n) for n in rng.integers(1, SIDES[ndim] + 1, size=ndim))
-    periodic = [bool(flag) for flag in rng.integers(0, 2, size=ndim)]
-    p = float(rng.uniform(0.0, 0.45))
-    return Lattice(shape, periodic=periodic, obstacles=[{"kind": "random", "p": p, "seed": seed}])
+    return random_lattice(seed, ndim, SIDES)
 
 
 @pytest.mark.parametrize("ndim", list(SIDES))

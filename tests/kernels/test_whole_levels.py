@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernels.random_lattices import random_lattice
 
 from catalytic.kernels import _numba_kernels as kernels
 from catalytic.kernels import _numba_levels as levels
@@ -24,11 +25,7 @@ SIDES = {1: 400, 2: 70, 3: 17, 4: 9, 5: 6, 6: 5, 7: 4, 8: 3, 9: 3, 10: 3}
 
 
 def _random_lattice(seed: int, ndim: int) -> Lattice:
-    rng = np.random.default_rng(seed)
-    shape = tuple(int(n) for n in rng.integers(1, SIDES[ndim] + 1, size=ndim))
-    periodic = [bool(flag) for flag in rng.integers(0, 2, size=ndim)]
-    p = float(rng.uniform(0.0, 0.45))
-    return Lattice(shape, periodic=periodic, obstacles=[{"kind": "random", "p": p, "seed": seed}])
+    return random_lattice(seed, ndim, SIDES)
 
 
 def _levels(geom: Geometry, mask: np.ndarray, sources: np.ndarray, target: int) -> tuple[np.ndarray, int, np.ndarray]:

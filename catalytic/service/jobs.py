@@ -791,8 +791,8 @@ class JobRunner:
         """Record a job's end and its event in one transaction; False when it was cancelled or taken over.
 
         While the database cannot be reached the end is tried again (waits from ``END_RETRY_S[0]`` doubling to
-        ``END_RETRY_S[1]``) for as long as this process runs: the answer is held here meanwhile, and the job's
-        lease, renewed by no one, lets another replica take it over if this one stops. A try that failed at
+        ``END_RETRY_S[1]``) for as long as this process runs: the answer is held here meanwhile, and should this
+        process stop, the job's lease lapses and another replica takes it over. A try that failed at
         COMMIT may have committed: a later try that finds the job already ended by this replica with the same
         status counts it as recorded.
         """

@@ -4,8 +4,10 @@ numba kernels compiled once, in the background, when the suite runs on several w
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from hypothesis import HealthCheck, settings
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
+
+from warmed import WARMED_ENV  # noqa: E402 - found through the path set just above
 
 # Generated lattices are built and checked against networkx, which is slow next to hypothesis' own budget.
 settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,6 +45,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 _WARMUP_KEY = pytest.StashKey[subprocess.Popen[bytes]]()
 
+_WARM_AND_MARK = """
+import pathlib, sys
+from catalytic.cli import main
+status = 1
+try:
+    status = main(["warmup", "--json"])
+finally:
+    pathlib.Path(sys.argv[1]).write_text(str(status))
+"""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under xdist, start ``catalytic warmup`` once, from the controller, before the workers need the kernels.
@@ -48,13 +62,17 @@ def pytest_configure(config: pytest.Config) -> None:
     Every process that calls a kernel before numba's disk cache holds it compiles it: on a fresh checkout each
     worker would compile the same kernels, under coverage's tracer (about 1.7x slower: 101 s against 58 s for the
     17 signatures). One child without the tracer fills the cache (the default one, for this machine's CPU, as the
-    tests use) while the first tests run; a test that gets there first compiles as before. Nothing is asserted on
-    it: the answer of a kernel does not depend on where its machine code came from.
+    tests use) while the first tests run; a test that gets there first compiles as before, except Ray's, whose
+    cluster starts once the child has ended (``warmed.wait_for_warm_up``: its worker processes would each compile
+    the kernels again). Nothing is asserted on it: the answer of a kernel does not depend on where its machine
+    code came from.
     """
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
         return
+    marker = Path(tempfile.mkdtemp(prefix="catalytic-warmup-")) / "ended"
+    os.environ[WARMED_ENV] = str(marker)  # the workers, started after this, inherit it
     config.stash[_WARMUP_KEY] = subprocess.Popen(
-        [sys.executable, "-m", "catalytic.cli", "warmup", "--json"],
+        [sys.executable, "-c", _WARM_AND_MARK, str(marker)],
         cwd=Path(__file__).resolve().parents[1],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -71,3 +89,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+    marker = os.environ.pop(WARMED_ENV, None) if child is not None else None
+    if marker:
+        shutil.rmtree(Path(marker).parent, ignore_errors=True)

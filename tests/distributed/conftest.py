@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from warmed import wait_for_warm_up
 
 OBJECT_STORE_BYTES = 256 * 2**20
 _HERE = Path(__file__).resolve().parent
@@ -25,7 +26,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[dict[str, Any]]:
-    """The shared local Ray: ``{"address": GCS address, "dashboard": job-submission URL}``."""
+    """The shared local Ray: ``{"address": GCS address, "dashboard": job-submission URL}``, started once the
+    suite's warm-up has filled numba's cache, so that its worker processes load the kernels instead of each
+    compiling them."""
+    wait_for_warm_up()
     try:
         import ray
     except ImportError as exc:

@@ -35,7 +35,8 @@ deploy-tools: $(CHECKOV)
 	@tools/ensure-deploy-tools
 
 # Three workers on two cores: much of the suite waits on servers, subprocesses and timers, and a third worker
-# runs while the others wait (on the 2-core reference machine, 7.6 min against 11-12.7 min with two).
+# runs while the others wait (on the 2-core reference machine a fresh clone's suite took 7.8-9.4 min with three,
+# 11-12.7 min with two).
 test: $(STAMP) services deploy-tools
 	$(BIN)/ruff check catalytic bench tests
 	$(BIN)/ruff format --check catalytic bench tests

@@ -47,9 +47,9 @@ _WARMUP_KEY = pytest.StashKey[subprocess.Popen[bytes]]()
 
 _WARM_AND_MARK = """
 import pathlib, sys
-from catalytic.cli import main
 status = 1
 try:
+    from catalytic.cli import main
     status = main(["warmup", "--json"])
 finally:
     pathlib.Path(sys.argv[1]).write_text(str(status))
